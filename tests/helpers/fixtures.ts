@@ -1,0 +1,22 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** Repository root (tests/helpers/ is two levels down). */
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+
+/**
+ * The shared fixtures made by the official MOOD code. They live beside the checkout
+ * (`../shared/fixtures`), in CI as on developer machines; MOOD_FIXTURES overrides.
+ */
+export const FIXTURES_DIR = process.env.MOOD_FIXTURES ?? path.resolve(REPO_ROOT, '..', 'shared', 'fixtures');
+
+export function fixturePath(...parts: string[]): string {
+  return path.join(FIXTURES_DIR, ...parts);
+}
+
+export function haveFixtures(): boolean {
+  return fs.existsSync(path.join(FIXTURES_DIR, 'manifest.json'));
+}
+
+/** Debian's python3 with python3-torch/sklearn (not the pyenv python first on PATH). */
+export const SYSTEM_PYTHON = process.env.MOOD_TEST_PYTHON ?? '/usr/bin/python3';
