@@ -1,0 +1,112 @@
+/** Shared helpers of the OOD test suites: fixture readers, tolerance checks, live sklearn runner. */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { expect } from 'vitest';
+import { fixturePath, SYSTEM_PYTHON } from '../helpers/fixtures';
+
+export interface OodFileEntry {
+  file: string;
+  dtype: 'float64' | 'int64';
+  shape: number[];
+}
+
+export interface OfficialEntry {
+  metric: string;
+  labels: string;
+  auroc: number;
+  aupr: number;
+  fpr95: number;
+}
+
+export interface OodScoreEntry {
+  definition: string;
+  in: OodFileEntry;
+  ood: OodFileEntry;
+  orientation: 'higher_is_ood' | 'higher_is_id';
+  auroc: number;
+  aupr_out: number;
+  aupr_in: number;
+  fpr95_percentile: number;
+  fpr95_roc: number;
+  official_as_called?: OfficialEntry;
+}
+
+export interface OodManifest {
+  files: Record<string, OodFileEntry>;
+  scores: Record<string, OodScoreEntry>;
+}
+
+export function haveOodFixtures(): boolean {
+  return fs.existsSync(fixturePath('ood', 'manifest.json'));
+}
+
+export function loadOodManifest(): OodManifest {
+  return JSON.parse(fs.readFileSync(fixturePath('ood', 'manifest.json'), 'utf8')) as OodManifest;
+}
+
+/** Read a raw little-endian float64 `.bin` (copying into an aligned buffer), checking its size vs the shape. */
+export function readFloat64(entry: OodFileEntry): Float64Array {
+  expect(entry.dtype).toBe('float64');
+  const buf = fs.readFileSync(fixturePath('ood', entry.file));
+  const count = entry.shape.reduce((a, b) => a * b, 1);
+  expect(buf.length).toBe(count * 8);
+  const out = new Float64Array(count);
+  for (let i = 0; i < count; i++) out[i] = buf.readDoubleLE(i * 8);
+  return out;
+}
+
+/** |actual − expected| <= rel·|expected| (plus a 1e-15 floor so exact zeros compare). */
+export function expectClose(actual: number, expected: number, rel = 1e-6, label = ''): void {
+  const ok = Math.abs(actual - expected) <= rel * Math.abs(expected) + 1e-15;
+  if (!ok) expect.fail(`${label}: got ${actual}, expected ${expected} (rel tol ${rel})`);
+}
+
+export function expectArrayClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rel: number, label: string): void {
+  expect(actual.length, `${label} length`).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i];
+    const e = expected[i];
+    if (a === e) continue; // also covers matching infinities
+    if (!(Math.abs(a - e) <= rel * Math.abs(e) + 1e-15)) expect.fail(`${label}[${i}]: got ${a}, expected ${e}`);
+  }
+}
+
+/** True when /usr/bin/python3 (or MOOD_TEST_PYTHON) can import numpy and sklearn. */
+export function haveSklearn(): boolean {
+  const r = spawnSync(SYSTEM_PYTHON, ['-c', 'import numpy, sklearn'], { encoding: 'utf8' });
+  return r.status === 0;
+}
+
+/**
+ * Run a Python script with SYSTEM_PYTHON. Named float64 arrays are written to a temp dir as
+ * `<name>.bin`; the script gets the dir as argv[1] and must print one JSON document.
+ */
+export function runPython<T>(script: string, arrays: Record<string, Float64Array>): T {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-ood-test-'));
+  try {
+    for (const [name, a] of Object.entries(arrays)) {
+      fs.writeFileSync(path.join(dir, `${name}.bin`), Buffer.from(a.buffer, a.byteOffset, a.byteLength));
+    }
+    const scriptPath = path.join(dir, 'check.py');
+    fs.writeFileSync(scriptPath, script);
+    const r = spawnSync(SYSTEM_PYTHON, [scriptPath, dir], { encoding: 'utf8', maxBuffer: 512 * 1024 * 1024 });
+    if (r.status !== 0) throw new Error(`python failed (${r.status}): ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Small seeded PRNG (mulberry32) so generated test data are reproducible. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
