@@ -26,7 +26,9 @@ export function fprAtTprFromCurve(c: BinaryCurve, level: number): number {
  * (accepted as ID) when strictly below the ID percentile threshold.
  */
 export function fprPercentileFromPrepared(p: PreparedScores, level: number): number {
-  const threshold = linearQuantileSorted(p.in, level);
+  // np.percentile(x, 100·level) divides by 100 again; (level·100)/100 is not always level (0.999),
+  // and the threshold must be the very same double for the strict comparison below.
+  const threshold = linearQuantileSorted(p.in, (level * 100) / 100);
   // p.ood is ascending: count the prefix strictly below the threshold by binary search.
   let lo = 0;
   let hi = p.ood.length;
