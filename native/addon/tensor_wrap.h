@@ -1,0 +1,33 @@
+// The JS handle of one (possibly still pending) native tensor.
+#pragma once
+#include <napi.h>
+
+#include "core/executor.h"
+
+namespace mood_addon {
+
+class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  static Napi::Object Wrap(Napi::Env env, mood::PendingPtr p);
+  static mood::PendingPtr PendingOf(const Napi::Env& env, const Napi::Value& v, const char* what);
+
+  explicit TensorWrap(const Napi::CallbackInfo& info);
+
+ private:
+  static Napi::Value FromTypedArray(const Napi::CallbackInfo& info);  // (array, shape, dtype, device?)
+  static Napi::Value Op(const Napi::CallbackInfo& info);              // (name, inputs[], attrs?, device?)
+
+  Napi::Value IsReady(const Napi::CallbackInfo& info);   // settled (ok or failed)?
+  Napi::Value Meta(const Napi::CallbackInfo& info);      // waits; {dtype, shape, device} or throws the op's error
+  Napi::Value Read(const Napi::CallbackInfo& info);      // Promise<TypedArray>
+  Napi::Value WhenReady(const Napi::CallbackInfo& info); // Promise<void>, rejects with the op's error
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value IsDisposed(const Napi::CallbackInfo& info);
+
+  const mood::PendingPtr& pending(const Napi::Env& env) const;
+  mood::PendingPtr pending_;
+  static Napi::FunctionReference* constructor_;
+};
+
+}  // namespace mood_addon

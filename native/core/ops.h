@@ -1,0 +1,58 @@
+// Named tensor operations: the vocabulary the TypeScript Tensor API speaks.
+// Each op takes tensors plus named attributes and returns one or more tensors.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace mood {
+
+using ArgValue = std::variant<bool, int64_t, double, std::string, std::vector<int64_t>, std::vector<double>>;
+
+// Attributes of one op call ("dim", "keepdim", "shape", ...). Getters throw std::invalid_argument
+// naming the attribute and what was expected.
+class OpArgs {
+ public:
+  void set(std::string name, ArgValue v) { values_[std::move(name)] = std::move(v); }
+  bool has(const std::string& name) const { return values_.count(name) != 0; }
+  bool get_bool(const std::string& name, bool dflt) const;
+  int64_t get_int(const std::string& name) const;
+  int64_t get_int(const std::string& name, int64_t dflt) const;
+  double get_double(const std::string& name) const;
+  double get_double(const std::string& name, double dflt) const;
+  std::string get_string(const std::string& name, const std::string& dflt) const;
+  std::vector<int64_t> get_ints(const std::string& name) const;
+  std::vector<int64_t> get_ints(const std::string& name, std::vector<int64_t> dflt) const;
+  // A scalar that keeps its integer-ness (so int tensors + 2 stay int).
+  at::Scalar get_scalar(const std::string& name) const;
+
+ private:
+  const ArgValue* find(const std::string& name) const;
+  std::map<std::string, ArgValue> values_;
+};
+
+enum class OpCost {
+  kLight,  // elementwise / view / reduction: inline on the JS thread when inputs are small
+  kHeavy,  // matmul, linalg, sort...: always queued unless inputs are tiny
+};
+
+struct OpInfo {
+  int min_inputs;
+  int max_inputs;   // -1: variadic
+  int num_outputs;  // fixed output count
+  OpCost cost;
+};
+
+// Throws std::invalid_argument for an unknown op (listing the closest names).
+const OpInfo& op_info(const std::string& name);
+std::vector<at::Tensor> run_op(const std::string& name, const std::vector<at::Tensor>& inputs, const OpArgs& args);
+std::vector<std::string> op_names();
+
+at::ScalarType parse_dtype(const std::string& name);  // "float32", "int64", ...; throws on unknown
+std::string dtype_name(at::ScalarType t);              // PyTorch's python names
+
+}  // namespace mood

@@ -1,0 +1,91 @@
+#include "core/runtime.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/Context.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <stdexcept>
+#include <thread>
+
+// OpenBLAS keeps its own thread pool that at::set_num_threads does not govern. Weak symbols let us
+// steer it when present without linking to it (libtorch may use another BLAS).
+extern "C" {
+void openblas_set_num_threads(int) __attribute__((weak));
+int openblas_get_num_threads(void) __attribute__((weak));
+char* openblas_get_config(void) __attribute__((weak));
+}
+
+namespace mood {
+namespace {
+ThreadSettings g_threads;
+}
+
+ThreadSettings configure_threads(int n, const std::string& source) {
+  if (n <= 0) {
+    unsigned hc = std::thread::hardware_concurrency();
+    n = hc == 0 ? 1 : static_cast<int>(hc);
+  }
+  at::set_num_threads(n);
+  if (openblas_set_num_threads) openblas_set_num_threads(n);
+  g_threads.source = source;
+  return current_threads();
+}
+
+ThreadSettings current_threads() {
+  ThreadSettings s = g_threads;
+  s.intra_op = at::get_num_threads();
+  s.blas = openblas_get_num_threads ? openblas_get_num_threads() : -1;
+  return s;
+}
+
+c10::Device parse_device(const std::string& spec) {
+  if (spec == "cpu") return c10::Device(c10::kCPU);
+  if (spec.rfind("cuda", 0) == 0) {
+    int index = 0;
+    if (spec.size() > 4) {
+      if (spec[4] != ':' || spec.size() == 5) throw std::invalid_argument("unknown device '" + spec + "': expected 'cpu', 'cuda' or 'cuda:N'");
+      for (size_t i = 5; i < spec.size(); ++i)
+        if (spec[i] < '0' || spec[i] > '9') throw std::invalid_argument("unknown device '" + spec + "': expected 'cpu', 'cuda' or 'cuda:N'");
+      index = std::stoi(spec.substr(5));
+    }
+    if (!torch::cuda::is_available()) {
+      throw std::invalid_argument("device '" + spec + "' requested but CUDA is not available (libtorch " +
+                                  std::string(TORCH_VERSION) + " " +
+                                  (at::hasCUDA() ? "has CUDA but no GPU is visible" : "was built without CUDA") + ")");
+    }
+    int count = static_cast<int>(torch::cuda::device_count());
+    if (index >= count) throw std::invalid_argument("device '" + spec + "' out of range: " + std::to_string(count) + " CUDA device(s)");
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw std::invalid_argument("unknown device '" + spec + "': expected 'cpu', 'cuda' or 'cuda:N'");
+}
+
+std::string device_name(const c10::Device& d) {
+  if (d.is_cpu()) return "cpu";
+  return d.str();
+}
+
+BuildInfo build_info() {
+  BuildInfo b;
+  b.torch_version = MOOD_TORCH_VERSION_STRING;
+  b.cuda_compiled = at::hasCUDA();
+  b.cuda_available = torch::cuda::is_available();
+  b.cuda_device_count = b.cuda_available ? static_cast<int>(torch::cuda::device_count()) : 0;
+#if defined(USE_C10D_GLOO) || defined(MOOD_HAVE_GLOO_HEADERS)
+  b.gloo = true;
+#endif
+#if defined(USE_C10D_NCCL) || defined(MOOD_HAVE_NCCL)
+  b.nccl = b.cuda_compiled;
+#endif
+#if defined(_GLIBCXX_USE_CXX11_ABI) && _GLIBCXX_USE_CXX11_ABI
+  b.cxx_abi = "cxx11";
+#else
+  b.cxx_abi = "pre-cxx11";
+#endif
+  b.parallel_info = at::get_parallel_info();
+  if (openblas_get_config) b.blas = std::string("OpenBLAS ") + openblas_get_config();
+  return b;
+}
+
+}  // namespace mood

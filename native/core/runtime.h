@@ -1,0 +1,39 @@
+// Process-wide runtime settings: threads, devices, build facts.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+namespace mood {
+
+struct ThreadSettings {
+  int intra_op = 0;       // at::get_num_threads()
+  int blas = -1;          // OpenBLAS threads when OpenBLAS is the BLAS, else -1
+  std::string source;     // "MOOD_NUM_THREADS", "default (all cores)", "explicit"
+};
+
+// Sets intra-op and BLAS threads together so the two pools never oversubscribe the cores.
+// n <= 0 means "all cores" (std::thread::hardware_concurrency()).
+ThreadSettings configure_threads(int n, const std::string& source);
+ThreadSettings current_threads();
+
+// Parses "cpu", "cuda", "cuda:N"; throws std::invalid_argument with a clear message
+// (unknown device, CUDA not compiled in / not available, index out of range).
+c10::Device parse_device(const std::string& spec);
+std::string device_name(const c10::Device& d);
+
+struct BuildInfo {
+  std::string torch_version;   // the libtorch this was compiled against
+  bool cuda_compiled = false;  // libtorch has CUDA
+  bool cuda_available = false; // and a device is present
+  int cuda_device_count = 0;
+  bool gloo = false;
+  bool nccl = false;
+  std::string cxx_abi;         // "cxx11" or "pre-cxx11"
+  std::string parallel_info;   // at::get_parallel_info()
+  std::string blas;            // what the BLAS reports, when it can tell
+};
+BuildInfo build_info();
+
+}  // namespace mood

@@ -1,0 +1,111 @@
+// Tests of the op table and the executor, independent of Node.
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <thread>
+
+#include "core/executor.h"
+#include "core/ops.h"
+#include "core/runtime.h"
+#include "tests/test_harness.h"
+
+using namespace mood;
+
+MOOD_TEST(ops_add_broadcasts) {
+  auto a = at::tensor({1.0f, 2.0f, 3.0f}).reshape({3, 1});
+  auto b = at::tensor({10.0f, 20.0f});
+  auto r = run_op("add", {a, b}, OpArgs())[0];
+  CHECK(r.sizes() == at::IntArrayRef({3, 2}));
+  CHECK_CLOSE(r[2][1].item<float>(), 23.0, 0);
+}
+
+MOOD_TEST(ops_scalar_keeps_integer_dtype) {
+  OpArgs args;
+  args.set("other", int64_t(2));
+  auto r = run_op("mul", {at::arange(4, at::kLong)}, args)[0];
+  CHECK(r.scalar_type() == at::kLong);
+  CHECK(r[3].item<int64_t>() == 6);
+}
+
+MOOD_TEST(ops_pinv_identity) {
+  auto a = at::randn({5, 3}, at::kDouble);
+  auto p = run_op("pinv", {a}, OpArgs())[0];
+  CHECK_CLOSE((at::matmul(at::matmul(a, p), a) - a).abs().max().item<double>(), 0.0, 1e-12);
+}
+
+MOOD_TEST(ops_cov_matches_definition) {
+  auto x = at::randn({4, 50}, at::kDouble);
+  OpArgs args;
+  args.set("correction", int64_t(0));
+  auto c = run_op("cov", {x}, args)[0];
+  auto xc = x - x.mean(1, true);
+  auto expect = at::matmul(xc, xc.t()) / 50.0;
+  CHECK_CLOSE((c - expect).abs().max().item<double>(), 0.0, 1e-12);
+}
+
+MOOD_TEST(ops_topk_two_outputs) {
+  OpArgs args;
+  args.set("k", int64_t(2));
+  auto r = run_op("topk", {at::tensor({3.0f, 9.0f, 1.0f, 7.0f})}, args);
+  CHECK(r.size() == 2);
+  CHECK(r[1][0].item<int64_t>() == 1);
+  CHECK(r[1][1].item<int64_t>() == 3);
+}
+
+MOOD_TEST(ops_unknown_name_and_bad_arity_throw) {
+  bool threw = false;
+  try { run_op("nope", {}, OpArgs()); } catch (const std::invalid_argument&) { threw = true; }
+  CHECK(threw);
+  threw = false;
+  try { run_op("matmul", {at::ones({2})}, OpArgs()); } catch (const std::invalid_argument& e) {
+    threw = std::string(e.what()).find("expected 2") != std::string::npos;
+  }
+  CHECK(threw);
+}
+
+MOOD_TEST(schedule_runs_in_order_and_reports_errors_with_shapes) {
+  ScheduleOptions o;
+  o.op = "matmul";
+  o.allow_inline = false;
+  auto a = Pending::ready(at::ones({2, 3}));
+  auto b = Pending::ready(at::ones({4, 5}));
+  auto out = schedule(o, {a, b}, [](const std::vector<at::Tensor>& in) { return run_op("matmul", in, OpArgs()); });
+  out[0]->wait();
+  CHECK(!out[0]->ok());
+  CHECK(out[0]->error().find("matmul(float32[2, 3], float32[4, 5])") != std::string::npos);
+  // A task that consumes the failed result fails with the original message.
+  o.op = "add";
+  auto next = schedule(o, {out[0], a}, [](const std::vector<at::Tensor>& in) { return run_op("add", in, OpArgs()); });
+  next[0]->wait();
+  CHECK(next[0]->error() == out[0]->error());
+}
+
+MOOD_TEST(schedule_chains_pending_inputs) {
+  ScheduleOptions o;
+  o.op = "add";
+  o.allow_inline = false;
+  auto x = Pending::ready(at::full({1000, 1000}, 1.0));
+  auto cur = x;
+  for (int i = 0; i < 20; ++i)
+    cur = schedule(o, {cur, x}, [](const std::vector<at::Tensor>& in) { return run_op("add", in, OpArgs()); })[0];
+  cur->wait();
+  CHECK(cur->ok());
+  CHECK_CLOSE(cur->value()[999][999].item<float>(), 21.0, 0);
+}
+
+MOOD_TEST(configure_threads_sets_both_pools) {
+  auto s = configure_threads(2, "test");
+  CHECK(s.intra_op == 2);
+  CHECK(s.blas == -1 || s.blas == 2);
+}
+
+MOOD_TEST(parse_device_errors) {
+  bool threw = false;
+  try { parse_device("tpu"); } catch (const std::invalid_argument& e) {
+    threw = std::string(e.what()).find("unknown device 'tpu'") != std::string::npos;
+  }
+  CHECK(threw);
+  CHECK(parse_device("cpu").is_cpu());
+}
+
+int main(int argc, char** argv) { return mood_test::run_all(argc, argv); }

@@ -1,0 +1,68 @@
+// A minimal test harness (no gtest dependency): CHECK records failures, main() runs registered tests.
+#pragma once
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mood_test {
+
+struct Case {
+  const char* name;
+  std::function<void()> fn;
+};
+inline std::vector<Case>& registry() {
+  static std::vector<Case> r;
+  return r;
+}
+inline int& failures() {
+  static int f = 0;
+  return f;
+}
+struct Register {
+  Register(const char* name, std::function<void()> fn) { registry().push_back({name, std::move(fn)}); }
+};
+
+inline int run_all(int argc, char** argv) {
+  std::string filter = argc > 1 ? argv[1] : "";
+  int passed = 0, failed = 0;
+  for (auto& c : registry()) {
+    if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
+    int before = failures();
+    try {
+      c.fn();
+    } catch (const std::exception& e) {
+      std::printf("  exception: %s\n", e.what());
+      ++failures();
+    }
+    bool ok = failures() == before;
+    std::printf("%s %s\n", ok ? "[pass]" : "[FAIL]", c.name);
+    (ok ? passed : failed)++;
+  }
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace mood_test
+
+#define MOOD_TEST(name)                                                        \
+  static void name();                                                          \
+  static mood_test::Register name##_reg(#name, name);                          \
+  static void name()
+
+#define CHECK(cond)                                                                        \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
+      std::printf("  %s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);              \
+      ++mood_test::failures();                                                             \
+    }                                                                                      \
+  } while (0)
+
+#define CHECK_CLOSE(a, b, tol)                                                                         \
+  do {                                                                                                 \
+    double _a = (a), _b = (b);                                                                         \
+    if (!(std::abs(_a - _b) <= (tol))) {                                                               \
+      std::printf("  %s:%d: CHECK_CLOSE failed: %s = %.9g vs %s = %.9g\n", __FILE__, __LINE__, #a, _a, #b, _b); \
+      ++mood_test::failures();                                                                         \
+    }                                                                                                  \
+  } while (0)
