@@ -16,7 +16,8 @@ export function idPositiveCurve(p: PreparedScores): BinaryCurve {
 /**
  * Trapezoidal area under (fps, tps) starting at (0, 0), divided by nPos·nNeg. With integer counts the
  * sum is exact, and equals the Mann-Whitney statistic with ties counted 1/2 (what sklearn's
- * trapezoid over roc_curve computes, minus its rounding).
+ * trapezoid over roc_curve computes, minus its rounding). Exact while 2·nPos·nNeg < 2^53
+ * (e.g. 4e7 x 4e7 samples); beyond that it is still correct to double precision.
  */
 export function aurocFromCurve(c: BinaryCurve): number {
   let twiceArea = 0;
