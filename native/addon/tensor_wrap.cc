@@ -114,7 +114,7 @@ Napi::Value TensorWrap::Op(const Napi::CallbackInfo& info) {
     // Creation: inline only when the result is small.
     int64_t numel = 1;
     for (int64_t s : args.get_ints("shape", {})) numel *= s;
-    o.allow_inline = numel <= mood::kInlineNumel;
+    o.allow_inline = op->cost == mood::OpCost::kLight && numel <= mood::kInlineNumel;
   } else {
     o.allow_inline = op->cost == mood::OpCost::kLight;
   }

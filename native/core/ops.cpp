@@ -1,5 +1,7 @@
 #include "core/ops.h"
 
+#include "core/file_io.h"
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -302,6 +304,28 @@ Table build_table() {
                        }};
   t["gather"] = {{2, 2, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {at::gather(in[0], a.get_int("dim"), in[1])}; }};
   t["masked_select"] = {{2, 2, 1, L}, [](const Inputs& in, const OpArgs&) -> Outputs { return {at::masked_select(in[0], in[1])}; }};
+  // A strided view into a storage tensor (checkpoint views, shared storages), made contiguous.
+  t["as_strided"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+                       auto shape = a.get_ints("shape");
+                       auto stride = a.get_ints("stride");
+                       int64_t offset = a.get_int("offset", 0);
+                       if (shape.size() != stride.size()) throw std::invalid_argument("shape and stride differ in length");
+                       int64_t last = offset;
+                       for (size_t i = 0; i < shape.size(); ++i) {
+                         if (shape[i] < 0 || stride[i] < 0) throw std::invalid_argument("negative size or stride");
+                         if (shape[i] == 0) { last = -1; break; }
+                         last += (shape[i] - 1) * stride[i];
+                       }
+                       if (offset < 0 || last >= in[0].numel())
+                         throw std::invalid_argument("view (offset " + std::to_string(offset) + ") reaches element " +
+                                                     std::to_string(last) + " of a storage of " + std::to_string(in[0].numel()));
+                       return {in[0].as_strided(shape, stride, offset).contiguous()};
+                     }};
+  // Storage bytes read from a file (no tensor inputs): path, offset, numel, dtype.
+  t["read_storage"] = {{0, 0, 1, H}, [](const Inputs&, const OpArgs& a) -> Outputs {
+                         return {read_storage(a.get_string("path", ""), a.get_int("offset"), a.get_int("numel"),
+                                              parse_dtype(a.get_string("dtype", "float32")))};
+                       }};
   t["to"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                at::ScalarType dt = a.has("dtype") ? parse_dtype(a.get_string("dtype", "")) : in[0].scalar_type();
                at::Device dev = a.has("device") ? at::Device(a.get_string("device", "cpu")) : in[0].device();

@@ -1,0 +1,8 @@
+/** mood-ood: OOD detection with masked-image-modeling vision transformers (MOOD) on libtorch. */
+export { Tensor, tensorStats, halfBitsToNumber } from './tensor';
+export type { Device, Shape, CreateOptions, NestedNumbers } from './tensor';
+export type { DType, TypedArrayOf, AnyTypedArray } from './dtype';
+export { tidy, keep } from './scope';
+export * as linalg from './linalg';
+export { info, setNumThreads, getNumThreads, cuda } from './runtime';
+export type { RuntimeInfo } from './runtime';

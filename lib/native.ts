@@ -1,0 +1,146 @@
+/**
+ * Loads the native addon (a prebuild via node-gyp-build, else the local cmake-js/node-gyp build) after
+ * putting the thread environment in its good state, and explains load failures.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** The package root: lib/ (ts-node, vitest) and dist/ (published) both sit one level below it. */
+export const PACKAGE_ROOT = path.resolve(__dirname, '..');
+
+export interface NativeBuildInfo {
+  torchVersion: string;
+  cudaCompiled: boolean;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  gloo: boolean;
+  nccl: boolean;
+  cxxAbi: string;
+  parallelInfo: string;
+  blas: string;
+  napiVersion: number;
+}
+
+export interface NativeThreads {
+  intraOp: number;
+  /** OpenBLAS threads, -1 when the BLAS is not OpenBLAS. */
+  blas: number;
+  source: string;
+}
+
+export interface NativeMeta {
+  dtype: string;
+  shape: number[];
+  device: string;
+}
+
+export type NativeAttrs = Record<string, number | boolean | string | number[] | bigint | undefined>;
+
+export interface NativeTensorHandle {
+  isReady(): boolean;
+  meta(): NativeMeta;
+  read(): Promise<ArrayBufferView>;
+  whenReady(): Promise<void>;
+  dispose(): void;
+  isDisposed(): boolean;
+}
+
+export interface NativeTensorStatic {
+  fromTypedArray(data: ArrayBufferView, shape: number[], dtype: string, device?: string): NativeTensorHandle;
+  op(name: string, inputs: NativeTensorHandle[], attrs?: NativeAttrs, device?: string): NativeTensorHandle[];
+}
+
+export interface NativeBinding {
+  buildInfo(): NativeBuildInfo;
+  configureThreads(n: number, source: string): NativeThreads;
+  threads(): NativeThreads;
+  opNames(): string[];
+  NativeTensor: NativeTensorStatic;
+}
+
+/**
+ * libgomp reads OMP_WAIT_POLICY once, when libtorch is loaded. Spinning OpenMP workers fight
+ * OpenBLAS's pool on small machines (measured 1.6-2.5x slower), so passive waiting is our default.
+ */
+function prepareThreadEnvironment(): void {
+  if (process.env.OMP_WAIT_POLICY === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE';
+}
+
+interface PrebuildRecord {
+  torchVersion?: string;
+  torchLibDir?: string;
+}
+
+function readPrebuildRecord(): PrebuildRecord | undefined {
+  const file = path.join(PACKAGE_ROOT, 'prebuilds', `${process.platform}-${process.arch}`, 'mood-build.json');
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as PrebuildRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Versions of libtorch installs visible from here, for the error message. */
+function findLocalTorchVersions(): string[] {
+  const found: string[] = [];
+  const candidates = [
+    process.env.LIBTORCH,
+    process.env.Torch_DIR,
+    '/usr/lib/x86_64-linux-gnu/cmake/Torch',
+    '/usr/lib/aarch64-linux-gnu/cmake/Torch',
+  ].filter((p): p is string => !!p);
+  for (const c of candidates) {
+    for (const dir of [c, path.join(c, 'Torch'), path.join(c, 'share', 'cmake', 'Torch')]) {
+      const f = path.join(dir, 'TorchConfigVersion.cmake');
+      if (!fs.existsSync(f)) continue;
+      const m = /PACKAGE_VERSION "([^"]+)"/.exec(fs.readFileSync(f, 'utf8'));
+      found.push(`${m ? m[1] : 'unknown version'} at ${dir}`);
+      break;
+    }
+  }
+  return found;
+}
+
+function explainLoadFailure(err: Error): Error {
+  const rec = readPrebuildRecord();
+  const local = findLocalTorchVersions();
+  const lines = [`mood-ood: cannot load the native addon: ${err.message.split('\n')[0]}`];
+  if (rec?.torchVersion) lines.push(`The prebuilt addon was built against libtorch ${rec.torchVersion} (${rec.torchLibDir ?? '?'}).`);
+  lines.push(local.length ? `libtorch found here: ${local.join('; ')}.` : 'No libtorch found in LIBTORCH, Torch_DIR or Debian\'s libtorch-dev.');
+  lines.push(
+    'Rebuild against the libtorch you have:',
+    '  sudo apt-get install libtorch-dev libgloo-dev && npm run build:native      # Debian CPU build',
+    "  LIBTORCH=\"$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')\" npm run build:native  # a PyTorch install",
+  );
+  const e = new Error(lines.join('\n'));
+  (e as Error & { cause?: unknown }).cause = err;
+  return e;
+}
+
+let binding: NativeBinding | undefined;
+
+export function loadNative(): NativeBinding {
+  if (binding) return binding;
+  prepareThreadEnvironment();
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeBinding;
+    binding = nodeGypBuild(PACKAGE_ROOT);
+  } catch (err) {
+    throw explainLoadFailure(err as Error);
+  }
+  configureDefaultThreads(binding);
+  return binding;
+}
+
+/** All cores unless MOOD_NUM_THREADS says otherwise (libtorch's own default halves them). */
+function configureDefaultThreads(b: NativeBinding): void {
+  const env = process.env.MOOD_NUM_THREADS;
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`MOOD_NUM_THREADS must be a positive integer, got '${env}'`);
+    b.configureThreads(n, 'MOOD_NUM_THREADS');
+  } else {
+    b.configureThreads(0, 'default (all cores)');
+  }
+}

@@ -1,0 +1,50 @@
+#include "core/file_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace mood {
+
+namespace {
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+}  // namespace
+
+at::Tensor read_storage(const std::string& path, int64_t byte_offset, int64_t numel, at::ScalarType dtype) {
+  if (byte_offset < 0 || numel < 0) throw std::runtime_error(path + ": negative offset or size");
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(f.fd, &st) != 0) throw std::runtime_error(path + ": cannot stat: " + std::strerror(errno));
+  const int64_t elem = static_cast<int64_t>(c10::elementSize(dtype));
+  // Check against the file size before allocating: a hostile header must not make us allocate.
+  if (numel > (static_cast<int64_t>(st.st_size) / (elem ? elem : 1)) + 1 ||
+      byte_offset > static_cast<int64_t>(st.st_size) || numel * elem > static_cast<int64_t>(st.st_size) - byte_offset) {
+    throw std::runtime_error(path + ": storage of " + std::to_string(numel) + " x " + std::to_string(elem) +
+                             " bytes at offset " + std::to_string(byte_offset) + " runs past the end of the file (" +
+                             std::to_string(static_cast<int64_t>(st.st_size)) + " bytes)");
+  }
+  at::Tensor t = at::empty({numel}, at::TensorOptions().dtype(dtype));
+  char* dst = static_cast<char*>(t.data_ptr());
+  int64_t left = numel * elem, off = byte_offset;
+  while (left > 0) {
+    ssize_t n = ::pread(f.fd, dst, static_cast<size_t>(std::min<int64_t>(left, 1 << 30)), off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw std::runtime_error(path + ": read failed at offset " + std::to_string(off) + ": " + (n == 0 ? "unexpected end of file" : std::strerror(errno)));
+    dst += n;
+    off += n;
+    left -= n;
+  }
+  return t;
+}
+
+}  // namespace mood
