@@ -139,3 +139,40 @@ export function bfloat16ToFloat(b: number): number {
   bf16Scratch[0] = (b & 0xffff) << 16;
   return bf16View[0];
 }
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+/** float32 -> bfloat16 bits, round to nearest even (what `tensor.bfloat16()` does); NaN stays NaN. */
+export function floatToBFloat16Bits(x: number): number {
+  f32Scratch[0] = x;
+  const u = u32Scratch[0];
+  if ((u & 0x7f800000) === 0x7f800000 && u & 0x7fffff) return ((u >>> 16) | 0x40) & 0xffff;
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** float32 -> IEEE half bits, round to nearest even, overflow to infinity (what `tensor.half()` does). */
+export function floatToHalfBits(x: number): number {
+  f32Scratch[0] = x;
+  const u = u32Scratch[0];
+  const sign = (u >>> 16) & 0x8000;
+  const exp = (u >>> 23) & 0xff;
+  let mant = u & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign; // underflows to zero
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = mant & ((1 << shift) - 1);
+    let r = mant >>> shift;
+    if (rest > half || (rest === half && r & 1)) r++;
+    return sign | r;
+  }
+  let r = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && r & 1)) r++; // may carry into the exponent: still correct
+  return sign | r;
+}

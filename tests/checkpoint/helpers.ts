@@ -47,6 +47,7 @@ for k, t in sd.items():
     if not isinstance(t, torch.Tensor):
         continue
     c = t.contiguous()
+    c = c.reshape(-1)
     raw = hashlib.sha256(c.view(torch.uint8).numpy().tobytes() if c.numel() else b'').hexdigest() if c.dtype != torch.bfloat16 else hashlib.sha256(c.view(torch.int16).numpy().tobytes()).hexdigest()
     d = {'dtype': str(t.dtype).replace('torch.', ''), 'shape': list(t.shape), 'raw': raw}
     if t.is_floating_point():
