@@ -1,0 +1,130 @@
+import { describe, expect, it } from 'vitest';
+import { haveFixtures, fixturePath } from '../helpers/fixtures';
+import { loadManifest, readBinF32, ManifestCase } from './helpers';
+import { readCheckpoint } from '../../lib/checkpoint/reader';
+import { materialize } from '../../lib/checkpoint/materialize';
+import { adaptStateDict, relPosOffsets, TargetModel, AdaptTensor } from '../../lib/checkpoint/adapt';
+import { bicubicResize } from '../../lib/checkpoint/resize';
+import { cubicSplineWeights } from '../../lib/checkpoint/spline';
+import { PyDict } from '../../lib/checkpoint/pyvalues';
+import { TensorRef } from '../../lib/checkpoint/tensorref';
+import { isTensorData } from '../../lib/checkpoint/writer';
+
+const fixtures = haveFixtures();
+const manifest = fixtures ? loadManifest() : { cases: {} as Record<string, ManifestCase> };
+
+function values(t: AdaptTensor): Float32Array {
+  if (isTensorData(t)) return t.data as Float32Array;
+  return materialize(t as TensorRef) as Float32Array;
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+function targetOf(c: ManifestCase, expected: Array<[string, number[], string]>): TargetModel {
+  const m = c.model;
+  const g = m.img_size / m.patch_size;
+  return {
+    depth: m.depth,
+    numClasses: m.num_classes,
+    useMeanPooling: m.use_mean_pooling,
+    useRelPosBias: m.use_rel_pos_bias,
+    useAbsPosEmb: m.use_abs_pos_emb,
+    windowSize: m.window_size,
+    numPatches: g * g,
+    expectedKeys: new Map(expected.map(([k, s]) => [k.replace(/^module\./, ''), s])),
+  };
+}
+
+describe.skipIf(!fixtures)('BEiT adaptation vs the official code', () => {
+  for (const [name, c] of Object.entries(manifest.cases)) {
+    it(`${name} (${c.adaptation.path})`, () => {
+      const ck = readCheckpoint(fixturePath(c.checkpoint.file));
+      const expected = c.adapted_state_dict?.state_dict ?? c.checkpoint.state_dict;
+      const res = adaptStateDict(ck.root, targetOf(c, expected));
+      expect(res.sourceKey).toBe(c.checkpoint.state_dict_key);
+      expect(res.mismatchedKeys).toEqual([]);
+      const indexKeys = expected.map(([k]) => k.replace(/^module\./, '')).filter((k) => k.includes('relative_position_index'));
+      expect(res.ignoredMissingKeys).toEqual(indexKeys);
+
+      if (!c.adapted_state_dict) {
+        // direct / prefix strip / upcast: every weight passes through untouched.
+        expect(res.missingKeys).toEqual([]);
+        expect(res.unexpectedKeys).toEqual([]);
+        const sd = (ck.root as PyDict).get(c.checkpoint.state_dict_key) as PyDict;
+        for (const [k, v] of res.stateDict) expect(v).toBe(sd.get(`${c.checkpoint.key_prefix}${k}`));
+        return;
+      }
+      const adapted = readCheckpoint(fixturePath(c.adapted_state_dict.file)).root as PyDict;
+      const fresh = ['fc_norm.weight', 'fc_norm.bias', 'head.weight', 'head.bias'].filter((k) => adapted.has(k) && !res.stateDict.has(k));
+      expect(res.missingKeys).toEqual(fresh);
+      if (name === 'pt_shared_relpos') {
+        expect([...res.unexpectedKeys].sort()).toEqual(['lm_head.bias', 'lm_head.weight', 'mask_token', 'norm.bias', 'norm.weight']);
+        expect(res.missingKeys).toEqual(['fc_norm.weight', 'fc_norm.bias', 'head.weight', 'head.bias']);
+        // The shared table is one object reused by every block.
+        expect(res.stateDict.get('blocks.0.attn.relative_position_bias_table')).toBe(res.stateDict.get('blocks.1.attn.relative_position_bias_table'));
+      }
+      if (name === 'abspos_interp_headreinit') expect(res.missingKeys).toEqual(['head.weight', 'head.bias']);
+
+      let worst = 0;
+      for (const [k, v] of res.stateDict) {
+        const ref = adapted.get(k) as TensorRef;
+        expect(ref, k).toBeInstanceOf(TensorRef);
+        expect(v.shape, k).toEqual(ref.shape);
+        const d = maxAbsDiff(values(v), materialize(ref) as Float32Array);
+        if (isTensorData(v)) worst = Math.max(worst, d);
+        else expect(d, k).toBe(0);
+      }
+      expect(worst).toBeLessThan(2e-6);
+      const tables = (c.adaptation as { adapted_tables?: Record<string, { file: string }> }).adapted_tables;
+      for (const [k, f] of Object.entries(tables ?? {})) {
+        expect(maxAbsDiff(values(res.stateDict.get(k)!), readBinF32(fixturePath(f.file))), k).toBeLessThan(2e-6);
+      }
+      if (name === 'abspos_interp_headreinit') {
+        const d = maxAbsDiff(values(res.stateDict.get('pos_embed')!), readBinF32(fixturePath('abspos_interp_headreinit.adapted.pos_embed.bin')));
+        expect(d).toBeLessThan(1e-6);
+      }
+    });
+  }
+
+  it('bisection q and offsets match the official log', () => {
+    for (const name of ['relpos_interp', 'relpos_interp_w5']) {
+      const a = manifest.cases[name].adaptation as { bisection_q: number; source_offsets: number[]; target_offsets: number[]; src_table_side: number; dst_table_side: number };
+      const r = relPosOffsets(a.src_table_side, a.dst_table_side);
+      expect(r.q).toBe(a.bisection_q);
+      r.source.forEach((x, i) => expect(x).toBeCloseTo(a.source_offsets[i], 14));
+      expect(r.target).toEqual(a.target_offsets);
+    }
+  });
+});
+
+describe('interpolation primitives', () => {
+  it('not-a-knot spline reproduces cubics exactly and interpolates the samples', () => {
+    const x = [-4.75, -2.5, -1, 0, 1, 2.5, 4.75];
+    const f = (t: number) => 0.3 * t ** 3 - t ** 2 + 2 * t - 5;
+    const t = [-5, -3.3, 0, 0.5, 4.75, 6];
+    const W = cubicSplineWeights(x, t);
+    t.forEach((tv, i) => {
+      let s = 0;
+      x.forEach((xv, j) => (s += W[i * x.length + j] * f(xv)));
+      expect(s).toBeCloseTo(f(Math.min(Math.max(tv, x[0]), x[x.length - 1])), 10);
+    });
+  });
+  it('bicubic resize to the same size is the identity, and constant stays constant', () => {
+    const src = Float32Array.from({ length: 2 * 4 * 4 }, (_, i) => Math.cos(i));
+    expect(maxAbsDiff(bicubicResize(src, 2, 4, 4, 4, 4), src)).toBeLessThan(1e-6);
+    const c = new Float32Array(16).fill(2.5);
+    for (const v of bicubicResize(c, 1, 4, 4, 7, 5)) expect(v).toBeCloseTo(2.5, 6);
+  });
+  it('strips module. as a prefix by default, anywhere on request', () => {
+    const t = { dtype: 'float32' as const, shape: [1], data: new Float32Array(1) };
+    const root = new PyDict('builtins.dict', [['module', new PyDict('builtins.dict', [['module.a.submodule.w', t]])]]);
+    const target: TargetModel = { depth: 0, numClasses: 1, useMeanPooling: false, useRelPosBias: false, useAbsPosEmb: false, windowSize: [1, 1], numPatches: 1 };
+    expect([...adaptStateDict(root, target).stateDict.keys()]).toEqual(['a.submodule.w']);
+    expect([...adaptStateDict(root, target, { stripModule: 'anywhere' }).stateDict.keys()]).toEqual(['a.subw']);
+  });
+});
