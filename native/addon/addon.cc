@@ -1,6 +1,7 @@
 // Module entry: runtime facts, thread settings, and the NativeTensor class.
 #include <napi.h>
 
+#include "addon/model_wrap.h"
 #include "addon/tensor_wrap.h"
 #include "core/ops.h"
 #include "core/runtime.h"
@@ -57,6 +58,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("threads", Napi::Function::New(env, Threads));
   exports.Set("opNames", Napi::Function::New(env, OpNames));
   exports.Set("NativeTensor", TensorWrap::Init(env));
+  exports.Set("NativeBeit", ModelWrap::Init(env));
   return exports;
 }
 

@@ -666,6 +666,18 @@ LoadResult BeitImpl::load_state_dict(const std::map<std::string, at::Tensor>& sd
   return r;
 }
 
+LoadResult BeitImpl::check_keys(const std::vector<std::string>& names) const {
+  LoadResult r;
+  std::set<std::string> given(names.begin(), names.end()), known;
+  for (auto& e : state_dict_entries(true)) {
+    known.insert(e.name);
+    if (!given.count(e.name) && !ends_with(e.name, "relative_position_index")) r.missing_keys.push_back(e.name);
+  }
+  for (auto& n : names)
+    if (!known.count(n)) r.unexpected_keys.push_back(n);
+  return r;
+}
+
 at::Tensor cross_entropy_backward(BeitImpl& model, const at::Tensor& x, const at::Tensor& target) {
   const bool was_training = model.is_training();
   model.train(true);

@@ -211,6 +211,8 @@ class BeitImpl : public torch::nn::Module {
   // throws std::invalid_argument listing each mismatch. strict: missing or unexpected keys throw too.
   // Missing `relative_position_index` keys are not reported as missing (the model computes them).
   LoadResult load_state_dict(const std::map<std::string, at::Tensor>& sd, bool strict);
+  // The missing / unexpected part of load_state_dict from the names alone (no tensors needed).
+  LoadResult check_keys(const std::vector<std::string>& names) const;
 
   // Re-runs the reference initialisation (no-op on the meta device).
   void reset_parameters(int64_t seed = -1);

@@ -1,0 +1,98 @@
+/**
+ * The NativeBeit addon class and the bridge between its raw tensor handles and `Tensor`.
+ *
+ * `Tensor` has no public constructor from a native handle (only ops create tensors), so the bridge
+ * reaches its private constructor and `live()` accessor here, in one place. If lib/tensor.ts grows a
+ * public `fromHandle`/`handle` pair, only this file changes.
+ */
+import { loadNative, NativeTensorHandle } from '../native';
+import { Device, Tensor } from '../tensor';
+
+/** Options as the native constructor takes them: the reference constructor's keyword names. */
+export interface NativeBeitOptions {
+  img_size?: number;
+  patch_size?: number;
+  in_chans?: number;
+  num_classes?: number;
+  embed_dim?: number;
+  depth?: number;
+  num_heads?: number;
+  mlp_ratio?: number;
+  qkv_bias?: boolean;
+  init_values?: number | null;
+  use_abs_pos_emb?: boolean;
+  use_rel_pos_bias?: boolean;
+  use_shared_rel_pos_bias?: boolean;
+  use_mean_pooling?: boolean;
+  drop_rate?: number;
+  attn_drop_rate?: number;
+  drop_path_rate?: number;
+  layer_norm_eps?: number;
+  init_scale?: number;
+  /** 'cpu', 'cuda', 'cuda:N', or 'meta' (names and shapes only, nothing allocated). */
+  device?: Device | 'meta';
+  dtype?: 'float32' | 'float64';
+  /** >= 0: deterministic initialisation. */
+  seed?: number;
+  /** 'auto' (fused SDPA when libtorch >= 2.0), 'exact' (float32 reference math), 'fused'. */
+  attention?: 'auto' | 'exact' | 'fused';
+  /** CUDA only: autocast dtype for the blocks. */
+  autocast?: 'float16' | 'bfloat16' | null;
+}
+
+export type StateSpecEntry = [name: string, shape: number[], dtype: string, kind: 'parameter' | 'buffer'];
+
+export interface NativeForwardRequest {
+  features?: boolean;
+  logits?: boolean;
+  tokens?: boolean;
+  blocks?: boolean;
+  pooledPrenorm?: boolean;
+}
+
+export interface NativeForwardResult {
+  features?: NativeTensorHandle;
+  logits?: NativeTensorHandle;
+  tokens?: NativeTensorHandle;
+  pooledPrenorm?: NativeTensorHandle;
+  blocks?: NativeTensorHandle[];
+}
+
+export interface NativeBeitInstance {
+  options(): Required<Omit<NativeBeitOptions, 'autocast' | 'seed'>> & { autocast: 'float16' | 'bfloat16' | null };
+  stateSpec(): StateSpecEntry[];
+  namedParameters(): Record<string, NativeTensorHandle>;
+  stateDict(): Record<string, NativeTensorHandle>;
+  loadStateDict(sd: Record<string, NativeTensorHandle>, strict: boolean): { missingKeys: string[]; unexpectedKeys: string[]; done: NativeTensorHandle };
+  forward(input: NativeTensorHandle, req: NativeForwardRequest): NativeForwardResult;
+  trainStep(input: NativeTensorHandle, target: NativeTensorHandle): NativeTensorHandle;
+  train(mode: boolean): void;
+  isTraining(): boolean;
+  dispose(): void;
+}
+
+export interface NativeBeitStatic {
+  new (options: NativeBeitOptions): NativeBeitInstance;
+  configNames(): string[];
+  config(name: string): Required<Omit<NativeBeitOptions, 'autocast' | 'seed'>>;
+  fusedAttentionAvailable(): boolean;
+}
+
+export function nativeBeit(): NativeBeitStatic {
+  const b = loadNative() as unknown as { NativeBeit?: NativeBeitStatic };
+  if (!b.NativeBeit) throw new Error('mood-ood: the native addon has no NativeBeit class: rebuild it (npm run build:native)');
+  return b.NativeBeit;
+}
+
+type TensorCtor = new (handle: NativeTensorHandle, device: Device) => Tensor;
+
+/** A Tensor over a handle the addon returned. */
+export function wrapHandle(h: NativeTensorHandle, device: Device): Tensor {
+  return new (Tensor as unknown as TensorCtor)(h, device);
+}
+
+/** The live native handle of a Tensor (throws "op: tensor used after dispose()"). */
+export function handleOf(t: Tensor, op: string): NativeTensorHandle {
+  if (!(t instanceof Tensor)) throw new TypeError(`${op}: expected a Tensor`);
+  return (t as unknown as { live(op: string): NativeTensorHandle }).live(op);
+}

@@ -1,0 +1,40 @@
+// NativeBeit: the JS handle of one BEiT module (native/core/beit.*). Argument checking and
+// conversion only; every tensor computation is scheduled on the model device's executor.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+
+#include "core/beit.h"
+
+namespace mood_addon {
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit ModelWrap(const Napi::CallbackInfo& info);  // (options object)
+
+ private:
+  static Napi::Value ConfigNames(const Napi::CallbackInfo& info);
+  static Napi::Value Config(const Napi::CallbackInfo& info);  // (name) -> options object
+  static Napi::Value FusedAttentionAvailable(const Napi::CallbackInfo& info);
+
+  Napi::Value Options(const Napi::CallbackInfo& info);
+  Napi::Value StateSpec(const Napi::CallbackInfo& info);        // [[name, shape, dtype, kind]]
+  Napi::Value NamedParameters(const Napi::CallbackInfo& info);  // {name: NativeTensor}
+  Napi::Value StateDict(const Napi::CallbackInfo& info);        // {name: NativeTensor} (+ buffers)
+  Napi::Value LoadStateDict(const Napi::CallbackInfo& info);    // ({name: NativeTensor}, strict) -> {missingKeys, unexpectedKeys, done}
+  Napi::Value Forward(const Napi::CallbackInfo& info);          // (input, {features, logits, tokens, blocks, pooledPrenorm})
+  Napi::Value TrainStep(const Napi::CallbackInfo& info);        // (input, int64 targets) -> loss
+  Napi::Value Train(const Napi::CallbackInfo& info);            // (mode = true)
+  Napi::Value IsTraining(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+
+  const std::shared_ptr<mood::beit::BeitImpl>& model(const Napi::Env& env) const;
+  Napi::Object Entries(const Napi::Env& env, bool buffers) const;
+
+  std::shared_ptr<mood::beit::BeitImpl> model_;
+  bool training_ = false;
+};
+
+}  // namespace mood_addon
