@@ -1,0 +1,24 @@
+/** Public surface of the checkpoint layer (see each module for details). */
+export { CheckpointError, PickleTruncatedError } from './errors';
+export type { DType, MaterializedArray, RawArray } from './dtypes';
+export { ELEMENT_SIZE, torchDTypeName, halfToFloat, bfloat16ToFloat, floatToHalfBits, floatToBFloat16Bits } from './dtypes';
+export { PyDict, PyGlobal, PickleRecord, PyComplex, makeTuple, isTuple } from './pyvalues';
+export type { PyValue, PyTuple } from './pyvalues';
+export { TensorRef, StorageRef, numelOf, viewExtent } from './tensorref';
+export { unpickle, DEFAULT_LIMITS } from './pickle';
+export type { UnpickleOptions, UnpickleLimits, UnpickleResult, GlobalHandler, HandlerContext } from './pickle';
+export { readCheckpoint, allowedGlobals, SAFE_GLOBALS } from './reader';
+export type { Checkpoint, ReadCheckpointOptions } from './reader';
+export { materialize } from './materialize';
+export type { MaterializeOptions } from './materialize';
+export { listTensors, summarize, walkLeaves, formatSummary, plainLeaf } from './inspect';
+export type { TensorEntry, TensorSummary, CheckpointSummary, WalkOptions } from './inspect';
+export { saveCheckpoint, pyFloat, PyFloat, isTensorData, contiguousStride } from './writer';
+export type { TensorData, SaveValue, SaveOptions } from './writer';
+export { adaptStateDict, pickStateDict, relPosBisectionQ, relPosOffsets, interpolateRelPosTable, interpolatePosEmbed } from './adapt';
+export type { TargetModel, AdaptOptions, AdaptResult, AdaptTensor, KeyMismatch } from './adapt';
+export { readZipDirectory, readEntryBytes } from './zip';
+export type { ZipEntry, ZipDirectory } from './zip';
+export { ZipWriter } from './zipwrite';
+export { crc32 } from './crc32';
+export { atomicWriteFile } from './atomic';
