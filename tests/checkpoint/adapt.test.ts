@@ -128,3 +128,28 @@ describe('interpolation primitives', () => {
     expect([...adaptStateDict(root, target, { stripModule: 'anywhere' }).stateDict.keys()]).toEqual(['a.subw']);
   });
 });
+
+describe.skipIf(!fixtures)('official full-size key layouts', () => {
+  for (const size of ['base', 'large']) {
+    it(`beit_${size}: pt22k checkpoint layout -> MOOD fine-tuning model`, async () => {
+      const { readFileSync } = await import('node:fs');
+      const { StorageRef } = await import('../../lib/checkpoint/tensorref');
+      const j = JSON.parse(readFileSync(fixturePath(`official_keys_beit_${size}_patch16_224.json`), 'utf8'));
+      const pt: Array<[string, number[], string, string]> = j.variants.pretrain_pt22k.keys;
+      const ft: Array<[string, number[], string, string]> = j.variants.mood_finetune.keys;
+      // Shapes only: adaptation at the same resolution never reads tensor bytes.
+      const storage = new StorageRef({ key: '0', dtype: 'float32', numel: 1 << 30, file: '<none>', byteOffset: 0, location: 'cpu' });
+      const sd = new PyDict('collections.OrderedDict', pt.map(([k, shape]) => [k, new TensorRef({ dtype: 'float32', shape, stride: shape.map(() => 1), storageOffset: 0, storage })]));
+      const depth = ft.filter(([k]) => /^blocks\.\d+\.norm1\.weight$/.test(k)).length;
+      const res = adaptStateDict(new PyDict('builtins.dict', [['model', sd]]), {
+        depth, numClasses: 1000, useMeanPooling: true, useRelPosBias: true, useAbsPosEmb: false, windowSize: [14, 14], numPatches: 196,
+        expectedKeys: new Map(ft.map(([k, s]) => [k, s])),
+      });
+      expect(res.mismatchedKeys).toEqual([]);
+      expect(res.missingKeys).toEqual(['fc_norm.weight', 'fc_norm.bias', 'head.weight', 'head.bias']);
+      expect([...res.unexpectedKeys].sort()).toEqual(['lm_head.bias', 'lm_head.weight', 'mask_token', 'norm.bias', 'norm.weight']);
+      expect(res.ignoredMissingKeys.length).toBe(depth);
+      expect(res.stateDict.size + res.missingKeys.length + res.ignoredMissingKeys.length).toBe(ft.length);
+    });
+  }
+});

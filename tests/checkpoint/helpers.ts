@@ -38,24 +38,33 @@ export interface TorchDigest {
  * a state dict), hashed. Independent truth for the reader.
  */
 export function torchDigest(file: string, stateKey: string | null, weightsOnly = false): Record<string, TorchDigest> {
+  return torchDigests([[file, stateKey]], weightsOnly)[0];
+}
+
+/** torchDigest for many files in one Python process (torch's import dominates the cost). */
+export function torchDigests(files: Array<[string, string | null]>, weightsOnly = false): Array<Record<string, TorchDigest>> {
   const script = `
 import sys, json, hashlib, torch
-ck = torch.load(sys.argv[1], map_location='cpu'${weightsOnly ? ', weights_only=True' : ''})
-sd = ck[sys.argv[2]] if sys.argv[2] != '' else ck
-out = {}
-for k, t in sd.items():
+res = []
+for f, key in json.loads(sys.argv[1]):
+  ck = torch.load(f, map_location='cpu'${weightsOnly ? ', weights_only=True' : ''})
+  sd = ck[key] if key else ck
+  res.append(digest(sd))
+print(json.dumps(res))
+`.replace('res = []', `def digest(sd):
+  out = {}
+  for k, t in sd.items():
     if not isinstance(t, torch.Tensor):
         continue
-    c = t.contiguous()
-    c = c.reshape(-1)
+    c = t.contiguous().reshape(-1)
     raw = hashlib.sha256(c.view(torch.uint8).numpy().tobytes() if c.numel() else b'').hexdigest() if c.dtype != torch.bfloat16 else hashlib.sha256(c.view(torch.int16).numpy().tobytes()).hexdigest()
     d = {'dtype': str(t.dtype).replace('torch.', ''), 'shape': list(t.shape), 'raw': raw}
     if t.is_floating_point():
         d['f32'] = hashlib.sha256(c.float().numpy().tobytes()).hexdigest()
     out[k] = d
-print(json.dumps(out))
-`;
-  const txt = execFileSync(SYSTEM_PYTHON, ['-c', script, file, stateKey ?? ''], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  return out
+res = []`);
+  const txt = execFileSync(SYSTEM_PYTHON, ['-c', script, JSON.stringify(files.map(([f, k]) => [f, k ?? '']))], { encoding: 'utf8', maxBuffer: 1 << 26 });
   return JSON.parse(txt);
 }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as path from 'node:path';
 import { haveFixtures, fixturePath } from '../helpers/fixtures';
-import { loadManifest, sha256, torchDigest, havePython, readBinF32 } from './helpers';
+import { loadManifest, sha256, torchDigests, havePython, readBinF32, TorchDigest } from './helpers';
 import { readCheckpoint } from '../../lib/checkpoint/reader';
 import { materialize } from '../../lib/checkpoint/materialize';
 import { listTensors, summarize } from '../../lib/checkpoint/inspect';
@@ -12,6 +12,17 @@ import { CheckpointError } from '../../lib/checkpoint/errors';
 const fixtures = haveFixtures();
 const py = fixtures && havePython();
 const manifest = fixtures ? loadManifest() : { cases: {} };
+
+/** What torch.load sees in every fixture, computed once (one Python process). */
+let truthCache: Map<string, Record<string, TorchDigest>> | undefined;
+function truthFor(file: string): Record<string, TorchDigest> {
+  if (!truthCache) {
+    const cases = Object.values(manifest.cases).map((c) => [fixturePath(c.checkpoint.file), c.checkpoint.state_dict_key] as [string, string]);
+    const res = torchDigests(cases);
+    truthCache = new Map(cases.map(([f], i) => [f, res[i]]));
+  }
+  return truthCache.get(file)!;
+}
 
 function stateDict(file: string, key: string): PyDict {
   const ck = readCheckpoint(fixturePath(file));
@@ -36,7 +47,7 @@ describe.skipIf(!fixtures)('readCheckpoint on the official fixtures', () => {
 
     it.skipIf(!py)(`${name}: every tensor equals what torch.load sees (bit-exact, and fp32 upcast)`, () => {
       const sd = stateDict(c.checkpoint.file, c.checkpoint.state_dict_key);
-      const truth = torchDigest(fixturePath(c.checkpoint.file), c.checkpoint.state_dict_key);
+      const truth = truthFor(fixturePath(c.checkpoint.file));
       expect(Object.keys(truth)).toEqual([...sd.keys()]);
       for (const [k, v] of sd) {
         const t = v as TensorRef;
