@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { haveFixtures, fixturePath } from '../helpers/fixtures';
-import { loadManifest, readBinF32, ManifestCase } from './helpers';
+import { loadManifest, readBinF32, ManifestCase, havePython, python } from './helpers';
 import { readCheckpoint } from '../../lib/checkpoint/reader';
 import { materialize } from '../../lib/checkpoint/materialize';
-import { adaptStateDict, relPosOffsets, TargetModel, AdaptTensor } from '../../lib/checkpoint/adapt';
+import { adaptStateDict, relPosOffsets, TargetModel, AdaptTensor, interpolatePosEmbed } from '../../lib/checkpoint/adapt';
 import { bicubicResize } from '../../lib/checkpoint/resize';
 import { cubicSplineWeights } from '../../lib/checkpoint/spline';
 import { PyDict } from '../../lib/checkpoint/pyvalues';
@@ -99,6 +99,25 @@ describe.skipIf(!fixtures)('BEiT adaptation vs the official code', () => {
       r.source.forEach((x, i) => expect(x).toBeCloseTo(a.source_offsets[i], 14));
       expect(r.target).toEqual(a.target_offsets);
     }
+  });
+});
+
+describe.skipIf(!fixtures || !havePython())('pos_embed resize vs torch', () => {
+  it('equals F.interpolate(bicubic, align_corners=False) in float64 bit for bit', () => {
+    const ck = readCheckpoint(fixturePath('abspos_interp_headreinit.pth'));
+    const pe = ((ck.root as PyDict).get('model') as PyDict).get('pos_embed') as TensorRef;
+    const src = materialize(pe) as Float32Array;
+    const ours = interpolatePosEmbed(src, 17, 48, 1, 6);
+    const hex = python(`
+import sys, torch, torch.nn.functional as F
+pe = torch.load(sys.argv[1])['model']['pos_embed']
+g = pe[:, 1:].reshape(-1, 4, 4, 48).permute(0, 3, 1, 2).double()
+r = F.interpolate(g, size=(6, 6), mode='bicubic', align_corners=False)
+sys.stdout.write(r.float().permute(0, 2, 3, 1).flatten(1, 2).contiguous().numpy().tobytes().hex())
+`, [fixturePath('abspos_interp_headreinit.pth')]);
+    const b = Buffer.from(hex, 'hex');
+    const torch64 = new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+    expect(maxAbsDiff(ours.subarray(48), torch64)).toBe(0);
   });
 });
 
