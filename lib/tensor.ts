@@ -163,9 +163,10 @@ export class Tensor implements Disposable {
   }
 
   private resolveMeta(): { dtype: DType; shape: number[] } {
+    const handle = this.live();
     if (!this.meta) {
       // Waits for the producing op; throws its error (naming the op and shapes) if it failed.
-      const m = this.live().meta();
+      const m = handle.meta();
       this.meta = { dtype: m.dtype as DType, shape: m.shape };
     }
     return this.meta;

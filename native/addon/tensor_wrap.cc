@@ -28,9 +28,22 @@ TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor
 
 Napi::Object TensorWrap::Wrap(Napi::Env env, mood::PendingPtr p) {
   Napi::Object o = constructor_->New({});
-  Napi::ObjectWrap<TensorWrap>::Unwrap(o)->pending_ = std::move(p);
+  TensorWrap* w = Napi::ObjectWrap<TensorWrap>::Unwrap(o);
+  if (p->done() && p->ok() && p->value().defined() && p->value().device().is_cpu()) {
+    w->reported_bytes_ = static_cast<int64_t>(p->value().nbytes());
+    if (w->reported_bytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, w->reported_bytes_);
+  }
+  w->pending_ = std::move(p);
   return o;
 }
+
+void TensorWrap::release(Napi::Env env) {
+  pending_.reset();
+  if (reported_bytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -reported_bytes_);
+  reported_bytes_ = 0;
+}
+
+void TensorWrap::Finalize(Napi::Env env) { release(env); }
 
 mood::PendingPtr TensorWrap::PendingOf(const Napi::Env& env, const Napi::Value& v, const char* what) {
   if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(constructor_->Value()))
@@ -181,11 +194,13 @@ Napi::Value promise_for(const Napi::Env& env, mood::PendingPtr p, bool read) {
   w->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                           "mood.tensor.read", 0, 1);
   p->on_done([w] {
-    w->tsfn.NonBlockingCall([w](Napi::Env env, Napi::Function) {
+    // Copy the handle first: once queued, the JS thread may run the callback and free w at once.
+    Napi::ThreadSafeFunction tsfn = w->tsfn;
+    tsfn.NonBlockingCall([w](Napi::Env env, Napi::Function) {
       settle(env, w->deferred, w->pending, w->read);
       delete w;
     });
-    w->tsfn.Release();
+    tsfn.Release();
   });
   return deferred.Promise();
 }
@@ -211,7 +226,7 @@ Napi::Value TensorWrap::Read(const Napi::CallbackInfo& info) {
 Napi::Value TensorWrap::WhenReady(const Napi::CallbackInfo& info) { return promise_for(info.Env(), pending(info.Env()), false); }
 
 Napi::Value TensorWrap::Dispose(const Napi::CallbackInfo& info) {
-  pending_.reset();
+  release(info.Env());
   return info.Env().Undefined();
 }
 

@@ -13,6 +13,7 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   static mood::PendingPtr PendingOf(const Napi::Env& env, const Napi::Value& v, const char* what);
 
   explicit TensorWrap(const Napi::CallbackInfo& info);
+  void Finalize(Napi::Env env) override;
 
  private:
   static Napi::Value FromTypedArray(const Napi::CallbackInfo& info);  // (array, shape, dtype, device?)
@@ -26,7 +27,10 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   Napi::Value IsDisposed(const Napi::CallbackInfo& info);
 
   const mood::PendingPtr& pending(const Napi::Env& env) const;
+  void release(Napi::Env env);
   mood::PendingPtr pending_;
+  // Bytes reported to V8 as external memory, so the GC sees what undisposed tensors hold.
+  int64_t reported_bytes_ = 0;
   static Napi::FunctionReference* constructor_;
 };
 

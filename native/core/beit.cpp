@@ -376,7 +376,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& shared_
 #if TORCH_VERSION_MAJOR >= 2
   fused = mode == AttentionMode::kFused || mode == AttentionMode::kAuto;
   if (fused) {
-    at::Tensor mask;
+    c10::optional<at::Tensor> mask;
     if (bias.defined()) mask = bias.unsqueeze(0).to(q.scalar_type()).expand({B, num_heads, N, N});
     // The default scale is head_dim ** -0.5, as the reference's.
     out = at::scaled_dot_product_attention(q, k, v, mask, train ? attn_drop : 0.0, false);

@@ -1,5 +1,7 @@
 #include "core/executor.h"
 
+#include "core/runtime.h"
+
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
@@ -104,6 +106,7 @@ size_t Executor::queued() const {
 }
 
 void Executor::loop() {
+  int applied_generation = -1;
   for (;;) {
     std::function<void()> task;
     {
@@ -116,8 +119,12 @@ void Executor::loop() {
         head_ = 0;
       }
     }
-    // OpenMP thread counts are per thread: re-apply the process-wide setting on this worker.
-    at::init_num_threads();
+    int gen = threads_generation();
+    if (gen != applied_generation) {
+      // OpenMP thread counts are per thread: re-apply the process-wide setting on this worker.
+      if (configured_threads() > 0) at::set_num_threads(configured_threads());
+      applied_generation = gen;
+    }
     task();
   }
 }

@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <atomic>
 #include <stdexcept>
 #include <thread>
 
@@ -19,7 +20,13 @@ char* openblas_get_config(void) __attribute__((weak));
 namespace mood {
 namespace {
 ThreadSettings g_threads;
+std::atomic<int> g_generation{0};
+std::atomic<int> g_configured{0};
 }
+
+int configured_threads() { return g_configured.load(std::memory_order_acquire); }
+
+int threads_generation() { return g_generation.load(std::memory_order_acquire); }
 
 ThreadSettings configure_threads(int n, const std::string& source) {
   if (n <= 0) {
@@ -27,8 +34,10 @@ ThreadSettings configure_threads(int n, const std::string& source) {
     n = hc == 0 ? 1 : static_cast<int>(hc);
   }
   at::set_num_threads(n);
+  g_configured.store(n, std::memory_order_release);
   if (openblas_set_num_threads) openblas_set_num_threads(n);
   g_threads.source = source;
+  g_generation.fetch_add(1, std::memory_order_acq_rel);
   return current_threads();
 }
 

@@ -17,6 +17,12 @@ struct ThreadSettings {
 // n <= 0 means "all cores" (std::thread::hardware_concurrency()).
 ThreadSettings configure_threads(int n, const std::string& source);
 ThreadSettings current_threads();
+// Bumped by configure_threads. OpenMP thread counts are per thread, so each executor worker
+// re-applies the setting when this changes (at::set_num_threads is too costly to call per task:
+// it also rebuilds the caffe2 pthreadpool).
+int threads_generation();
+// The intra-op thread count last configured (what workers apply).
+int configured_threads();
 
 // Parses "cpu", "cuda", "cuda:N"; throws std::invalid_argument with a clear message
 // (unknown device, CUDA not compiled in / not available, index out of range).
