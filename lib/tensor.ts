@@ -145,14 +145,35 @@ export class Tensor implements Disposable {
     return new Tensor(h, device);
   }
 
+  /**
+   * A Tensor over a handle that another native class returned (models, process groups).
+   * @internal library modules only; users create tensors with the static constructors.
+   */
+  static fromNativeHandle(handle: NativeTensorHandle, device: Device): Tensor {
+    return new Tensor(handle, device);
+  }
+
+  /**
+   * The live native handle, for passing to other native classes; throws after dispose().
+   * @internal library modules only.
+   */
+  nativeHandle(op?: string): NativeTensorHandle {
+    return this.live(op);
+  }
+
   /** Wraps the outputs of a native op. Exposed for library modules (models, detectors). */
-  static runOp(name: string, inputs: readonly Tensor[], attrs: NativeAttrs = {}, device?: Device): Tensor[] {
-    const handles = inputs.map((t, i) => {
+  static runOp(name: string, inputs: readonly Tensor[], attrs?: NativeAttrs, device?: Device): Tensor[] {
+    const handles: NativeTensorHandle[] = new Array(inputs.length);
+    for (let i = 0; i < inputs.length; i++) {
+      const t = inputs[i];
       if (!(t instanceof Tensor)) throw new TypeError(`${name}: input ${i} is not a Tensor`);
-      return t.live(name);
-    });
-    const dev = device ?? inputs[0]?.device ?? 'cpu';
-    return native.NativeTensor.op(name, handles, attrs, dev).map((h) => new Tensor(h, dev));
+      handles[i] = t.live(name);
+    }
+    const dev = device ?? (inputs.length ? inputs[0].device : 'cpu');
+    const out = native.NativeTensor.op(name, handles, attrs, dev);
+    const result: Tensor[] = new Array(out.length);
+    for (let i = 0; i < out.length; i++) result[i] = new Tensor(out[i], dev);
+    return result;
   }
 
   // ---- metadata -------------------------------------------------------------
@@ -197,8 +218,9 @@ export class Tensor implements Disposable {
   // ---- reading --------------------------------------------------------------
 
   /** Copies the values out (to CPU first if needed). Rejects with the producing op's error. */
-  async data<D extends DType = DType>(): Promise<TypedArrayOf[D]> {
-    return (await this.live('data').read()) as TypedArrayOf[D];
+  data<D extends DType = DType>(): Promise<TypedArrayOf[D]> {
+    if (!this.handle) return Promise.reject(new Error('data: tensor used after dispose()'));
+    return this.handle.read() as Promise<TypedArrayOf[D]>;
   }
   /** The single value of a one-element tensor. */
   async item(): Promise<number> {
@@ -238,7 +260,7 @@ export class Tensor implements Disposable {
 
   // ---- ops ------------------------------------------------------------------
 
-  private op1(name: string, attrs: NativeAttrs = {}): Tensor {
+  private op1(name: string, attrs?: NativeAttrs): Tensor {
     return Tensor.runOp(name, [this], attrs)[0];
   }
   private binary(name: string, other: Operand): Tensor {

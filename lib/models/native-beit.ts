@@ -1,9 +1,7 @@
 /**
  * The NativeBeit addon class and the bridge between its raw tensor handles and `Tensor`.
  *
- * `Tensor` has no public constructor from a native handle (only ops create tensors), so the bridge
- * reaches its private constructor and `live()` accessor here, in one place. If lib/tensor.ts grows a
- * public `fromHandle`/`handle` pair, only this file changes.
+ * Handles cross through `Tensor.fromNativeHandle` / `tensor.nativeHandle()`, in one place.
  */
 import { loadNative, NativeTensorHandle } from '../native';
 import { Device, Tensor } from '../tensor';
@@ -84,15 +82,13 @@ export function nativeBeit(): NativeBeitStatic {
   return b.NativeBeit;
 }
 
-type TensorCtor = new (handle: NativeTensorHandle, device: Device) => Tensor;
-
 /** A Tensor over a handle the addon returned. */
 export function wrapHandle(h: NativeTensorHandle, device: Device): Tensor {
-  return new (Tensor as unknown as TensorCtor)(h, device);
+  return Tensor.fromNativeHandle(h, device);
 }
 
 /** The live native handle of a Tensor (throws "op: tensor used after dispose()"). */
 export function handleOf(t: Tensor, op: string): NativeTensorHandle {
   if (!(t instanceof Tensor)) throw new TypeError(`${op}: expected a Tensor`);
-  return (t as unknown as { live(op: string): NativeTensorHandle }).live(op);
+  return t.nativeHandle(op);
 }

@@ -165,8 +165,15 @@ struct Waiter {
   Napi::Promise::Deferred deferred;
   mood::PendingPtr pending;
   bool read;  // resolve with the data (true) or with undefined (false)
-  Napi::ThreadSafeFunction tsfn;
 };
+
+// One thread-safe function for every read: creating one per read costs a uv handle and a loop turn.
+// It holds the event loop open only while some read is outstanding.
+struct Notifier {
+  Napi::ThreadSafeFunction tsfn;
+  int outstanding = 0;  // touched on the JS thread only
+};
+Notifier* g_notifier = nullptr;
 
 void settle(Napi::Env env, Napi::Promise::Deferred& d, const mood::PendingPtr& p, bool read) {
   if (!p->ok()) {
@@ -190,17 +197,20 @@ Napi::Value promise_for(const Napi::Env& env, mood::PendingPtr p, bool read) {
     settle(env, deferred, p, read);
     return deferred.Promise();
   }
-  auto* w = new Waiter{deferred, p, read, Napi::ThreadSafeFunction()};
-  w->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
-                                          "mood.tensor.read", 0, 1);
+  if (!g_notifier) {
+    g_notifier = new Notifier();
+    g_notifier->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                                     "mood.tensor.read", 0, 1);
+    g_notifier->tsfn.Unref(env);
+  }
+  if (g_notifier->outstanding++ == 0) g_notifier->tsfn.Ref(env);
+  auto* w = new Waiter{deferred, p, read};
   p->on_done([w] {
-    // Copy the handle first: once queued, the JS thread may run the callback and free w at once.
-    Napi::ThreadSafeFunction tsfn = w->tsfn;
-    tsfn.NonBlockingCall([w](Napi::Env env, Napi::Function) {
+    g_notifier->tsfn.NonBlockingCall([w](Napi::Env env, Napi::Function) {
       settle(env, w->deferred, w->pending, w->read);
       delete w;
+      if (--g_notifier->outstanding == 0) g_notifier->tsfn.Unref(env);
     });
-    tsfn.Release();
   });
   return deferred.Promise();
 }

@@ -57,6 +57,7 @@ class Executor {
   std::condition_variable cv_;
   std::vector<std::function<void()>> queue_;
   size_t head_ = 0;
+  std::atomic<uint64_t> submitted_{0};
   bool stop_ = false;
   std::thread worker_;
 };
