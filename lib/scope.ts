@@ -31,8 +31,6 @@ export function keep<T extends Disposable>(t: T): T {
   return t;
 }
 
-type Returned = Disposable | Disposable[] | Record<string, unknown> | void | undefined | number | string | boolean | bigint | null;
-
 function collectReturned(value: unknown, out: Set<Disposable>, depth = 0): void {
   if (depth > 4 || value === null || typeof value !== 'object') return;
   if (typeof (value as Disposable).dispose === 'function' && 'isDisposed' in (value as object)) {
@@ -54,8 +52,8 @@ function finish(scope: Scope, result: unknown): void {
   if (outer) for (const t of survivors) outer.tracked.add(t);
 }
 
-export function tidy<R extends Returned>(fn: () => R): R;
-export function tidy<R extends Returned>(fn: () => Promise<R>): Promise<R>;
+export function tidy<R>(fn: () => Promise<R>): Promise<R>;
+export function tidy<R>(fn: () => R): R;
 export function tidy<R>(fn: () => R | Promise<R>): R | Promise<R> {
   const scope = new Scope();
   let result: R | Promise<R>;
