@@ -27,6 +27,21 @@ export function buildProgram(): Command {
       (await import('./info')).runInfo(opts);
     });
 
+  program
+    .command('forward')
+    .description('run a BEiT checkpoint on a numpy batch (.npy, float32 NCHW) and write features/logits as float32 .npy')
+    .option('--ckpt <file>', 'checkpoint (.pth: official BEiT/MOOD or our own)')
+    .option('--model <name>', 'named configuration to start from (e.g. beit_base_patch16_224)')
+    .option('--model-opts <json>', "constructor options with the reference's keyword names, e.g. '{\"img_size\": 224}'")
+    .option('--input <file>', 'input batch .npy, (N, C, H, W) float32 (float64 converted)')
+    .option('--features-out <file>', 'write pooled features (N, D) float32 .npy')
+    .option('--logits-out <file>', 'write logits (N, num_classes) float32 .npy')
+    .option('--batch-size <n>', 'images per forward pass (default 32)')
+    .option('--json', 'machine-readable summary')
+    .action(async (opts: import('./forward').ForwardCliOptions) => {
+      await (await import('./forward')).runForwardCommand(opts);
+    });
+
   return program;
 }
 
