@@ -87,6 +87,11 @@ export abstract class BaseDetector implements Detector {
     return this.isFitted;
   }
 
+  /** For detectors with nothing to learn (logit scores): usable without fit(). */
+  protected markFitted(): void {
+    this.isFitted = true;
+  }
+
   /** Options that reproduce this detector (JSON only; arrays belong in `state`). */
   protected abstract jsonOptions(): Record<string, Json>;
   protected abstract fitImpl(train: FitInput): Promise<void>;
@@ -94,10 +99,22 @@ export abstract class BaseDetector implements Detector {
 
   async fit(train: FitInput): Promise<void> {
     if (!train || typeof train !== 'object') throw new TypeError(`${this.name}.fit: expected { features, labels?, logits? }`);
-    this.dispose();
-    await tidy(async () => {
-      await this.fitImpl(train);
-    });
+    // Fit into fresh state; a failed fit leaves the previous fit in place.
+    const prev = { state: this.state, values: this.values, fitted: this.isFitted };
+    this.state = new Map();
+    this.values = {};
+    try {
+      await tidy(async () => {
+        await this.fitImpl(train);
+      });
+    } catch (e) {
+      for (const t of this.state.values()) t.dispose();
+      this.state = prev.state;
+      this.values = prev.values;
+      this.isFitted = prev.fitted;
+      throw e;
+    }
+    for (const t of prev.state.values()) t.dispose();
     this.isFitted = true;
   }
 

@@ -44,6 +44,7 @@ export class LogitDetector extends BaseDetector {
     this.needs = { trainFeatures: false, trainLabels: false, features: name === 'gradnorm', logits: true };
     this.temperature = opts.temperature ?? 1;
     if (!(Number.isFinite(this.temperature) && this.temperature > 0)) throw new RangeError(`${name}: temperature must be a finite positive number, got ${String(opts.temperature)}`);
+    this.markFitted();
   }
   protected jsonOptions() {
     const o: Record<string, number> = {};

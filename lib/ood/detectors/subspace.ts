@@ -11,12 +11,15 @@
  *   linear percentile over all training activations), logits = clip(x)·Wᵀ + b,
  *   score = −T·logsumexp(logits / T) (as `energy`). Higher = OOD.
  *
- * `dim` default: 1000 for D ≥ 2048, 512 for D ≥ 768, else ⌊D/2⌋.
+ * `dim` default: 1000 for D ≥ 2048, 512 for D ≥ 768, else ⌊D/2⌋. pinv(W) uses numpy's cutoff; a
+ * rank-deficient head (e.g. softmax rows summing to zero) makes the origin u numerically arbitrary here
+ * as in OpenOOD.
  */
 import { Tensor } from '../../tensor';
 import { tidy } from '../../scope';
 import { eigh, pinv } from '../../linalg';
 import type { Orientation } from '../evaluation/types';
+import { NUMPY_PINV_RCOND } from './covariance';
 import { FeatureDetector, type DetectorNeeds, type FitInput } from './base';
 import { DetectorInputError, matrixToArray, type CheckedMatrix, type MatrixInput } from './matrix';
 
@@ -90,7 +93,7 @@ export class VimDetector extends HeadDetector {
     await this.loadHead(d);
     const W = this.getState('weight');
     const b = this.getState('bias');
-    const u = tidy(() => pinv(W).matmul(b.unsqueeze(1)).reshape([1, d]).neg());
+    const u = tidy(() => pinv(W, { rcond: NUMPY_PINV_RCOND }).matmul(b.unsqueeze(1)).reshape([1, d]).neg());
     this.setState('origin', u);
     const ns = tidy(() => {
       const xc = x.tensor.sub(u);
