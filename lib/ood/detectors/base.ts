@@ -87,6 +87,11 @@ export abstract class BaseDetector implements Detector {
     return this.isFitted;
   }
 
+  /** Number of training samples of the last fit (feature detectors). */
+  get trainSize(): number | undefined {
+    return this.values.nTrain as number | undefined;
+  }
+
   /** For detectors with nothing to learn (logit scores): usable without fit(). */
   protected markFitted(): void {
     this.isFitted = true;
