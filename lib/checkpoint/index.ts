@@ -22,3 +22,7 @@ export type { ZipEntry, ZipDirectory } from './zip';
 export { ZipWriter } from './zipwrite';
 export { crc32 } from './crc32';
 export { atomicWriteFile } from './atomic';
+export { loadTensors, loadTensorSources, collectTensorSources } from './load-tensors';
+export type { LoadTensorsOptions, TensorSource } from './load-tensors';
+export { saveTensors, tensorsToData } from './save-tensors';
+export type { SaveTensorsOptions, TensorTree } from './save-tensors';
