@@ -122,3 +122,19 @@ describe('detector registry and inputs', () => {
     expect(back.inertia).toBe(a.inertia);
   });
 });
+
+describe('blocked Gram matrix', () => {
+  it('equals cᵀc for D >= 256 (odd sizes, uneven blocks), symmetric', async () => {
+    const { gram } = await import('../../lib/ood/detectors');
+    for (const [n, d] of [[40, 301], [7, 256]]) {
+      const c = Tensor.fromArray(gaussian(n, d, 9), [n, d]);
+      const g = gram(c);
+      const want = c.T.matmul(c);
+      expect(g.shape).toEqual([d, d]);
+      expectArrayClose((await g.data()) as Float64Array, (await want.data()) as Float64Array, 1e-12, `gram ${n}x${d}`);
+      const gd = (await g.data()) as Float64Array;
+      for (let i = 0; i < d; i += 37) for (let j = 0; j < d; j += 41) if (Math.floor(i / Math.ceil(d / 4)) !== Math.floor(j / Math.ceil(d / 4))) expect(gd[i * d + j]).toBe(gd[j * d + i]);
+      for (const t of [c, g, want]) t.dispose();
+    }
+  });
+});

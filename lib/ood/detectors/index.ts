@@ -23,6 +23,7 @@ export {
   GaussDetector,
   ledoitWolf,
   biasedCov,
+  gram,
   NUMPY_PINV_RCOND,
 } from './covariance';
 export { CosineDetector, ProjectionDetector, KnnDetector, maxInnerProduct, kthNearestDistance } from './similarity';

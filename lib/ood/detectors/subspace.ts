@@ -19,7 +19,7 @@ import { Tensor } from '../../tensor';
 import { tidy } from '../../scope';
 import { eigh, pinv } from '../../linalg';
 import type { Orientation } from '../evaluation/types';
-import { NUMPY_PINV_RCOND } from './covariance';
+import { NUMPY_PINV_RCOND, gram } from './covariance';
 import { FeatureDetector, type DetectorNeeds, type FitInput } from './base';
 import { DetectorInputError, matrixToArray, type CheckedMatrix, type MatrixInput } from './matrix';
 
@@ -97,7 +97,7 @@ export class VimDetector extends HeadDetector {
     this.setState('origin', u);
     const ns = tidy(() => {
       const xc = x.tensor.sub(u);
-      const cov = xc.T.matmul(xc).div(x.rows);
+      const cov = gram(xc).div(x.rows);
       const { eigenvectors } = eigh(cov); // ascending eigenvalues
       return eigenvectors.slice(1, 0, d - dim).contiguous(); // D x (D - dim): the non-principal space
     });
