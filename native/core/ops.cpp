@@ -1,5 +1,6 @@
 #include "core/ops.h"
 
+#include "core/data_ops.h"
 #include "core/file_io.h"
 
 #include <ATen/ATen.h>
@@ -113,7 +114,6 @@ namespace {
 
 using Inputs = std::vector<at::Tensor>;
 using Outputs = std::vector<at::Tensor>;
-using OpFn = std::function<Outputs(const Inputs&, const OpArgs&)>;
 
 struct OpEntry {
   OpInfo info;
@@ -385,6 +385,11 @@ Table build_table() {
                  auto opts = creation_options(a);
                  return {at::rand(a.get_ints("shape"), gen, opts.device(at::kCPU)).to(opts.device())};
                }};
+  auto add = [&t](const std::string& name, OpInfo info, OpFn fn) {
+    if (t.count(name)) throw std::logic_error("op '" + name + "' registered twice");
+    t[name] = {info, std::move(fn)};
+  };
+  register_data_ops(add);
   return t;
 }
 

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <variant>
@@ -46,6 +47,12 @@ struct OpInfo {
   int num_outputs;  // fixed output count
   OpCost cost;
 };
+
+using OpFn = std::function<std::vector<at::Tensor>(const std::vector<at::Tensor>&, const OpArgs&)>;
+// Adds ops from other translation units: each module provides a `register_<module>_ops(OpRegistry)`
+// that ops.cpp calls while building the table (explicit calls: a static library drops unreferenced
+// objects, so self-registering statics would silently vanish).
+using OpRegistry = std::function<void(const std::string& name, OpInfo info, OpFn fn)>;
 
 // Throws std::invalid_argument for an unknown op (listing the closest names).
 const OpInfo& op_info(const std::string& name);
