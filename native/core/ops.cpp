@@ -2,6 +2,7 @@
 
 #include "core/data_ops.h"
 #include "core/file_io.h"
+#include "core/image_ops.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -390,6 +391,7 @@ Table build_table() {
     t[name] = {info, std::move(fn)};
   };
   register_data_ops(add);
+  register_image_ops(add);
   return t;
 }
 

@@ -1,0 +1,7 @@
+#include "core/image_ops.h"
+
+namespace mood {
+
+void register_image_ops(const OpRegistry& add) { (void)add; }
+
+}  // namespace mood
