@@ -6,3 +6,7 @@ export { tidy, keep } from './scope';
 export * as linalg from './linalg';
 export { info, setNumThreads, getNumThreads, cuda } from './runtime';
 export type { RuntimeInfo } from './runtime';
+export * as ood from './ood';
+export * as checkpoint from './checkpoint';
+export * as npy from './npy';
+export { createModel, Beit } from './models/beit';

@@ -4,6 +4,8 @@
  */
 import { Command, CommanderError } from 'commander';
 import { normalizeFlags } from './argv';
+// Registration-only modules: their top-level imports are types, so libtorch stays unloaded.
+import { registerOodScore } from './ood-score';
 
 function version(): string {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -41,6 +43,8 @@ export function buildProgram(): Command {
     .action(async (opts: import('./forward').ForwardCliOptions) => {
       await (await import('./forward')).runForwardCommand(opts);
     });
+
+  registerOodScore(program);
 
   return program;
 }
