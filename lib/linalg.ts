@@ -39,6 +39,13 @@ export function slogdet(a: Tensor): { sign: Tensor; logabsdet: Tensor } {
 export function cov(x: Tensor, opts: { correction?: number } = {}): Tensor {
   return Tensor.runOp('cov', [x], { correction: opts.correction ?? 1 })[0];
 }
+/**
+ * xᵀx for a 2-D x (N x D), exactly symmetric. Uses BLAS syrk when libtorch's BLAS has it (half the
+ * flops of a gemm, what numpy does for `x.T @ x`), else a matmul.
+ */
+export function gram(x: Tensor): Tensor {
+  return Tensor.runOp('gram', [x])[0];
+}
 /** Pairwise p-norm distances between the rows of a (N×D) and b (M×D): N×M. */
 export function cdist(a: Tensor, b: Tensor, p = 2): Tensor {
   return Tensor.runOp('cdist', [a, b], { p })[0];

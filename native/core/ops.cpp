@@ -7,9 +7,20 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <climits>
+#include <cstdint>
 #include <functional>
 #include <stdexcept>
 #include <unordered_map>
+
+// Fortran BLAS syrk, when the BLAS libtorch links (OpenBLAS here) provides it: C = A·Aᵀ in half the
+// flops of a gemm, which libtorch does not expose. Weak, so any other BLAS falls back to matmul.
+extern "C" {
+void ssyrk_(const char* uplo, const char* trans, const int* n, const int* k, const float* alpha, const float* a,
+            const int* lda, const float* beta, float* c, const int* ldc) __attribute__((weak));
+void dsyrk_(const char* uplo, const char* trans, const int* n, const int* k, const double* alpha, const double* a,
+            const int* lda, const double* beta, double* c, const int* ldc) __attribute__((weak));
+}
 
 namespace mood {
 
@@ -153,6 +164,29 @@ void add_reduction(Table& t, const std::string& name,
 }
 
 std::vector<at::Tensor> list_of(const Inputs& in) { return std::vector<at::Tensor>(in.begin(), in.end()); }
+
+// xᵀx for a 2-D x (N x D). Row-major x is column-major xᵀ (D x N, lda D), so syrk with trans 'N'
+// gives xᵀx; it fills one triangle, mirrored afterwards.
+at::Tensor gram(const at::Tensor& x_in) {
+  TORCH_CHECK(x_in.dim() == 2, "gram expects a 2-D tensor, got ", x_in.dim(), "-D");
+  const bool f32 = x_in.scalar_type() == at::kFloat, f64 = x_in.scalar_type() == at::kDouble;
+  const bool have = (f32 && ssyrk_) || (f64 && dsyrk_);
+  const int64_t n = x_in.size(0), d = x_in.size(1);
+  if (!have || !x_in.device().is_cpu() || n == 0 || d == 0 || n > INT32_MAX || d > INT32_MAX) return at::matmul(x_in.t(), x_in);
+  at::Tensor x = x_in.contiguous();
+  at::Tensor c = at::zeros({d, d}, x.options());
+  const int in = static_cast<int>(d), ik = static_cast<int>(n);
+  const char uplo = 'L', trans = 'N';
+  if (f32) {
+    const float one = 1.f, zero = 0.f;
+    ssyrk_(&uplo, &trans, &in, &ik, &one, x.data_ptr<float>(), &in, &zero, c.data_ptr<float>(), &in);
+  } else {
+    const double one = 1.0, zero = 0.0;
+    dsyrk_(&uplo, &trans, &in, &ik, &one, x.data_ptr<double>(), &in, &zero, c.data_ptr<double>(), &in);
+  }
+  // Column-major lower = row-major upper.
+  return c.triu() + c.triu(1).t();
+}
 
 Table build_table() {
   Table t;
@@ -335,6 +369,7 @@ Table build_table() {
 
   // Linear algebra (float32/float64).
   t["matmul"] = {{2, 2, 1, H}, [](const Inputs& in, const OpArgs&) -> Outputs { return {at::matmul(in[0], in[1])}; }};
+  t["gram"] = {{1, 1, 1, H}, [](const Inputs& in, const OpArgs&) -> Outputs { return {gram(in[0])}; }};
   t["pinv"] = {{1, 1, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                  bool herm = a.get_bool("hermitian", false);
                  if (a.has("rcond")) return {at::linalg_pinv(in[0], a.get_double("rcond"), herm)};

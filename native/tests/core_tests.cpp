@@ -43,6 +43,17 @@ MOOD_TEST(ops_cov_matches_definition) {
   CHECK_CLOSE((c - expect).abs().max().item<double>(), 0.0, 1e-12);
 }
 
+MOOD_TEST(ops_gram_equals_matmul) {
+  for (auto dt : {at::kFloat, at::kDouble}) {
+    auto x = at::randn({300, 37}, dt);
+    auto g = run_op("gram", {x}, OpArgs())[0];
+    auto expect = at::matmul(x.t(), x);
+    CHECK(g.sizes() == expect.sizes());
+    CHECK_CLOSE((g - expect).abs().max().item<double>(), 0.0, dt == at::kFloat ? 1e-3 : 1e-10);
+    CHECK_CLOSE((g - g.t()).abs().max().item<double>(), 0.0, 0.0);  // exactly symmetric
+  }
+}
+
 MOOD_TEST(ops_topk_two_outputs) {
   OpArgs args;
   args.set("k", int64_t(2));

@@ -22,7 +22,7 @@
  */
 import { Tensor } from '../../tensor';
 import { tidy } from '../../scope';
-import { pinv } from '../../linalg';
+import { gram as linalgGram, pinv } from '../../linalg';
 import type { Orientation } from '../evaluation/types';
 import { FeatureDetector, quadForm, rowBlock, type DetectorNeeds, type FeatureOptions, type ScoreInput } from './base';
 import { DetectorInputError, groupByClass, type CheckedMatrix } from './matrix';
@@ -35,27 +35,11 @@ export function pinvSym(a: Tensor): Tensor {
 }
 
 /**
- * cᵀc for an N x D matrix. numpy computes `a.T @ a` with BLAS syrk (half the flops of a gemm);
- * libtorch has no syrk, so for D >= 256 we compute only the upper blocks of a 4 x 4 block split
- * (10 of 16 gemms, on strided column views) and mirror them.
+ * cᵀc for an N x D matrix, exactly symmetric. numpy computes `a.T @ a` with BLAS syrk (half the
+ * flops of a gemm); the native `gram` op calls syrk too (matmul where the BLAS lacks it).
  */
-export function gram(c: Tensor, blocks = 4): Tensor {
-  const d = c.shape[1];
-  if (d < 256 || blocks < 2) return c.T.matmul(c);
-  return tidy(() => {
-    const bs = Math.ceil(d / blocks);
-    const cols: Tensor[] = [];
-    for (let s = 0; s < d; s += bs) cols.push(c.slice(1, s, Math.min(d, s + bs)));
-    const nb = cols.length;
-    const g: Tensor[][] = Array.from({ length: nb }, () => new Array<Tensor>(nb));
-    for (let i = 0; i < nb; i++) {
-      for (let j = i; j < nb; j++) {
-        g[i][j] = cols[i].T.matmul(cols[j]);
-        if (j > i) g[j][i] = g[i][j].T;
-      }
-    }
-    return Tensor.cat(g.map((row) => Tensor.cat(row, 1)), 0);
-  });
+export function gram(c: Tensor): Tensor {
+  return linalgGram(c);
 }
 
 /** np.cov(x.T, bias=True) with the mean it used: centred Gram matrix over N. */
