@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { normalizeFlags } from './argv';
 // Registration-only modules: their top-level imports are types, so libtorch stays unloaded.
+import { registerCkpt } from './ckpt';
 import { registerOodScore } from './ood-score';
 
 function version(): string {
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
     });
 
   registerOodScore(program);
+  registerCkpt(program);
 
   return program;
 }

@@ -1,0 +1,61 @@
+/**
+ * The data contract every consumer codes against (trainer, feature extraction, demo). lib/data
+ * implements it; pixels stay native until a batch tensor comes out.
+ */
+import type { Tensor } from '../tensor';
+
+/** A labelled image dataset in a fixed order (the reference's dataset order). */
+export interface ImageDataset {
+  /** The reference's name: 'fashion_mnist', 'cifar10', 'cifar100', 'imagenet30', 'image_folder', 'svhn', ... */
+  readonly name: string;
+  /** Where it was read from (a folder or file), for messages and cache keys. */
+  readonly root: string;
+  readonly split: 'train' | 'test';
+  /** Class names, index = label. */
+  readonly classes: readonly string[];
+  readonly length: number;
+  /** Label of every sample, in dataset order. */
+  readonly targets: Int32Array;
+}
+
+/** One batch as the model consumes it. */
+export interface Batch {
+  /** float32 [B, 3, S, S], normalised, on the loader's device. */
+  images: Tensor;
+  /** Hard labels (int32), one per image. */
+  targets: Int32Array;
+  /** Dataset indices of the images, in batch order. */
+  indices: Int32Array;
+  /** Soft targets [B, numClasses] float32 when mixup/cutmix/label smoothing made them. */
+  softTargets?: Tensor;
+}
+
+/** Options of a loader over one dataset. */
+export interface LoaderOptions {
+  batchSize: number;
+  /** Training augmentation (timm create_transform for the BEiT flags) instead of the evaluation transform. */
+  train?: boolean;
+  /** Model input side; <= 32 skips resize/crop at evaluation like the reference. */
+  inputSize: number;
+  shuffle?: boolean;
+  dropLast?: boolean;
+  seed?: number;
+  /** Distributed sampling (torch DistributedSampler semantics). */
+  rank?: number;
+  worldSize?: number;
+  /** Batches prepared ahead (default 2). */
+  prefetch?: number;
+  /** Native decode/transform threads (default: all cores). */
+  workers?: number;
+  device?: string;
+}
+
+export interface DataLoader extends AsyncIterable<Batch> {
+  readonly dataset: ImageDataset;
+  /** Batches per epoch for this rank. */
+  readonly numBatches: number;
+  /** Samples per epoch for this rank (after padding/drop_last). */
+  readonly numSamples: number;
+  /** Reshuffles for epoch e (seed + epoch), like DistributedSampler.set_epoch. */
+  setEpoch(epoch: number): void;
+}
