@@ -7,6 +7,7 @@ import { normalizeFlags } from './argv';
 // Registration-only modules: their top-level imports are types, so libtorch stays unloaded.
 import { registerCkpt } from './ckpt';
 import { registerOodScore } from './ood-score';
+import { registerReport } from './report';
 
 function version(): string {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
 
   registerOodScore(program);
   registerCkpt(program);
+  registerReport(program);
 
   return program;
 }
