@@ -5,6 +5,7 @@
 set -euo pipefail
 pkgs=(cmake g++ make libtorch-dev libgloo-dev libjpeg62-turbo-dev libpng-dev
       python3-torch python3-torchvision python3-pil python3-sklearn python3-numpy dataset-fashion-mnist)
+pkgs+=(chromium)  # headless screenshot test of the demo's HTML report (tests/report/chromium.test.ts)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
