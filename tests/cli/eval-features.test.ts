@@ -1,0 +1,227 @@
+/**
+ * `mood eval-features` / `mood eval-logits` end to end on a random micro BEiT checkpoint and a few
+ * hundred Fashion-MNIST images (in-memory DataProvider implementing the lib/data contract): the JSON
+ * numbers equal numpy/sklearn recomputed by Debian's python3 from the features and logits the CLI
+ * cached; the reference's result lines land in eval_results.txt; a second run does no forward pass;
+ * a rewritten checkpoint invalidates the cache; bad input gives clear errors.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Command } from 'commander';
+import { normalizeFlags } from '../../lib/cli/argv';
+import { runEval, type DataProvider, type DatasetSpec, type EvalJson } from '../../lib/cli/eval-common';
+import { registerEvalFeatures } from '../../lib/cli/eval-features';
+import { registerEvalLogits } from '../../lib/cli/eval-logits';
+import { SYSTEM_PYTHON } from '../helpers/fixtures';
+import { FASHION_DIR, fashionDataset, haveFashionMnist, MemoryLoader, noiseDataset, writeMicroCheckpoint, type MemoryDataset } from '../ood-features/memory-data';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-eval-'));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const haveSklearn = spawnSync(SYSTEM_PYTHON, ['-c', 'import sklearn, numpy'], { encoding: 'utf8' }).status === 0;
+
+/** Fashion-MNIST (train 300 / test 200 images), its inverted test images and noise as OOD. */
+class TestData implements DataProvider {
+  loaders: MemoryLoader[] = [];
+  specs: DatasetSpec[] = [];
+  dataset(s: DatasetSpec): MemoryDataset {
+    this.specs.push(s);
+    if (s.inputSize !== 16) throw new Error(`expected input size 16, got ${s.inputSize}`);
+    if (s.name === 'fashion_mnist') {
+      const keep = s.classIdx !== undefined && !s.ood ? (y: number) => y === s.classIdx : undefined;
+      return fashionDataset(s.split, s.split === 'train' ? 300 : 200, 16, { keep });
+    }
+    if (s.name === 'fashion_inverted') return fashionDataset('test', 120, 16, { name: 'fashion_inverted', invert: true });
+    if (s.name === 'noise') return noiseDataset(100);
+    throw new Error(`no dataset '${s.name}' here (expected ${s.path}/images/...)`);
+  }
+  loader(ds: MemoryDataset, o: { batchSize: number }): MemoryLoader {
+    const l = new MemoryLoader(ds, o.batchSize, { shuffle: true, seed: this.loaders.length });
+    this.loaders.push(l);
+    return l;
+  }
+  get batches(): number {
+    return this.loaders.reduce((a, l) => a + l.yielded, 0);
+  }
+}
+
+async function cli(name: 'eval-features' | 'eval-logits', args: string[], data: DataProvider): Promise<{ out: string; json?: EvalJson }> {
+  let out = '';
+  const io = { out: (s: string) => void (out += s), err: () => undefined };
+  // Parse with the real command definitions, then run with the test data provider.
+  const program = new Command().exitOverride();
+  (name === 'eval-features' ? registerEvalFeatures : registerEvalLogits)(program);
+  let captured: Record<string, unknown> | undefined;
+  program.commands[0].action((opts: Record<string, unknown>) => {
+    captured = opts;
+  });
+  await program.parseAsync(normalizeFlags([name, ...args]), { from: 'user' });
+  const json = await runEval(name === 'eval-features' ? 'features' : 'logits', captured!, { data, ...io });
+  return { out, json };
+}
+
+/** numpy/sklearn recomputation from cached entries; prints JSON. */
+const PY = String.raw`
+import json, sys, numpy as np
+from sklearn.metrics import roc_auc_score, average_precision_score
+a = json.loads(sys.argv[1])
+def load(e, what): return np.load(e + '/' + what + '.npy').astype(np.float64)
+def norm(f): return f / (np.linalg.norm(f, axis=-1, keepdims=True) + 1e-10)
+out = {}
+if a['kind'] == 'mahalanobis':
+    tr = norm(load(a['train'], 'features'))
+    P = np.linalg.pinv(np.cov(tr.T, bias=True)); mu = tr.mean(0, keepdims=True)
+    score = lambda e: (lambda f: np.sum((f - mu) * (P.dot((f - mu).T)).T, axis=-1))(norm(load(e, 'features')))
+    idlab = 0
+else:
+    score = lambda e: load(e, 'logits').max(axis=1)
+    idlab = 1
+din = score(a['test'])
+for name, e in a['ood'].items():
+    dood = score(e)
+    lab = [idlab] * len(din) + [1 - idlab] * len(dood)
+    x = np.concatenate([din, dood])
+    fpr = np.sum(dood < np.percentile(din, 95)) / len(dood) if idlab == 0 else np.sum(dood > np.percentile(din, 5)) / len(dood)
+    out[name] = dict(auroc=roc_auc_score(lab, x), aupr=average_precision_score(lab, x), fpr95=float(fpr), n_in=len(din), n_ood=len(dood))
+print(json.dumps(out))
+`;
+
+function sklearn(arg: unknown): Record<string, { auroc: number; aupr: number; fpr95: number; n_in: number; n_ood: number }> {
+  const r = spawnSync(SYSTEM_PYTHON, ['-c', PY, JSON.stringify(arg)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+const close = (a: number, b: number, rel = 1e-6) => expect(Math.abs(a - b)).toBeLessThanOrEqual(rel * Math.max(Math.abs(b), 1e-3));
+
+describe.skipIf(!haveFashionMnist())('mood eval-features / eval-logits', () => {
+  const ckpt = path.join(dir, 'micro.pth');
+  const cacheDir = path.join(dir, 'cache');
+  const resultsDir = path.join(dir, 'results');
+  const base = () => ['--ckpt', ckpt, '--model', 'beit_test_micro', '--nb_classes', '10', '--data_set', 'fashion_mnist', '--data_path', FASHION_DIR, '--batch_size', '32', '--cache-dir', cacheDir, '--results-dir', resultsDir, '--quiet'];
+  beforeAll(async () => {
+    await writeMicroCheckpoint(ckpt, 10, 2);
+  });
+
+  it.skipIf(!haveSklearn)('multi-class mahalanobis: numbers equal sklearn on the cached features; reference lines; JSON file', async () => {
+    const data = new TestData();
+    const { out, json } = await cli('eval-features', [...base(), '--metric', 'mahalanobis', '--ood_dataset', 'noise,fashion_inverted'], data);
+    const j = json!;
+    expect(j.protocol).toBe('multi-class');
+    expect(j.train_features).toBe('eval-transform');
+    expect(j.extraction.map((e) => e.cache)).toEqual(['miss', 'miss', 'miss', 'miss']);
+    expect(j.extraction.map((e) => e.rows)).toEqual([300, 200, 100, 120]);
+    const entries = j.extraction.map((e) => e.entry!);
+    const py = sklearn({ kind: 'mahalanobis', train: entries[0], test: entries[1], ood: { noise: entries[2], fashion_inverted: entries[3] } });
+    expect(j.results.map((r) => r.ood)).toEqual(['noise', 'fashion_inverted']);
+    for (const r of j.results) {
+      const p = py[r.ood];
+      close(r.auroc, p.auroc);
+      close(r.aupr_out, p.aupr);
+      close(r.fpr95, p.fpr95);
+      expect(r.fpr95_convention).toBe('id-positive-percentile');
+      expect([r.n_in, r.n_ood]).toEqual([p.n_in, p.n_ood]);
+      expect(r.n_train).toBe(300);
+      expect(r.train_features).toBe('eval-transform');
+      expect(r.reference_aupr).toBe('aupr_out');
+    }
+    // The model separates noise from clothing at least somewhat (not a constant score).
+    expect(j.results[0].auroc).not.toBe(0.5);
+    const r0 = j.results[0];
+    const line0 = `mahalanobis\tIn-data: fashion_mnist\tOOD: noise          \t\tFPR95: ${(100 * r0.fpr95).toFixed(2)}\tAUROC: ${(100 * r0.auroc).toFixed(2)}\tAUPR: ${(100 * r0.aupr_out).toFixed(2)}`;
+    expect(out.split('\n').find((l) => l.startsWith('mahalanobis\t'))).toBe(line0);
+    const txt = fs.readFileSync(path.join(resultsDir, 'eval_results.txt'), 'utf8').split('\n');
+    expect(txt[0]).toBe(line0);
+    expect(txt[1]).toMatch(/^mahalanobis\tIn-data: fashion_mnist\tOOD: fashion_inverted\t\tFPR95: /);
+    const file = JSON.parse(fs.readFileSync(path.join(resultsDir, 'eval-features_fashion_mnist_noise+fashion_inverted.json'), 'utf8')) as EvalJson;
+    expect(file.results).toEqual(j.results);
+    expect(file.checkpoint.file).toBe(path.resolve(ckpt));
+    expect(file.id_dataset).toBe('fashion_mnist');
+    expect(file.ood_datasets).toEqual(['noise', 'fashion_inverted']);
+  });
+
+  it('second run reads the cache (no forward pass); a rewritten checkpoint invalidates it; --no-cache', async () => {
+    const own = path.join(dir, 'cache-test.pth');
+    await writeMicroCheckpoint(own, 10, 4);
+    const args = [...base().map((x) => (x === ckpt ? own : x)), '--metric', 'euclidean', '--ood_dataset', 'noise'];
+    const d1 = new TestData();
+    const a = (await cli('eval-features', args, d1)).json!;
+    expect(a.extraction.map((e) => e.cache)).toEqual(['miss', 'miss', 'miss']);
+    expect(d1.batches).toBe(10 + 7 + 4);
+    const d2 = new TestData();
+    const b = (await cli('eval-features', args, d2)).json!;
+    expect(b.extraction.every((e) => e.cache === 'hit' && e.forwardBatches === 0)).toBe(true);
+    expect(d2.batches).toBe(0);
+    expect(b.results).toEqual(a.results);
+    await writeMicroCheckpoint(own, 10, 5);
+    const d3 = new TestData();
+    const c = (await cli('eval-features', args, d3)).json!;
+    expect(c.extraction.map((e) => e.cache)).toEqual(['miss', 'miss', 'miss']);
+    expect(d3.batches).toBe(21);
+    expect(c.results[0].auroc).not.toBe(a.results[0].auroc);
+    const d4 = new TestData();
+    const d = (await cli('eval-features', [...args, '--no-cache'], d4)).json!;
+    expect(d.extraction.map((e) => e.cache)).toEqual(['off', 'off', 'off']);
+    expect(d4.batches).toBe(21);
+    expect(d.results).toEqual(c.results);
+  });
+
+  it('--metric all from one extraction; one-class --class_idx lines and averages', async () => {
+    const data = new TestData();
+    const { json } = await cli('eval-features', [...base(), '--metric', 'all', '--class_idx', '3', '--no-cache'], data);
+    const j = json!;
+    expect(j.protocol).toBe('one-class');
+    expect(j.class_idx).toBe(3);
+    expect(j.id_classes).toEqual([3]);
+    // One pass over the class-3 training images and one over the test set, for all 8 metrics.
+    expect(j.extraction.length).toBe(2);
+    const nTrain3 = fashionDataset('train', 300, 16, { keep: (y) => y === 3 }).length;
+    expect(j.extraction[0].rows).toBe(nTrain3);
+    expect(j.averages.map((a) => a.reference_metric)).toEqual(['mahalanobis', 'cos', 'projection', 'gauss', 'kmeans', 'euclidean', 'minkowski', 'chebyshev']);
+    expect(j.results.length).toBe(8 * 9);
+    for (const a of j.averages) {
+      const rows = j.results.filter((r) => r.reference_metric === a.reference_metric);
+      expect(rows.map((r) => r.ood)).toEqual(['0', '1', '2', '4', '5', '6', '7', '8', '9']);
+      close(a.auroc, rows.reduce((x, r) => x + r.auroc, 0) / rows.length, 1e-12);
+      expect(a.n_train).toBe(nTrain3);
+    }
+    const maha = j.lines.filter((l) => l.startsWith('mahalanobis\t'));
+    expect(maha.length).toBe(10);
+    expect(maha[0]).toMatch(/^mahalanobis\tDataset: fashion_mnist\tID: 3\tOOD: 0\tFPR95: \d+\.\d\d\tAUROC: \d+\.\d\d\tAUPR: \d+\.\d\d$/);
+    expect(maha[9]).toMatch(/^mahalanobis\tDataset: fashion_mnist\tID: 3\tOOD: all\t/);
+  });
+
+  it.skipIf(!haveSklearn)('eval-logits softmax (= max logit, AUPR-In as the reference) equals sklearn; one-class lines say MOOD', async () => {
+    const data = new TestData();
+    const { json } = await cli('eval-logits', [...base(), '--metric', 'softmax', '--ood_dataset', 'noise'], data);
+    const j = json!;
+    // No training pass for logit metrics.
+    expect(j.extraction.map((e) => e.what)).toEqual(['fashion_mnist/test', 'noise (OOD)']);
+    const r = j.results[0];
+    expect(r.metric).toBe('maxlogit');
+    expect(r.reference_aupr).toBe('aupr_in');
+    const py = sklearn({ kind: 'maxlogit', test: j.extraction[0].entry, ood: { noise: j.extraction[1].entry } });
+    close(r.auroc, py.noise.auroc);
+    close(r.aupr_in, py.noise.aupr);
+    expect(j.lines[0]).toBe(`softmax\tIn-data: fashion_mnist\tOOD: noise          \t\tFPR95: ${(100 * r.fpr95).toFixed(2)}\tAUROC: ${(100 * r.auroc).toFixed(2)}\tAUPR: ${(100 * r.aupr_in).toFixed(2)}`);
+    const one = (await cli('eval-logits', [...base(), '--metric', 'energy', '--class_idx', '0'], new TestData())).json!;
+    expect(one.lines.length).toBe(10);
+    expect(one.lines[9]).toMatch(/^MOOD\tDataset: fashion_mnist\tID: 0\tOOD: all\tFPR95: /);
+  });
+
+  it('bad input: unknown metric, missing dataset, class_idx out of range, ckpt not found', async () => {
+    const run = (name: 'eval-features' | 'eval-logits', extra: string[]) => cli(name, [...base(), ...extra], new TestData());
+    await expect(run('eval-features', ['--metric', 'nope', '--ood_dataset', 'noise'])).rejects.toThrow(/--metric: unknown feature metric 'nope'.*valid: mahalanobis/);
+    await expect(run('eval-features', ['--metric', 'energy', '--ood_dataset', 'noise'])).rejects.toThrow(/'energy' is a logit metric: use mood eval-logits/);
+    await expect(run('eval-logits', ['--metric', 'cos', '--ood_dataset', 'noise'])).rejects.toThrow(/unknown logit metric 'cos'.*feature metric: use mood eval-features/);
+    await expect(run('eval-features', ['--ood_dataset', 'svhn'])).rejects.toThrow(/--ood_dataset svhn at .*no dataset 'svhn'/);
+    await expect(run('eval-features', ['--class_idx', '10'])).rejects.toThrow(/--class_idx 10 is out of range: fashion_mnist has 10 one-class groups \(0\.\.9\)/);
+    await expect(run('eval-features', ['--class_idx', '-1'])).rejects.toThrow(/--class_idx must be an integer >= 0, got '-1'/);
+    await expect(run('eval-features', [])).rejects.toThrow(/--ood_dataset <name> is required without --class_idx/);
+    const missing = path.join(dir, 'nope.pth');
+    await expect(cli('eval-features', [...base().map((x) => (x === ckpt ? missing : x)), '--ood_dataset', 'noise'], new TestData())).rejects.toThrow(`--ckpt ${missing}: no such file`);
+    await expect(run('eval-features', ['--ood_dataset', 'noise', '--data_path', path.join(dir, 'nowhere')])).rejects.toThrow(/--data_path .*nowhere: no such directory/);
+  });
+});
