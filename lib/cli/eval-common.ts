@@ -346,7 +346,6 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
 
   const data = deps.data ?? libDataProvider();
   const resultsDir = opts.resultsDir ?? './eval_results';
-  fs.mkdirSync(resultsDir, { recursive: true });
   const resultsFile = path.join(resultsDir, 'eval_results.txt');
   info(`loading from ${opts.ckpt}\n=> Saving to ${resultsFile}\n`);
 
@@ -434,6 +433,7 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       averages.push({ ...common, ood: 'all', ...r.average, n_in: r.n_in, n_ood: nOod });
     });
     for (const l of lines) out(l + '\n');
+    fs.mkdirSync(resultsDir, { recursive: true });
     if (!opts.json && lines.length) {
       const trainNote = kind === 'features' ? `; train features: ${trainFeatures}` : '';
       out(`(FPR95 ${res.results[0].fpr95_convention} at TPR ${res.results[0].tpr_level}; AUPR = ${averages.map((a) => `${a.reference_metric}: ${a.reference_aupr}`).join(', ')} (${res.results[0].aupr_convention})${trainNote})\n`);

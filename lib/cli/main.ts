@@ -8,6 +8,8 @@ import { normalizeFlags } from './argv';
 import { registerCkpt } from './ckpt';
 import { registerOodScore } from './ood-score';
 import { registerReport } from './report';
+import { registerEvalFeatures } from './eval-features';
+import { registerEvalLogits } from './eval-logits';
 
 function version(): string {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -49,6 +51,8 @@ export function buildProgram(): Command {
   registerOodScore(program);
   registerCkpt(program);
   registerReport(program);
+  registerEvalFeatures(program);
+  registerEvalLogits(program);
 
   return program;
 }
