@@ -10,6 +10,7 @@ import { registerOodScore } from './ood-score';
 import { registerReport } from './report';
 import { registerEvalFeatures } from './eval-features';
 import { registerEvalLogits } from './eval-logits';
+import { registerScore } from './score';
 
 function version(): string {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -53,6 +54,7 @@ export function buildProgram(): Command {
   registerReport(program);
   registerEvalFeatures(program);
   registerEvalLogits(program);
+  registerScore(program);
 
   return program;
 }

@@ -12,40 +12,15 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Command } from 'commander';
 import { normalizeFlags } from '../../lib/cli/argv';
-import { runEval, type DataProvider, type DatasetSpec, type EvalJson } from '../../lib/cli/eval-common';
+import { runEval, type DataProvider, type EvalJson } from '../../lib/cli/eval-common';
 import { registerEvalFeatures } from '../../lib/cli/eval-features';
 import { registerEvalLogits } from '../../lib/cli/eval-logits';
 import { SYSTEM_PYTHON } from '../helpers/fixtures';
-import { FASHION_DIR, fashionDataset, haveFashionMnist, MemoryLoader, noiseDataset, writeMicroCheckpoint, type MemoryDataset } from '../ood-features/memory-data';
+import { FASHION_DIR, fashionDataset, haveFashionMnist, MemoryDataProvider as TestData, writeMicroCheckpoint } from '../ood-features/memory-data';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-eval-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const haveSklearn = spawnSync(SYSTEM_PYTHON, ['-c', 'import sklearn, numpy'], { encoding: 'utf8' }).status === 0;
-
-/** Fashion-MNIST (train 300 / test 200 images), its inverted test images and noise as OOD. */
-class TestData implements DataProvider {
-  loaders: MemoryLoader[] = [];
-  specs: DatasetSpec[] = [];
-  dataset(s: DatasetSpec): MemoryDataset {
-    this.specs.push(s);
-    if (s.inputSize !== 16) throw new Error(`expected input size 16, got ${s.inputSize}`);
-    if (s.name === 'fashion_mnist') {
-      const keep = s.classIdx !== undefined && !s.ood ? (y: number) => y === s.classIdx : undefined;
-      return fashionDataset(s.split, s.split === 'train' ? 300 : 200, 16, { keep });
-    }
-    if (s.name === 'fashion_inverted') return fashionDataset('test', 120, 16, { name: 'fashion_inverted', invert: true });
-    if (s.name === 'noise') return noiseDataset(100);
-    throw new Error(`no dataset '${s.name}' here (expected ${s.path}/images/...)`);
-  }
-  loader(ds: MemoryDataset, o: { batchSize: number }): MemoryLoader {
-    const l = new MemoryLoader(ds, o.batchSize, { shuffle: true, seed: this.loaders.length });
-    this.loaders.push(l);
-    return l;
-  }
-  get batches(): number {
-    return this.loaders.reduce((a, l) => a + l.yielded, 0);
-  }
-}
 
 async function cli(name: 'eval-features' | 'eval-logits', args: string[], data: DataProvider): Promise<{ out: string; json?: EvalJson }> {
   let out = '';

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import type { Batch, DataLoader, ImageDataset } from '../../lib/data/types';
+import type { DataProvider, DatasetSpec } from '../../lib/cli/eval-common';
 import { Tensor } from '../../lib/tensor';
 import { createModel } from '../../lib/models/beit';
 import { saveTensors } from '../../lib/checkpoint/save-tensors';
@@ -148,3 +149,29 @@ export async function writeMicroCheckpoint(file: string, numClasses = 10, seed =
     model.dispose();
   }
 }
+
+/** Fashion-MNIST (train 300 / test 200 images), its inverted test images and noise as OOD. */
+export class MemoryDataProvider implements DataProvider {
+  loaders: MemoryLoader[] = [];
+  specs: DatasetSpec[] = [];
+  dataset(s: DatasetSpec): MemoryDataset {
+    this.specs.push(s);
+    if (s.inputSize !== 16) throw new Error(`expected input size 16, got ${s.inputSize}`);
+    if (s.name === 'fashion_mnist') {
+      const keep = s.classIdx !== undefined && !s.ood ? (y: number) => y === s.classIdx : undefined;
+      return fashionDataset(s.split, s.split === 'train' ? 300 : 200, 16, { keep });
+    }
+    if (s.name === 'fashion_inverted') return fashionDataset('test', 120, 16, { name: 'fashion_inverted', invert: true });
+    if (s.name === 'noise') return noiseDataset(100);
+    throw new Error(`no dataset '${s.name}' here (expected ${s.path}/images/...)`);
+  }
+  loader(ds: MemoryDataset, o: { batchSize: number }): MemoryLoader {
+    const l = new MemoryLoader(ds, o.batchSize, { shuffle: true, seed: this.loaders.length });
+    this.loaders.push(l);
+    return l;
+  }
+  get batches(): number {
+    return this.loaders.reduce((a, l) => a + l.yielded, 0);
+  }
+}
+

@@ -1,0 +1,211 @@
+/**
+ * `mood score --detector D.npz [--ckpt C.pth] FILES...`: score new samples with a saved detector
+ * (Detector.save, e.g. from `mood eval-features --detector-out`). FILES are .npy arrays:
+ *   - (N, C, H, W) float32/float64 image batches, already through the evaluation transform: run through
+ *     the BEiT checkpoint (--ckpt) for features and logits, as the detector needs;
+ *   - (N, D) arrays: features (feature detectors) or logits (logit detectors) computed elsewhere.
+ * Output: one JSON document (default) or JSON Lines (--jsonl, one sample per line), to stdout or
+ * atomically to --out.
+ *
+ * Only type imports at the top level: libtorch loads when the command runs.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import type { NdArray } from '../npy/ndarray';
+
+export interface ScoreCliOptions {
+  detector?: string;
+  ckpt?: string;
+  model?: string;
+  nbClasses?: string;
+  inputSize?: string;
+  batchSize?: string;
+  device?: string;
+  jsonl?: boolean;
+  out?: string;
+}
+
+export interface ScoredSample {
+  file: string;
+  /** Row within the file. */
+  index: number;
+  score: number;
+}
+
+export interface ScoreResult {
+  detector: string;
+  metric: string;
+  orientation: string;
+  checkpoint: string | null;
+  n: number;
+  samples: ScoredSample[];
+}
+
+export class ScoreCliError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ScoreCliError';
+  }
+}
+
+function positiveInt(v: string | undefined, flag: string, dflt?: number): number | undefined {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new ScoreCliError(`${flag} must be a positive integer, got '${v}'`);
+  return n;
+}
+
+const fmtShape = (s: readonly number[]): string => `(${s.join(', ')})`;
+
+export async function runScore(files: string[], opts: ScoreCliOptions, write: (s: string) => void = (s) => void process.stdout.write(s)): Promise<ScoreResult> {
+  if (!opts.detector) throw new ScoreCliError('--detector <file.npz> is required');
+  if (!fs.existsSync(opts.detector)) throw new ScoreCliError(`--detector ${opts.detector}: no such file`);
+  if (files.length === 0) throw new ScoreCliError('no input files: give one or more .npy arrays (N, C, H, W images or N x D features/logits)');
+  for (const f of files) {
+    if (!fs.existsSync(f)) throw new ScoreCliError(`${f}: no such file`);
+    if (!f.toLowerCase().endsWith('.npy')) {
+      throw new ScoreCliError(`${f}: only .npy inputs are supported here; put images through the evaluation transform first (e.g. mood data preview --out batch.npy)`);
+    }
+  }
+  if (opts.ckpt !== undefined && !fs.existsSync(opts.ckpt)) throw new ScoreCliError(`--ckpt ${opts.ckpt}: no such file`);
+  if (opts.out) {
+    const dir = path.dirname(path.resolve(opts.out));
+    if (!fs.existsSync(dir)) throw new ScoreCliError(`--out ${opts.out}: directory ${dir} does not exist`);
+  }
+  const batchSize = positiveInt(opts.batchSize, '--batch_size', 32)!;
+  const nbClasses = positiveInt(opts.nbClasses, '--nb_classes');
+  const inputSize = positiveInt(opts.inputSize, '--input_size');
+
+  const [{ readNpy }, { loadDetector }, { atomicWriteFile, writeAll }] = await Promise.all([import('../npy'), import('../ood/detectors/registry'), import('../checkpoint/atomic')]);
+  let det: Awaited<ReturnType<typeof loadDetector>>;
+  try {
+    det = loadDetector(opts.detector);
+  } catch (e) {
+    throw new ScoreCliError(`--detector ${opts.detector}: ${(e as Error).message}`);
+  }
+  const arrays: Array<{ file: string; arr: NdArray }> = files.map((file) => {
+    let arr: NdArray;
+    try {
+      arr = readNpy(file);
+    } catch (e) {
+      throw new ScoreCliError(`${file}: ${(e as Error).message}`);
+    }
+    if (arr.dtype !== 'float32' && arr.dtype !== 'float64') throw new ScoreCliError(`${file}: expected float32 or float64, got ${arr.dtype}`);
+    if (arr.shape.length !== 4 && arr.shape.length !== 2) throw new ScoreCliError(`${file}: expected (N, C, H, W) images or (N, D) features/logits, got shape ${fmtShape(arr.shape)}`);
+    if (arr.shape[0] === 0) throw new ScoreCliError(`${file}: no samples, shape ${fmtShape(arr.shape)}`);
+    return { file, arr };
+  });
+  const needs = det.needs;
+  const needImages = arrays.some((a) => a.arr.shape.length === 4);
+  if (needImages && !opts.ckpt) throw new ScoreCliError('image batches (N, C, H, W) need the model: give --ckpt C.pth');
+  let model: import('../models/beit').Beit | undefined;
+  const samples: ScoredSample[] = [];
+  try {
+    if (needImages) {
+      const { Beit, beitConfigNames } = await import('../models/beit');
+      if (opts.model !== undefined && !beitConfigNames().includes(opts.model as never)) {
+        throw new ScoreCliError(`--model: unknown configuration '${opts.model}' (known: ${beitConfigNames().join(', ')})`);
+      }
+      const given: Record<string, unknown> = {};
+      if (opts.model) given.config = opts.model;
+      if (nbClasses !== undefined) given.num_classes = nbClasses;
+      if (inputSize !== undefined) given.img_size = inputSize;
+      if (opts.device) given.device = opts.device;
+      try {
+        model = await Beit.fromCheckpoint(opts.ckpt!, given);
+      } catch (e) {
+        throw new ScoreCliError(`--ckpt ${opts.ckpt}: ${(e as Error).message}`);
+      }
+      model.eval();
+    }
+    const { Tensor } = await import('../tensor');
+    for (const { file, arr } of arrays) {
+      const c = arr.toCOrder();
+      const typed = c.typed() as Float32Array | Float64Array;
+      const n = arr.shape[0];
+      let input: { features?: { data: Float32Array | Float64Array; shape: number[] }; logits?: { data: Float32Array | Float64Array; shape: number[] } };
+      if (arr.shape.length === 2) {
+        // Precomputed rows: features for feature detectors, logits for logit detectors.
+        if (needs.features && needs.logits) throw new ScoreCliError(`${file}: '${det.name}' needs features and logits; give image batches (N, C, H, W) with --ckpt`);
+        input = needs.logits ? { logits: { data: typed, shape: arr.shape } } : { features: { data: typed, shape: arr.shape } };
+      } else {
+        const o = model!.options;
+        const [, ch, h, w] = arr.shape;
+        if (ch !== o.in_chans || h !== o.img_size || w !== o.img_size) {
+          throw new ScoreCliError(`${file}: expected images of shape (N, ${o.in_chans}, ${o.img_size}, ${o.img_size}) for this model, got ${fmtShape(arr.shape)}`);
+        }
+        const per = ch * h * w;
+        const f32 = typed instanceof Float32Array ? typed : Float32Array.from(typed);
+        let feats: Float32Array | undefined;
+        let logits: Float32Array | undefined;
+        let fd = 0;
+        let ld = 0;
+        for (let s = 0; s < n; s += batchSize) {
+          const b = Math.min(batchSize, n - s);
+          const x = Tensor.fromArray(f32.subarray(s * per, (s + b) * per), [b, ch, h, w]);
+          const r = model!.run(x, { features: true, logits: true });
+          try {
+            const [fv, lv] = (await Promise.all([r.features!.data(), r.logits!.data()])) as [Float32Array, Float32Array];
+            fd = r.features!.shape[1];
+            ld = r.logits!.shape[1];
+            feats ??= new Float32Array(n * fd);
+            logits ??= new Float32Array(n * ld);
+            feats.set(fv, s * fd);
+            logits.set(lv, s * ld);
+          } finally {
+            x.dispose();
+            r.features?.dispose();
+            r.logits?.dispose();
+          }
+        }
+        input = { features: { data: feats!, shape: [n, fd] }, logits: { data: logits!, shape: [n, ld] } };
+      }
+      let scores: Float64Array;
+      try {
+        scores = await det.score(input);
+      } catch (e) {
+        throw new ScoreCliError(`${file}: ${(e as Error).message}`);
+      }
+      scores.forEach((score, index) => samples.push({ file, index, score }));
+    }
+  } finally {
+    model?.dispose();
+    det.dispose();
+  }
+  const result: ScoreResult = {
+    detector: path.resolve(opts.detector),
+    metric: det.name,
+    orientation: det.orientation,
+    checkpoint: needImages ? path.resolve(opts.ckpt!) : null,
+    n: samples.length,
+    samples,
+  };
+  const text = opts.jsonl
+    ? samples.map((s) => JSON.stringify({ ...s, metric: result.metric, orientation: result.orientation })).join('\n') + '\n'
+    : JSON.stringify(result, null, 2) + '\n';
+  if (opts.out) {
+    const buf = Buffer.from(text);
+    atomicWriteFile(opts.out, (fd) => writeAll(fd, buf));
+  } else write(text);
+  return result;
+}
+
+export function registerScore(program: Command): Command {
+  return program
+    .command('score')
+    .description('score new samples with a saved OOD detector (.npz): image batches through a BEiT checkpoint, or precomputed features/logits')
+    .argument('<files...>', '.npy inputs: (N, C, H, W) transformed images (need --ckpt) or (N, D) features/logits')
+    .option('--detector <file>', 'fitted detector (.npz from mood eval-features --detector-out or mood ood-score --detector-out)')
+    .option('--ckpt <file>', 'BEiT checkpoint for image batches (the one the detector was fitted with)')
+    .option('--model <name>', 'named configuration (default: inferred from the checkpoint)')
+    .option('--nb-classes <n>', 'classifier classes (default: from the checkpoint)')
+    .option('--input-size <n>', 'model image side (default: from the checkpoint)')
+    .option('--batch-size <n>', 'images per forward pass (default 32)')
+    .option('--device <d>', 'cpu or cuda[:i]')
+    .option('--jsonl', 'JSON Lines: one {file, index, score, metric, orientation} per sample')
+    .option('--out <file>', 'write the output here (atomic) instead of stdout')
+    .action(async (files: string[], opts: ScoreCliOptions) => {
+      await runScore(files, opts);
+    });
+}
