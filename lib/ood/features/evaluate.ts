@@ -9,7 +9,7 @@ import type { Beit } from '../../models/beit';
 import type { DataLoader } from '../../data/types';
 import { createDetector, type DetectorOptions } from '../detectors/registry';
 import { multiClassProtocol } from '../protocols/multiClass';
-import { oneClassProtocol, superclassList } from '../protocols/oneClass';
+import { superclassList } from '../protocols/oneClass';
 import type { MetricRow, OodRow, SampleSet } from '../protocols/types';
 import type { AuprConvention, EvaluateOptions, Fpr95Convention, Orientation } from '../evaluation/types';
 import { extractCached, type LoaderDescription } from './extract';
@@ -103,6 +103,25 @@ function asSample(s: ExtractedSet, what: { features: boolean; logits: boolean; l
   if (what.logits) out.logits = { data: s.logits, shape: [s.n, s.numClasses] };
   if (what.labels) out.labels = s.labels;
   return out;
+}
+
+/** The rows `rows` of an extracted set (one-class splits). */
+function takeRows(s: ExtractedSet, rows: number[]): ExtractedSet {
+  const F = new Float32Array(rows.length * s.featureDim);
+  const L = new Float32Array(rows.length * s.numClasses);
+  rows.forEach((r, k) => {
+    F.set(s.features.subarray(r * s.featureDim, (r + 1) * s.featureDim), k * s.featureDim);
+    L.set(s.logits.subarray(r * s.numClasses, (r + 1) * s.numClasses), k * s.numClasses);
+  });
+  return {
+    n: rows.length,
+    features: F,
+    featureDim: s.featureDim,
+    logits: L,
+    numClasses: s.numClasses,
+    labels: Int32Array.from(rows, (r) => s.labels[r]),
+    indices: Int32Array.from(rows, (r) => s.indices[r]),
+  };
 }
 
 /** Head weight and bias of the model (vim, residual, react). */
@@ -208,33 +227,72 @@ export async function evaluateOod(input: EvaluateOodInput): Promise<EvaluateOodR
         ...(r.scores ? { scores: r.scores } : {}),
       });
     } else {
-      // Metrics with nothing to fit get the test set as "training" input (ignored by the detector),
-      // so no training pass is needed for logit metrics.
-      const r = await oneClassProtocol({
+      // The reference's one-class loop: fit on the ID group's training rows, ID = the group's test rows,
+      // OOD = each other group's test rows separately, averaged. A training set that lib/data already
+      // subset to this group (dataset.classIdx, possibly relabelled to a CIFAR-100 superclass) is used
+      // whole; a full training set is filtered by the group's labels. Metrics with nothing to fit get the
+      // ID test rows as their (ignored) training input, so logit metrics need no training pass.
+      const g = groups![input.classIdx!];
+      const inGroup = (labels: Int32Array): number[] => {
+        const set = new Set(g);
+        const out: number[] = [];
+        labels.forEach((l, i) => {
+          if (set.has(l)) out.push(i);
+        });
+        return out;
+      };
+      const testRows = groups!.map((grp) => {
+        const set = new Set(grp);
+        const out: number[] = [];
+        testSet.labels.forEach((l, i) => {
+          if (set.has(l)) out.push(i);
+        });
+        return out;
+      });
+      if (testRows[input.classIdx!].length === 0) throw new OodEvaluationError(`one-class: no test samples of group ${input.classIdx} (labels ${g.join(', ')}) in ${test.dataset.name}`);
+      let trainSample: SampleSet;
+      let nTrain: number | null = null;
+      if (usesTrain) {
+        // `classIdx` on a dataset is lib/data's (compatible) addition to the ImageDataset contract.
+        const presubset = (input.idTrain!.dataset as { classIdx?: number }).classIdx === input.classIdx;
+        const rows = presubset ? null : inGroup(train!.labels);
+        if (rows && rows.length === 0) throw new OodEvaluationError(`one-class: no training samples of group ${input.classIdx} (labels ${g.join(', ')}) in ${input.idTrain!.dataset.name}`);
+        trainSample = rows ? asSample(takeRows(train!, rows), what) : asSample(train!, what);
+        nTrain = rows ? rows.length : train!.n;
+      } else {
+        trainSample = asSample(takeRows(testSet, testRows[input.classIdx!]), what);
+      }
+      const oodList: Array<{ name: string } & SampleSet> = [];
+      groups!.forEach((_, d) => {
+        if (d === input.classIdx) return;
+        if (testRows[d].length === 0) throw new OodEvaluationError(`one-class: no test samples of OOD group ${d} in ${test.dataset.name}`);
+        oodList.push({ name: String(d), ...asSample(takeRows(testSet, testRows[d]), what) });
+      });
+      const r = await multiClassProtocol({
         metric,
         detectorOptions,
         evaluation: input.evaluation,
-        train: usesTrain ? asSample(train!, what) : asSample(testSet, what),
-        test: asSample(testSet, what),
-        groups,
-        idGroups: [input.classIdx!],
+        train: trainSample,
+        test: asSample(takeRows(testSet, testRows[input.classIdx!]), what),
+        ood: oodList,
+        keepScores: input.keepScores,
       });
-      const g = r.groups[0];
       results.push({
         metric: r.metric,
         orientation: r.orientation,
         protocol: 'one-class',
         id_dataset: test.dataset.name,
         class_idx: input.classIdx!,
-        id_classes: g.classes,
+        id_classes: [...g],
         train_features: usesTrain ? trainFeatures : null,
         fpr95_convention: r.fpr95_convention,
         aupr_convention: r.aupr_convention,
         tpr_level: r.tpr_level,
-        n_train: usesTrain ? g.n_train : null,
-        n_in: g.n_in,
-        rows: g.rows,
-        average: g.average,
+        n_train: nTrain,
+        n_in: r.n_in,
+        rows: r.rows,
+        average: r.average,
+        ...(r.scores ? { scores: r.scores } : {}),
       });
     }
   }
