@@ -219,20 +219,8 @@ export function libDataProvider(): DataProvider {
   const create = mod.createLoader as ((ds: ImageDataset, o: LoaderOptions) => DataLoader) | undefined;
   if (typeof build !== 'function' || typeof create !== 'function') throw new EvalCliError('lib/data does not export buildDataset and createLoader');
   return {
-    dataset: (s) =>
-      build({
-        dataSet: s.name,
-        dataPath: s.path,
-        split: s.split,
-        train: s.split === 'train',
-        classIdx: s.classIdx,
-        ood: s.ood,
-        inputSize: s.inputSize,
-        nbClasses: s.nbClasses,
-        evalDataPath: s.evalDataPath,
-        cropPct: s.cropPct,
-        imagenetDefaultMeanAndStd: s.imagenetDefaultMeanAndStd,
-      }),
+    // lib/data's BuildDatasetOptions: the test split is never subset (one-class OOD groups come from it).
+    dataset: (s) => build({ dataSet: s.name, dataPath: s.path, train: s.split === 'train', ...(s.classIdx !== undefined && !s.ood ? { classIdx: s.classIdx } : {}) }),
     loader: (ds, o) => create(ds, o),
   };
 }
@@ -380,7 +368,18 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       groups = features.oneClassGroups(opts.dataSet, testDs.classes.length);
       if (classIdx >= groups.length) throw new EvalCliError(`--class_idx ${classIdx} is out of range: ${opts.dataSet} has ${groups.length} one-class groups (0..${groups.length - 1})`);
     }
-    const loaderOpts = (train: boolean): LoaderOptions => ({ batchSize, inputSize, train, seed, ...(workers !== undefined ? { workers } : {}), ...(opts.device ? { device: opts.device } : {}), ...(worldSize > 1 ? { rank, worldSize } : {}) });
+    // cropPct / imagenetDefaultMeanAndStd are lib/data's (compatible) additions to LoaderOptions.
+    const transformOpts: Record<string, unknown> = { ...(cropPct !== undefined ? { cropPct } : {}), ...(opts.imagenetDefaultMeanAndStd ? { imagenetDefaultMeanAndStd: true } : {}) };
+    const loaderOpts = (train: boolean): LoaderOptions => ({
+      batchSize,
+      inputSize,
+      train,
+      seed,
+      ...(workers !== undefined ? { workers } : {}),
+      ...(opts.device ? { device: opts.device } : {}),
+      ...(worldSize > 1 ? { rank, worldSize } : {}),
+      ...transformOpts,
+    });
     const needsTrain = kind === 'features';
     const trainDs = needsTrain ? await dataset(spec({ name: opts.dataSet, path: dataPath, split: 'train', classIdx }), '--data_set') : undefined;
     const oods = [];
