@@ -9,7 +9,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Beit } from '../../lib/models/beit';
-import { Tensor } from '../../lib/tensor';
+import { Tensor, tensorStats } from '../../lib/tensor';
+import type { Batch, DataLoader } from '../../lib/data/types';
 import { extractCached, extractFeatures, readEntry, cacheKeyParts } from '../../lib/ood/features';
 import { fashionDataset, haveFashionMnist, MemoryLoader, writeMicroCheckpoint, type MemoryDataset } from './memory-data';
 
@@ -114,5 +115,39 @@ describe.skipIf(!haveFashionMnist())('feature extraction (Fashion-MNIST at /usr/
     } finally {
       m.dispose();
     }
+  });
+
+  it('bad batches and failing loaders: clear errors, every tensor disposed, train mode restored', async () => {
+    const wrap = (make: (i: number, b: Batch) => Batch | never): DataLoader => {
+      const inner = new MemoryLoader(ds, 40);
+      return {
+        dataset: ds,
+        numBatches: inner.numBatches,
+        numSamples: inner.numSamples,
+        setEpoch: () => undefined,
+        async *[Symbol.asyncIterator]() {
+          let i = 0;
+          for await (const b of inner) yield make(i++, b);
+        },
+      };
+    };
+    const before = tensorStats().live;
+    model.train();
+    await expect(
+      extractFeatures(model, wrap((i, b) => (i === 2 ? { ...b, indices: b.indices.map((x) => x + 1000) } : b)), { progress: false }),
+    ).rejects.toThrow(/batch index 1080 outside the dataset \(length 200\)/);
+    expect(model.training).toBe(true);
+    await expect(
+      extractFeatures(model, wrap((i, b) => {
+        if (i === 3) {
+          b.images.dispose();
+          throw new Error('decode failed: broken.png');
+        }
+        return b;
+      }), { progress: false }),
+    ).rejects.toThrow('decode failed: broken.png');
+    await expect(extractFeatures(model, wrap((i, b) => ({ ...b, targets: b.targets.subarray(1) })), { progress: false })).rejects.toThrow(/batch 0 has 40 indices but 39 targets/);
+    model.eval();
+    expect(tensorStats().live).toBe(before);
   });
 });

@@ -7,7 +7,7 @@
  */
 import * as crypto from 'node:crypto';
 import type { Beit } from '../../models/beit';
-import type { DataLoader } from '../../data/types';
+import type { Batch, DataLoader } from '../../data/types';
 import { Progress } from '../../util/progress';
 import { cacheKey, checkpointIdentity, entryDir, readEntry, targetsHash, writeEntry, CACHE_FORMAT_VERSION } from './cache';
 import type { CacheKeyParts, CheckpointIdentity, ExtractOptions, ExtractedSet, ExtractionRecord, FeatureCacheOptions } from './types';
@@ -36,46 +36,74 @@ export async function extractFeatures(model: Beit, loader: DataLoader, opts: Ext
   const labels = new Int32Array(N);
   const filled = new Uint8Array(N);
   let batches = 0;
-  try {
-    for await (const batch of loader) {
+  // One batch in flight: the next forward is queued on the model's executor before the previous
+  // batch's outputs are read and copied, so the device never waits for JS (two batches of outputs
+  // alive at most).
+  interface InFlight {
+    batch: Batch;
+    out?: ReturnType<Beit['run']>;
+    no: number;
+  }
+  const release = (p: InFlight): void => {
+    p.out?.features?.dispose();
+    p.out?.logits?.dispose();
+    // The consumer owns a yielded batch (the loader hands each one out once).
+    p.batch.images.dispose();
+    p.batch.softTargets?.dispose();
+  };
+  const collect = async (p: InFlight): Promise<void> => {
+    try {
+      const { batch, out } = p;
       const idx = batch.indices;
       const b = idx.length;
-      let out: ReturnType<Beit['run']> | undefined;
-      try {
-        if (batch.targets.length !== b) throw new FeatureExtractionError(`${what}: batch ${batches} has ${b} indices but ${batch.targets.length} targets`);
-        out = model.run(batch.images, { features: true, logits: true });
-        const [f, l] = await Promise.all([out.features!.data(), out.logits!.data()]);
-        const fs = out.features!.shape;
-        const ls = out.logits!.shape;
-        if (fs[0] !== b || ls[0] !== b) throw new FeatureExtractionError(`${what}: batch ${batches} has ${b} indices but the model returned ${fs[0]} rows`);
-        if (!features) {
-          fDim = fs[1];
-          cDim = ls[1];
-          // Whole-result buffers up front: no growth, no per-batch arrays kept alive.
-          features = new Float32Array(N * fDim);
-          logits = new Float32Array(N * cDim);
-        }
-        const fv = f as Float32Array;
-        const lv = l as Float32Array;
-        for (let i = 0; i < b; i++) {
-          const r = idx[i];
-          if (!Number.isInteger(r) || r < 0 || r >= N) throw new FeatureExtractionError(`${what}: batch index ${r} outside the dataset (length ${N})`);
-          features.set(fv.subarray(i * fDim, (i + 1) * fDim), r * fDim);
-          logits!.set(lv.subarray(i * cDim, (i + 1) * cDim), r * cDim);
-          labels[r] = batch.targets[i];
-          filled[r] = 1;
-        }
-      } finally {
-        out?.features?.dispose();
-        out?.logits?.dispose();
-        // The consumer owns a yielded batch (the loader hands each one out once).
-        batch.images.dispose();
-        batch.softTargets?.dispose();
+      const [f, l] = await Promise.all([out!.features!.data(), out!.logits!.data()]);
+      const fs = out!.features!.shape;
+      const ls = out!.logits!.shape;
+      if (fs[0] !== b || ls[0] !== b) throw new FeatureExtractionError(`${what}: batch ${p.no} has ${b} indices but the model returned ${fs[0]} rows`);
+      if (!features) {
+        fDim = fs[1];
+        cDim = ls[1];
+        // Whole-result buffers up front: no growth, no per-batch arrays kept alive.
+        features = new Float32Array(N * fDim);
+        logits = new Float32Array(N * cDim);
       }
-      batches++;
+      const fv = f as Float32Array;
+      const lv = l as Float32Array;
+      for (let i = 0; i < b; i++) {
+        const r = idx[i];
+        if (!Number.isInteger(r) || r < 0 || r >= N) throw new FeatureExtractionError(`${what}: batch index ${r} outside the dataset (length ${N})`);
+        features.set(fv.subarray(i * fDim, (i + 1) * fDim), r * fDim);
+        logits!.set(lv.subarray(i * cDim, (i + 1) * cDim), r * cDim);
+        labels[r] = batch.targets[i];
+        filled[r] = 1;
+      }
       bar.tick(b);
+    } finally {
+      release(p);
     }
+  };
+  let pending: InFlight | undefined;
+  try {
+    for await (const batch of loader) {
+      const cur: InFlight = { batch, no: batches++ };
+      try {
+        if (batch.targets.length !== batch.indices.length) {
+          throw new FeatureExtractionError(`${what}: batch ${cur.no} has ${batch.indices.length} indices but ${batch.targets.length} targets`);
+        }
+        cur.out = model.run(batch.images, { features: true, logits: true });
+      } catch (e) {
+        release(cur);
+        throw e;
+      }
+      const prev = pending;
+      pending = cur;
+      if (prev) await collect(prev);
+    }
+    const last = pending;
+    pending = undefined;
+    if (last) await collect(last);
   } finally {
+    if (pending) release(pending);
     if (wasTraining) model.train();
   }
   bar.finish();
