@@ -181,6 +181,15 @@ describe.skipIf(!haveFashionMnist())('mood eval-features / eval-logits', () => {
     close(r.auroc, py.noise.auroc);
     close(r.aupr_in, py.noise.aupr);
     expect(j.lines[0]).toBe(`softmax\tIn-data: fashion_mnist\tOOD: noise          \t\tFPR95: ${(100 * r.fpr95).toFixed(2)}\tAUROC: ${(100 * r.auroc).toFixed(2)}\tAUPR: ${(100 * r.aupr_in).toFixed(2)}`);
+    const all = (await cli('eval-logits', [...base(), '--metric', 'all', '--ood_dataset', 'noise'], new TestData())).json!;
+    expect(all.averages.map((a) => [a.reference_metric, a.metric, a.reference_aupr])).toEqual([
+      ['softmax', 'maxlogit', 'aupr_in'],
+      ['entropy', 'entropy', 'aupr_out'],
+      ['energy', 'energy', 'aupr_out'],
+      ['gradnorm', 'gradnorm', 'aupr_in'],
+    ]);
+    expect(all.extraction.every((e) => e.cache === 'hit')).toBe(true);
+    expect(all.results.every((r) => r.auroc >= 0 && r.auroc <= 1 && r.n_in === 200 && r.n_ood === 100 && r.n_train === null)).toBe(true);
     const one = (await cli('eval-logits', [...base(), '--metric', 'energy', '--class_idx', '0'], new TestData())).json!;
     expect(one.lines.length).toBe(10);
     expect(one.lines[9]).toMatch(/^MOOD\tDataset: fashion_mnist\tID: 0\tOOD: all\tFPR95: /);
