@@ -84,7 +84,7 @@ describe.skipIf(!haveFashionMnist())('evaluateOod', () => {
     await expect(evaluateOod({ model, idTest: l, metrics: ['msp'], progress: false })).rejects.toThrow(/give OOD sets \(multi-class\) or classIdx/);
     await expect(evaluateOod({ model, idTest: l, metrics: ['msp'], classIdx: 10, progress: false })).rejects.toThrow(/class_idx 10 is out of range: fashion_mnist has 10 one-class groups/);
     await expect(evaluateOod({ model, idTest: l, oods: [{ name: 'n', loader: fresh() }], metrics: ['mahalanobis'], progress: false })).rejects.toThrow(/need ID training features: give idTrain/);
-    await expect(evaluateOod({ model, idTest: l, oods: [{ name: 'n', loader: fresh() }], metrics: ['msp'], worldSize: 2, progress: false })).rejects.toThrow(/needs the all-gather of lib\/dist/);
+    await expect(evaluateOod({ model, idTest: l, oods: [{ name: 'n', loader: fresh() }], metrics: ['msp'], worldSize: 2, progress: false })).rejects.toThrow(/distributed evaluation \(world size 2\) needs a process group to all-gather the shards/);
     expect(l.yielded).toBe(0);
   });
 });

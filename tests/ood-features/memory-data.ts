@@ -87,13 +87,14 @@ export class MemoryLoader implements DataLoader {
   constructor(
     readonly dataset: MemoryDataset,
     private readonly batchSize: number,
-    private readonly opts: { shuffle?: boolean; seed?: number } = {},
+    private readonly opts: { shuffle?: boolean; seed?: number; rank?: number; worldSize?: number } = {},
   ) {}
   get numBatches(): number {
-    return Math.ceil(this.dataset.length / this.batchSize);
+    return Math.ceil(this.numSamples / this.batchSize);
   }
+  /** torch DistributedSampler: ceil(N / W) rows per rank, the tail padded from the start. */
   get numSamples(): number {
-    return this.dataset.length;
+    return Math.ceil(this.dataset.length / (this.opts.worldSize ?? 1));
   }
   setEpoch(e: number): void {
     this.epoch = e;
@@ -110,7 +111,12 @@ export class MemoryLoader implements DataLoader {
     return idx;
   }
   async *[Symbol.asyncIterator](): AsyncIterator<Batch> {
-    const order = this.order();
+    let order = this.order();
+    const W = this.opts.worldSize ?? 1;
+    if (W > 1) {
+      const padded = [...order, ...order].slice(0, this.numSamples * W);
+      order = padded.filter((_, i) => i % W === (this.opts.rank ?? 0));
+    }
     const S = this.dataset.side;
     const per = 3 * S * S;
     for (let start = 0; start < order.length; start += this.batchSize) {

@@ -13,6 +13,7 @@ import { superclassList } from '../protocols/oneClass';
 import type { MetricRow, OodRow, SampleSet } from '../protocols/types';
 import type { AuprConvention, EvaluateOptions, Fpr95Convention, Orientation } from '../evaluation/types';
 import { extractCached, type LoaderDescription } from './extract';
+import { gatherShards, type RowGatherer } from './gather';
 import { DEFAULT_TRAIN_FEATURES, type ExtractedSet, type ExtractionRecord, type FeatureCacheOptions, type TrainFeatureTransform } from './types';
 
 export interface OodLoader {
@@ -50,7 +51,12 @@ export interface EvaluateOodInput {
   /** Keep per-sample scores in each result. */
   keepScores?: boolean;
   warn?: (msg: string) => void;
-  /** Distributed evaluation (--dist_eval). */
+  /**
+   * Distributed evaluation (--dist_eval): the loaders shard by rank (DistributedSampler), each rank
+   * extracts its rows, and `group.allGather` reassembles every set on every rank. Without a group,
+   * rank/worldSize > 1 is refused.
+   */
+  group?: RowGatherer;
   rank?: number;
   worldSize?: number;
 }
@@ -142,10 +148,11 @@ async function headOptions(model: Beit): Promise<Pick<DetectorOptions, 'weight' 
 export async function evaluateOod(input: EvaluateOodInput): Promise<EvaluateOodResult> {
   const { model, metrics } = input;
   if (!metrics.length) throw new OodEvaluationError('evaluateOod: no metrics given');
-  if ((input.worldSize ?? 1) > 1) {
-    // TODO(lib/dist): all-gather the per-rank ExtractedSets (rows + indices) so rank 0 evaluates the
-    // whole sets; extraction already shards (extractCached with rank/worldSize returns this rank's rows).
-    throw new OodEvaluationError('distributed evaluation (--dist_eval with world size > 1) needs the all-gather of lib/dist, which is not available yet; run on one process');
+  const group = input.group;
+  const worldSize = group?.worldSize ?? input.worldSize ?? 1;
+  const rank = group?.rank ?? input.rank ?? 0;
+  if (worldSize > 1 && !group) {
+    throw new OodEvaluationError(`distributed evaluation (world size ${worldSize}) needs a process group to all-gather the shards (option group: lib/dist's ProcessGroup); run on one process or pass one`);
   }
   const oneClass = input.classIdx !== undefined && input.classIdx !== null;
   const oods = input.oods ?? [];
@@ -173,12 +180,13 @@ export async function evaluateOod(input: EvaluateOodInput): Promise<EvaluateOodR
     const { set, record } = await extractCached(model, loader, desc, input.cache, {
       label,
       progress: input.progress === false ? false : undefined,
-      rank: input.rank,
-      worldSize: input.worldSize,
+      rank,
+      worldSize,
       warn: input.warn,
     });
     extraction.push(record);
-    return set;
+    // Each rank extracted (and cached) its shard; every rank gets the whole set back.
+    return worldSize > 1 ? gatherShards(set, group!, loader.dataset.length) : set;
   };
   const train = needTrain
     ? await run(input.idTrain!, { train: trainFeatures === 'train-augment', inputSize, seed: input.trainSeed }, `${input.idTrain!.dataset.name}/train`)
