@@ -54,13 +54,13 @@ export function metricInfo(metrics: readonly string[]): MetricInfo[] {
   });
 }
 
-/** Collects raw scores for one .npz: key -> float32 array. */
+/** Collects raw scores for one .npz: key -> float64 array (the exact values evaluated). */
 export class ScoreSink {
-  readonly arrays = new Map<string, Float32Array>();
+  readonly arrays = new Map<string, Float64Array>();
   constructor(readonly file: string) {}
   put(key: string, v: Float64Array): string {
     const k = key.replace(/[^A-Za-z0-9_.-]+/g, '_');
-    this.arrays.set(k, Float32Array.from(v));
+    this.arrays.set(k, v);
     return k;
   }
 }

@@ -1,0 +1,348 @@
+/**
+ * `mood demo`: MOOD's pipeline end to end on one data set — (optional MIM pre-training) -> fine-tune
+ * on the ID classes -> features and logits -> OOD evaluation in both protocols -> results.json,
+ * scores (.npz), HTML report with PNG plots, and the AUROC tables on stdout. Every stage is resumable
+ * (see stages.ts); Ctrl-C writes the partial results and the report of what finished.
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { ImageDataset } from '../data/types';
+import { Beit, createModel } from '../models/beit';
+import { Tensor } from '../tensor';
+import { setNumThreads } from '../runtime';
+import { extractCached } from '../ood/features/extract';
+import { writeNpz, ndarray } from '../npy';
+import { RESULTS_SCHEMA, type EpochRecord, type EvalRow, type ProtocolResult, type ResultsFile, type SettingValue } from '../report/schema';
+import { writeReport } from '../report';
+import { loadDataModule, loadPretrainModule, loadTrainModule, type DataModule, type MemoryDataset, type PretrainModule, type TrainModule } from './backend';
+import { FAR_OOD_NAMES, farOodPixels, seededRandom } from './far-ood';
+import { epochCheckpoint, finetune, loadWeights, saveWeights } from './finetune';
+import { metricInfo, multiClassRows, oneClassRows, ScoreSink, selectRows, type FeatureRows } from './ood-eval';
+import { DEMO_MODEL_OPTS, DemoError, checkDatasetPresent, parseClassList, type DemoSettings } from './options';
+import { Interrupt, InterruptedError, StageStore, checkOutputDir, explainNoSpace, writeJson } from './stages';
+import { aurocTable } from './table';
+
+export interface DemoDeps {
+  data?: DataModule;
+  train?: TrainModule;
+  /** null: never pre-train (as when lib/pretrain is absent). */
+  pretrain?: PretrainModule | null;
+  log?: (s: string) => void;
+  /** Stdout for the tables. */
+  out?: (s: string) => void;
+  interrupt?: Interrupt;
+}
+
+export interface DemoOutcome {
+  results: ResultsFile;
+  resultsFile: string;
+  reportFile: string | null;
+  interrupted: boolean;
+}
+
+/** Disk the demo needs at most with default settings (checkpoints, feature cache, report). */
+const NEED_BYTES = 200 * 2 ** 20;
+
+function hash(v: unknown): string {
+  return crypto.createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
+}
+
+/** First `perClass` samples of every class in a seeded shuffled order (0 = all), ascending indices. */
+export function perClassSample(targets: Int32Array, perClass: number, seed: number, keep: (label: number) => boolean = () => true): Int32Array {
+  const order = Array.from(targets.keys());
+  if (perClass > 0) {
+    const r = seededRandom(seed);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(r() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+  }
+  const count = new Map<number, number>();
+  const out: number[] = [];
+  for (const i of order) {
+    const l = targets[i];
+    if (!keep(l)) continue;
+    const c = count.get(l) ?? 0;
+    if (perClass > 0 && c >= perClass) continue;
+    count.set(l, c + 1);
+    out.push(i);
+  }
+  return Int32Array.from(out.sort((a, b) => a - b));
+}
+
+function rangeText(c: number[]): string {
+  const contiguous = c.every((v, i) => i === 0 || v === c[i - 1] + 1);
+  return contiguous && c.length > 2 ? `${c[0]}-${c[c.length - 1]}` : c.join(',');
+}
+
+async function pixelsOf(ds: MemoryDataset, idx: Int32Array): Promise<{ pixels: Uint8Array; n: number; c: number; h: number; w: number }> {
+  const [, c, h, w] = ds.pixels.shape;
+  const all = (await ds.pixels.data()) as Uint8Array;
+  const plane = c * h * w;
+  const out = new Uint8Array(idx.length * plane);
+  idx.forEach((j, k) => {
+    const row = ds.rows ? ds.rows[j] : j;
+    out.set(all.subarray(row * plane, (row + 1) * plane), k * plane);
+  });
+  return { pixels: out, n: idx.length, c, h, w };
+}
+
+export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<DemoOutcome> {
+  const log = deps.log ?? ((m: string) => process.stderr.write(`mood demo: ${m}\n`));
+  const print = deps.out ?? ((m: string) => process.stdout.write(m));
+  const t0 = Date.now();
+  checkDatasetPresent(s);
+  checkOutputDir(s.outputDir, NEED_BYTES);
+  const store = new StageStore(s.outputDir);
+  if (s.fresh) store.clear();
+  if (s.threads > 0) setNumThreads(s.threads);
+  const interrupt = deps.interrupt ?? new Interrupt();
+  const ownInterrupt = !deps.interrupt;
+  const data = deps.data ?? loadDataModule();
+
+  // ---- data ------------------------------------------------------------------------------------
+  const trainFull = (await data.buildDataset({ dataSet: s.dataSet, dataPath: s.dataPath, train: true })) as MemoryDataset;
+  const testFull = (await data.buildDataset({ dataSet: s.dataSet, dataPath: s.dataPath, train: false })) as MemoryDataset;
+  const classes = trainFull.classes;
+  const K = classes.length;
+  const idClasses = parseClassList(s.idClasses.join(','), 'id_classes', K);
+  const oodClasses = s.oodClasses ? parseClassList(s.oodClasses.join(','), 'ood_classes', K) : Array.from({ length: K }, (_, i) => i).filter((c) => !idClasses.includes(c));
+  if (idClasses.length < 2) throw new DemoError(`--id_classes needs at least 2 classes to fine-tune a classifier (got ${idClasses.join(',')})`);
+  const overlap = oodClasses.filter((c) => idClasses.includes(c));
+  if (overlap.length) throw new DemoError(`--ood_classes ${overlap.join(',')} are also in --id_classes`);
+  const oneClassList = s.oneClassClasses ? parseClassList(s.oneClassClasses.join(','), 'classes', K) : Array.from({ length: K }, (_, i) => i);
+  const remap = new Map(idClasses.map((c, i) => [c, i]));
+  const isId = (l: number) => remap.has(l);
+
+  const trainIdx = perClassSample(trainFull.targets, s.trainPerClass, s.seed);
+  const testIdx = perClassSample(testFull.targets, s.testPerClass, s.seed + 1);
+  const trainSub = trainFull.subset(trainIdx);
+  const testSub = testFull.subset(testIdx);
+  const idNames = idClasses.map((c) => classes[c]);
+  const sub = (ds: MemoryDataset, keep: (l: number) => boolean, name: string) => {
+    const idx = Int32Array.from([...ds.targets.keys()].filter((i) => keep(ds.targets[i])));
+    return ds.subset(idx, { targets: Int32Array.from(idx, (i) => remap.get(ds.targets[i]) ?? 0), classes: idNames, name });
+  };
+  const trainId = sub(trainSub, isId, `${s.dataSet}_id`);
+  const testId = sub(testSub, isId, `${s.dataSet}_id`);
+  log(`${s.dataSet}: ${trainSub.length} training images (${trainId.length} of ID classes ${rangeText(idClasses)}), ${testSub.length} test images, ${K} classes`);
+
+  const settings: Record<string, SettingValue> = {
+    command: 'mood demo',
+    data_set: s.dataSet,
+    data_path: s.dataPath,
+    id_classes: rangeText(idClasses),
+    ood_classes: rangeText(oodClasses),
+    far_ood: s.farOod.join(',') || 'none',
+    model: s.model,
+    model_opts: JSON.stringify(s.model === 'demo' ? { ...DEMO_MODEL_OPTS, ...s.modelOpts } : s.modelOpts),
+    checkpoint: s.checkpoint,
+    epochs: s.epochs,
+    batch_size: s.batchSize,
+    lr: s.lr,
+    weight_decay: s.weightDecay,
+    train_per_class: s.trainPerClass,
+    test_per_class: s.testPerClass,
+    metrics: s.metrics.join(','),
+    one_class_classes: rangeText(oneClassList),
+    time_budget_s: s.timeBudget,
+    device: s.device,
+    seed: s.seed,
+    train_images: trainId.length,
+    test_images: testSub.length,
+  };
+  metricInfo(s.metrics); // unknown metric names fail before any training
+
+  const notes: string[] = [];
+  let records: EpochRecord[] = [];
+  const protocols: ProtocolResult[] = [];
+  let interrupted = false;
+  let model: Beit | null = null;
+  try {
+    // ---- model ----------------------------------------------------------------------------------
+    const numClasses = idClasses.length;
+    const baseOpts = s.model === 'demo' ? { ...DEMO_MODEL_OPTS } : {};
+    const opts = { ...baseOpts, ...(s.modelOpts as object), num_classes: numClasses, device: s.device } as Record<string, unknown>;
+    const pretrainMod = deps.pretrain === undefined ? loadPretrainModule() : deps.pretrain;
+    let init: 'checkpoint' | 'mim' | 'scratch';
+    if (s.checkpoint) {
+      model = await Beit.fromCheckpoint(s.checkpoint, opts as never);
+      init = 'checkpoint';
+    } else {
+      model = createModel(s.model === 'demo' ? (opts as never) : s.model, opts as never);
+      init = s.pretrain && pretrainMod ? 'mim' : 'scratch';
+    }
+    const initKey = hash({ v: 1, dataSet: s.dataSet, model: s.model, opts, checkpoint: s.checkpoint, init, seed: s.seed, trainPerClass: s.trainPerClass });
+    const initFile = path.join(s.outputDir, 'checkpoints', 'init.pth');
+    if (store.get('init', initKey) && fs.existsSync(initFile)) {
+      await loadWeights(model, initFile);
+    } else {
+      if (init === 'mim') {
+        log('MIM pre-training on the ID training images');
+        const loader = data.createLoader(trainId, { batchSize: s.batchSize, inputSize: model.options.img_size, shuffle: true, seed: s.seed, device: s.device });
+        await pretrainMod!.pretrain({ model, loader, epochs: Math.max(1, s.epochs), lr: s.lr });
+      }
+      await saveWeights(model, initFile);
+      store.set('init', initKey, { init });
+    }
+    settings.init = init;
+    notes.push(
+      init === 'mim'
+        ? 'Backbone: MIM pre-training on the ID training images, then fine-tuning.'
+        : init === 'checkpoint'
+          ? `Backbone: weights from ${s.checkpoint}, then fine-tuning.`
+          : `Backbone: trained from scratch (${s.pretrain ? 'lib/pretrain is not available in this build' : '--no-pretrain'}); MOOD's masked-image-modeling pre-training is what makes OOD detection strong, so expect far lower AUROC than the paper's.`,
+    );
+
+    // ---- fine-tuning ------------------------------------------------------------------------------
+    const ftKey = hash({ initKey, epochs: s.epochs, bs: s.batchSize, lr: s.lr, wd: s.weightDecay, id: idClasses });
+    if (s.epochs > 0) {
+      const train = deps.train ?? loadTrainModule();
+      records = await finetune({ settings: s, store, key: ftKey, interrupt, data, train, log }, model, trainId, testId);
+    }
+    const weights = s.epochs > 0 ? epochCheckpoint(s.outputDir, s.epochs - 1) : initFile;
+    interrupt.check('feature extraction');
+
+    // ---- features ------------------------------------------------------------------------------------
+    const cache = { dir: path.join(s.outputDir, 'features'), checkpoint: weights };
+    const inputSize = model.options.img_size;
+    const extract = async (ds: ImageDataset, label: string, extra: Record<string, unknown>): Promise<FeatureRows> => {
+      const loader = data.createLoader(ds, { batchSize: Math.max(256, s.batchSize), inputSize, device: s.device });
+      try {
+        const r = await extractCached(model!, loader, { train: false, inputSize, extra }, cache, { label, progress: s.quiet ? false : {} });
+        return r.set;
+      } catch (e) {
+        return explainNoSpace(e, cache.dir);
+      }
+    };
+    const trainF = await extract(trainSub, 'train', { demo: 'train', idx: hash(Array.from(trainIdx)) });
+    const testF = await extract(testSub, 'test', { demo: 'test', idx: hash(Array.from(testIdx)) });
+    interrupt.check('feature extraction');
+    const idTestIdx = Int32Array.from([...testSub.targets.keys()].filter((i) => isId(testSub.targets[i])));
+    const farCount = Math.min(idTestIdx.length, 2000);
+    const farBase = await pixelsOf(testSub, idTestIdx.subarray(0, farCount));
+    const far: Array<{ name: string; rows: FeatureRows }> = [];
+    for (const kind of s.farOod) {
+      const px = farOodPixels(kind, farBase, s.seed);
+      const t = Tensor.fromArray(px.pixels, [px.n, px.c, px.h, px.w], { dtype: 'uint8' });
+      const ds = new data.InMemoryDataset({ name: `far_ood_${kind}`, root: `synthetic:${kind}`, split: 'test', classes, targets: new Int32Array(px.n), pixels: t });
+      try {
+        far.push({ name: FAR_OOD_NAMES[kind], rows: await extract(ds, FAR_OOD_NAMES[kind], { demo: kind, n: px.n, seed: s.seed }) });
+      } finally {
+        ds.dispose();
+        t.dispose();
+      }
+      interrupt.check('feature extraction');
+    }
+
+    // ---- multi-class --------------------------------------------------------------------------------------
+    const evalKey = hash({ ftKey, metrics: s.metrics, testIdx: hash(Array.from(testIdx)), far: s.farOod, ood: oodClasses });
+    const idName = `classes ${rangeText(idClasses)}`;
+    const header = (protocol: 'one-class' | 'multi-class', description: string, rows: EvalRow[], incomplete?: string): ProtocolResult => ({
+      protocol,
+      description,
+      fpr95_convention: 'id-positive-percentile',
+      aupr_convention: 'average-precision',
+      tpr_level: 0.95,
+      metrics: metricInfo(s.metrics),
+      rows,
+      ...(incomplete ? { incomplete } : {}),
+    });
+    const mcDesc = `Fine-tuned on ${idName}; detectors fitted on their training features; ID = test images of ${idName}; OOD = held-out classes ${rangeText(oodClasses)} and far-OOD sets built from ${farCount} ID test images (${s.farOod.map((k) => FAR_OOD_NAMES[k]).join(', ') || 'none'}).`;
+    let mcRows = store.get<EvalRow[]>('multi-class', evalKey);
+    if (!mcRows) {
+      log('multi-class OOD evaluation');
+      const sink = new ScoreSink('scores/multi-class.npz');
+      const oods = [{ name: `held-out classes ${rangeText(oodClasses)}`, rows: selectRows(testF, (l) => oodClasses.includes(l)) }, ...far];
+      mcRows = await multiClassRows(idName, selectRows(trainF, isId), selectRows(testF, isId), oods, { metrics: s.metrics, detectorOptions: detectorOptionsFor }, sink);
+      writeScores(s.outputDir, sink);
+      store.set('multi-class', evalKey, mcRows);
+    }
+    protocols.push(header('multi-class', mcDesc, mcRows));
+
+    // ---- one-class ------------------------------------------------------------------------------------------
+    const ocRows: EvalRow[] = [];
+    const skipped: number[] = [];
+    const ocStart = Date.now();
+    let computed = 0; // at least one class per run, so a tiny budget still makes progress
+    for (const c of oneClassList) {
+      const done = store.get<EvalRow[]>(`one-class-${c}`, evalKey);
+      if (done) {
+        ocRows.push(...done);
+        continue;
+      }
+      if (interrupt.stopRequested || (computed > 0 && s.timeBudget > 0 && (Date.now() - ocStart) / 1000 > s.timeBudget)) {
+        skipped.push(c);
+        continue;
+      }
+      log(`one-class: class ${c} (${classes[c]}) as ID`);
+      const sink = new ScoreSink(`scores/one-class-${c}.npz`);
+      const rows = await oneClassRows(c, classes, trainF, testF, { metrics: s.metrics, detectorOptions: detectorOptionsFor }, sink);
+      writeScores(s.outputDir, sink);
+      store.set(`one-class-${c}`, evalKey, rows);
+      ocRows.push(...rows);
+      computed++;
+    }
+    if (skipped.length && interrupt.stopRequested) interrupted = true;
+    const ocDesc =
+      `Each class in turn is ID: the detector is fitted on that class's training features only, its test images are ID and every other class ` +
+      `is a separate OOD set (mean over them, the reference's loop). The backbone is the one fine-tuned on ${idName}, so for classes outside it ` +
+      `neither backbone nor detector saw their labels.`;
+    protocols.unshift(
+      header('one-class', ocDesc, ocRows, skipped.length ? `classes ${skipped.join(', ')} not evaluated (${interrupt.stopRequested ? 'interrupted' : `time budget of ${s.timeBudget} s reached`}); re-run to continue` : undefined),
+    );
+  } catch (e) {
+    if (!(e instanceof InterruptedError)) throw e;
+    interrupted = true;
+    notes.push(`Partial results: ${e.message}; run the same command again to resume.`);
+  } finally {
+    model?.dispose();
+    if (ownInterrupt) interrupt.dispose();
+  }
+
+  // ---- results and report ---------------------------------------------------------------------------------
+  settings.elapsed_s = Math.round((Date.now() - t0) / 1000);
+  const results: ResultsFile = {
+    schema: RESULTS_SCHEMA,
+    title: `mood demo: ${s.dataSet}${interrupted ? ' (partial)' : ''}`,
+    created: new Date().toISOString(),
+    settings,
+    ...(records.length ? { training: { epochs: records } } : {}),
+    protocols,
+    notes,
+  };
+  const resultsFile = path.join(s.outputDir, 'results.json');
+  writeJson(resultsFile, results);
+  let reportFile: string | null = null;
+  if (s.report) {
+    try {
+      reportFile = writeReport(results, s.outputDir).html;
+    } catch (e) {
+      explainNoSpace(e, path.join(s.outputDir, 'report.html'));
+    }
+  }
+  for (const p of protocols) {
+    if (p.rows.length === 0) continue;
+    print(`\n${p.protocol} AUROC (%)${p.incomplete ? ` [incomplete: ${p.incomplete}]` : ''}\n${aurocTable(p)}\n`);
+  }
+  print(`\nresults: ${resultsFile}\n${reportFile ? `report:  ${reportFile}\n` : ''}`);
+  return { results, resultsFile, reportFile, interrupted };
+}
+
+/** knn's k=50 default needs 50+ training rows; small demo subsets get a smaller k. */
+function detectorOptionsFor(metric: string) {
+  return metric === 'knn' ? { k: 10 } : {};
+}
+
+function writeScores(outputDir: string, sink: ScoreSink): void {
+  const file = path.join(outputDir, sink.file);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const arrays: Record<string, ReturnType<typeof ndarray>> = {};
+  for (const [k, v] of sink.arrays) arrays[k] = ndarray('float64', [v.length], v);
+  try {
+    writeNpz(file, arrays);
+  } catch (e) {
+    explainNoSpace(e, file);
+  }
+}
