@@ -16,6 +16,8 @@ export interface ImageDataset {
   readonly length: number;
   /** Label of every sample, in dataset order. */
   readonly targets: Int32Array;
+  /** One-class subsets (`classIdx`): the in-distribution class (CIFAR-100: superclass) — addition. */
+  readonly classIdx?: number;
 }
 
 /** One batch as the model consumes it. */
@@ -48,6 +50,45 @@ export interface LoaderOptions {
   /** Native decode/transform threads (default: all cores). */
   workers?: number;
   device?: string;
+
+  // ---- additions (data layer) ----
+  /** DistributedSampler's drop_last (default false: shards padded by repeating from the start). */
+  samplerDropLast?: boolean;
+  /** ImageNet mean/std instead of the reference's default mean = std = 0.5. */
+  imagenetDefaultMeanAndStd?: boolean;
+  /** Explicit per-channel normalisation (overrides the above). */
+  mean?: readonly number[];
+  std?: readonly number[];
+  /** Evaluation crop fraction (default 224/256 below 384, else 1.0). */
+  cropPct?: number;
+  /** Random erasing probability in training (default 0.25, mode 'pixel', count 1). */
+  reprob?: number;
+  /** Horizontal flip probability in training (default 0.5). */
+  hflip?: number;
+  /** Batch mixup/cutmix (training); produces Batch.softTargets. */
+  mixup?: MixupOptions;
+  /** Show a progress bar/log lines over the epoch with this label. */
+  progress?: string;
+}
+
+/** timm Mixup options (names as timm's, camelCase). */
+export interface MixupOptions {
+  /** Mixup alpha (0 = off). */
+  mixup?: number;
+  /** CutMix alpha (0 = off). */
+  cutmix?: number;
+  /** CutMix box area bounds [min, max] as fractions; overrides cutmix alpha when set. */
+  cutmixMinmax?: readonly [number, number];
+  /** Probability of applying mixup or cutmix to a batch/pair/element (default 1). */
+  mixupProb?: number;
+  /** Probability of cutmix instead of mixup when both are on (default 0.5). */
+  mixupSwitchProb?: number;
+  /** 'batch' (default), 'pair' or 'elem'. */
+  mixupMode?: 'batch' | 'pair' | 'elem';
+  /** Label smoothing (default 0.1). */
+  smoothing?: number;
+  /** Number of classes of the soft targets (default: the dataset's). */
+  numClasses?: number;
 }
 
 export interface DataLoader extends AsyncIterable<Batch> {

@@ -1,8 +1,54 @@
-// Data-pipeline ops (batch augmentation of in-memory uint8 datasets, image decode and resize)
-// registered into the op table.
+// Data-pipeline ops: per-sample transforms driven by plans drawn in TypeScript (so results never depend
+// on thread count), batch assembly of in-memory uint8 datasets, torch-compatible permutations.
 #pragma once
+#include "core/image_ops.h"
 #include "core/ops.h"
 
 namespace mood {
 void register_data_ops(const OpRegistry& add);
-}
+
+namespace data {
+
+enum class Geometry {
+  kEvalSmall,   // input <= 32: identity, or a bicubic resize to S x S when the image is not S x S
+  kEvalResize,  // shorter side -> resize_short (bicubic), center crop S
+  kTrainCrop,   // (resize to S x S if needed), zero-pad `pad`, crop S x S at the plan's offset
+  kTrainRrc,    // timm RandomResizedCrop: box from the plan's uniforms, bicubic resize to S x S
+};
+
+// Column layout of one plan row (float64). lib/data/plan.ts mirrors it.
+enum PlanCol : int {
+  kCropY = 0,
+  kCropX = 1,
+  kFlip = 2,
+  kEraseTop = 3,
+  kEraseLeft = 4,
+  kEraseH = 5,  // 0: no erasing
+  kEraseW = 6,
+  kEraseSeed = 7,
+  kRrcScaleMin = 8,
+  kRrcScaleMax = 9,
+  kRrcRatioMin = 10,
+  kRrcRatioMax = 11,
+  kRrcUniforms = 12,  // 10 attempts x (area, log-ratio, top, left)
+  kPlanCols = kRrcUniforms + 40,
+};
+
+struct TransformConfig {
+  Geometry geometry = Geometry::kEvalSmall;
+  int size = 32;
+  int resize_short = 0;
+  int pad = 4;
+  float mean[3] = {0.5f, 0.5f, 0.5f};
+  float std[3] = {0.5f, 0.5f, 0.5f};
+};
+
+// src (1 or 3 planes; 1 is replicated like PIL convert('RGB')) -> out float32 [3, S, S], normalised.
+// `plan` is one row of kPlanCols values (nullptr: evaluation).
+void transform_sample(const img::Planar& src, const TransformConfig& cfg, const double* plan, float* out);
+
+// The RandomResizedCrop box (top, left, h, w) that timm 0.3's get_params picks with these uniforms.
+void rrc_box(int img_h, int img_w, const double* plan, int box[4]);
+
+}  // namespace data
+}  // namespace mood

@@ -1,0 +1,137 @@
+/**
+ * The batch loader: sampler order for the epoch, per-sample plans drawn in TS, native batch assembly,
+ * and a prefetch queue — batch b + 1 .. b + prefetch are already queued on the native executor while
+ * the consumer works on batch b. Breaking out of `for await` (or an error) disposes queued batches.
+ * The consumer owns every yielded batch's tensors (dispose them, or run the step inside tidy()).
+ */
+import { Progress } from '../util/progress';
+import type { Tensor } from '../tensor';
+import type { Batch, DataLoader, ImageDataset, LoaderOptions } from './types';
+import { DataError } from './errors';
+import { BatchSource, isBatchSource } from './memory';
+import { drawSamplePlan, PLAN, STREAM_BATCH, transformSpec, TransformSpec } from './plan';
+import { checkSamplerOptions, epochIndices, SamplerOptions, shardSize } from './sampler';
+import { applyMixup, checkMixup, mixupActive } from './mixup';
+import { KeyedRng } from './rng';
+import * as os from 'node:os';
+
+export class Loader implements DataLoader {
+  readonly dataset: ImageDataset;
+  readonly numSamples: number;
+  readonly numBatches: number;
+  readonly spec: TransformSpec;
+  private readonly source: BatchSource;
+  private readonly sampler: SamplerOptions;
+  private readonly opts: LoaderOptions;
+  private readonly workers: number;
+  private epoch = 0;
+
+  constructor(dataset: ImageDataset, opts: LoaderOptions) {
+    if (!isBatchSource(dataset)) throw new DataError(`createLoader: dataset '${dataset.name}' was not made by buildDataset (no native batch source)`);
+    if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${opts.batchSize}`);
+    const prefetch = opts.prefetch ?? 2;
+    if (!Number.isInteger(prefetch) || prefetch < 0) throw new RangeError(`prefetch must be a non-negative integer, got ${prefetch}`);
+    if (opts.workers !== undefined && (!Number.isInteger(opts.workers) || opts.workers < 1)) throw new RangeError(`workers must be a positive integer, got ${opts.workers}`);
+    if (dataset.length === 0) throw new DataError(`${dataset.name} (${dataset.root}): the dataset is empty`);
+    this.dataset = dataset;
+    this.source = dataset;
+    this.opts = { ...opts, prefetch };
+    this.workers = opts.workers ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+    this.spec = transformSpec({ ...opts, train: opts.train ?? false });
+    if (opts.mixup) checkMixup(opts.mixup);
+    this.sampler = {
+      shuffle: opts.shuffle ?? opts.train ?? false,
+      seed: opts.seed ?? 0,
+      rank: opts.rank ?? 0,
+      worldSize: opts.worldSize ?? 1,
+      dropLast: opts.samplerDropLast ?? false,
+    };
+    checkSamplerOptions(this.sampler);
+    this.numSamples = shardSize(dataset.length, this.sampler);
+    this.numBatches = opts.dropLast ? Math.floor(this.numSamples / opts.batchSize) : Math.ceil(this.numSamples / opts.batchSize);
+    if (opts.train && mixupActive(opts.mixup)) {
+      const last = opts.dropLast ? opts.batchSize : this.numSamples - (this.numBatches - 1) * opts.batchSize;
+      if (opts.batchSize % 2 !== 0 || last % 2 !== 0)
+        throw new RangeError(`mixup/cutmix needs even batches (timm asserts it): batchSize ${opts.batchSize}, last batch ${last}; use an even batchSize with dropLast`);
+    }
+  }
+
+  setEpoch(epoch: number): void {
+    if (!Number.isInteger(epoch) || epoch < 0) throw new RangeError(`epoch must be a non-negative integer, got ${epoch}`);
+    this.epoch = epoch;
+  }
+
+  /** Queues batch `b` of the epoch natively; returns at once (tensors pending). */
+  private makeBatch(order: Int32Array, b: number, epoch: number): Batch {
+    const B = this.opts.batchSize;
+    const indices = order.slice(b * B, Math.min(order.length, (b + 1) * B));
+    const targets = new Int32Array(indices.length);
+    for (let i = 0; i < indices.length; i++) targets[i] = this.dataset.targets[indices[i]];
+    let plan: Float64Array | null = null;
+    const train = this.spec.geometry === 'train_crop' || this.spec.geometry === 'train_rrc';
+    if (train) {
+      plan = new Float64Array(indices.length * PLAN.cols);
+      for (let i = 0; i < indices.length; i++)
+        drawSamplePlan(this.spec, this.sampler.seed, epoch, indices[i], plan.subarray(i * PLAN.cols, (i + 1) * PLAN.cols));
+    }
+    let images: Tensor = this.source.assemble(indices, plan, this.spec, this.workers);
+    let softTargets: Tensor | undefined;
+    if (train && mixupActive(this.opts.mixup)) {
+      // Batch-level draws keyed by (seed, epoch, batch) in a stream per rank.
+      const rng = new KeyedRng(this.sampler.seed, epoch, b, STREAM_BATCH + 16 * this.sampler.rank);
+      const m = applyMixup(images, targets, this.opts.mixup!, this.dataset.classes.length, this.spec.size, rng);
+      images.dispose();
+      images = m.images;
+      softTargets = m.softTargets;
+    }
+    const device = this.opts.device ?? 'cpu';
+    if (device !== 'cpu') {
+      const moved = images.to(device as 'cuda');
+      images.dispose();
+      images = moved;
+      if (softTargets) {
+        const st = softTargets.to(device as 'cuda');
+        softTargets.dispose();
+        softTargets = st;
+      }
+    }
+    return softTargets ? { images, targets, indices, softTargets } : { images, targets, indices };
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Batch> {
+    const epoch = this.epoch;
+    const order = await epochIndices(this.dataset.length, epoch, this.sampler);
+    const queue: Batch[] = [];
+    const depth = this.opts.prefetch! + 1;
+    const progress = this.opts.progress
+      ? new Progress({ label: this.opts.progress, total: Math.min(this.numSamples, this.numBatches * this.opts.batchSize), unit: 'img' })
+      : null;
+    let next = 0;
+    try {
+      for (let b = 0; b < this.numBatches; b++) {
+        while (next < this.numBatches && queue.length < depth) queue.push(this.makeBatch(order, next++, epoch));
+        const batch = queue.shift()!;
+        try {
+          await batch.images.ready();
+        } catch (e) {
+          disposeBatch(batch);
+          throw new DataError(`${this.dataset.name}: building batch ${b} of epoch ${epoch} failed: ${(e as Error).message}`);
+        }
+        progress?.tick(batch.indices.length);
+        yield batch;
+      }
+      progress?.finish();
+    } finally {
+      for (const q of queue) disposeBatch(q);
+    }
+  }
+}
+
+function disposeBatch(b: Batch): void {
+  b.images.dispose();
+  b.softTargets?.dispose();
+}
+
+export function createLoader(dataset: ImageDataset, opts: LoaderOptions): DataLoader {
+  return new Loader(dataset, opts);
+}

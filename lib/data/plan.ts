@@ -1,0 +1,152 @@
+/**
+ * Transform configuration and per-sample augmentation plans. TypeScript draws every random number
+ * (keyed by seed, epoch, sample index); native code only executes the plan. Column layout mirrors
+ * native/core/data_ops.h (PlanCol).
+ */
+import { KeyedRng, pyRound } from './rng';
+
+export const PLAN = {
+  cropY: 0,
+  cropX: 1,
+  flip: 2,
+  eraseTop: 3,
+  eraseLeft: 4,
+  eraseH: 5,
+  eraseW: 6,
+  eraseSeed: 7,
+  rrcScaleMin: 8,
+  rrcScaleMax: 9,
+  rrcRatioMin: 10,
+  rrcRatioMax: 11,
+  rrcUniforms: 12,
+  cols: 52,
+} as const;
+
+export type Geometry = 'eval_small' | 'eval_resize' | 'train_crop' | 'train_rrc';
+
+export const IMAGENET_DEFAULT_MEAN = [0.485, 0.456, 0.406] as const;
+export const IMAGENET_DEFAULT_STD = [0.229, 0.224, 0.225] as const;
+
+/** Everything the native transform needs besides the plan. */
+export interface TransformSpec {
+  geometry: Geometry;
+  size: number;
+  /** Shorter side before the center crop (eval_resize). */
+  resizeShort: number;
+  pad: number;
+  mean: readonly number[];
+  std: readonly number[];
+  hflip: number;
+  reprob: number;
+  scale: readonly [number, number];
+  ratio: readonly [number, number];
+}
+
+export interface TransformOptions {
+  inputSize: number;
+  train: boolean;
+  /** Normalisation: mean = std = 0.5 (the reference default) unless ImageNet's is asked for. */
+  imagenetDefaultMeanAndStd?: boolean;
+  mean?: readonly number[];
+  std?: readonly number[];
+  /** Evaluation crop fraction (default 224/256 below 384, else 1.0, like the reference). */
+  cropPct?: number;
+  /** Random erasing probability (training; default 0.25). */
+  reprob?: number;
+  /** Horizontal flip probability (training; default 0.5). */
+  hflip?: number;
+  /** RandomResizedCrop scale and ratio ranges (training, inputSize > 32). */
+  scale?: readonly [number, number];
+  ratio?: readonly [number, number];
+}
+
+/** The reference's build_transform decisions for these options. */
+export function transformSpec(o: TransformOptions): TransformSpec {
+  const S = o.inputSize;
+  if (!Number.isInteger(S) || S < 1 || S > 4096) throw new RangeError(`inputSize must be an integer in 1..4096, got ${S}`);
+  const mean = o.mean ?? (o.imagenetDefaultMeanAndStd ? IMAGENET_DEFAULT_MEAN : [0.5, 0.5, 0.5]);
+  const std = o.std ?? (o.imagenetDefaultMeanAndStd ? IMAGENET_DEFAULT_STD : [0.5, 0.5, 0.5]);
+  if (mean.length !== 3 || std.length !== 3) throw new RangeError('mean and std need 3 values (R, G, B)');
+  if (std.some((s) => !(s > 0))) throw new RangeError('std values must be positive');
+  const cropPct = o.cropPct ?? (S < 384 ? 224 / 256 : 1.0);
+  if (!(cropPct > 0 && cropPct <= 1)) throw new RangeError(`cropPct must be in (0, 1], got ${cropPct}`);
+  const reprob = o.reprob ?? 0.25;
+  const hflip = o.hflip ?? 0.5;
+  for (const [k, v] of [['reprob', reprob], ['hflip', hflip]] as const)
+    if (!(v >= 0 && v <= 1)) throw new RangeError(`${k} must be a probability in [0, 1], got ${v}`);
+  const small = S <= 32;
+  return {
+    geometry: o.train ? (small ? 'train_crop' : 'train_rrc') : small ? 'eval_small' : 'eval_resize',
+    size: S,
+    resizeShort: Math.floor(S / cropPct),
+    pad: 4,
+    mean,
+    std,
+    hflip,
+    reprob,
+    scale: o.scale ?? [0.08, 1.0],
+    ratio: o.ratio ?? [3 / 4, 4 / 3],
+  };
+}
+
+/** Attributes of the native data_batch op for this spec. */
+export function nativeAttrs(spec: TransformSpec, workers: number): Record<string, number | string> {
+  return {
+    geometry: spec.geometry,
+    size: spec.size,
+    resize_short: spec.resizeShort,
+    pad: spec.pad,
+    mean0: spec.mean[0],
+    mean1: spec.mean[1],
+    mean2: spec.mean[2],
+    std0: spec.std[0],
+    std1: spec.std[1],
+    std2: spec.std[2],
+    workers,
+  };
+}
+
+/** Stream ids keep the sample draws independent of batch-level draws (mixup). */
+export const STREAM_SAMPLE = 1;
+export const STREAM_BATCH = 2;
+
+/**
+ * Fills `row` (PLAN.cols values) with sample `index`'s augmentation for `epoch`: RandomCrop offset
+ * (torchvision, padding 4) or RandomResizedCrop uniforms (timm), horizontal flip, and timm
+ * RandomErasing (count 1, area 0.02-1/3, log aspect in [log 0.3, log 1/0.3]) on the S x S output.
+ */
+export function drawSamplePlan(spec: TransformSpec, seed: number, epoch: number, index: number, row: Float64Array): void {
+  row.fill(0);
+  const rng = new KeyedRng(seed, epoch, index, STREAM_SAMPLE);
+  const S = spec.size;
+  if (spec.geometry === 'train_crop') {
+    row[PLAN.cropY] = rng.randint(0, 2 * spec.pad);
+    row[PLAN.cropX] = rng.randint(0, 2 * spec.pad);
+  } else if (spec.geometry === 'train_rrc') {
+    row[PLAN.rrcScaleMin] = spec.scale[0];
+    row[PLAN.rrcScaleMax] = spec.scale[1];
+    row[PLAN.rrcRatioMin] = spec.ratio[0];
+    row[PLAN.rrcRatioMax] = spec.ratio[1];
+    for (let k = 0; k < 40; k++) row[PLAN.rrcUniforms + k] = rng.random();
+  }
+  row[PLAN.flip] = rng.random() < spec.hflip ? 1 : 0;
+  if (spec.reprob > 0 && rng.random() < spec.reprob) {
+    const area = S * S;
+    const logLo = Math.log(0.3);
+    const logHi = Math.log(1 / 0.3);
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const target = rng.uniform(0.02, 1 / 3) * area;
+      const aspect = Math.exp(rng.uniform(logLo, logHi));
+      const h = pyRound(Math.sqrt(target * aspect));
+      const w = pyRound(Math.sqrt(target / aspect));
+      if (w < S && h < S) {
+        row[PLAN.eraseTop] = rng.randint(0, S - h);
+        row[PLAN.eraseLeft] = rng.randint(0, S - w);
+        row[PLAN.eraseH] = h;
+        row[PLAN.eraseW] = w;
+        row[PLAN.eraseSeed] = rng.nextU32();
+        break;
+      }
+    }
+  }
+}

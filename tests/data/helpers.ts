@@ -1,0 +1,78 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { SYSTEM_PYTHON } from '../helpers/fixtures';
+
+/** Runs a script in Debian's python3 (torch, torchvision, PIL, numpy); returns stdout. */
+export function py(script: string, ...args: string[]): string {
+  return execFileSync(SYSTEM_PYTHON, ['-c', script, ...args], { encoding: 'utf8', maxBuffer: 1 << 28, env: { ...process.env, OMP_NUM_THREADS: '1' } });
+}
+
+export function pyJson<T>(script: string, ...args: string[]): T {
+  return JSON.parse(py(script, ...args)) as T;
+}
+
+export function havePython(): boolean {
+  try {
+    execFileSync(SYSTEM_PYTHON, ['-c', 'import torch, torchvision, PIL, numpy'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function tmpDir(tag: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `mood-data-${tag}-`));
+}
+
+export function sha256(a: ArrayBufferView): string {
+  return crypto.createHash('sha256').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest('hex');
+}
+
+export function readF32(file: string): Float32Array {
+  const b = fs.readFileSync(file);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** A small CIFAR python-format tree written by python3's pickle (protocol 2, like the real files). */
+export function makeCifar(dir: string, which: 'cifar10' | 'cifar100', nTrain: number, nTest: number, bytesKeys = false): void {
+  py(
+    `
+import numpy as np, pickle, os, sys, tarfile
+root, which, ntr, nte, bk = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == '1'
+K = (lambda s: s.encode()) if bk else (lambda s: s)
+rs = np.random.RandomState(7)
+sub = 'cifar-10-batches-py' if which == 'cifar10' else 'cifar-100-python'
+d = os.path.join(root, sub); os.makedirs(d)
+def dump(name, obj):
+    with open(os.path.join(d, name), 'wb') as f: pickle.dump(obj, f, protocol=2)
+if which == 'cifar10':
+    dump('batches.meta', {K('label_names'): ['airplane','automobile','bird','cat','deer','dog','frog','horse','ship','truck'], K('num_vis'): 3072})
+    per = ntr // 5
+    for b in range(5):
+        dump('data_batch_%d' % (b + 1), {K('data'): rs.randint(0, 256, (per, 3072)).astype(np.uint8), K('labels'): [int(x) for x in rs.randint(0, 10, per)], K('batch_label'): 'b'})
+    dump('test_batch', {K('data'): rs.randint(0, 256, (nte, 3072)).astype(np.uint8), K('labels'): [int(x) for x in rs.randint(0, 10, nte)]})
+else:
+    dump('meta', {K('fine_label_names'): ['f%d' % i for i in range(100)], K('coarse_label_names'): ['c%d' % i for i in range(20)]})
+    for name, n in (('train', ntr), ('test', nte)):
+        fine = rs.randint(0, 100, n)
+        dump(name, {K('data'): rs.randint(0, 256, (n, 3072)).astype(np.uint8), K('fine_labels'): [int(x) for x in fine], K('coarse_labels'): [int(x) // 5 for x in fine]})
+with tarfile.open(os.path.join(root, ('cifar-10-python' if which == 'cifar10' else 'cifar-100-python') + '.tar.gz'), 'w:gz') as t:
+    t.add(d, arcname=sub)
+`,
+    dir,
+    which,
+    String(nTrain),
+    String(nTest),
+    bytesKeys ? '1' : '0',
+  );
+}
