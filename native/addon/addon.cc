@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "addon/dist_wrap.h"
+#include "addon/mim_wrap.h"
 #include "addon/model_wrap.h"
 #include "addon/tensor_wrap.h"
 #include "core/ops.h"
@@ -60,6 +61,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("opNames", Napi::Function::New(env, OpNames));
   exports.Set("NativeTensor", TensorWrap::Init(env));
   exports.Set("NativeBeit", ModelWrap::Init(env));
+  exports.Set("NativeMim", MimWrap::Init(env));
   exports.Set("NativeProcessGroup", DistWrap::Init(env));
   return exports;
 }
