@@ -94,8 +94,18 @@ export interface DataProvider {
   loader(dataset: ImageDataset, opts: LoaderOptions): DataLoader;
 }
 
+/** The process group --dist_eval needs (structurally lib/dist's ProcessGroup). */
+export interface EvalGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  allGather(t: import('../tensor').Tensor): import('../tensor').Tensor[];
+  destroy?(): Promise<void>;
+}
+
 export interface EvalDeps {
   data?: DataProvider;
+  /** --dist_eval: joins the process group (default: lib/dist's initFromEnv). */
+  group?: () => Promise<EvalGroup | null>;
   out?: (s: string) => void;
   err?: (s: string) => void;
 }
@@ -225,6 +235,22 @@ export function libDataProvider(): DataProvider {
   };
 }
 
+/** lib/dist's initFromEnv, loaded at run time (null when not launched distributed). */
+async function joinProcessGroup(): Promise<EvalGroup | null> {
+  const ws = Number(process.env.WORLD_SIZE ?? 1);
+  if (!(ws > 1)) return null;
+  let mod: Record<string, unknown>;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    mod = require(path.join(__dirname, '..', 'dist')) as Record<string, unknown>;
+  } catch (e) {
+    throw new EvalCliError(`--dist_eval with WORLD_SIZE=${ws} needs lib/dist, which this build does not have (${(e as Error).message.split('\n')[0]})`);
+  }
+  const init = mod.initFromEnv as (() => Promise<EvalGroup | null>) | undefined;
+  if (typeof init !== 'function') throw new EvalCliError('lib/dist does not export initFromEnv');
+  return init();
+}
+
 // ---- model -----------------------------------------------------------------------------------------
 
 export async function loadEvalModel(opts: EvalCliOptions, numClasses: number | undefined, inputSize: number | undefined): Promise<Beit> {
@@ -324,14 +350,6 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
   const metrics = resolveMetrics(kind, opts.metric, !!opts.cc, !!opts.avgcc, DETECTOR_NAMES, (m) => kinds.get(m));
   if (opts.detectorOut && metrics.length !== 1) throw new EvalCliError(`--detector-out saves one fitted detector: give a single --metric (got ${metrics.map((m) => m[0]).join(', ')})`);
 
-  let rank = 0;
-  let worldSize = 1;
-  if (opts.distEval) {
-    // torchrun's environment, as the launcher sets it.
-    rank = Number(process.env.RANK ?? 0);
-    worldSize = Number(process.env.WORLD_SIZE ?? 1);
-  }
-
   const data = deps.data ?? libDataProvider();
   const resultsDir = opts.resultsDir ?? './eval_results';
   const resultsFile = path.join(resultsDir, 'eval_results.txt');
@@ -340,7 +358,14 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
   // The model first: it fixes the input size (--input_size, else the checkpoint's) and the class
   // count (--nb_classes, else the checkpoint's head), as the reference's create_model + load does.
   const model = await loadEvalModel(opts, nbClassesFlag, inputSizeFlag);
+  let group: EvalGroup | null = null;
   try {
+    // --dist_eval: join the launcher's process group (torchrun environment); each rank extracts its
+    // shard and every set is all-gathered; rank 0 prints and writes the results.
+    group = opts.distEval ? await (deps.group ? deps.group() : joinProcessGroup()) : null;
+    const rank = group?.rank ?? 0;
+    const worldSize = group?.worldSize ?? 1;
+    const main = rank === 0;
     const inputSize = inputSizeFlag ?? model.options.img_size;
     // Datasets: the full test set (ID test; one-class OOD groups come from it), the ID training set
     // (one-class: only the ID group, as the reference) and each OOD set.
@@ -404,8 +429,7 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       cache: { dir: cacheDir, enabled: opts.cache !== false, checkpoint: opts.ckpt },
       progress: !opts.quiet,
       warn: (m) => err(`warning: ${m}\n`),
-      rank,
-      worldSize,
+      ...(group ? { group } : {}),
     });
 
     const lines: string[] = [];
@@ -431,14 +455,6 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       const nOod = r.rows.reduce((a, x) => a + x.n_ood, 0);
       averages.push({ ...common, ood: 'all', ...r.average, n_in: r.n_in, n_ood: nOod });
     });
-    for (const l of lines) out(l + '\n');
-    fs.mkdirSync(resultsDir, { recursive: true });
-    if (!opts.json && lines.length) {
-      const trainNote = kind === 'features' ? `; train features: ${trainFeatures}` : '';
-      out(`(FPR95 ${res.results[0].fpr95_convention} at TPR ${res.results[0].tpr_level}; AUPR = ${averages.map((a) => `${a.reference_metric}: ${a.reference_aupr}`).join(', ')} (${res.results[0].aupr_convention})${trainNote})\n`);
-    }
-    fs.appendFileSync(resultsFile, lines.map((l) => l + '\n').join(''));
-
     const identity = await features.modelIdentity(model, { dir: cacheDir, checkpoint: opts.ckpt });
     const tag = classIdx !== undefined ? `class${classIdx}` : oodNames.join('+');
     const jsonFile = opts.jsonOut ?? path.join(resultsDir, `${command}_${opts.dataSet}_${tag}.json`.replace(/[^A-Za-z0-9_.+-]+/g, '_'));
@@ -462,6 +478,16 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       results_file: resultsFile,
       json_file: jsonFile,
     };
+    // Other ranks took part in extraction and the gathers; rank 0 reports.
+    if (!main) return result;
+    for (const l of lines) out(l + '\n');
+    fs.mkdirSync(resultsDir, { recursive: true });
+    if (!opts.json && lines.length) {
+      const trainNote = kind === 'features' ? `; train features: ${trainFeatures}` : '';
+      out(`(FPR95 ${res.results[0].fpr95_convention} at TPR ${res.results[0].tpr_level}; AUPR = ${averages.map((a) => `${a.reference_metric}: ${a.reference_aupr}`).join(', ')} (${res.results[0].aupr_convention})${trainNote})\n`);
+    }
+    fs.appendFileSync(resultsFile, lines.map((l) => l + '\n').join(''));
+
     writeJsonAtomic(jsonFile, result, atomicWriteFile, writeAll);
     if (opts.detectorOut) {
       // Refit the single metric on the same cached sets and save it for `mood score`.
@@ -481,6 +507,7 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
     return result;
   } finally {
     model.dispose();
+    await group?.destroy?.();
   }
 }
 

@@ -195,6 +195,33 @@ describe.skipIf(!haveFashionMnist())('mood eval-features / eval-logits', () => {
     expect(one.lines[9]).toMatch(/^MOOD\tDataset: fashion_mnist\tID: 0\tOOD: all\tFPR95: /);
   });
 
+  it('--dist_eval: shards by rank, all-gathers, only rank 0 writes; --train-features train-augment reaches the loader and the results', async () => {
+    const { Tensor } = await import('../../lib/tensor');
+    const results = path.join(dir, 'dist-results');
+    const data = new TestData();
+    let destroyed = 0;
+    // Rank 1 of 2; the fake all-gather pretends rank 0 had no rows.
+    const group = async () => ({
+      rank: 1,
+      worldSize: 2,
+      allGather: (t: InstanceType<typeof Tensor>) => [Tensor.fromArray(t.dtype === 'float64' ? new Float64Array(0) : new Float32Array(0), [0, t.shape[1]]), t.add(0)],
+      destroy: async () => void destroyed++,
+    });
+    let out = '';
+    const args = { ckpt, model: 'beit_test_micro', nbClasses: '10', dataSet: 'fashion_mnist', dataPath: FASHION_DIR, oodDataset: 'noise', metric: 'mahalanobis', cacheDir, resultsDir: results, quiet: true, distEval: true, trainFeatures: 'train-augment' };
+    const j = await runEval('features', args, { data, group, out: (s) => void (out += s), err: () => undefined });
+    expect(data.loaderOptions.every((o) => o.rank === 1 && o.worldSize === 2)).toBe(true);
+    expect(data.loaderOptions.map((o) => o.train)).toEqual([false, true, false]);
+    expect(j.results[0].train_features).toBe('train-augment');
+    expect(j.results[0].n_train).toBe(150);
+    expect(out).not.toMatch(/mahalanobis\t/);
+    expect(fs.existsSync(results)).toBe(false);
+    expect(destroyed).toBe(1);
+    await expect(runEval('features', { ...args, trainFeatures: 'augmented' }, { data: new TestData(), group, out: () => undefined, err: () => undefined })).rejects.toThrow(
+      "--train-features must be eval-transform or train-augment, got 'augmented'",
+    );
+  });
+
   it('bad input: unknown metric, missing dataset, class_idx out of range, ckpt not found', async () => {
     const run = (name: 'eval-features' | 'eval-logits', extra: string[]) => cli(name, [...base(), ...extra], new TestData());
     await expect(run('eval-features', ['--metric', 'nope', '--ood_dataset', 'noise'])).rejects.toThrow(/--metric: unknown feature metric 'nope'.*valid: mahalanobis/);

@@ -171,8 +171,10 @@ export class MemoryDataProvider implements DataProvider {
     if (s.name === 'noise') return noiseDataset(100);
     throw new Error(`no dataset '${s.name}' here (expected ${s.path}/images/...)`);
   }
-  loader(ds: MemoryDataset, o: { batchSize: number }): MemoryLoader {
-    const l = new MemoryLoader(ds, o.batchSize, { shuffle: true, seed: this.loaders.length });
+  loaderOptions: Array<{ batchSize: number; rank?: number; worldSize?: number; train?: boolean }> = [];
+  loader(ds: MemoryDataset, o: { batchSize: number; rank?: number; worldSize?: number; train?: boolean }): MemoryLoader {
+    this.loaderOptions.push(o);
+    const l = new MemoryLoader(ds, o.batchSize, { shuffle: true, seed: this.loaders.length, rank: o.rank, worldSize: o.worldSize });
     this.loaders.push(l);
     return l;
   }
