@@ -82,12 +82,11 @@ export async function evaluateAccuracy(model: Beit, loader: DataLoader): Promise
 
 /**
  * Trains `model` for settings.epochs on `trainSet` (targets already mapped to 0..K-1), evaluating on
- * `testSet` after each epoch. Returns the curve; throws InterruptedError (after saving nothing
- * partial) when Ctrl-C was pressed.
+ * `testSet` after each epoch, appending each epoch's record to `records` as it finishes (so the
+ * caller has the curve so far when Ctrl-C ends the stage with an InterruptedError).
  */
-export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: ImageDataset, testSet: ImageDataset): Promise<EpochRecord[]> {
+export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: ImageDataset, testSet: ImageDataset, records: EpochRecord[] = []): Promise<EpochRecord[]> {
   const s = ctx.settings;
-  const records: EpochRecord[] = [];
   let start = 0;
   for (let e = 0; e < s.epochs; e++) {
     const r = ctx.store.get<EpochRecord>(`finetune-epoch-${e}`, ctx.key);

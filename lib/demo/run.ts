@@ -155,7 +155,7 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
   metricInfo(s.metrics); // unknown metric names fail before any training
 
   const notes: string[] = [];
-  let records: EpochRecord[] = [];
+  const records: EpochRecord[] = [];
   const protocols: ProtocolResult[] = [];
   let interrupted = false;
   let model: Beit | null = null;
@@ -199,7 +199,7 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
     const ftKey = hash({ initKey, epochs: s.epochs, bs: s.batchSize, lr: s.lr, wd: s.weightDecay, id: idClasses });
     if (s.epochs > 0) {
       const train = deps.train ?? loadTrainModule();
-      records = await finetune({ settings: s, store, key: ftKey, interrupt, data, train, log }, model, trainId, testId);
+      await finetune({ settings: s, store, key: ftKey, interrupt, data, train, log }, model, trainId, testId, records);
     }
     const weights = s.epochs > 0 ? epochCheckpoint(s.outputDir, s.epochs - 1) : initFile;
     interrupt.check('feature extraction');

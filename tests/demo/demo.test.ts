@@ -14,7 +14,7 @@ import { Interrupt } from '../../lib/demo/stages';
 import { readResults } from '../../lib/report';
 import { SYSTEM_PYTHON } from '../helpers/fixtures';
 import { haveFashionMnist, FASHION_DIR } from '../ood-features/memory-data';
-import { fakeDataModule } from './fake-data';
+import { fakeDataModule, fakeTrainModule } from './fake-data';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-demo-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -124,5 +124,48 @@ describe.skipIf(Boolean(skip))(`mood demo, tiny configuration${skip ? ` (skipped
     expect(oc.rows.map((x) => x.id)).toEqual(Array(3).fill('class 0 T-shirt/top'));
     expect(oc.incomplete).toMatch(/classes 1, 2, 3 not evaluated \(time budget of 1e-9 s reached\); re-run to continue/);
     expect(r.interrupted).toBe(false);
+  });
+});
+
+describe.skipIf(Boolean(skip))(`mood demo fine-tuning stage${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  const data = fakeDataModule({ train: 400, test: 200 });
+
+  it('records the curve, saves per-epoch weights, and resumes after the last finished epoch when interrupted mid-epoch', async () => {
+    const dir = path.join(tmp, 'ft');
+    const opts = parseDemoOptions({ ...TINY, outputDir: dir, epochs: 3, classes: '0-1', batchSize: 50 });
+    const intr = new Interrupt(false);
+    const spb = Math.floor(240 / 50); // ID classes 0-5 of the first 400 images, drop_last batches
+    const train1 = fakeTrainModule((n) => {
+      if (n === spb + 2) intr.request(); // Ctrl-C in the middle of epoch 1
+    });
+    const first = await runDemo(opts, { data, train: train1, pretrain: null, ...quiet(), interrupt: intr });
+    expect(first.interrupted).toBe(true);
+    expect(first.results.training!.epochs.map((e) => e.epoch)).toEqual([0]);
+    expect(fs.existsSync(path.join(dir, 'checkpoints', 'epoch-0.pth'))).toBe(true);
+    expect(fs.existsSync(path.join(dir, 'checkpoints', 'epoch-1.pth'))).toBe(false);
+    expect(first.results.notes!.join(' ')).toMatch(/Partial results: interrupted during fine-tuning epoch 1; run the same command again to resume/);
+
+    const train2 = fakeTrainModule();
+    const q = quiet();
+    const second = await runDemo(opts, { data, train: train2, pretrain: null, ...q, interrupt: new Interrupt(false) });
+    expect(second.interrupted).toBe(false);
+    expect(q.logs.join('\n')).toMatch(/epochs 0-0 done earlier, resuming at epoch 1/);
+    expect(train2.steps).toBe(2 * spb); // epochs 1 and 2 only
+    // The schedule continues where epoch 1 starts (not from the warm-up again).
+    expect(train2.lrs[0]).toBeCloseTo(train1.lrs[spb], 15);
+    const ep = second.results.training!.epochs;
+    expect(ep.map((e) => e.epoch)).toEqual([0, 1, 2]);
+    expect(ep[0]).toEqual(first.results.training!.epochs[0]);
+    for (const e of ep) {
+      expect(e.train_loss).toBeGreaterThan(0);
+      expect(e.test_acc1).toBeGreaterThanOrEqual(0);
+      expect(e.test_acc1).toBeLessThanOrEqual(100);
+    }
+    const html = fs.readFileSync(second.reportFile!, 'utf8');
+    expect(html).toContain('data-kind="training"');
+    // A third run finds everything done: no training step at all.
+    const train3 = fakeTrainModule();
+    await runDemo(opts, { data, train: train3, pretrain: null, ...quiet(), interrupt: new Interrupt(false) });
+    expect(train3.steps).toBe(0);
   });
 });
