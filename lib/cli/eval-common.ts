@@ -213,25 +213,14 @@ function defaultCacheDir(): string {
 
 // ---- data ------------------------------------------------------------------------------------------
 
-/**
- * lib/data's buildDataset/createLoader, loaded at run time (lib/data is optional in this build:
- * without it the commands say so instead of failing to start).
- */
-export function libDataProvider(): DataProvider {
-  let mod: Record<string, unknown>;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    mod = require(path.join(__dirname, '..', 'data')) as Record<string, unknown>;
-  } catch (e) {
-    throw new EvalCliError(`datasets need lib/data (buildDataset, createLoader), which this build does not have (${(e as Error).message.split('\n')[0]})`);
-  }
-  const build = mod.buildDataset as ((spec: Record<string, unknown>) => Promise<ImageDataset> | ImageDataset) | undefined;
-  const create = mod.createLoader as ((ds: ImageDataset, o: LoaderOptions) => DataLoader) | undefined;
-  if (typeof build !== 'function' || typeof create !== 'function') throw new EvalCliError('lib/data does not export buildDataset and createLoader');
+/** lib/data's buildDataset/createLoader (loaded when a command runs, not at registration). */
+export async function libDataProvider(): Promise<DataProvider> {
+  const { buildDataset, createLoader } = await import('../data');
   return {
-    // lib/data's BuildDatasetOptions: the test split is never subset (one-class OOD groups come from it).
-    dataset: (s) => build({ dataSet: s.name, dataPath: s.path, train: s.split === 'train', ...(s.classIdx !== undefined && !s.ood ? { classIdx: s.classIdx } : {}) }),
-    loader: (ds, o) => create(ds, o),
+    // The test split is never subset (one-class OOD groups come from it); lib/data subsets the training
+    // split to the ID group itself (CIFAR-100: relabelled to superclasses).
+    dataset: (s) => buildDataset({ dataSet: s.name, dataPath: s.path, train: s.split === 'train', ...(s.classIdx !== undefined && !s.ood ? { classIdx: s.classIdx } : {}) }),
+    loader: (ds, o) => createLoader(ds, o),
   };
 }
 
@@ -350,7 +339,7 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
   const metrics = resolveMetrics(kind, opts.metric, !!opts.cc, !!opts.avgcc, DETECTOR_NAMES, (m) => kinds.get(m));
   if (opts.detectorOut && metrics.length !== 1) throw new EvalCliError(`--detector-out saves one fitted detector: give a single --metric (got ${metrics.map((m) => m[0]).join(', ')})`);
 
-  const data = deps.data ?? libDataProvider();
+  const data = deps.data ?? (await libDataProvider());
   const resultsDir = opts.resultsDir ?? './eval_results';
   const resultsFile = path.join(resultsDir, 'eval_results.txt');
   info(`loading from ${opts.ckpt}\n=> Saving to ${resultsFile}\n`);
@@ -393,8 +382,7 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       groups = features.oneClassGroups(opts.dataSet, testDs.classes.length);
       if (classIdx >= groups.length) throw new EvalCliError(`--class_idx ${classIdx} is out of range: ${opts.dataSet} has ${groups.length} one-class groups (0..${groups.length - 1})`);
     }
-    // cropPct / imagenetDefaultMeanAndStd are lib/data's (compatible) additions to LoaderOptions.
-    const transformOpts: Record<string, unknown> = { ...(cropPct !== undefined ? { cropPct } : {}), ...(opts.imagenetDefaultMeanAndStd ? { imagenetDefaultMeanAndStd: true } : {}) };
+    const transformOpts: Partial<LoaderOptions> = { ...(cropPct !== undefined ? { cropPct } : {}), ...(opts.imagenetDefaultMeanAndStd ? { imagenetDefaultMeanAndStd: true } : {}) };
     const loaderOpts = (train: boolean): LoaderOptions => ({
       batchSize,
       inputSize,

@@ -261,8 +261,7 @@ export async function evaluateOod(input: EvaluateOodInput): Promise<EvaluateOodR
       let trainSample: SampleSet;
       let nTrain: number | null = null;
       if (usesTrain) {
-        // `classIdx` on a dataset is lib/data's (compatible) addition to the ImageDataset contract.
-        const presubset = (input.idTrain!.dataset as { classIdx?: number }).classIdx === input.classIdx;
+        const presubset = input.idTrain!.dataset.classIdx === input.classIdx;
         const rows = presubset ? null : inGroup(train!.labels);
         if (rows && rows.length === 0) throw new OodEvaluationError(`one-class: no training samples of group ${input.classIdx} (labels ${g.join(', ')}) in ${input.idTrain!.dataset.name}`);
         trainSample = rows ? asSample(takeRows(train!, rows), what) : asSample(train!, what);
