@@ -16,7 +16,7 @@ export interface SamplerOptions {
 
 /** Samples one rank gets per epoch (DistributedSampler.num_samples). */
 export function shardSize(length: number, o: Pick<SamplerOptions, 'worldSize' | 'dropLast'>): number {
-  if (o.dropLast && length % o.worldSize !== 0) return Math.ceil((length - o.worldSize) / o.worldSize);
+  if (o.dropLast && length % o.worldSize !== 0) return Math.max(0, Math.ceil((length - o.worldSize) / o.worldSize));
   return Math.ceil(length / o.worldSize);
 }
 
