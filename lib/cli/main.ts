@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { normalizeFlags } from './argv';
 // Registration-only modules: their top-level imports are types, so libtorch stays unloaded.
 import { registerCkpt } from './ckpt';
+import { registerLaunch } from './launch';
 import { registerDemo } from './demo';
 import { registerOodScore } from './ood-score';
 import { registerReport } from './report';
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
 
   registerOodScore(program);
   registerCkpt(program);
+  registerLaunch(program);
   registerReport(program);
   registerDemo(program);
   registerEvalFeatures(program);

@@ -1,0 +1,45 @@
+/**
+ * Types of the NativeProcessGroup addon class (native/addon/dist_wrap.cc) and its loader.
+ */
+import { loadNative, NativeTensorHandle } from '../native';
+
+export interface NativeGroupOptions {
+  rank: number;
+  worldSize: number;
+  masterAddr: string;
+  masterPort: number;
+  timeoutMs: number;
+  backend: 'gloo' | 'nccl';
+}
+
+export interface NativeGradSyncStats {
+  buckets: number;
+  launchedDuringBackward: number;
+  syncs: number;
+  waitMs: number;
+}
+
+export interface NativeProcessGroupInstance {
+  rank(): number;
+  worldSize(): number;
+  allReduce(t: NativeTensorHandle, op: string): NativeTensorHandle;
+  broadcast(t: NativeTensorHandle, src: number): NativeTensorHandle;
+  allGather(t: NativeTensorHandle): NativeTensorHandle[];
+  allGatherOrdered(t: NativeTensorHandle, total: number): NativeTensorHandle;
+  barrier(): NativeTensorHandle;
+  createGradientSync(opts: { bucketBytes?: number; overlap?: boolean }): number;
+  gradientSyncStats(id: number): NativeGradSyncStats;
+  releaseGradientSync(id: number): void;
+  shutdown(): NativeTensorHandle | undefined;
+}
+
+export interface NativeProcessGroupStatic {
+  create(opts: NativeGroupOptions): Promise<NativeProcessGroupInstance>;
+  available(): { gloo: boolean; nccl: boolean };
+}
+
+export function nativeProcessGroup(): NativeProcessGroupStatic {
+  const b = loadNative() as unknown as { NativeProcessGroup?: NativeProcessGroupStatic };
+  if (!b.NativeProcessGroup) throw new Error('mood-ood: this native addon has no NativeProcessGroup (rebuild it: npm run build:native)');
+  return b.NativeProcessGroup;
+}
