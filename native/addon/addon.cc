@@ -5,6 +5,7 @@
 #include "addon/mim_wrap.h"
 #include "addon/model_wrap.h"
 #include "addon/tensor_wrap.h"
+#include "addon/trainer_wrap.h"
 #include "core/ops.h"
 #include "core/runtime.h"
 
@@ -63,6 +64,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeBeit", ModelWrap::Init(env));
   exports.Set("NativeMim", MimWrap::Init(env));
   exports.Set("NativeProcessGroup", DistWrap::Init(env));
+  exports.Set("NativeTrainer", TrainerWrap::Init(env, exports.Get("NativeBeit").As<Napi::Function>()));
   return exports;
 }
 

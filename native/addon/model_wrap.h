@@ -13,6 +13,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::Function Init(Napi::Env env);
   explicit ModelWrap(const Napi::CallbackInfo& info);  // (options object)
+  // The module (null after dispose()), for wrappers that schedule work on it (NativeTrainer).
+  std::shared_ptr<mood::beit::BeitImpl> shared_model() const { return model_; }
 
  private:
   static Napi::Value ConfigNames(const Napi::CallbackInfo& info);
