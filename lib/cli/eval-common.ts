@@ -445,7 +445,10 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
     });
     const identity = await features.modelIdentity(model, { dir: cacheDir, checkpoint: opts.ckpt });
     const tag = classIdx !== undefined ? `class${classIdx}` : oodNames.join('+');
-    const jsonFile = opts.jsonOut ?? path.join(resultsDir, `${command}_${opts.dataSet}_${tag}.json`.replace(/[^A-Za-z0-9_.+-]+/g, '_'));
+    // Runs that differ in metric or training-feature transform get their own file.
+    const metricTag = opts.metric === 'all' ? 'all' : metrics.map((m) => m[1]).join('+');
+    const augTag = kind === 'features' && trainFeatures === 'train-augment' ? '_train-augment' : '';
+    const jsonFile = opts.jsonOut ?? path.join(resultsDir, `${command}_${opts.dataSet}_${tag}_${metricTag}${augTag}.json`.replace(/[^A-Za-z0-9_.+-]+/g, '_'));
     const o = model.options;
     const result: EvalJson = {
       command,
@@ -527,7 +530,7 @@ export function addEvalOptions(cmd: Command, kind: EvalKind): Command {
     .option('--train-features <t>', 'ID training features through eval-transform (default) or train-augment (the reference)')
     .option('--cache-dir <dir>', 'feature cache (default $MOOD_CACHE_DIR or ~/.cache/mood-ood/features)')
     .option('--no-cache', 'neither read nor write the feature cache')
-    .option('--json-out <file>', 'JSON result file (default <results-dir>/<command>_<data_set>_<ood|classN>.json)')
+    .option('--json-out <file>', 'JSON result file (default <results-dir>/<command>_<data_set>_<ood|classN>_<metrics>[_train-augment].json)')
     .option('--detector-out <file>', 'save the fitted detector (.npz) for mood score (single metric)')
     .option('--k <n>', 'knn neighbour / kmeans clusters')
     .option('--temperature <t>', 'energy temperature')

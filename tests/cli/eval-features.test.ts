@@ -110,7 +110,7 @@ describe.skipIf(!haveFashionMnist())('mood eval-features / eval-logits', () => {
     const txt = fs.readFileSync(path.join(resultsDir, 'eval_results.txt'), 'utf8').split('\n');
     expect(txt[0]).toBe(line0);
     expect(txt[1]).toMatch(/^mahalanobis\tIn-data: fashion_mnist\tOOD: fashion_inverted\t\tFPR95: /);
-    const file = JSON.parse(fs.readFileSync(path.join(resultsDir, 'eval-features_fashion_mnist_noise+fashion_inverted.json'), 'utf8')) as EvalJson;
+    const file = JSON.parse(fs.readFileSync(path.join(resultsDir, 'eval-features_fashion_mnist_noise+fashion_inverted_mahalanobis.json'), 'utf8')) as EvalJson;
     expect(file.results).toEqual(j.results);
     expect(file.checkpoint.file).toBe(path.resolve(ckpt));
     expect(file.id_dataset).toBe('fashion_mnist');
