@@ -7,6 +7,7 @@ import { normalizeFlags } from './argv';
 // Registration-only modules: their top-level imports are types, so libtorch stays unloaded.
 import { registerCkpt } from './ckpt';
 import { registerLaunch } from './launch';
+import { registerPretrain } from './pretrain';
 import { registerDemo } from './demo';
 import { registerOodScore } from './ood-score';
 import { registerReport } from './report';
@@ -56,6 +57,7 @@ export function buildProgram(): Command {
   registerLaunch(program);
   registerReport(program);
   registerDemo(program);
+  registerPretrain(program);
   registerEvalFeatures(program);
   registerEvalLogits(program);
   registerScore(program);

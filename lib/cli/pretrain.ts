@@ -1,0 +1,62 @@
+/**
+ * `mood pretrain`: BEiT masked-image-modeling pre-training (the reference's run_beit_pretraining.py,
+ * same flags in snake_case or kebab-case). Only type imports at the top: libtorch loads when it runs.
+ */
+import type { Command } from 'commander';
+import type { RawPretrainFlags } from '../pretrain/options';
+
+export function registerPretrain(program: Command): Command {
+  return program
+    .command('pretrain')
+    .description('masked image modeling pre-training of a BEiT (run_beit_pretraining.py): blockwise masks, AdamW, cosine schedules, checkpoints/resume, log.txt')
+    .option('--model <name>', 'beit_base_patch16_224_8k_vocab | beit_large_patch16_224_8k_vocab | beit_test_tiny_8k_vocab | beit_test_micro_8k_vocab', 'beit_base_patch16_224_8k_vocab')
+    .option('--model-opts <json>', "constructor options over the named model, e.g. '{\"patch_size\": 4}'")
+    .option('--data-set <name>', 'fashion_mnist | cifar10 | cifar100')
+    .option('--data-path <dir>', 'dataset folder (fashion_mnist defaults to /usr/share/datasets/fashion-mnist)')
+    .option('--class-idx <n>', 'one-class: pre-train on this class only')
+    .option('--discrete-vae-type <type>', 'dall-e | customized | pixel (tokenizer-free normalised-pixel targets)', 'dall-e')
+    .option('--discrete-vae-weight-path <path>', 'tokenizer weights (dall-e / customized)')
+    .option('--num-mask-patches <n>', 'patches masked per image', '75')
+    .option('--max-mask-patches-per-block <n>', 'largest block (default: num_mask_patches)')
+    .option('--min-mask-patches-per-block <n>', 'smallest block', '16')
+    .option('--input-size <n>', 'backbone input side', '224')
+    .option('--second-input-size <n>', 'tokenizer input side (dVAE targets)', '112')
+    .option('--second-interpolation <mode>', 'tokenizer view interpolation (dVAE targets)', 'lanczos')
+    .option('--batch-size <n>', 'images per step', '64')
+    .option('--epochs <n>', 'epochs', '300')
+    .option('--save-ckpt-freq <n>', 'save checkpoint-<epoch>.pth every n epochs (and the last)', '20')
+    .option('--lr <x>', 'peak learning rate', '5e-4')
+    .option('--warmup-lr <x>', 'warmup start learning rate', '1e-6')
+    .option('--min-lr <x>', 'final learning rate of the cosine', '1e-5')
+    .option('--warmup-epochs <n>', 'linear warmup epochs', '5')
+    .option('--warmup-steps <n>', 'warmup steps (> 0 overrides --warmup_epochs)', '-1')
+    .option('--weight-decay <x>', 'AdamW weight decay', '0.05')
+    .option('--weight-decay-end <x>', 'final weight decay of its cosine (default: --weight_decay)')
+    .option('--opt <name>', 'optimizer (adamw)', 'adamw')
+    .option('--opt-eps <x>', 'AdamW eps', '1e-8')
+    .option('--opt-betas <b...>', 'AdamW betas', ['0.9', '0.98'])
+    .option('--clip-grad <x>', 'clip the global gradient norm')
+    .option('--layer-scale-init-value <x>', 'layer scale (0 disables)', '0.1')
+    .option('--rel-pos-bias', 'shared relative position bias (default on)')
+    .option('--shared-rel-pos-bias', 'same as --rel_pos_bias')
+    .option('--disable-rel-pos-bias', 'no shared relative position bias')
+    .option('--abs-pos-emb', 'absolute position embedding')
+    .option('--drop-path <x>', 'stochastic depth rate', '0')
+    .option('--imagenet-default-mean-and-std', 'ImageNet normalisation instead of mean = std = 0.5')
+    .option('--output-dir <dir>', 'checkpoints and log.txt')
+    .option('--seed <n>', 'seed (init, sampling, masks)', '0')
+    .option('--resume <file>', 'resume from this checkpoint')
+    .option('--auto-resume', 'resume from the newest checkpoint-*.pth in --output_dir (default)')
+    .option('--no-auto-resume', 'start fresh even when --output_dir has checkpoints')
+    .option('--start-epoch <n>', 'first epoch (without a checkpoint)', '0')
+    .option('--num-workers <n>', 'native data threads')
+    .option('--device <dev>', 'cpu | cuda | cuda:N', 'cpu')
+    .option('--max-steps <n>', 'stop after n optimisation steps in total (time budget), checkpointing there')
+    .option('--quiet', 'no progress output')
+    .action(async (flags: RawPretrainFlags) => {
+      const { parsePretrainFlags } = await import('../pretrain/options');
+      const { runPretrain } = await import('../pretrain/run');
+      const r = await runPretrain(parsePretrainFlags(flags));
+      if (r.lastCheckpoint) process.stdout.write(`${r.lastCheckpoint}\n`);
+    });
+}
