@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import type { DataLoader, ImageDataset, LoaderOptions } from '../data/types';
 import type { Beit } from '../models/beit';
 import type { OodMetricResult, TrainFeatureTransform, ExtractionRecord, CheckpointIdentity } from '../ood/features';
@@ -63,6 +63,7 @@ export interface EvalCliOptions {
   fpr95Convention?: Fpr95Convention;
   auprConvention?: AuprConvention;
   cropPct?: string;
+  reprob?: string;
   imagenetDefaultMeanAndStd?: boolean;
   absPosEmb?: boolean;
   disableRelPosBias?: boolean;
@@ -75,8 +76,8 @@ export interface EvalCliOptions {
 export interface DatasetSpec {
   /** The reference's dataset name (--data_set / --ood_dataset). */
   name: string;
-  /** Root folder (--data_path / --ood_data_path). */
-  path: string;
+  /** Root folder (--data_path / --ood_data_path); undefined: the data layer's default, if it has one. */
+  path?: string;
   split: 'train' | 'test';
   /** One-class subset of the ID training set (the reference's class_idx). */
   classIdx?: number;
@@ -139,7 +140,7 @@ export interface EvalJson {
   checkpoint: { file: string; identity: CheckpointIdentity | string };
   model: { config: string | null; img_size: number; num_classes: number; embed_dim: number; depth: number };
   id_dataset: string;
-  data_path: string;
+  data_path: string | null;
   ood_datasets: string[];
   protocol: 'multi-class' | 'one-class';
   class_idx: number | null;
@@ -304,8 +305,9 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
   if (!fs.existsSync(opts.ckpt)) throw new EvalCliError(`--ckpt ${opts.ckpt}: no such file`);
   if (!opts.dataSet) throw new EvalCliError('--data_set <name> is required (e.g. cifar10, cifar100, imagenet30, imagenet1k, image_folder)');
   const dataPath = opts.dataPath;
-  if (!dataPath) throw new EvalCliError('--data_path <dir> is required');
-  if (!fs.existsSync(dataPath)) throw new EvalCliError(`--data_path ${dataPath}: no such directory`);
+  // Optional like the reference's (whose default is a cluster path): lib/data knows default locations
+  // for some sets (Fashion-MNIST) and names the expected layout otherwise.
+  if (dataPath !== undefined && !fs.existsSync(dataPath)) throw new EvalCliError(`--data_path ${dataPath}: no such directory`);
   const classIdx = int(opts.classIdx, '--class_idx', 0);
   const oodNames = list(opts.oodDataset);
   const oodPaths = list(opts.oodDataPath);
@@ -323,6 +325,10 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
   const seed = int(opts.seed, '--seed', 0) ?? 0;
   const trainFeatures = parseTrainFeatures(opts.trainFeatures);
   const cropPct = num(opts.cropPct, '--crop_pct');
+  const reprob = num(opts.reprob, '--reprob');
+  if (reprob !== undefined && !(reprob >= 0 && reprob <= 1)) throw new EvalCliError(`--reprob must be in [0, 1], got ${reprob}`);
+  const ignored = ignoredFlagsGiven(opts as Record<string, unknown>);
+  if (ignored.length) err(`note: ${ignored.join(', ')} ${ignored.length === 1 ? 'has' : 'have'} no effect in evaluation (accepted for compatibility with the reference scripts)\n`);
   const detectorOptions: DetectorOptions = {};
   const k = int(opts.k, '--k', 1);
   if (k !== undefined) detectorOptions.k = k;
@@ -370,7 +376,7 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       try {
         return await data.dataset(s);
       } catch (e) {
-        throw new EvalCliError(`${flag} ${s.name} at ${s.path} (${s.split}): ${(e as Error).message}`);
+        throw new EvalCliError(`${flag} ${s.name}${s.path ? ` at ${s.path}` : ''} (${s.split}): ${(e as Error).message}`);
       }
     };
     const testDs = await dataset(spec({ name: opts.dataSet, path: dataPath, split: 'test', ood: true }), '--data_set');
@@ -392,6 +398,7 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       ...(opts.device ? { device: opts.device } : {}),
       ...(worldSize > 1 ? { rank, worldSize } : {}),
       ...transformOpts,
+      ...(train && reprob !== undefined ? { reprob } : {}),
     });
     const needsTrain = kind === 'features';
     const trainDs = needsTrain ? await dataset(spec({ name: opts.dataSet, path: dataPath, split: 'train', classIdx }), '--data_set') : undefined;
@@ -456,7 +463,7 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       checkpoint: { file: path.resolve(opts.ckpt), identity },
       model: { config: opts.model ?? null, img_size: o.img_size, num_classes: o.num_classes, embed_dim: o.embed_dim, depth: o.depth },
       id_dataset: opts.dataSet,
-      data_path: dataPath,
+      data_path: dataPath ?? null,
       ood_datasets: classIdx !== undefined ? res.results[0].rows.map((r) => r.ood) : oodNames,
       protocol: classIdx !== undefined ? 'one-class' : 'multi-class',
       class_idx: classIdx ?? null,
@@ -502,12 +509,41 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
   }
 }
 
+/**
+ * Flags of the reference scripts that mean nothing for evaluation here (training-only regularisation,
+ * DataLoader pinning, logging dirs, fine-tuning bookkeeping). Accepted, hidden from --help, and reported
+ * as ignored, so the reference's command lines run unchanged.
+ */
+const IGNORED_REFERENCE_FLAGS: ReadonlyArray<[flag: string, takesValue: boolean]> = [
+  ['drop', true], ['attn-drop-rate', true], ['drop-path', true], ['max-num', true], ['method', true], ['output-dir', true], ['log-dir', true],
+  ['model-key', true], ['model-prefix', true], ['init-scale', true], ['color-jitter', true], ['aa', true], ['smoothing', true],
+  ['train-interpolation', true], ['remode', true], ['recount', true], ['mixup', true], ['cutmix', true], ['cutmix-minmax', true],
+  ['mixup-prob', true], ['mixup-switch-prob', true], ['mixup-mode', true], ['model-ema-decay', true], ['start-epoch', true],
+  ['resume', true], ['finetune', true], ['pin-mem', false], ['no-pin-mem', false], ['use-mean-pooling', false], ['rel-pos-bias', false],
+  ['disable-eval-during-finetuning', false], ['model-ema', false], ['model-ema-force-cpu', false], ['resplit', false], ['eval', false],
+  ['auto-resume', false], ['no-auto-resume', false], ['save-ckpt', false], ['no-save-ckpt', false], ['disable-weight-decay-on-rel-pos-bias', false],
+];
+
+const camel = (flag: string): string => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** Which ignored reference flags were given (commander keys; --no-x sets x = false). */
+export function ignoredFlagsGiven(opts: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  for (const [flag] of IGNORED_REFERENCE_FLAGS) {
+    const neg = flag.startsWith('no-');
+    const key = camel(neg ? flag.slice(3) : flag);
+    if (opts[key] === undefined) continue;
+    if (neg ? opts[key] === false : opts[key] !== false) out.push(`--${flag.replace(/-/g, '_')}`);
+  }
+  return out;
+}
+
 /** Flags shared by both commands (the reference's names; snake_case works through lib/cli/argv.ts). */
 export function addEvalOptions(cmd: Command, kind: EvalKind): Command {
   const metrics = kind === 'features'
     ? `${REFERENCE_FEATURE_METRICS.join(', ')} (reference) or cc, avgcc, gauss_logp, knn, mds, rmds, vim, residual, react; comma list or all (default mahalanobis)`
     : 'softmax (max logit, as the reference), msp, maxlogit, entropy, energy, gradnorm; comma list or all (default softmax)';
-  return cmd
+  cmd
     .option('--ckpt <file>', 'fine-tuned checkpoint (.pth; official/MOOD/our own; pt22k adapted)')
     .option('--model <name>', 'named configuration to start from (e.g. beit_large_patch16_224); default: inferred from the checkpoint')
     .option('--data-set <name>', 'ID dataset (cifar10, cifar100, imagenet30, imagenet1k, image_folder, ...)')
@@ -542,6 +578,11 @@ export function addEvalOptions(cmd: Command, kind: EvalKind): Command {
     .option('--disable-rel-pos-bias', 'model without relative position bias')
     .option('--use-cls', 'cls-token pooling instead of mean pooling')
     .option('--layer-scale-init-value <f>', 'layer scale (0 disables)')
+    .option('--reprob <p>', 'random erasing probability of --train-features train-augment (default 0.25)')
     .option('--json', 'print the JSON result instead of the text lines')
     .option('--quiet', 'no progress bars');
+  for (const [flag, takesValue] of IGNORED_REFERENCE_FLAGS) {
+    cmd.addOption(new Option(`--${flag}${takesValue ? ' <value>' : ''}`, 'reference flag, ignored in evaluation').hideHelp());
+  }
+  return cmd;
 }

@@ -22,9 +22,10 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-eval-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const haveSklearn = spawnSync(SYSTEM_PYTHON, ['-c', 'import sklearn, numpy'], { encoding: 'utf8' }).status === 0;
 
-async function cli(name: 'eval-features' | 'eval-logits', args: string[], data: DataProvider): Promise<{ out: string; json?: EvalJson }> {
+async function cli(name: 'eval-features' | 'eval-logits', args: string[], data: DataProvider): Promise<{ out: string; err: string; json?: EvalJson }> {
   let out = '';
-  const io = { out: (s: string) => void (out += s), err: () => undefined };
+  let err = '';
+  const io = { out: (s: string) => void (out += s), err: (s: string) => void (err += s) };
   // Parse with the real command definitions, then run with the test data provider.
   const program = new Command().exitOverride();
   (name === 'eval-features' ? registerEvalFeatures : registerEvalLogits)(program);
@@ -34,7 +35,7 @@ async function cli(name: 'eval-features' | 'eval-logits', args: string[], data: 
   });
   await program.parseAsync(normalizeFlags([name, ...args]), { from: 'user' });
   const json = await runEval(name === 'eval-features' ? 'features' : 'logits', captured!, { data, ...io });
-  return { out, json };
+  return { out, err, json };
 }
 
 /** numpy/sklearn recomputation from cached entries; prints JSON. */
@@ -220,6 +221,14 @@ describe.skipIf(!haveFashionMnist())('mood eval-features / eval-logits', () => {
     await expect(runEval('features', { ...args, trainFeatures: 'augmented' }, { data: new TestData(), group, out: () => undefined, err: () => undefined })).rejects.toThrow(
       "--train-features must be eval-transform or train-augment, got 'augmented'",
     );
+  });
+
+  it("the reference's other flags are accepted and reported as ignored; --data_path is optional", async () => {
+    const args = base().filter((x, i, a) => x !== '--data_path' && a[i - 1] !== '--data_path');
+    const r = await cli('eval-logits', [...args, '--ood_dataset', 'noise', '--drop_path', '0.1', '--no_pin_mem', '--model_ema', '--method', 'MOOD'], new TestData());
+    expect(r.err).toContain('note: --drop_path, --method, --no_pin_mem, --model_ema have no effect in evaluation');
+    expect(r.json!.data_path).toBeNull();
+    expect(r.json!.results.length).toBe(1);
   });
 
   it('bad input: unknown metric, missing dataset, class_idx out of range, ckpt not found', async () => {
