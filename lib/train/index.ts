@@ -1,0 +1,16 @@
+/**
+ * Fine-tuning: the reference recipe (run_class_finetuning.py) as a TypeScript API over one native
+ * call per micro-step. See docs/finetune.md.
+ */
+export { Trainer, TrainingDivergedError, scoreBatch, stepSeed } from './trainer';
+export type { TrainerOptions, StepEvent, EvalStats, EpochLog, FitResult } from './trainer';
+export { FinetuneOptimizer } from './optimizer';
+export type { OptimizerOptions, StepOutput } from './optimizer';
+export { parameterGroups, layerIdForVit, layerScales, skipList } from './param-groups';
+export type { ParamGroupSpec, ParamGroupOptions } from './param-groups';
+export { cosineScheduler, linspace } from './schedule';
+export type { CosineScheduleOptions } from './schedule';
+export { saveTrainCheckpoint, loadTrainCheckpoint, latestCheckpoint, checkpointPath } from './checkpoint';
+export type { ResumeInfo, SaveTrainCheckpointParts } from './checkpoint';
+export { finetune, validateFinetuneOptions, checkWritableDir, modelOverrides, FINETUNE_DEFAULTS, FinetuneOptionsError } from './finetune';
+export type { FinetuneOptions, FinetuneResult } from './finetune';
