@@ -1,0 +1,366 @@
+/**
+ * finetune(): the reference `run_class_finetuning.py` as one call — model (named config or
+ * --finetune checkpoint with the BEiT adaptation), datasets and loaders (lib/data), the Trainer with
+ * the reference defaults, evaluation after each epoch, checkpoints and log.txt in outputDir.
+ * Options are the reference flags in camelCase; `validateFinetuneOptions` checks them all before any
+ * work (the CLI calls it first).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { DataLoader, ImageDataset, MixupOptions } from '../data/types';
+import type { Beit, BeitOptions } from '../models/beit';
+import type { EpochLog, EvalStats, TrainerOptions } from './trainer';
+
+export interface FinetuneOptions {
+  /** A named configuration (beitConfigNames()). */
+  model: string;
+  /** Constructor keyword overrides (the reference's names), applied last. */
+  modelOpts?: Partial<BeitOptions>;
+  /** Pre-trained checkpoint to start from (adapted: rel-pos expansion, pos_embed resize, head drop). */
+  finetune?: string;
+  dataSet: string;
+  dataPath?: string;
+  classIdx?: number;
+  /** Classes of the head (default: the dataset's). */
+  nbClasses?: number;
+  inputSize?: number;
+  batchSize?: number;
+  epochs?: number;
+  updateFreq?: number;
+  lr?: number;
+  minLr?: number;
+  warmupLr?: number;
+  warmupEpochs?: number;
+  warmupSteps?: number;
+  weightDecay?: number;
+  weightDecayEnd?: number;
+  optEps?: number;
+  optBetas?: [number, number];
+  clipGrad?: number;
+  layerDecay?: number;
+  smoothing?: number;
+  drop?: number;
+  attnDropRate?: number;
+  dropPath?: number;
+  layerScaleInitValue?: number;
+  relPosBias?: boolean;
+  absPosEmb?: boolean;
+  useMeanPooling?: boolean;
+  initScale?: number;
+  disableWeightDecayOnRelPosBias?: boolean;
+  mixup?: number;
+  cutmix?: number;
+  cutmixMinmax?: [number, number];
+  mixupProb?: number;
+  mixupSwitchProb?: number;
+  mixupMode?: 'batch' | 'pair' | 'elem';
+  reprob?: number;
+  imagenetDefaultMeanAndStd?: boolean;
+  modelEma?: boolean;
+  modelEmaDecay?: number;
+  l2Alpha?: number;
+  l2Beta?: number;
+  freezeBackbone?: boolean;
+  outputDir?: string;
+  resume?: string;
+  autoResume?: boolean;
+  saveCkpt?: boolean;
+  saveCkptFreq?: number;
+  /** Only evaluate (the loaded/resumed model) on the test split. */
+  eval?: boolean;
+  seed?: number;
+  device?: string;
+  workers?: number;
+  gradSyncId?: number;
+  rank?: number;
+  worldSize?: number;
+  progress?: boolean;
+  /** Called with each epoch's log line (also written to outputDir/log.txt). */
+  onEpoch?: (log: EpochLog) => void;
+  onStep?: (e: import('./trainer').StepEvent) => void;
+}
+
+/** The reference's defaults (run_class_finetuning.get_args). */
+export const FINETUNE_DEFAULTS = {
+  inputSize: 224,
+  batchSize: 64,
+  epochs: 30,
+  updateFreq: 1,
+  lr: 5e-4,
+  minLr: 1e-6,
+  warmupLr: 1e-6,
+  warmupEpochs: 5,
+  warmupSteps: -1,
+  weightDecay: 0.05,
+  optEps: 1e-8,
+  layerDecay: 0.9,
+  smoothing: 0.1,
+  drop: 0,
+  attnDropRate: 0,
+  dropPath: 0.1,
+  layerScaleInitValue: 0.1,
+  relPosBias: true,
+  absPosEmb: false,
+  useMeanPooling: true,
+  initScale: 0.001,
+  mixup: 0,
+  cutmix: 0,
+  mixupProb: 1,
+  mixupSwitchProb: 0.5,
+  mixupMode: 'batch' as const,
+  reprob: 0.25,
+  modelEmaDecay: 0.9999,
+  autoResume: true,
+  saveCkpt: true,
+  saveCkptFreq: 5,
+  seed: 0,
+} as const;
+
+export class FinetuneOptionsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FinetuneOptionsError';
+  }
+}
+
+export interface FinetuneResult {
+  /** The last checkpoint written (undefined without outputDir). */
+  checkpoint?: string;
+  history: EpochLog[];
+  /** Per optimizer step losses of this run. */
+  losses: number[];
+  maxAccuracy?: number;
+  /** --eval only: the test statistics. */
+  evaluation?: EvalStats;
+  startEpoch: number;
+}
+
+/**
+ * Checks every flag without touching data or libtorch beyond the model-name list: ranges,
+ * contradictions, files that must exist, an output dir that can be written.
+ */
+export function validateFinetuneOptions(o: FinetuneOptions, configNames: readonly string[]): void {
+  const bad = (flag: string, msg: string): never => {
+    throw new FinetuneOptionsError(`--${flag}: ${msg}`);
+  };
+  const int = (flag: string, v: number | undefined, min: number) => {
+    if (v !== undefined && (!Number.isInteger(v) || v < min)) bad(flag, `expected an integer >= ${min}, got ${v}`);
+  };
+  const num = (flag: string, v: number | undefined, lo: number, hi: number, loOpen = false, hiOpen = false) => {
+    if (v === undefined) return;
+    if (!Number.isFinite(v) || (loOpen ? v <= lo : v < lo) || (hiOpen ? v >= hi : v > hi))
+      bad(flag, `expected a number in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'}, got ${v}`);
+  };
+  if (!o.model) bad('model', 'a model name is required');
+  if (!configNames.includes(o.model)) bad('model', `unknown model '${o.model}': expected one of ${configNames.join(', ')}`);
+  if (!o.dataSet) bad('data_set', 'required (fashion_mnist, cifar10, cifar100)');
+  int('update_freq', o.updateFreq, 1);
+  int('batch_size', o.batchSize, 1);
+  int('epochs', o.epochs, 1);
+  int('input_size', o.inputSize, 1);
+  int('warmup_epochs', o.warmupEpochs, 0);
+  int('save_ckpt_freq', o.saveCkptFreq, 1);
+  int('nb_classes', o.nbClasses, 1);
+  int('class_idx', o.classIdx, 0);
+  int('seed', o.seed, 0);
+  if (o.warmupSteps !== undefined && !Number.isInteger(o.warmupSteps)) bad('warmup_steps', `expected an integer, got ${o.warmupSteps}`);
+  num('lr', o.lr, 0, Infinity, true);
+  num('min_lr', o.minLr, 0, Infinity);
+  num('warmup_lr', o.warmupLr, 0, Infinity);
+  num('weight_decay', o.weightDecay, 0, Infinity);
+  num('weight_decay_end', o.weightDecayEnd, 0, Infinity);
+  num('opt_eps', o.optEps, 0, Infinity, true);
+  num('clip_grad', o.clipGrad, 0, Infinity);
+  num('layer_decay', o.layerDecay, 0, 1, true);
+  num('smoothing', o.smoothing, 0, 1, false, true);
+  num('drop', o.drop, 0, 1, false, true);
+  num('attn_drop_rate', o.attnDropRate, 0, 1, false, true);
+  num('drop_path', o.dropPath, 0, 1, false, true);
+  num('mixup', o.mixup, 0, Infinity);
+  num('cutmix', o.cutmix, 0, Infinity);
+  num('mixup_prob', o.mixupProb, 0, 1);
+  num('mixup_switch_prob', o.mixupSwitchProb, 0, 1);
+  num('reprob', o.reprob, 0, 1);
+  num('model_ema_decay', o.modelEmaDecay, 0, 1, true);
+  num('l2_alpha', o.l2Alpha, 0, Infinity);
+  num('l2_beta', o.l2Beta, 0, Infinity);
+  if (o.optBetas) {
+    if (o.optBetas.length !== 2 || o.optBetas.some((b) => !(b >= 0 && b < 1))) bad('opt_betas', `expected two numbers in [0, 1), got ${o.optBetas.join(' ')}`);
+  }
+  if (o.mixupMode && !['batch', 'pair', 'elem'].includes(o.mixupMode)) bad('mixup_mode', `expected batch, pair or elem, got '${o.mixupMode}'`);
+  if (o.cutmixMinmax && (o.cutmixMinmax.length !== 2 || !(o.cutmixMinmax[0] >= 0 && o.cutmixMinmax[0] < o.cutmixMinmax[1] && o.cutmixMinmax[1] <= 1)))
+    bad('cutmix_minmax', `expected two fractions 0 <= min < max <= 1, got ${o.cutmixMinmax.join(' ')}`);
+  if (o.minLr !== undefined && o.lr !== undefined && o.minLr > o.lr) bad('min_lr', `${o.minLr} is above --lr ${o.lr}`);
+  for (const [flag, f] of [['finetune', o.finetune], ['resume', o.resume]] as const) {
+    if (f && !fs.existsSync(f)) bad(flag, `no such file: ${f}`);
+  }
+  if (o.eval && !o.finetune && !o.resume && !(o.autoResume !== false && o.outputDir)) bad('eval', 'needs weights to evaluate: --finetune, --resume or --output_dir with a checkpoint');
+  if (o.outputDir) checkWritableDir(o.outputDir);
+  const ws = o.worldSize ?? 1;
+  const rank = o.rank ?? 0;
+  if (!Number.isInteger(ws) || ws < 1 || !Number.isInteger(rank) || rank < 0 || rank >= ws) bad('rank', `rank ${rank} is outside world size ${ws}`);
+}
+
+/** The output dir exists (or can be made) and accepts a file. */
+export function checkWritableDir(dir: string): void {
+  const abs = path.resolve(dir);
+  try {
+    fs.mkdirSync(abs, { recursive: true });
+    const probe = path.join(abs, `.mood-write-test-${process.pid}`);
+    fs.writeFileSync(probe, '');
+    fs.unlinkSync(probe);
+  } catch (e) {
+    throw new FinetuneOptionsError(`--output_dir: cannot write to ${abs}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** Model keyword options from the flags (the reference passes these to create_model). */
+export function modelOverrides(o: FinetuneOptions, numClasses: number): Partial<BeitOptions> {
+  const d = FINETUNE_DEFAULTS;
+  return {
+    img_size: o.inputSize ?? d.inputSize,
+    num_classes: numClasses,
+    drop_rate: o.drop ?? d.drop,
+    attn_drop_rate: o.attnDropRate ?? d.attnDropRate,
+    drop_path_rate: o.dropPath ?? d.dropPath,
+    use_mean_pooling: o.useMeanPooling ?? d.useMeanPooling,
+    init_scale: o.initScale ?? d.initScale,
+    use_rel_pos_bias: o.relPosBias ?? d.relPosBias,
+    use_abs_pos_emb: o.absPosEmb ?? d.absPosEmb,
+    init_values: o.layerScaleInitValue ?? d.layerScaleInitValue,
+    ...(o.device ? { device: o.device as BeitOptions['device'] } : {}),
+    ...(o.modelOpts ?? {}),
+  };
+}
+
+/** Fine-tunes (or with `eval`, evaluates) as run_class_finetuning.py does. */
+export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
+  const { beitConfigNames, createModel, Beit: BeitClass } = await import('../models/beit');
+  validateFinetuneOptions(o, beitConfigNames());
+  const { buildDataset, createLoader } = await import('../data');
+  const { Trainer } = await import('./trainer');
+  const d = FINETUNE_DEFAULTS;
+  const trainSet = await buildDataset({ dataSet: o.dataSet, dataPath: o.dataPath, train: true, classIdx: o.classIdx });
+  const testSet = await buildDataset({ dataSet: o.dataSet, dataPath: o.dataPath, train: false, classIdx: o.classIdx });
+  const numClasses = o.nbClasses ?? trainSet.classes.length;
+  if (numClasses < trainSet.classes.length) {
+    throw new FinetuneOptionsError(`--nb_classes ${numClasses} is smaller than the ${trainSet.classes.length} classes of ${o.dataSet}`);
+  }
+  const overrides = modelOverrides(o, numClasses);
+  let model: Beit;
+  if (o.finetune) {
+    const { num_classes, img_size, ...rest } = overrides;
+    model = await BeitClass.fromCheckpoint(o.finetune, { config: o.model, ...rest, num_classes, img_size });
+  } else {
+    model = createModel(o.model, { ...overrides, seed: o.seed ?? d.seed });
+  }
+  const loaders: DataLoader[] = [];
+  try {
+    const inputSize = model.options.img_size;
+    const batchSize = o.batchSize ?? d.batchSize;
+    const mixupOn = (o.mixup ?? d.mixup) > 0 || (o.cutmix ?? d.cutmix) > 0 || o.cutmixMinmax !== undefined;
+    const mixup: MixupOptions | undefined = mixupOn
+      ? {
+          mixup: o.mixup ?? d.mixup,
+          cutmix: o.cutmix ?? d.cutmix,
+          cutmixMinmax: o.cutmixMinmax,
+          mixupProb: o.mixupProb ?? d.mixupProb,
+          mixupSwitchProb: o.mixupSwitchProb ?? d.mixupSwitchProb,
+          mixupMode: o.mixupMode ?? d.mixupMode,
+          smoothing: o.smoothing ?? d.smoothing,
+          numClasses,
+        }
+      : undefined;
+    const common = { inputSize, rank: o.rank, worldSize: o.worldSize, workers: o.workers, device: o.device, imagenetDefaultMeanAndStd: o.imagenetDefaultMeanAndStd };
+    const val = createLoader(testSet, { ...common, batchSize: Math.floor(1.5 * batchSize), train: false, shuffle: false, dropLast: false });
+    loaders.push(val);
+    const trainerArgs = argsRecord(o, numClasses);
+    if (o.eval) {
+      if (!o.finetune) {
+        const { latestCheckpoint, loadTrainCheckpoint } = await import('./checkpoint');
+        const file = o.resume ?? (o.outputDir ? latestCheckpoint(o.outputDir) : null);
+        if (!file) throw new FinetuneOptionsError(`--eval: no checkpoint-*.pth in ${o.outputDir}`);
+        await loadTrainCheckpoint(file, model);
+      }
+      const train = createLoader(trainSet, { ...common, batchSize, train: true, shuffle: true, dropLast: true, seed: o.seed ?? d.seed });
+      loaders.push(train);
+      const t = new Trainer({ model, train, epochs: 1, optimizer: { lr: o.lr ?? d.lr, weightDecay: o.weightDecay ?? d.weightDecay } });
+      const evaluation = await t.evaluate(val);
+      return { history: [], losses: [], evaluation, startEpoch: 0 };
+    }
+    const train = createLoader(trainSet, {
+      ...common,
+      batchSize,
+      train: true,
+      shuffle: true,
+      dropLast: true,
+      seed: o.seed ?? d.seed,
+      reprob: o.reprob ?? d.reprob,
+      mixup,
+    });
+    loaders.push(train);
+    const topts: TrainerOptions = {
+      model,
+      train,
+      val,
+      epochs: o.epochs ?? d.epochs,
+      optimizer: {
+        lr: o.lr ?? d.lr,
+        weightDecay: o.weightDecay ?? d.weightDecay,
+        eps: o.optEps ?? d.optEps,
+        betas: o.optBetas,
+        layerDecay: o.layerDecay ?? d.layerDecay,
+        disableWeightDecayOnRelPosBias: o.disableWeightDecayOnRelPosBias,
+        freezeBackbone: o.freezeBackbone,
+        clipGrad: o.clipGrad,
+        smoothing: mixupOn ? 0 : o.smoothing ?? d.smoothing,
+        updateFreq: o.updateFreq ?? d.updateFreq,
+        l2Alpha: o.l2Alpha,
+        l2Beta: o.l2Beta,
+        emaDecay: o.modelEma ? o.modelEmaDecay ?? d.modelEmaDecay : undefined,
+      },
+      minLr: o.minLr ?? d.minLr,
+      warmupLr: o.warmupLr ?? d.warmupLr,
+      warmupEpochs: o.warmupEpochs ?? d.warmupEpochs,
+      warmupSteps: o.warmupSteps ?? d.warmupSteps,
+      weightDecayEnd: o.weightDecayEnd,
+      seed: o.seed ?? d.seed,
+      outputDir: o.outputDir,
+      saveCkptFreq: (o.saveCkpt ?? d.saveCkpt) ? o.saveCkptFreq ?? d.saveCkptFreq : 0,
+      resume: o.resume,
+      autoResume: o.autoResume ?? d.autoResume,
+      args: trainerArgs,
+      gradSyncId: o.gradSyncId,
+      rank: o.rank,
+      progress: o.progress,
+    };
+    const trainer = new Trainer(topts);
+    if (o.onEpoch) trainer.on('epoch', o.onEpoch);
+    if (o.onStep) trainer.on('step', o.onStep);
+    try {
+      const r = await trainer.fit();
+      return { checkpoint: r.checkpoint, history: r.history, losses: r.losses, maxAccuracy: r.maxAccuracy, startEpoch: r.startEpoch };
+    } finally {
+      trainer.dispose();
+    }
+  } finally {
+    for (const l of loaders) (l as { dispose?: () => void }).dispose?.();
+    disposeDataset(trainSet);
+    disposeDataset(testSet);
+    model.dispose();
+  }
+}
+
+function disposeDataset(d: ImageDataset): void {
+  (d as { dispose?: () => void }).dispose?.();
+}
+
+/** The options as the checkpoint's 'args' (reference flag names, plain values). */
+function argsRecord(o: FinetuneOptions, nbClasses: number): Record<string, unknown> {
+  const out: Record<string, unknown> = { nb_classes: nbClasses };
+  for (const [k, v] of Object.entries(o)) {
+    if (typeof v === 'function' || v === undefined) continue;
+    out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = v;
+  }
+  return out;
+}
