@@ -82,3 +82,21 @@ set(CMAKE_REQUIRED_FLAGS "${TORCH_CXX_FLAGS} -std=c++17")
 check_include_file_cxx("gloo/config.h" MOOD_HAVE_GLOO_HEADERS)
 unset(CMAKE_REQUIRED_FLAGS)
 unset(CMAKE_REQUIRED_INCLUDES)
+
+# NCCL (c10d's CUDA backend) is compiled in when the libtorch is a CUDA build that ships
+# ProcessGroupNCCL.hpp and nccl.h can be found. libtorch does not ship nccl.h: take it from
+# NCCL_INCLUDE_DIR / MOOD_NCCL_INCLUDE_DIR, or from the nvidia-nccl wheel next to a pip PyTorch
+# (site-packages/nvidia/nccl/include, i.e. <torch>/lib/../../nvidia/nccl/include).
+set(MOOD_HAVE_NCCL OFF)
+if(EXISTS "${MOOD_TORCH_LIBDIR}/libtorch_cuda.so")
+  find_file(_mood_pg_nccl torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp PATHS ${TORCH_INCLUDE_DIRS} NO_DEFAULT_PATH)
+  find_path(MOOD_NCCL_INCLUDE_DIR nccl.h
+    HINTS "$ENV{MOOD_NCCL_INCLUDE_DIR}" "$ENV{NCCL_INCLUDE_DIR}" "${MOOD_TORCH_LIBDIR}/../../nvidia/nccl/include"
+          /usr/include /usr/local/cuda/include)
+  if(_mood_pg_nccl AND MOOD_NCCL_INCLUDE_DIR)
+    set(MOOD_HAVE_NCCL ON)
+    message(STATUS "mood-ood: NCCL backend on (nccl.h in ${MOOD_NCCL_INCLUDE_DIR})")
+  else()
+    message(STATUS "mood-ood: CUDA libtorch without a usable NCCL (ProcessGroupNCCL.hpp: ${_mood_pg_nccl}, nccl.h: ${MOOD_NCCL_INCLUDE_DIR}); distributed GPU training unavailable, set NCCL_INCLUDE_DIR")
+  endif()
+endif()

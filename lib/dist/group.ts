@@ -115,6 +115,33 @@ export class ProcessGroup {
     return Tensor.fromNativeHandle(this.live('allGatherOrdered').allGatherOrdered(t.nativeHandle('allGatherOrdered'), total), t.device);
   }
 
+  /**
+   * Overwrites the tensors in place with rank `src`'s values (coalesced per dtype): tensors that
+   * share storage with a model (its state-dict entries) change the model.
+   */
+  async broadcastInPlace(tensors: readonly Tensor[], src = 0): Promise<void> {
+    const pg = this.live('broadcastInPlace');
+    const h = pg.broadcastInPlace(tensors.map((t, i) => t.nativeHandle(`broadcastInPlace: tensor ${i}`)), src);
+    try {
+      await h.whenReady();
+    } finally {
+      h.dispose();
+    }
+  }
+
+  /**
+   * DDP's start of training: every rank's parameters and buffers become rank `src`'s. Every rank
+   * passes the same architecture (checked: element counts per dtype must agree).
+   */
+  async broadcastModel(model: { stateDict(): Map<string, Tensor> }, src = 0): Promise<void> {
+    const sd = model.stateDict();
+    try {
+      await this.broadcastInPlace([...sd.values()], src);
+    } finally {
+      for (const t of sd.values()) t.dispose();
+    }
+  }
+
   /** Resolves when every rank has reached this barrier. */
   async barrier(): Promise<void> {
     const h = this.live('barrier').barrier();

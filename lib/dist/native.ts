@@ -26,6 +26,7 @@ export interface NativeProcessGroupInstance {
   broadcast(t: NativeTensorHandle, src: number): NativeTensorHandle;
   allGather(t: NativeTensorHandle): NativeTensorHandle[];
   allGatherOrdered(t: NativeTensorHandle, total: number): NativeTensorHandle;
+  broadcastInPlace(ts: NativeTensorHandle[], src: number): NativeTensorHandle;
   barrier(): NativeTensorHandle;
   createGradientSync(opts: { bucketBytes?: number; overlap?: boolean }): number;
   gradientSyncStats(id: number): NativeGradSyncStats;

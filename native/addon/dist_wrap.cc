@@ -109,6 +109,7 @@ Napi::Function DistWrap::Init(Napi::Env env) {
                                      InstanceMethod("broadcast", &DistWrap::Broadcast),
                                      InstanceMethod("allGather", &DistWrap::AllGather),
                                      InstanceMethod("allGatherOrdered", &DistWrap::AllGatherOrdered),
+                                     InstanceMethod("broadcastInPlace", &DistWrap::BroadcastInPlace),
                                      InstanceMethod("barrier", &DistWrap::Barrier),
                                      InstanceMethod("createGradientSync", &DistWrap::CreateGradientSync),
                                      InstanceMethod("gradientSyncStats", &DistWrap::GradientSyncStats),
@@ -204,6 +205,28 @@ Napi::Value DistWrap::AllGatherOrdered(const Napi::CallbackInfo& info) {
   const int64_t total = static_cast<int64_t>(t);
   auto out = mood::schedule(sched("dist.allGatherOrdered", device_of(in, *g)), {in}, [g, total](const std::vector<at::Tensor>& v) {
     return std::vector<at::Tensor>{dist::all_gather_interleaved(*g, v[0], total)};
+  });
+  return TensorWrap::Wrap(env, out[0]);
+}
+
+// Overwrites the given tensors (e.g. a model's state-dict entries, which share the parameters'
+// storage) with rank src's values, coalesced per dtype: DDP's start-of-training broadcast.
+Napi::Value DistWrap::BroadcastInPlace(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto g = group(env);
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "broadcastInPlace: tensors must be an array");
+  Napi::Array a = info[0].As<Napi::Array>();
+  std::vector<mood::PendingPtr> ins;
+  for (uint32_t i = 0; i < a.Length(); ++i) ins.push_back(TensorWrap::PendingOf(env, a.Get(i), ("broadcastInPlace: tensor " + std::to_string(i)).c_str()));
+  const double s = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0;
+  if (std::floor(s) != s || s < 0 || s >= g->world_size())
+    throw Napi::RangeError::New(env, "broadcastInPlace: src must be a rank in 0.." + std::to_string(g->world_size() - 1));
+  const int root = static_cast<int>(s);
+  const c10::Device d = ins.empty() ? c10::Device(c10::kCPU) : device_of(ins[0], *g);
+  auto out = mood::schedule(sched("dist.broadcastInPlace", d), std::move(ins), [g, root](const std::vector<at::Tensor>& v) {
+    std::vector<at::Tensor> ts(v);
+    g->broadcast_inplace(ts, root);
+    return std::vector<at::Tensor>{at::zeros({}, at::kFloat)};
   });
   return TensorWrap::Wrap(env, out[0]);
 }

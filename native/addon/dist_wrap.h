@@ -25,6 +25,7 @@ class DistWrap : public Napi::ObjectWrap<DistWrap> {
   Napi::Value Broadcast(const Napi::CallbackInfo& info);         // (tensor, src) -> tensor
   Napi::Value AllGather(const Napi::CallbackInfo& info);         // (tensor) -> tensor[] (one per rank)
   Napi::Value AllGatherOrdered(const Napi::CallbackInfo& info);  // (tensor, total) -> tensor
+  Napi::Value BroadcastInPlace(const Napi::CallbackInfo& info);  // (tensors[], src) -> scalar tensor when done
   Napi::Value Barrier(const Napi::CallbackInfo& info);           // () -> scalar tensor (await ready())
   Napi::Value CreateGradientSync(const Napi::CallbackInfo& info);  // ({bucketBytes, overlap}) -> id
   Napi::Value GradientSyncStats(const Napi::CallbackInfo& info);   // (id) -> stats

@@ -530,6 +530,13 @@ void C10dGroup::broadcast_inplace(std::vector<at::Tensor>& ts, int src) {
     std::vector<at::Tensor> flat_parts;
     for (size_t j : idx) flat_parts.push_back(ts[j].detach().reshape({-1}));
     std::vector<at::Tensor> v{at::cat(flat_parts)};
+    // Different models on different ranks would otherwise corrupt memory or hang.
+    at::Tensor meta = gather_meta(v[0], "broadcast of parameters and buffers");
+    for (int r = 0; r < opts_.world_size; ++r)
+      if (!meta[r].equal(meta[src]))
+        throw std::invalid_argument("distributed: broadcast of parameters and buffers: rank " + std::to_string(r) + " has " +
+                                    std::to_string(meta[r][2].item<int64_t>()) + " elements of this dtype, rank " + std::to_string(src) +
+                                    " has " + std::to_string(meta[src][2].item<int64_t>()) + " (same model on every rank?)");
     c10d::BroadcastOptions o;
     o.rootRank = src;
     o.timeout = opts_.timeout;
