@@ -1,14 +1,11 @@
 /**
- * What the demo needs from lib/data (datasets, loaders) and lib/train (the fine-tuning optimizer
- * and schedules), loaded at run time: those layers are optional in a build (as for
- * `mood eval-features`), and the demo says which one is missing instead of failing to load. The
- * structural types below are the subset of their public API the demo uses.
+ * What the demo needs from lib/data (datasets, loaders), lib/train (the fine-tuning optimizer and
+ * schedules) and lib/pretrain (MIM pre-training of a Beit in place): the subset of their public API
+ * the demo uses, as interfaces, so tests can stand in for them; loaded lazily (they load libtorch).
  */
-import * as path from 'node:path';
 import type { DataLoader, ImageDataset, LoaderOptions } from '../data/types';
 import type { Tensor } from '../tensor';
 import type { Beit } from '../models/beit';
-import { DemoError } from './options';
 
 /** lib/data's in-memory dataset (uint8 pixels in one native tensor; subsets share it). */
 export interface MemoryDataset extends ImageDataset {
@@ -50,44 +47,24 @@ export interface TrainModule {
   cosineScheduler(o: { baseValue: number; finalValue: number; epochs: number; stepsPerEpoch: number; warmupEpochs?: number; warmupSteps?: number }): Float64Array;
 }
 
-function requireLib(name: string): Record<string, unknown> {
-  try {
-    return require(path.join(__dirname, '..', name)) as Record<string, unknown>;
-  } catch (e) {
-    throw new DemoError(`mood demo needs lib/${name}, which this build does not have or cannot load (${(e as Error).message.split('\n')[0]})`);
-  }
+/** lib/data, loaded when the demo runs (it loads libtorch). */
+export async function loadDataModule(): Promise<DataModule> {
+  const m = await import('../data');
+  return { buildDataset: m.buildDataset, createLoader: m.createLoader, InMemoryDataset: m.InMemoryDataset };
 }
 
-export function loadDataModule(): DataModule {
-  const m = requireLib('data');
-  for (const k of ['buildDataset', 'createLoader', 'InMemoryDataset']) {
-    if (typeof m[k] !== 'function') throw new DemoError(`lib/data does not export ${k}, which mood demo needs`);
-  }
-  return m as unknown as DataModule;
+/** lib/train's optimizer and schedule. */
+export async function loadTrainModule(): Promise<TrainModule> {
+  const [{ FinetuneOptimizer }, { cosineScheduler }] = await Promise.all([import('../train/optimizer'), import('../train/schedule')]);
+  return { createOptimizer: (model, o) => FinetuneOptimizer.create(model, o), cosineScheduler };
 }
 
-export function loadTrainModule(): TrainModule {
-  const opt = requireLib(path.join('train', 'optimizer'));
-  const sched = requireLib(path.join('train', 'schedule'));
-  const F = opt.FinetuneOptimizer as { create?: (m: Beit, o: object) => Promise<FinetuneOptimizerLike> } | undefined;
-  if (!F || typeof F.create !== 'function') throw new DemoError('lib/train does not export FinetuneOptimizer.create, which mood demo needs for fine-tuning (use --epochs 0 to evaluate without fine-tuning)');
-  if (typeof sched.cosineScheduler !== 'function') throw new DemoError('lib/train does not export cosineScheduler');
-  return {
-    createOptimizer: (model, o) => F.create!(model, o),
-    cosineScheduler: sched.cosineScheduler as TrainModule['cosineScheduler'],
-  };
-}
-
-/** lib/pretrain's entry point, when this build has one; null otherwise (the demo then trains from scratch). */
+/** The entry point of lib/pretrain the demo uses: MIM pre-training of a Beit in place. */
 export interface PretrainModule {
-  pretrain(o: { model: Beit; loader: DataLoader; epochs: number; lr: number; onEpoch?: (e: number, loss: number) => void }): Promise<void>;
+  pretrain(o: { model: Beit; loader: DataLoader; epochs: number; lr: number; seed?: number; quiet?: boolean; onEpoch?: (epoch: number, loss: number) => void }): Promise<void>;
 }
 
-export function loadPretrainModule(): PretrainModule | null {
-  try {
-    const m = require(path.join(__dirname, '..', 'pretrain')) as Record<string, unknown>;
-    return typeof m.pretrain === 'function' ? (m as unknown as PretrainModule) : null;
-  } catch {
-    return null;
-  }
+export async function loadPretrainModule(): Promise<PretrainModule> {
+  const { pretrain } = await import('../pretrain/beit-init');
+  return { pretrain };
 }

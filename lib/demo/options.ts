@@ -38,6 +38,8 @@ export interface DemoCliOptions {
   modelOpts?: string;
   checkpoint?: string;
   pretrain?: boolean;
+  pretrainEpochs?: string | number;
+  pretrainLr?: string | number;
   epochs?: string | number;
   batchSize?: string | number;
   lr?: string | number;
@@ -69,8 +71,11 @@ export interface DemoSettings {
   modelOpts: Record<string, unknown>;
   /** Starting weights (.pth); null: from scratch (or MIM pre-training when available). */
   checkpoint: string | null;
-  /** Run MIM pre-training first when lib/pretrain exists (--no-pretrain: never). */
+  /** Run MIM pre-training first (--no-pretrain: never). */
   pretrain: boolean;
+  /** MIM pre-training epochs over the ID training images (0: none). */
+  pretrainEpochs: number;
+  pretrainLr: number;
   epochs: number;
   batchSize: number;
   lr: number;
@@ -146,7 +151,7 @@ export function parseDemoOptions(o: DemoCliOptions): DemoSettings {
       throw new DemoError(`--model_opts must be a JSON object such as '{"depth": 6}' (${(e as Error).message})`);
     }
   }
-  const farOod = (o.farOod ?? FAR_OOD_KINDS.join(','))
+  const farOod = (o.farOod === 'none' ? '' : o.farOod ?? FAR_OOD_KINDS.join(','))
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
@@ -161,11 +166,13 @@ export function parseDemoOptions(o: DemoCliOptions): DemoSettings {
     dataPath,
     idClasses: parseClassList(o.idClasses ?? '0-5', 'id_classes'),
     oodClasses: o.oodClasses === undefined ? null : parseClassList(o.oodClasses, 'ood_classes'),
-    farOod: o.farOod === 'none' ? [] : (farOod as FarOodKind[]),
+    farOod: farOod as FarOodKind[],
     model,
     modelOpts,
     checkpoint: o.checkpoint ?? null,
     pretrain: o.pretrain !== false,
+    pretrainEpochs: int(o.pretrainEpochs, 'pretrain_epochs', 2, 0, 10_000),
+    pretrainLr: float(o.pretrainLr, 'pretrain_lr', 2e-3, 0, 10),
     epochs: int(o.epochs, 'epochs', 4, 0, 10_000),
     batchSize: int(o.batchSize, 'batch_size', 128, 1, 65_536),
     lr: float(o.lr, 'lr', 2e-3, 0, 10),

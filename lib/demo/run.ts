@@ -99,7 +99,7 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
   if (s.threads > 0) setNumThreads(s.threads);
   const interrupt = deps.interrupt ?? new Interrupt();
   const ownInterrupt = !deps.interrupt;
-  const data = deps.data ?? loadDataModule();
+  const data = deps.data ?? (await loadDataModule());
 
   // ---- data ------------------------------------------------------------------------------------
   const trainFull = (await data.buildDataset({ dataSet: s.dataSet, dataPath: s.dataPath, train: true })) as MemoryDataset;
@@ -138,6 +138,7 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
     model: s.model,
     model_opts: JSON.stringify(s.model === 'demo' ? { ...DEMO_MODEL_OPTS, ...s.modelOpts } : s.modelOpts),
     checkpoint: s.checkpoint,
+    pretrain_epochs: s.pretrain && !s.checkpoint ? s.pretrainEpochs : 0,
     epochs: s.epochs,
     batch_size: s.batchSize,
     lr: s.lr,
@@ -164,24 +165,28 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
     const numClasses = idClasses.length;
     const baseOpts = s.model === 'demo' ? { ...DEMO_MODEL_OPTS } : {};
     const opts = { ...baseOpts, ...(s.modelOpts as object), num_classes: numClasses, device: s.device } as Record<string, unknown>;
-    const pretrainMod = deps.pretrain === undefined ? loadPretrainModule() : deps.pretrain;
+    const pretrainMod = deps.pretrain === undefined ? (s.pretrain && !s.checkpoint ? await loadPretrainModule() : null) : deps.pretrain;
     let init: 'checkpoint' | 'mim' | 'scratch';
     if (s.checkpoint) {
       model = await Beit.fromCheckpoint(s.checkpoint, opts as never);
       init = 'checkpoint';
     } else {
       model = createModel(s.model === 'demo' ? (opts as never) : s.model, opts as never);
-      init = s.pretrain && pretrainMod ? 'mim' : 'scratch';
+      init = s.pretrain && pretrainMod && s.pretrainEpochs > 0 ? 'mim' : 'scratch';
     }
-    const initKey = hash({ v: 1, dataSet: s.dataSet, model: s.model, opts, checkpoint: s.checkpoint, init, seed: s.seed, trainPerClass: s.trainPerClass });
+    const initKey = hash({ v: 1, dataSet: s.dataSet, model: s.model, opts, checkpoint: s.checkpoint, init, seed: s.seed, trainPerClass: s.trainPerClass, id: idClasses, ...(init === 'mim' ? { pe: s.pretrainEpochs, plr: s.pretrainLr, bs: s.batchSize } : {}) });
     const initFile = path.join(s.outputDir, 'checkpoints', 'init.pth');
     if (store.get('init', initKey) && fs.existsSync(initFile)) {
       await loadWeights(model, initFile);
     } else {
       if (init === 'mim') {
-        log('MIM pre-training on the ID training images');
-        const loader = data.createLoader(trainId, { batchSize: s.batchSize, inputSize: model.options.img_size, shuffle: true, seed: s.seed, device: s.device });
-        await pretrainMod!.pretrain({ model, loader, epochs: Math.max(1, s.epochs), lr: s.lr });
+        log(`MIM pre-training on the ${trainId.length} ID training images, ${s.pretrainEpochs} epochs`);
+        const loader = data.createLoader(trainId, { batchSize: s.batchSize, inputSize: model.options.img_size, shuffle: true, dropLast: trainId.length > s.batchSize, seed: s.seed, device: s.device });
+        // Ctrl-C stops after the current pre-training epoch (pre-training restarts on the next run).
+        await pretrainMod!.pretrain({ model, loader, epochs: s.pretrainEpochs, lr: s.pretrainLr, seed: s.seed, quiet: s.quiet, onEpoch: (e, loss) => {
+          log(`MIM epoch ${e + 1}/${s.pretrainEpochs}: loss ${loss.toFixed(4)}`);
+          interrupt.check(`MIM pre-training epoch ${e}`);
+        } });
       }
       await saveWeights(model, initFile);
       store.set('init', initKey, { init });
@@ -189,16 +194,16 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
     settings.init = init;
     notes.push(
       init === 'mim'
-        ? 'Backbone: MIM pre-training on the ID training images, then fine-tuning.'
+        ? `Backbone: MIM pre-training (normalised-pixel targets, ${s.pretrainEpochs} epochs) on the ID training images, then fine-tuning.`
         : init === 'checkpoint'
           ? `Backbone: weights from ${s.checkpoint}, then fine-tuning.`
-          : `Backbone: trained from scratch (${s.pretrain ? 'lib/pretrain is not available in this build' : '--no-pretrain'}); MOOD's masked-image-modeling pre-training is what makes OOD detection strong, so expect far lower AUROC than the paper's.`,
+          : `Backbone: trained from scratch (${s.pretrain ? (s.pretrainEpochs > 0 ? 'no MIM pre-training available' : '--pretrain_epochs 0') : '--no-pretrain'}); MOOD's masked-image-modeling pre-training is what makes OOD detection strong, so expect far lower AUROC than the paper's.`,
     );
 
     // ---- fine-tuning ------------------------------------------------------------------------------
     const ftKey = hash({ initKey, epochs: s.epochs, bs: s.batchSize, lr: s.lr, wd: s.weightDecay, id: idClasses });
     if (s.epochs > 0) {
-      const train = deps.train ?? loadTrainModule();
+      const train = deps.train ?? (await loadTrainModule());
       await finetune({ settings: s, store, key: ftKey, interrupt, data, train, log }, model, trainId, testId, records);
     }
     const weights = s.epochs > 0 ? epochCheckpoint(s.outputDir, s.epochs - 1) : initFile;

@@ -169,3 +169,25 @@ describe.skipIf(Boolean(skip))(`mood demo fine-tuning stage${skip ? ` (skipped: 
     expect(train3.steps).toBe(0);
   });
 });
+
+describe.skipIf(Boolean(skip))(`mood demo with MIM pre-training${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('pre-trains the backbone with lib/pretrain, says so, and reuses the pre-trained init on resume', async () => {
+    const data = fakeDataModule({ train: 300, test: 150 });
+    const dir = path.join(tmp, 'mim');
+    const opts = parseDemoOptions({ ...TINY, outputDir: dir, pretrainEpochs: 1, classes: '0' });
+    const q = quiet();
+    const r = await runDemo(opts, { data, ...q, interrupt: new Interrupt(false) });
+    expect(r.results.settings.init).toBe('mim');
+    expect(r.results.settings.pretrain_epochs).toBe(1);
+    expect(r.results.notes!.join(' ')).toMatch(/MIM pre-training \(normalised-pixel targets, 1 epochs\)/);
+    expect(q.logs.join('\n')).toMatch(/MIM epoch 1\/1: loss \d/);
+    const q2 = quiet();
+    const again = await runDemo(opts, { data, ...q2, interrupt: new Interrupt(false) });
+    expect(q2.logs.join('\n')).not.toMatch(/MIM/);
+    expect(again.results.protocols).toEqual(r.results.protocols);
+    // --no-pretrain is a different init: its own stage, from scratch.
+    const scratch = await runDemo(parseDemoOptions({ ...TINY, outputDir: dir, pretrain: false, classes: '0' }), { data, ...quiet(), interrupt: new Interrupt(false) });
+    expect(scratch.results.settings.init).toBe('scratch');
+    expect(scratch.results.notes!.join(' ')).toMatch(/from scratch \(--no-pretrain\)/);
+  });
+});
