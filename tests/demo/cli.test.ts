@@ -1,0 +1,81 @@
+/**
+ * `mood demo` as users run it (bin/mood.js in a child process, real lib/data on Fashion-MNIST): a real
+ * SIGINT mid-run exits 130 with partial results, the same command then resumes and completes; a
+ * missing data set is a one-line error saying how to get it.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readResults } from '../../lib/report';
+import { REPO_ROOT } from '../helpers/fixtures';
+import { FASHION_DIR, haveFashionMnist } from '../ood-features/memory-data';
+
+const BIN = path.join(REPO_ROOT, 'bin', 'mood.js');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-demo-cli-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const skip = haveFashionMnist() ? '' : `Fashion-MNIST not installed at ${FASHION_DIR} (apt-get install dataset-fashion-mnist)`;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `mood ...`; `onStderr` may send a signal to the child. */
+function mood(args: string[], onStderr?: (text: string, kill: (sig: NodeJS.Signals) => void) => void): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, env: { ...process.env, OMP_NUM_THREADS: '1' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      onStderr?.(stderr, (sig) => child.kill(sig));
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const TINY = [
+  '--model_opts', '{"embed_dim": 16, "depth": 1, "num_heads": 2, "patch_size": 7}',
+  '--train_per_class', '40', '--test_per_class', '20', '--epochs', '1', '--pretrain_epochs', '0',
+  '--batch_size', '64', '--classes', '0-3', '--metrics', 'mahalanobis,msp', '--far_ood', 'uniform', '--time_budget', '0', '--quiet',
+];
+
+describe.skipIf(Boolean(skip))(`mood demo CLI${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('Ctrl-C (SIGINT) exits 130 with partial results; the same command resumes and completes', async () => {
+    const out = path.join(tmp, 'run');
+    let sent = false;
+    const first = await mood(['demo', ...TINY, '--output_dir', out], (text, kill) => {
+      if (!sent && text.includes('one-class: class 0')) {
+        sent = true;
+        kill('SIGINT');
+      }
+    });
+    expect(first.stderr).toMatch(/stopping at the next safe point and saving partial results/);
+    expect(first.code).toBe(130);
+    const part = readResults(path.join(out, 'results.json'));
+    expect(part.title).toMatch(/partial/);
+    expect(part.protocols[0].incomplete).toMatch(/classes 1, 2, 3 not evaluated \(interrupted\)/);
+    expect(first.stdout).toMatch(/one-class AUROC \(%\) \[incomplete/);
+
+    const second = await mood(['demo', ...TINY, '--output_dir', out]);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toMatch(/fine-tuning: epochs 0-0 done earlier/);
+    expect(second.stderr).not.toMatch(/one-class: class 0/);
+    const done = readResults(path.join(out, 'results.json'));
+    expect(done.protocols[0].rows.length).toBe(4 * 2);
+    expect(done.protocols[0].rows.slice(0, 2)).toEqual(part.protocols[0].rows);
+    expect(second.stdout).toMatch(/one-class AUROC \(%\)\nID class\s+mahalanobis\s+msp\n/);
+    expect(fs.existsSync(path.join(out, 'report.html'))).toBe(true);
+  });
+
+  it('no data set: exit 1 and how to get one', async () => {
+    const r = await mood(['demo', '--data_path', path.join(tmp, 'none'), '--output_dir', path.join(tmp, 'x')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toMatch(/^mood: no fashion_mnist data set found at .*none: install it with 'sudo apt-get install dataset-fashion-mnist'/);
+  });
+});
