@@ -168,7 +168,14 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
     const pretrainMod = deps.pretrain === undefined ? (s.pretrain && !s.checkpoint ? await loadPretrainModule() : null) : deps.pretrain;
     let init: 'checkpoint' | 'mim' | 'scratch';
     if (s.checkpoint) {
-      model = await Beit.fromCheckpoint(s.checkpoint, opts as never);
+      // The checkpoint implies the architecture; only the user's --model/--model_opts constrain it
+      // (the demo's own default config would contradict e.g. an official BEiT-base file).
+      const ckOpts = { ...(s.modelOpts as object), num_classes: numClasses, device: s.device, ...(s.model !== 'demo' ? { config: s.model } : {}) };
+      try {
+        model = await Beit.fromCheckpoint(s.checkpoint, ckOpts as never);
+      } catch (e) {
+        throw new DemoError(`--checkpoint ${s.checkpoint}: ${(e as Error).message}`);
+      }
       init = 'checkpoint';
     } else {
       model = createModel(s.model === 'demo' ? (opts as never) : s.model, opts as never);

@@ -8,35 +8,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseDemoOptions, type DemoCliOptions } from '../../lib/demo/options';
+import { parseDemoOptions } from '../../lib/demo/options';
 import { runDemo } from '../../lib/demo/run';
 import { Interrupt } from '../../lib/demo/stages';
 import { readResults } from '../../lib/report';
 import { SYSTEM_PYTHON } from '../helpers/fixtures';
-import { haveFashionMnist, FASHION_DIR } from '../ood-features/memory-data';
-import { fakeDataModule, fakeTrainModule } from './fake-data';
+import { TINY, quiet, skip } from './common';
+import { fakeDataModule } from './fake-data';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-demo-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
-const skip = !haveFashionMnist() ? `Fashion-MNIST not installed at ${FASHION_DIR} (apt-get install dataset-fashion-mnist)` : '';
-
-const TINY: DemoCliOptions = {
-  dataPath: FASHION_DIR,
-  modelOpts: JSON.stringify({ embed_dim: 24, depth: 1, num_heads: 2, patch_size: 7, mlp_ratio: 2 }),
-  epochs: 0,
-  batchSize: 64,
-  trainPerClass: 0,
-  metrics: 'mahalanobis,knn,msp',
-  farOod: 'uniform,vflip',
-  classes: '0-3',
-  timeBudget: 0,
-  quiet: true,
-};
-
-function quiet() {
-  const logs: string[] = [];
-  return { logs, log: (m: string) => logs.push(m), out: (m: string) => logs.push(m) };
-}
 
 describe.skipIf(Boolean(skip))(`mood demo, tiny configuration${skip ? ` (skipped: ${skip})` : ''}`, () => {
   const data = fakeDataModule({ train: 600, test: 300 });
@@ -124,70 +105,5 @@ describe.skipIf(Boolean(skip))(`mood demo, tiny configuration${skip ? ` (skipped
     expect(oc.rows.map((x) => x.id)).toEqual(Array(3).fill('class 0 T-shirt/top'));
     expect(oc.incomplete).toMatch(/classes 1, 2, 3 not evaluated \(time budget of 1e-9 s reached\); re-run to continue/);
     expect(r.interrupted).toBe(false);
-  });
-});
-
-describe.skipIf(Boolean(skip))(`mood demo fine-tuning stage${skip ? ` (skipped: ${skip})` : ''}`, () => {
-  const data = fakeDataModule({ train: 400, test: 200 });
-
-  it('records the curve, saves per-epoch weights, and resumes after the last finished epoch when interrupted mid-epoch', async () => {
-    const dir = path.join(tmp, 'ft');
-    const opts = parseDemoOptions({ ...TINY, outputDir: dir, epochs: 3, classes: '0-1', batchSize: 50 });
-    const intr = new Interrupt(false);
-    const spb = Math.floor(240 / 50); // ID classes 0-5 of the first 400 images, drop_last batches
-    const train1 = fakeTrainModule((n) => {
-      if (n === spb + 2) intr.request(); // Ctrl-C in the middle of epoch 1
-    });
-    const first = await runDemo(opts, { data, train: train1, pretrain: null, ...quiet(), interrupt: intr });
-    expect(first.interrupted).toBe(true);
-    expect(first.results.training!.epochs.map((e) => e.epoch)).toEqual([0]);
-    expect(fs.existsSync(path.join(dir, 'checkpoints', 'epoch-0.pth'))).toBe(true);
-    expect(fs.existsSync(path.join(dir, 'checkpoints', 'epoch-1.pth'))).toBe(false);
-    expect(first.results.notes!.join(' ')).toMatch(/Partial results: interrupted during fine-tuning epoch 1; run the same command again to resume/);
-
-    const train2 = fakeTrainModule();
-    const q = quiet();
-    const second = await runDemo(opts, { data, train: train2, pretrain: null, ...q, interrupt: new Interrupt(false) });
-    expect(second.interrupted).toBe(false);
-    expect(q.logs.join('\n')).toMatch(/epochs 0-0 done earlier, resuming at epoch 1/);
-    expect(train2.steps).toBe(2 * spb); // epochs 1 and 2 only
-    // The schedule continues where epoch 1 starts (not from the warm-up again).
-    expect(train2.lrs[0]).toBeCloseTo(train1.lrs[spb], 15);
-    const ep = second.results.training!.epochs;
-    expect(ep.map((e) => e.epoch)).toEqual([0, 1, 2]);
-    expect(ep[0]).toEqual(first.results.training!.epochs[0]);
-    for (const e of ep) {
-      expect(e.train_loss).toBeGreaterThan(0);
-      expect(e.test_acc1).toBeGreaterThanOrEqual(0);
-      expect(e.test_acc1).toBeLessThanOrEqual(100);
-    }
-    const html = fs.readFileSync(second.reportFile!, 'utf8');
-    expect(html).toContain('data-kind="training"');
-    // A third run finds everything done: no training step at all.
-    const train3 = fakeTrainModule();
-    await runDemo(opts, { data, train: train3, pretrain: null, ...quiet(), interrupt: new Interrupt(false) });
-    expect(train3.steps).toBe(0);
-  });
-});
-
-describe.skipIf(Boolean(skip))(`mood demo with MIM pre-training${skip ? ` (skipped: ${skip})` : ''}`, () => {
-  it('pre-trains the backbone with lib/pretrain, says so, and reuses the pre-trained init on resume', async () => {
-    const data = fakeDataModule({ train: 300, test: 150 });
-    const dir = path.join(tmp, 'mim');
-    const opts = parseDemoOptions({ ...TINY, outputDir: dir, pretrainEpochs: 1, classes: '0' });
-    const q = quiet();
-    const r = await runDemo(opts, { data, ...q, interrupt: new Interrupt(false) });
-    expect(r.results.settings.init).toBe('mim');
-    expect(r.results.settings.pretrain_epochs).toBe(1);
-    expect(r.results.notes!.join(' ')).toMatch(/MIM pre-training \(normalised-pixel targets, 1 epochs\)/);
-    expect(q.logs.join('\n')).toMatch(/MIM epoch 1\/1: loss \d/);
-    const q2 = quiet();
-    const again = await runDemo(opts, { data, ...q2, interrupt: new Interrupt(false) });
-    expect(q2.logs.join('\n')).not.toMatch(/MIM/);
-    expect(again.results.protocols).toEqual(r.results.protocols);
-    // --no-pretrain is a different init: its own stage, from scratch.
-    const scratch = await runDemo(parseDemoOptions({ ...TINY, outputDir: dir, pretrain: false, classes: '0' }), { data, ...quiet(), interrupt: new Interrupt(false) });
-    expect(scratch.results.settings.init).toBe('scratch');
-    expect(scratch.results.notes!.join(' ')).toMatch(/from scratch \(--no-pretrain\)/);
   });
 });
