@@ -425,84 +425,79 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       progress: !opts.quiet,
       warn: (m) => err(`warning: ${m}\n`),
       ...(group ? { group } : {}),
+      keepDetectors: !!opts.detectorOut,
     });
-
-    const lines: string[] = [];
-    const rows: EvalJsonRow[] = [];
-    const averages: EvalJsonRow[] = [];
-    res.results.forEach((r, i) => {
-      const [refMetric] = metrics[i];
-      const idLabel = kind === 'features' ? 0 : officialIdLabel('eval_with_logits', refMetric);
-      const refAupr = idLabel === 1 ? 'aupr_in' : 'aupr_out';
-      lines.push(...referenceLines(kind, refMetric, opts.dataSet!, r, refAupr));
-      const common = {
-        metric: r.metric,
-        reference_metric: refMetric,
-        orientation: r.orientation,
-        aupr_convention: r.aupr_convention,
-        reference_aupr: refAupr,
-        fpr95_convention: r.fpr95_convention,
-        tpr_level: r.tpr_level,
-        n_train: r.n_train,
-        train_features: r.train_features,
-      } as const;
-      for (const row of r.rows) rows.push({ ...common, ood: row.ood, auroc: row.auroc, aupr_in: row.aupr_in, aupr_out: row.aupr_out, fpr95: row.fpr95, detection_error: row.detection_error, n_in: row.n_in, n_ood: row.n_ood });
-      const nOod = r.rows.reduce((a, x) => a + x.n_ood, 0);
-      averages.push({ ...common, ood: 'all', ...r.average, n_in: r.n_in, n_ood: nOod });
-    });
-    const identity = await features.modelIdentity(model, { dir: cacheDir, checkpoint: opts.ckpt });
-    const tag = classIdx !== undefined ? `class${classIdx}` : oodNames.join('+');
-    // Runs that differ in metric or training-feature transform get their own file.
-    const metricTag = opts.metric === 'all' ? 'all' : metrics.map((m) => m[1]).join('+');
-    const augTag = kind === 'features' && trainFeatures === 'train-augment' ? '_train-augment' : '';
-    const jsonFile = opts.jsonOut ?? path.join(resultsDir, `${command}_${opts.dataSet}_${tag}_${metricTag}${augTag}.json`.replace(/[^A-Za-z0-9_.+-]+/g, '_'));
-    const o = model.options;
-    const result: EvalJson = {
-      command,
-      created: new Date().toISOString(),
-      checkpoint: { file: path.resolve(opts.ckpt), identity },
-      model: { config: opts.model ?? null, img_size: o.img_size, num_classes: o.num_classes, embed_dim: o.embed_dim, depth: o.depth },
-      id_dataset: opts.dataSet,
-      data_path: dataPath ?? null,
-      ood_datasets: classIdx !== undefined ? res.results[0].rows.map((r) => r.ood) : oodNames,
-      protocol: classIdx !== undefined ? 'one-class' : 'multi-class',
-      class_idx: classIdx ?? null,
-      ...(classIdx !== undefined ? { id_classes: groups![classIdx] } : {}),
-      train_features: kind === 'features' ? trainFeatures : null,
-      results: rows,
-      averages,
-      extraction: res.extraction,
-      lines,
-      results_file: resultsFile,
-      json_file: jsonFile,
-    };
-    // Other ranks took part in extraction and the gathers; rank 0 reports.
-    if (!main) return result;
-    for (const l of lines) out(l + '\n');
-    fs.mkdirSync(resultsDir, { recursive: true });
-    if (!opts.json && lines.length) {
-      const trainNote = kind === 'features' ? `; train features: ${trainFeatures}` : '';
-      out(`(FPR95 ${res.results[0].fpr95_convention} at TPR ${res.results[0].tpr_level}; AUPR = ${averages.map((a) => `${a.reference_metric}: ${a.reference_aupr}`).join(', ')} (${res.results[0].aupr_convention})${trainNote})\n`);
-    }
-    fs.appendFileSync(resultsFile, lines.map((l) => l + '\n').join(''));
-
-    writeJsonAtomic(jsonFile, result, atomicWriteFile, writeAll);
-    if (opts.detectorOut) {
-      // Refit the single metric on the same cached sets and save it for `mood score`.
-      const { createDetector } = await import('../ood/detectors/registry');
-      const det = createDetector(metrics[0][1], { ...detectorOptions });
-      try {
-        const tr = res.sets.train ?? res.sets.test;
-        await det.fit({ features: { data: tr.features, shape: [tr.n, tr.featureDim] }, labels: tr.labels, logits: { data: tr.logits, shape: [tr.n, tr.numClasses] } });
-        await det.save(opts.detectorOut);
-      } finally {
-        det.dispose();
+    try {
+      const lines: string[] = [];
+      const rows: EvalJsonRow[] = [];
+      const averages: EvalJsonRow[] = [];
+      res.results.forEach((r, i) => {
+        const [refMetric] = metrics[i];
+        const idLabel = kind === 'features' ? 0 : officialIdLabel('eval_with_logits', refMetric);
+        const refAupr = idLabel === 1 ? 'aupr_in' : 'aupr_out';
+        lines.push(...referenceLines(kind, refMetric, opts.dataSet!, r, refAupr));
+        const common = {
+          metric: r.metric,
+          reference_metric: refMetric,
+          orientation: r.orientation,
+          aupr_convention: r.aupr_convention,
+          reference_aupr: refAupr,
+          fpr95_convention: r.fpr95_convention,
+          tpr_level: r.tpr_level,
+          n_train: r.n_train,
+          train_features: r.train_features,
+        } as const;
+        for (const row of r.rows) rows.push({ ...common, ood: row.ood, auroc: row.auroc, aupr_in: row.aupr_in, aupr_out: row.aupr_out, fpr95: row.fpr95, detection_error: row.detection_error, n_in: row.n_in, n_ood: row.n_ood });
+        const nOod = r.rows.reduce((a, x) => a + x.n_ood, 0);
+        averages.push({ ...common, ood: 'all', ...r.average, n_in: r.n_in, n_ood: nOod });
+      });
+      const identity = await features.modelIdentity(model, { dir: cacheDir, checkpoint: opts.ckpt });
+      const tag = classIdx !== undefined ? `class${classIdx}` : oodNames.join('+');
+      // Runs that differ in metric or training-feature transform get their own file.
+      const metricTag = opts.metric === 'all' ? 'all' : metrics.map((m) => m[1]).join('+');
+      const augTag = kind === 'features' && trainFeatures === 'train-augment' ? '_train-augment' : '';
+      const jsonFile = opts.jsonOut ?? path.join(resultsDir, `${command}_${opts.dataSet}_${tag}_${metricTag}${augTag}.json`.replace(/[^A-Za-z0-9_.+-]+/g, '_'));
+      const o = model.options;
+      const result: EvalJson = {
+        command,
+        created: new Date().toISOString(),
+        checkpoint: { file: path.resolve(opts.ckpt), identity },
+        model: { config: opts.model ?? null, img_size: o.img_size, num_classes: o.num_classes, embed_dim: o.embed_dim, depth: o.depth },
+        id_dataset: opts.dataSet,
+        data_path: dataPath ?? null,
+        ood_datasets: classIdx !== undefined ? res.results[0].rows.map((r) => r.ood) : oodNames,
+        protocol: classIdx !== undefined ? 'one-class' : 'multi-class',
+        class_idx: classIdx ?? null,
+        ...(classIdx !== undefined ? { id_classes: groups![classIdx] } : {}),
+        train_features: kind === 'features' ? trainFeatures : null,
+        results: rows,
+        averages,
+        extraction: res.extraction,
+        lines,
+        results_file: resultsFile,
+        json_file: jsonFile,
+      };
+      // Other ranks took part in extraction and the gathers; rank 0 reports.
+      if (!main) return result;
+      for (const l of lines) out(l + '\n');
+      fs.mkdirSync(resultsDir, { recursive: true });
+      if (!opts.json && lines.length) {
+        const trainNote = kind === 'features' ? `; train features: ${trainFeatures}` : '';
+        out(`(FPR95 ${res.results[0].fpr95_convention} at TPR ${res.results[0].tpr_level}; AUPR = ${averages.map((a) => `${a.reference_metric}: ${a.reference_aupr}`).join(', ')} (${res.results[0].aupr_convention})${trainNote})\n`);
       }
-      info(`detector saved to ${opts.detectorOut}\n`);
+      fs.appendFileSync(resultsFile, lines.map((l) => l + '\n').join(''));
+
+      writeJsonAtomic(jsonFile, result, atomicWriteFile, writeAll);
+      if (opts.detectorOut) {
+        await res.results[0].detector!.save(opts.detectorOut);
+        info(`detector saved to ${opts.detectorOut}\n`);
+      }
+      if (opts.json) out(JSON.stringify(result, null, 2) + '\n');
+      else info(`results: ${jsonFile}\n`);
+      return result;
+    } finally {
+      for (const r of res.results) r.detector?.dispose();
     }
-    if (opts.json) out(JSON.stringify(result, null, 2) + '\n');
-    else info(`results: ${jsonFile}\n`);
-    return result;
   } finally {
     model.dispose();
     await group?.destroy?.();

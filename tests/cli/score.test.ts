@@ -89,6 +89,24 @@ print(json.dumps(np.sum((te - mu) * (P.dot((te - mu).T)).T, axis=-1).tolist()))`
     f.samples.forEach((s, i) => expect(Math.abs(s.score - want[i])).toBeLessThan(1e-6 * Math.max(1, Math.abs(want[i]))));
   });
 
+  it('a head detector (vim) saved by eval-features scores the same from images and from features', async () => {
+    const vim = path.join(dir, 'vim.npz');
+    await runEval(
+      'features',
+      {
+        ckpt, model: 'beit_test_micro', nbClasses: '10', dataSet: 'fashion_mnist', dataPath: FASHION_DIR, classIdx: '2', metric: 'vim',
+        batchSize: '64', cacheDir: path.join(dir, 'cache'), resultsDir: path.join(dir, 'results'), quiet: true, detectorOut: vim,
+      },
+      { data: new MemoryDataProvider(), out: () => undefined, err: () => undefined },
+    );
+    const a = await runScore([batch], { detector: vim, ckpt, model: 'beit_test_micro', nbClasses: '10' }, () => undefined);
+    const b = await runScore([featFile], { detector: vim }, () => undefined);
+    expect(a.metric).toBe('vim');
+    expect(a.orientation).toBe('higher_is_id');
+    expect(new Set(a.samples.map((s) => s.score.toFixed(6))).size).toBeGreaterThan(15);
+    a.samples.forEach((s, i) => expect(Math.abs(s.score - b.samples[i].score)).toBeLessThan(1e-4 * Math.max(1, Math.abs(s.score))));
+  });
+
   it('--jsonl and --out (atomic file)', async () => {
     const out = path.join(dir, 'scores.jsonl');
     expect(await cli(['--detector', det, '--jsonl', '--out', out, featFile])).toBe('');

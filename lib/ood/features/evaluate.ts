@@ -8,6 +8,7 @@
 import type { Beit } from '../../models/beit';
 import type { DataLoader } from '../../data/types';
 import { createDetector, type DetectorOptions } from '../detectors/registry';
+import type { Detector } from '../detectors/base';
 import { multiClassProtocol } from '../protocols/multiClass';
 import { superclassList } from '../protocols/oneClass';
 import type { MetricRow, OodRow, SampleSet } from '../protocols/types';
@@ -50,6 +51,11 @@ export interface EvaluateOodInput {
   progress?: boolean;
   /** Keep per-sample scores in each result. */
   keepScores?: boolean;
+  /**
+   * Also return each metric's detector fitted on exactly the training rows its evaluation used
+   * (`result.detector`, e.g. to save for `mood score`); the caller disposes them.
+   */
+  keepDetectors?: boolean;
   warn?: (msg: string) => void;
   /**
    * Distributed evaluation (--dist_eval): the loaders shard by rank (DistributedSampler), each rank
@@ -78,6 +84,8 @@ export interface OodMetricResult {
   rows: OodRow[];
   average: MetricRow;
   scores?: { in: Float64Array; ood: Record<string, Float64Array> };
+  /** With keepDetectors: the fitted detector (dispose it). */
+  detector?: Detector;
 }
 
 export interface EvaluateOodResult {
@@ -208,12 +216,15 @@ export async function evaluateOod(input: EvaluateOodInput): Promise<EvaluateOodR
     probe.dispose();
     const what = { features: needs.features || needs.trainFeatures, logits: true, labels: true };
     const usesTrain = needs.trainFeatures || needs.trainLabels;
+    // The rows the detector is fitted on (kept for keepDetectors).
+    let fitted: SampleSet;
     if (!oneClass) {
+      fitted = usesTrain ? asSample(train!, what) : asSample(testSet, what);
       const r = await multiClassProtocol({
         metric,
         detectorOptions,
         evaluation: input.evaluation,
-        train: usesTrain ? asSample(train!, what) : asSample(testSet, what),
+        train: fitted,
         test: asSample(testSet, what),
         ood: oods.map((o) => ({ name: o.name, ...asSample(oodSets[o.name], what) })),
         keepScores: input.keepScores,
@@ -275,6 +286,7 @@ export async function evaluateOod(input: EvaluateOodInput): Promise<EvaluateOodR
         if (testRows[d].length === 0) throw new OodEvaluationError(`one-class: no test samples of OOD group ${d} in ${test.dataset.name}`);
         oodList.push({ name: String(d), ...asSample(takeRows(testSet, testRows[d]), what) });
       });
+      fitted = trainSample;
       const r = await multiClassProtocol({
         metric,
         detectorOptions,
@@ -301,6 +313,17 @@ export async function evaluateOod(input: EvaluateOodInput): Promise<EvaluateOodR
         average: r.average,
         ...(r.scores ? { scores: r.scores } : {}),
       });
+    }
+    if (input.keepDetectors) {
+      const det = createDetector(metric, detectorOptions);
+      try {
+        await det.fit(fitted);
+      } catch (e) {
+        det.dispose();
+        for (const r of results) r.detector?.dispose();
+        throw e;
+      }
+      results[results.length - 1].detector = det;
     }
   }
   return { results, extraction, sets: { train, test: testSet, ood: oodSets } };
