@@ -128,6 +128,10 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
   const testId = sub(testSub, isId, `${s.dataSet}_id`);
   log(`${s.dataSet}: ${trainSub.length} training images (${trainId.length} of ID classes ${rangeText(idClasses)}), ${testSub.length} test images, ${K} classes`);
 
+  // The demo model takes the data set's own resolution (28 for Fashion-MNIST, 32 for CIFAR);
+  // larger images go through the loader's resize to 224 with 16-pixel patches.
+  const side = trainFull.pixels.shape[3];
+  const demoOpts = { ...DEMO_MODEL_OPTS, ...(side <= 64 ? { img_size: side } : { img_size: 224, patch_size: 16 }) };
   const settings: Record<string, SettingValue> = {
     command: 'mood demo',
     data_set: s.dataSet,
@@ -136,7 +140,7 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
     ood_classes: rangeText(oodClasses),
     far_ood: s.farOod.join(',') || 'none',
     model: s.model,
-    model_opts: JSON.stringify(s.model === 'demo' ? { ...DEMO_MODEL_OPTS, ...s.modelOpts } : s.modelOpts),
+    model_opts: JSON.stringify(s.model === 'demo' ? { ...demoOpts, ...s.modelOpts } : s.modelOpts),
     checkpoint: s.checkpoint,
     pretrain_epochs: s.pretrain && !s.checkpoint ? s.pretrainEpochs : 0,
     epochs: s.epochs,
@@ -163,7 +167,7 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
   try {
     // ---- model ----------------------------------------------------------------------------------
     const numClasses = idClasses.length;
-    const baseOpts = s.model === 'demo' ? { ...DEMO_MODEL_OPTS } : {};
+    const baseOpts = s.model === 'demo' ? demoOpts : {};
     const opts = { ...baseOpts, ...(s.modelOpts as object), num_classes: numClasses, device: s.device } as Record<string, unknown>;
     const pretrainMod = deps.pretrain === undefined ? (s.pretrain && !s.checkpoint ? await loadPretrainModule() : null) : deps.pretrain;
     let init: 'checkpoint' | 'mim' | 'scratch';
