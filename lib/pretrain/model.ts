@@ -49,6 +49,8 @@ export interface StepOptions {
   /** AdamW betas / eps (fixed at the first step). */
   betas?: [number, number];
   eps?: number;
+  /** Distributed: lib/dist GradientSync id (`pg.createGradientSync().id`); gradients averaged over ranks. */
+  gradSyncId?: number;
 }
 
 export interface StepStats {

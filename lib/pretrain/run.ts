@@ -204,7 +204,7 @@ export async function mimEpoch(
   loader: DataLoader,
   masking: MaskingGenerator,
   epoch: number,
-  o: { seed: number; lr: Float64Array; wd: Float64Array; clipGrad?: number; betas?: [number, number]; eps?: number; quiet?: boolean; maxSteps?: number; label?: string },
+  o: { seed: number; lr: Float64Array; wd: Float64Array; clipGrad?: number; betas?: [number, number]; eps?: number; quiet?: boolean; maxSteps?: number; label?: string; gradSyncId?: number },
 ): Promise<EpochRun> {
   const stepsPerEpoch = loader.numBatches;
   loader.setEpoch(epoch);
@@ -216,7 +216,7 @@ export async function mimEpoch(
     r.wd = o.wd[Math.min(it, o.wd.length - 1)];
     const mask = model.maskTensor(batchMasks(masking, o.seed, epoch, batch.indices), batch.indices.length);
     try {
-      const s = await model.step(batch.images, mask, undefined, { lr: r.lr, weightDecay: r.wd, clipGrad: o.clipGrad ?? 0, betas: o.betas, eps: o.eps });
+      const s = await model.step(batch.images, mask, undefined, { lr: r.lr, weightDecay: r.wd, clipGrad: o.clipGrad ?? 0, betas: o.betas, eps: o.eps, gradSyncId: o.gradSyncId });
       r.sumLoss += s.loss;
       if (Number.isFinite(s.accuracy)) r.sumAcc += s.accuracy;
       r.lastGrad = s.gradNorm;
@@ -241,6 +241,14 @@ export async function runPretrain(o: PretrainOptions, log: (line: string) => voi
   const mopts = modelOptions(o);
   const { buildDataset, createLoader } = await import('../data');
   const dataset: ImageDataset = await buildDataset({ dataSet: o.dataSet, dataPath: o.dataPath, train: true, classIdx: o.classIdx });
+  // Under `mood launch` (RANK / WORLD_SIZE set): one process group, sharded sampling, averaged gradients.
+  const { initFromEnv } = await import('../dist');
+  const pg = await initFromEnv();
+  const rank = pg?.rank ?? 0;
+  const world = pg?.worldSize ?? 1;
+  const main = rank === 0;
+  if (!main) log = () => {};
+  let sync: { id: number; release(): void } | undefined;
   const model = new MimModel(mopts);
   try {
     const grid = model.grid;
@@ -262,6 +270,8 @@ export async function runPretrain(o: PretrainOptions, log: (line: string) => voi
       imagenetDefaultMeanAndStd: o.imagenetDefaultMeanAndStd,
       workers: o.numWorkers,
       device: o.device,
+      rank,
+      worldSize: world,
     });
     const stepsPerEpoch = loader.numBatches;
     if (stepsPerEpoch === 0) throw new PretrainError(`--batch_size ${o.batchSize} is larger than the ${dataset.length} training images of ${o.dataSet}: no full batch (drop_last)`);
@@ -277,7 +287,12 @@ export async function runPretrain(o: PretrainOptions, log: (line: string) => voi
       if (r.epoch >= 0) startEpoch = r.epoch + 1;
       log(`pretrain: resumed from ${resumeFrom} (next epoch ${startEpoch})`);
     }
-    if (o.outputDir) fs.mkdirSync(o.outputDir, { recursive: true });
+    if (pg && world > 1) {
+      await pg.broadcastModel(model);  // every rank starts from rank 0's weights (fresh or resumed)
+      sync = pg.createGradientSync();
+    }
+    const saving = main ? o.outputDir : undefined;
+    if (saving) fs.mkdirSync(saving, { recursive: true });
     const args = { ...o, modelOpts: mopts };
 
     const result: PretrainResult = { epochs: [], steps: 0 };
@@ -285,7 +300,7 @@ export async function runPretrain(o: PretrainOptions, log: (line: string) => voi
     model.train();
     for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
       const ep = await mimEpoch(model, loader, masking, epoch, {
-        seed: o.seed, lr: lrSchedule, wd: wdSchedule, clipGrad: o.clipGrad, betas: o.optBetas, eps: o.optEps, quiet: o.quiet,
+        seed: o.seed, lr: lrSchedule, wd: wdSchedule, clipGrad: o.clipGrad, betas: o.optBetas, eps: o.optEps, quiet: o.quiet || !main, gradSyncId: sync?.id,
         maxSteps: o.maxSteps ? o.maxSteps - stepsDone : 0,
       });
       stepsDone += ep.steps;
@@ -301,13 +316,13 @@ export async function runPretrain(o: PretrainOptions, log: (line: string) => voi
         n_parameters: nParams,
       };
       result.epochs.push(stats);
-      if (o.outputDir) {
+      if (saving) {
         if ((epoch + 1) % o.saveCkptFreq === 0 || epoch + 1 === o.epochs || stopped) {
-          const file = path.join(o.outputDir, `checkpoint-${epoch}.pth`);
+          const file = path.join(saving, `checkpoint-${epoch}.pth`);
           await saveCheckpoint(file, model, epoch, args);
           result.lastCheckpoint = file;
         }
-        fs.appendFileSync(path.join(o.outputDir, 'log.txt'), JSON.stringify(stats) + '\n');
+        fs.appendFileSync(path.join(saving, 'log.txt'), JSON.stringify(stats) + '\n');
       }
       log(`pretrain: epoch ${epoch} loss ${stats.train_loss.toFixed(4)}${stats.train_mlm_acc !== undefined ? ` mlm_acc ${stats.train_mlm_acc.toFixed(4)}` : ''} lr ${lr.toExponential(3)}`);
       if (stopped) {
@@ -316,8 +331,11 @@ export async function runPretrain(o: PretrainOptions, log: (line: string) => voi
       }
     }
     result.steps = stepsDone;
+    if (pg && world > 1) await pg.barrier();  // rank 0's checkpoint is complete before anyone exits
     return result;
   } finally {
+    sync?.release();
     model.dispose();
+    await pg?.destroy();
   }
 }

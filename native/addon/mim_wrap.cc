@@ -317,7 +317,23 @@ Napi::Value MimWrap::Grads(const Napi::CallbackInfo& info) {
 }
 
 std::shared_ptr<mim::Trainer> MimWrap::trainer(const Napi::Env& env, const Napi::Value& v) {
-  if (trainer_) return trainer_;
+  if (!trainer_) trainer_ = make_trainer(env, v);
+  // Distributed: {gradSyncId} from lib/dist's createGradientSync, attached once.
+  if (v.IsObject()) {
+    Napi::Value id = v.As<Napi::Object>().Get("gradSyncId");
+    if (id.IsNumber() && id.As<Napi::Number>().DoubleValue() > 0 && !trainer_->has_grad_sync()) {
+      auto s = mood::GradientSyncRegistry::instance().find(static_cast<int64_t>(id.As<Napi::Number>().DoubleValue()));
+      if (!s) throw error(env, "mim.step: no gradient sync with id " + std::to_string(static_cast<int64_t>(id.As<Napi::Number>().DoubleValue())) + " (released?)");
+      guarded(env, [&] {
+        trainer_->set_grad_sync(s);
+        return 0;
+      });
+    }
+  }
+  return trainer_;
+}
+
+std::shared_ptr<mim::Trainer> MimWrap::make_trainer(const Napi::Env& env, const Napi::Value& v) {
   double b1 = 0.9, b2 = 0.98, eps = 1e-8;
   if (v.IsObject()) {
     Napi::Object o = v.As<Napi::Object>();
@@ -332,8 +348,7 @@ std::shared_ptr<mim::Trainer> MimWrap::trainer(const Napi::Env& env, const Napi:
     eps = opt_num(o, "eps", eps);
   }
   auto m = model(env);
-  trainer_ = guarded(env, [&] { return std::make_shared<mim::Trainer>(m, b1, b2, eps); });
-  return trainer_;
+  return guarded(env, [&] { return std::make_shared<mim::Trainer>(m, b1, b2, eps); });
 }
 
 Napi::Value MimWrap::Step(const Napi::CallbackInfo& info) {

@@ -34,6 +34,7 @@ class MimWrap : public Napi::ObjectWrap<MimWrap> {
 
   const std::shared_ptr<mood::mim::MimImpl>& model(const Napi::Env& env) const;
   std::shared_ptr<mood::mim::Trainer> trainer(const Napi::Env& env, const Napi::Value& opts);
+  std::shared_ptr<mood::mim::Trainer> make_trainer(const Napi::Env& env, const Napi::Value& opts);
 
   std::shared_ptr<mood::mim::MimImpl> model_;
   std::shared_ptr<mood::mim::Trainer> trainer_;

@@ -365,7 +365,9 @@ StepResult Trainer::step(const at::Tensor& x, const at::Tensor& mask, const at::
   if (lr.accuracy.defined()) r.accuracy = lr.accuracy.item<float>();
   if (!std::isfinite(r.loss))
     throw std::runtime_error("MIM loss is " + std::to_string(r.loss) + ", stopping training (no update made)");
+  if (sync_) sync_->begin_backward(/*sync=*/true);
   lr.loss.backward();
+  if (sync_) sync_->finish_backward();  // every .grad() now holds the average over ranks
 
   at::NoGradGuard ng;
   // Global gradient norm (reported always, as the reference's loss scaler), clipped when asked.
@@ -406,6 +408,15 @@ StepResult Trainer::step(const at::Tensor& x, const at::Tensor& mask, const at::
 }
 
 std::map<std::string, std::pair<at::Tensor, at::Tensor>> Trainer::moments() const { return moments_; }
+
+void Trainer::set_grad_sync(std::shared_ptr<GradientSync> sync) {
+  if (!sync) throw std::invalid_argument("MIM trainer: no gradient sync");
+  if (sync_) throw std::invalid_argument("MIM trainer: a gradient sync is already attached");
+  std::vector<at::Tensor> params = groups_.decay;
+  params.insert(params.end(), groups_.no_decay.begin(), groups_.no_decay.end());
+  sync->attach(params);
+  sync_ = std::move(sync);
+}
 
 void Trainer::load_moments(const std::map<std::string, std::pair<at::Tensor, at::Tensor>>& m, int64_t steps) {
   if (steps < 0) throw std::invalid_argument("MIM trainer: optimizer step count must be >= 0");

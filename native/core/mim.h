@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/beit.h"
+#include "core/grad_sync.h"
 
 namespace mood {
 namespace mim {
@@ -142,12 +143,18 @@ class Trainer {
 
   MimImpl& model() { return *model_; }
 
+  // Distributed data parallel: gradients are averaged over ranks by `sync` during backward (attached
+  // once, parameters in a fixed order). Rank-0 weights are broadcast by the caller before training.
+  void set_grad_sync(std::shared_ptr<GradientSync> sync);
+  bool has_grad_sync() const { return static_cast<bool>(sync_); }
+
  private:
   std::shared_ptr<MimImpl> model_;
   ParamGroups groups_;
   double beta1_, beta2_, eps_;
   std::map<std::string, std::pair<at::Tensor, at::Tensor>> moments_;
   int64_t steps_ = 0;
+  std::shared_ptr<GradientSync> sync_;
 };
 
 }  // namespace mim
