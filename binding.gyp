@@ -14,7 +14,7 @@
         "NODE_ADDON_API_DISABLE_DEPRECATED",
         "_GLIBCXX_USE_CXX11_ABI=<!(node scripts/torch-paths.js abi)",
         "MOOD_TORCH_VERSION_STRING=\"<!(node scripts/torch-paths.js version)\"",
-        "MOOD_HAVE_GLOO_HEADERS=1"
+        "<!(node scripts/torch-paths.js gloo)"
       ],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14"],

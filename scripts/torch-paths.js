@@ -2,7 +2,7 @@
 'use strict';
 // Prints libtorch build settings for binding.gyp (node-gyp has no find_package). Same search order
 // as cmake/FindMoodTorch.cmake: LIBTORCH / Torch_DIR, an installed PyTorch, Debian's libtorch-dev.
-//   node scripts/torch-paths.js include|libdir|abi|sources|version
+//   node scripts/torch-paths.js include|libdir|abi|sources|version|gloo
 const fs = require('node:fs');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
@@ -50,8 +50,15 @@ if (what === 'sources') {
   else if (what === 'libdir') process.stdout.write(t.libdir);
   else if (what === 'abi') process.stdout.write(t.abi);
   else if (what === 'version') process.stdout.write(t.version);
+  else if (what === 'gloo') {
+    // c10d's Gloo backend needs the gloo headers (Debian: libgloo-dev); without them dist.cpp
+    // compiles its "no process group" stubs, as with CMake's check.
+    const dirs = [path.join(t.prefix, 'include'), '/usr/include', '/usr/local/include'];
+    const found = dirs.some((d) => fs.existsSync(path.join(d, 'gloo', 'config.h')));
+    process.stdout.write(found ? 'MOOD_HAVE_GLOO_HEADERS=1' : 'MOOD_NO_GLOO_HEADERS=1');
+  }
   else {
-    process.stderr.write('usage: torch-paths.js include|libdir|abi|sources|version\n');
+    process.stderr.write('usage: torch-paths.js include|libdir|abi|sources|version|gloo\n');
     process.exit(2);
   }
 }

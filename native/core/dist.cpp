@@ -11,12 +11,20 @@
 #include <stdexcept>
 #include <thread>
 
-// c10d's Gloo header is compiled only under USE_C10D_GLOO; Debian's libtorch_cpu ships the
-// implementation, the build found the gloo headers (libgloo-dev) that it includes.
-#if defined(MOOD_HAVE_GLOO_HEADERS) && !defined(USE_C10D_GLOO)
+// Backends are compiled in on our own build checks, not on libtorch's USE_C10D_* alone: its CMake
+// target may define USE_C10D_GLOO (Debian does) / USE_C10D_NCCL for consumers even when the
+// gloo headers (libgloo-dev) or nccl.h that c10d's headers include are not installed.
+// c10d's Gloo header compiles only under USE_C10D_GLOO, so define it when we have the headers.
+#if defined(MOOD_HAVE_GLOO_HEADERS)
+#define MOOD_DIST_GLOO 1
+#ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
 #endif
-#if defined(USE_C10D_GLOO) || defined(USE_C10D_NCCL)
+#endif
+#if defined(USE_C10D_NCCL) && defined(MOOD_HAVE_NCCL)
+#define MOOD_DIST_NCCL 1
+#endif
+#if defined(MOOD_DIST_GLOO) || defined(MOOD_DIST_NCCL)
 #define MOOD_HAVE_C10D 1
 #endif
 
@@ -31,10 +39,10 @@
 #include <torch/csrc/autograd/variable.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#ifdef USE_C10D_GLOO
+#ifdef MOOD_DIST_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
-#ifdef USE_C10D_NCCL
+#ifdef MOOD_DIST_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 #endif
@@ -51,7 +59,7 @@ ReduceOp parse_reduce_op(const std::string& name) {
 }
 
 bool gloo_available() {
-#ifdef USE_C10D_GLOO
+#ifdef MOOD_DIST_GLOO
   return true;
 #else
   return false;
@@ -59,7 +67,7 @@ bool gloo_available() {
 }
 
 bool nccl_available() {
-#ifdef USE_C10D_NCCL
+#ifdef MOOD_DIST_NCCL
   return true;
 #else
   return false;
@@ -322,7 +330,7 @@ void C10dGroup::init() {
   auto prefixed = c10::make_intrusive<c10d::PrefixStore>("mood/pg", store_);
   try {
     if (opts_.backend == "gloo") {
-#ifdef USE_C10D_GLOO
+#ifdef MOOD_DIST_GLOO
       auto o = c10d::ProcessGroupGloo::Options::create(opts_.timeout);
       const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
       if (ifname && *ifname) {
@@ -336,7 +344,7 @@ void C10dGroup::init() {
       throw std::runtime_error("this build has no Gloo backend (install libgloo-dev and rebuild)");
 #endif
     } else if (opts_.backend == "nccl") {
-#ifdef USE_C10D_NCCL
+#ifdef MOOD_DIST_NCCL
       auto o = c10d::ProcessGroupNCCL::Options::create();
       o->timeout = opts_.timeout;
       pg_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, opts_.rank, opts_.world_size, o);

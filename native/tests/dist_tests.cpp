@@ -296,6 +296,29 @@ MOOD_TEST(dist_lost_rank_is_named) {
   CHECK(st[1] == -SIGKILL);
 }
 
+// Rank 0 hosts the rendezvous store: when it dies, rank 1 says so (its heartbeats fail).
+MOOD_TEST(dist_lost_rank0_is_named) {
+  const int port = free_port();
+  auto st = run_ranks(2, [port](int rank) {
+    auto g = dist::Group::create(opts(rank, 2, port, 20000));
+    g->barrier();
+    if (rank == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      raise(SIGKILL);
+    }
+    try {
+      g->all_reduce(at::ones({1000}), dist::ReduceOp::Sum);
+      return 2;
+    } catch (const std::exception& e) {
+      if (!contains(e.what(), "lost rank 0 (it hosts the rendezvous store)")) std::printf("  got: %s\n", e.what());
+      EXPECT(contains(e.what(), "lost rank 0 (it hosts the rendezvous store)"));
+    }
+    return 0;
+  }, 40);
+  CHECK(st[0] == -SIGKILL);
+  CHECK(st[1] == 0);
+}
+
 int main(int argc, char** argv) {
   if (!mood::dist::gloo_available()) {
     std::printf("skipped: built without c10d/Gloo headers (libgloo-dev), nothing to test\n");

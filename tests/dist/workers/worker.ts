@@ -21,6 +21,16 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 600_000));
     return;
   }
+  if (mode === 'sleep') {
+    // Waits for the launcher to forward a signal, then exits cleanly saying so.
+    process.on('SIGTERM', () => {
+      process.stdout.write(`got SIGTERM\n`);
+      process.exit(0);
+    });
+    process.stdout.write('ready\n');
+    await new Promise((r) => setTimeout(r, 600_000));
+    return;
+  }
   const pg = await initFromEnv({ timeoutMs: Number(process.env.TEST_TIMEOUT_MS ?? 30000) });
   if (!pg) throw new Error('worker: not launched distributed');
   const r = pg.rank;
