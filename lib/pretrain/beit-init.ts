@@ -8,7 +8,7 @@ import type { Beit } from '../models/beit';
 import type { DataLoader } from '../data/types';
 import { MaskingGenerator } from './masking';
 import { MimModel } from './model';
-import { cosineSchedule } from './schedule';
+import { cosineScheduler } from '../train/schedule';
 import { mimEpoch } from './run';
 
 export interface PretrainBeitOptions {
@@ -64,8 +64,8 @@ export async function pretrain(o: PretrainBeitOptions): Promise<void> {
     });
     const steps = o.loader.numBatches;
     const warm = o.epochs >= 3 ? 1 : 0;
-    const lr = cosineSchedule(o.lr, o.lr / 50, o.epochs, steps, warm, o.lr / 100);
-    const wd = cosineSchedule(o.weightDecay ?? 0.05, o.weightDecay ?? 0.05, o.epochs, steps);
+    const lr = cosineScheduler({ baseValue: o.lr, finalValue: o.lr / 50, epochs: o.epochs, stepsPerEpoch: steps, warmupEpochs: warm, startWarmupValue: o.lr / 100 });
+    const wd = cosineScheduler({ baseValue: o.weightDecay ?? 0.05, finalValue: o.weightDecay ?? 0.05, epochs: o.epochs, stepsPerEpoch: steps });
     mim.train();
     for (let e = 0; e < o.epochs; e++) {
       const r = await mimEpoch(mim, o.loader, masking, e, { seed: o.seed ?? 0, lr, wd, quiet: o.quiet, label: `MIM pre-training epoch ${e}` });

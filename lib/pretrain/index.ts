@@ -10,6 +10,5 @@ export type { MimOptions, ResolvedMimOptions, StepOptions, StepStats } from './m
 export { runPretrain, mimEpoch, latestCheckpoint, modelOptions, PretrainError } from './run';
 export type { PretrainOptions, PretrainResult, EpochStats, VaeType } from './run';
 export { parsePretrainFlags, FlagError } from './options';
-export { cosineSchedule } from './schedule';
 export { pretrain, defaultMasking } from './beit-init';
 export type { PretrainBeitOptions } from './beit-init';

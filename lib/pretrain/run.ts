@@ -10,7 +10,7 @@ import { MaskingGenerator, batchMasks } from './masking';
 import { MimModel, MimOptions, mimConfig } from './model';
 import { Tensor } from '../tensor';
 import { Progress } from '../util/progress';
-import { cosineSchedule } from './schedule';
+import { cosineScheduler } from '../train/schedule';
 import type { DataLoader, ImageDataset } from '../data/types';
 
 export type VaeType = 'dall-e' | 'customized' | 'pixel';
@@ -275,8 +275,8 @@ export async function runPretrain(o: PretrainOptions, log: (line: string) => voi
     });
     const stepsPerEpoch = loader.numBatches;
     if (stepsPerEpoch === 0) throw new PretrainError(`--batch_size ${o.batchSize} is larger than the ${dataset.length} training images of ${o.dataSet}: no full batch (drop_last)`);
-    const lrSchedule = cosineSchedule(o.lr, o.minLr, o.epochs, stepsPerEpoch, o.warmupEpochs, o.warmupLr, o.warmupSteps);
-    const wdSchedule = cosineSchedule(o.weightDecay, o.weightDecayEnd ?? o.weightDecay, o.epochs, stepsPerEpoch);
+    const lrSchedule = cosineScheduler({ baseValue: o.lr, finalValue: o.minLr, epochs: o.epochs, stepsPerEpoch, warmupEpochs: o.warmupEpochs, startWarmupValue: o.warmupLr, warmupSteps: o.warmupSteps });
+    const wdSchedule = cosineScheduler({ baseValue: o.weightDecay, finalValue: o.weightDecayEnd ?? o.weightDecay, epochs: o.epochs, stepsPerEpoch });
     const nParams = parameterCount(model);
     log(`pretrain: ${o.model} (${nParams} parameters, ${mopts.target} targets), ${dataset.name}${o.classIdx !== undefined ? ` class ${o.classIdx}` : ''}: ${dataset.length} images, ${stepsPerEpoch} steps/epoch, mask ${masking}`);
 

@@ -109,26 +109,3 @@ describe('pretrain flag errors', () => {
   });
 });
 
-describe('cosine schedule', () => {
-  it('equals the reference utils.cosine_scheduler (numpy)', async () => {
-    const { cosineSchedule } = await import('../../lib/pretrain/schedule');
-    const script = [
-      'import json, numpy as np',
-      'def cs(base, final, epochs, n, warm_ep=0, start=0, warm_steps=-1):',
-      '    warm = np.array([]); wi = warm_ep * n',
-      '    if warm_steps > 0: wi = warm_steps',
-      '    if warm_ep > 0 or warm_steps > 0: warm = np.linspace(start, base, wi)',
-      '    iters = np.arange(epochs * n - wi)',
-      '    s = np.array([final + 0.5 * (base - final) * (1 + np.cos(np.pi * i / len(iters))) for i in iters])',
-      '    return np.concatenate((warm, s)).tolist()',
-      'print(json.dumps([cs(5e-4, 1e-5, 7, 13, 2, 1e-6), cs(0.05, 0.2, 3, 5), cs(1e-3, 0, 4, 6, 0, 1e-6, 7)]))',
-    ].join('\n');
-    const ref = JSON.parse(execFileSync(SYSTEM_PYTHON, ['-c', script], { encoding: 'utf8' })) as number[][];
-    const ours = [cosineSchedule(5e-4, 1e-5, 7, 13, 2, 1e-6), cosineSchedule(0.05, 0.2, 3, 5), cosineSchedule(1e-3, 0, 4, 6, 0, 1e-6, 7)];
-    ours.forEach((o, k) => {
-      expect(o.length).toBe(ref[k].length);
-      o.forEach((v, i) => expect(Math.abs(v - ref[k][i])).toBeLessThanOrEqual(1e-15 * Math.max(1, Math.abs(ref[k][i]))));
-    });
-    expect(() => cosineSchedule(1, 0, 1, 3, 2)).toThrow(/warmup \(6 steps\) is longer than the whole schedule/);
-  });
-});
