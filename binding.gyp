@@ -14,7 +14,9 @@
         "NODE_ADDON_API_DISABLE_DEPRECATED",
         "_GLIBCXX_USE_CXX11_ABI=<!(node scripts/torch-paths.js abi)",
         "MOOD_TORCH_VERSION_STRING=\"<!(node scripts/torch-paths.js version)\"",
-        "<!(node scripts/torch-paths.js gloo)"
+        "<!(node scripts/torch-paths.js gloo)",
+        "MOOD_HAVE_LIBJPEG=1",
+        "MOOD_HAVE_LIBPNG=1"
       ],
       "cflags!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++14"],
@@ -22,7 +24,8 @@
       "libraries": [
         "-L<!(node scripts/torch-paths.js libdir)",
         "-Wl,-rpath,<!(node scripts/torch-paths.js libdir)",
-        "-ltorch", "-ltorch_cpu", "-lc10"
+        "-ltorch", "-ltorch_cpu", "-lc10",
+        "-ljpeg", "-lpng"
       ]
     }
   ]

@@ -7,6 +7,10 @@ import { DataError } from './errors';
 import { InMemoryDataset } from './memory';
 import { FASHION_MNIST_DEFAULT_PATH, loadFashionMnist } from './fashion-mnist';
 import { loadCifar } from './cifar';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ImageFileDataset } from './files';
+import { listFlatFolder, listImageFolder } from './folders';
 
 export type { ImageDataset, Batch, LoaderOptions, DataLoader, MixupOptions } from './types';
 export { createLoader, Loader } from './loader';
@@ -18,6 +22,8 @@ export type { TransformSpec, TransformOptions } from './plan';
 export { epochIndices, shardSize } from './sampler';
 export { KeyedRng } from './rng';
 export { FASHION_MNIST_CLASSES, FASHION_MNIST_DEFAULT_PATH } from './fashion-mnist';
+export { ImageFileDataset } from './files';
+export { IMG_EXTENSIONS } from './folders';
 
 export interface BuildDatasetOptions {
   /** The reference's name: fashion_mnist, cifar10, cifar100. */
@@ -31,12 +37,21 @@ export interface BuildDatasetOptions {
    * split keeps only that class; the test split keeps every sample. CIFAR-100 labels become superclasses.
    */
   classIdx?: number;
+  /** Image files: fail on the first undecodable file instead of skipping it (default false). */
+  strict?: boolean;
 }
 
-export const DATASET_NAMES = ['fashion_mnist', 'cifar10', 'cifar100'] as const;
+export const DATASET_NAMES = ['fashion_mnist', 'cifar10', 'cifar100', 'imagenet30', 'imagenet1k', 'image_folder', 'ood_folder'] as const;
+
+/** Split folders of the ImageNet-style layouts. */
+const SPLIT_DIRS: Record<string, { train: string; test: string }> = {
+  imagenet30: { train: 'train', test: 'test' },
+  imagenet1k: { train: 'train', test: 'val' },
+};
 
 export async function buildDataset(opts: BuildDatasetOptions): Promise<ImageDataset> {
   const name = opts.dataSet;
+  if (name in SPLIT_DIRS || name === 'image_folder' || name === 'ood_folder') return buildFileDataset(opts);
   let ds: InMemoryDataset;
   let coarse: { targets: Int32Array; classes: string[] } | undefined;
   switch (name) {
@@ -57,6 +72,33 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<ImageData
   if (ds.length === 0) throw new DataError(`${name}: no samples in ${ds.root}`);
   if (opts.classIdx === undefined) return ds;
   return oneClass(ds, opts.classIdx, coarse, opts.train);
+}
+
+async function buildFileDataset(opts: BuildDatasetOptions): Promise<ImageDataset> {
+  const name = opts.dataSet;
+  if (!opts.dataPath) throw new DataError(`${name}: dataPath is required`);
+  const split = opts.train ? 'train' : 'test';
+  let root = opts.dataPath;
+  const dirs = SPLIT_DIRS[name];
+  if (dirs) {
+    root = path.join(opts.dataPath, opts.train ? dirs.train : dirs.test);
+    if (!fs.existsSync(root))
+      throw new DataError(`${name}: ${root} does not exist; expected ${opts.dataPath}/{${dirs.train},${dirs.test}}/<class>/<image>${name === 'imagenet30' ? ' (mood data make-imagenet30 builds it from ImageNet-1k)' : ''}`);
+  }
+  const listing = name === 'ood_folder' ? listFlatFolder(root, name) : listImageFolder(root, name);
+  const ds = new ImageFileDataset({ name, root, split, classes: listing.classes, files: listing.files, targets: listing.targets, strict: opts.strict });
+  if (opts.classIdx === undefined) return ds;
+  const k = ds.classes.length;
+  if (!Number.isInteger(opts.classIdx) || opts.classIdx < 0 || opts.classIdx >= k)
+    throw new DataError(`${name}: classIdx ${opts.classIdx} out of range: expected an integer in 0..${k - 1}`);
+  let out = ds;
+  if (opts.train) {
+    const keep: number[] = [];
+    ds.targets.forEach((t, i) => t === opts.classIdx && keep.push(i));
+    out = ds.subset(Int32Array.from(keep));
+  }
+  out.classIdx = opts.classIdx;
+  return out;
 }
 
 function oneClass(ds: InMemoryDataset, classIdx: number, coarse: { targets: Int32Array; classes: string[] } | undefined, train: boolean): InMemoryDataset {

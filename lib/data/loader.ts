@@ -5,10 +5,10 @@
  * The consumer owns every yielded batch's tensors (dispose them, or run the step inside tidy()).
  */
 import { Progress } from '../util/progress';
-import type { Tensor } from '../tensor';
+import { Tensor, Device } from '../tensor';
 import type { Batch, DataLoader, ImageDataset, LoaderOptions } from './types';
 import { DataError } from './errors';
-import { BatchSource, isBatchSource } from './memory';
+import { AssembledBatch, BatchSource, isBatchSource } from './memory';
 import { drawSamplePlan, PLAN, STREAM_BATCH, transformSpec, TransformSpec } from './plan';
 import { checkSamplerOptions, epochIndices, SamplerOptions, shardSize } from './sampler';
 import { applyMixup, checkMixup, mixupActive } from './mixup';
@@ -62,23 +62,49 @@ export class Loader implements DataLoader {
   }
 
   /** Queues batch `b` of the epoch natively; returns at once (tensors pending). */
-  private makeBatch(order: Int32Array, b: number, epoch: number): Batch {
+  private makeBatch(order: Int32Array, b: number, epoch: number): Pending {
     const B = this.opts.batchSize;
     const indices = order.slice(b * B, Math.min(order.length, (b + 1) * B));
-    const targets = new Int32Array(indices.length);
-    for (let i = 0; i < indices.length; i++) targets[i] = this.dataset.targets[indices[i]];
     let plan: Float64Array | null = null;
-    const train = this.spec.geometry === 'train_crop' || this.spec.geometry === 'train_rrc';
-    if (train) {
+    if (this.isTrain) {
       plan = new Float64Array(indices.length * PLAN.cols);
       for (let i = 0; i < indices.length; i++)
         drawSamplePlan(this.spec, this.sampler.seed, epoch, indices[i], plan.subarray(i * PLAN.cols, (i + 1) * PLAN.cols));
     }
-    let images: Tensor = this.source.assemble(indices, plan, this.spec, this.workers);
+    return { b, epoch, indices, ...this.source.assemble(indices, plan, this.spec, this.workers) };
+  }
+
+  private get isTrain(): boolean {
+    return this.spec.geometry === 'train_crop' || this.spec.geometry === 'train_rrc';
+  }
+
+  /** Waits for the batch, drops skipped files, then mixup and the device copy (queued, not awaited). */
+  private async finish(p: Pending): Promise<Batch> {
+    let images = p.images;
+    let indices = p.indices;
+    try {
+      await images.ready();
+    } catch (e) {
+      images.dispose();
+      throw new DataError(`${this.dataset.name}: building batch ${p.b} of epoch ${p.epoch} failed: ${(e as Error).message}`);
+    }
+    const keep = p.check ? await p.check().catch((e: Error) => (images.dispose(), Promise.reject(e))) : null;
+    if (keep) {
+      const rows: number[] = [];
+      keep.forEach((k, i) => k && rows.push(i));
+      const idx = Tensor.fromArray(BigInt64Array.from(rows, (r) => BigInt(r)));
+      const kept = images.indexSelect(0, idx);
+      idx.dispose();
+      images.dispose();
+      images = kept;
+      indices = Int32Array.from(rows, (r) => p.indices[r]);
+    }
+    const targets = new Int32Array(indices.length);
+    for (let i = 0; i < indices.length; i++) targets[i] = this.dataset.targets[indices[i]];
     let softTargets: Tensor | undefined;
-    if (train && mixupActive(this.opts.mixup)) {
+    if (this.isTrain && mixupActive(this.opts.mixup) && indices.length % 2 === 0 && indices.length > 0) {
       // Batch-level draws keyed by (seed, epoch, batch) in a stream per rank.
-      const rng = new KeyedRng(this.sampler.seed, epoch, b, STREAM_BATCH + 16 * this.sampler.rank);
+      const rng = new KeyedRng(this.sampler.seed, p.epoch, p.b, STREAM_BATCH + 16 * this.sampler.rank);
       const m = applyMixup(images, targets, this.opts.mixup!, this.dataset.classes.length, this.spec.size, rng);
       images.dispose();
       images = m.images;
@@ -86,11 +112,11 @@ export class Loader implements DataLoader {
     }
     const device = this.opts.device ?? 'cpu';
     if (device !== 'cpu') {
-      const moved = images.to(device as 'cuda');
+      const moved = images.to(device as Device);
       images.dispose();
       images = moved;
       if (softTargets) {
-        const st = softTargets.to(device as 'cuda');
+        const st = softTargets.to(device as Device);
         softTargets.dispose();
         softTargets = st;
       }
@@ -101,7 +127,7 @@ export class Loader implements DataLoader {
   async *[Symbol.asyncIterator](): AsyncIterator<Batch> {
     const epoch = this.epoch;
     const order = await epochIndices(this.dataset.length, epoch, this.sampler);
-    const queue: Batch[] = [];
+    const queue: Pending[] = [];
     const depth = this.opts.prefetch! + 1;
     const progress = this.opts.progress
       ? new Progress({ label: this.opts.progress, total: Math.min(this.numSamples, this.numBatches * this.opts.batchSize), unit: 'img' })
@@ -110,26 +136,25 @@ export class Loader implements DataLoader {
     try {
       for (let b = 0; b < this.numBatches; b++) {
         while (next < this.numBatches && queue.length < depth) queue.push(this.makeBatch(order, next++, epoch));
-        const batch = queue.shift()!;
-        try {
-          await batch.images.ready();
-        } catch (e) {
-          disposeBatch(batch);
-          throw new DataError(`${this.dataset.name}: building batch ${b} of epoch ${epoch} failed: ${(e as Error).message}`);
-        }
+        const batch = await this.finish(queue.shift()!);
         progress?.tick(batch.indices.length);
+        if (batch.indices.length === 0) {
+          batch.images.dispose();
+          continue;
+        }
         yield batch;
       }
       progress?.finish();
     } finally {
-      for (const q of queue) disposeBatch(q);
+      for (const q of queue) q.images.dispose();
     }
   }
 }
 
-function disposeBatch(b: Batch): void {
-  b.images.dispose();
-  b.softTargets?.dispose();
+interface Pending extends AssembledBatch {
+  b: number;
+  epoch: number;
+  indices: Int32Array;
 }
 
 export function createLoader(dataset: ImageDataset, opts: LoaderOptions): DataLoader {

@@ -8,10 +8,18 @@ import { keep } from '../scope';
 import type { ImageDataset } from './types';
 import { nativeAttrs, PLAN, TransformSpec } from './plan';
 
+/** A batch queued natively. */
+export interface AssembledBatch {
+  /** Pending float32 [B, 3, S, S]. */
+  images: Tensor;
+  /** Files: resolves to a keep-mask (0 = skipped sample) or null when every sample is fine. */
+  check?: () => Promise<Uint8Array | null>;
+}
+
 /** What the loader needs from any dataset: a native batch for these indices and plans. */
 export interface BatchSource extends ImageDataset {
-  /** Pending float32 [B, 3, S, S] tensor; `plan` is B x PLAN.cols (null at evaluation). */
-  assemble(indices: Int32Array, plan: Float64Array | null, spec: TransformSpec, workers: number): Tensor;
+  /** Queues the batch; `plan` is B x PLAN.cols (null at evaluation). */
+  assemble(indices: Int32Array, plan: Float64Array | null, spec: TransformSpec, workers: number): AssembledBatch;
   /** Frees native memory the dataset holds (shared by its subsets). */
   dispose(): void;
 }
@@ -92,7 +100,7 @@ export class InMemoryDataset implements BatchSource {
     return new InMemoryDataset({ name: this.name, root: this.root, split: this.split, classes, targets, pixels: this.pixels, rows: this.rows ?? undefined });
   }
 
-  assemble(indices: Int32Array, plan: Float64Array | null, spec: TransformSpec, workers: number): Tensor {
+  assemble(indices: Int32Array, plan: Float64Array | null, spec: TransformSpec, workers: number): AssembledBatch {
     const rows = new Int32Array(indices.length);
     for (let i = 0; i < indices.length; i++) {
       const j = indices[i];
@@ -108,7 +116,7 @@ export class InMemoryDataset implements BatchSource {
       inputs.push(planT);
     }
     try {
-      return Tensor.runOp('data_batch', inputs, nativeAttrs(spec, workers))[0];
+      return { images: Tensor.runOp('data_batch', inputs, nativeAttrs(spec, workers))[0] };
     } finally {
       idx.dispose();
       planT?.dispose();

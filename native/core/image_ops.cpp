@@ -1,9 +1,24 @@
 #include "core/image_ops.h"
 
+#include "core/data_ops.h"
+
+#include <csetjmp>
+#include <cstdio>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <cerrno>
+#include <algorithm>
+
+#ifdef MOOD_HAVE_LIBJPEG
+#include <jpeglib.h>
+#endif
+#ifdef MOOD_HAVE_LIBPNG
+#include <png.h>
+#endif
 
 namespace mood {
 namespace img {
@@ -145,6 +160,242 @@ void crop(const Planar& in, int top, int left, int h, int w, Planar& out) {
       std::memcpy(out.plane(p) + static_cast<size_t>(y) * w, in.plane(p) + static_cast<size_t>(y + top) * in.w + left, w);
 }
 
+
+// ---- decoding ---------------------------------------------------------------
+
+namespace {
+
+#ifdef MOOD_HAVE_LIBJPEG
+struct JpegErr {
+  jpeg_error_mgr pub;
+  jmp_buf jump;
+  char msg[JMSG_LENGTH_MAX];
+};
+
+void jpeg_fail(j_common_ptr c) {
+  JpegErr* e = reinterpret_cast<JpegErr*>(c->err);
+  (*c->err->format_message)(c, e->msg);
+  longjmp(e->jump, 1);
+}
+void jpeg_quiet(j_common_ptr, int) {}
+
+// A memory source that feeds a fake EOI where the data runs out: libjpeg then decodes the rest of the
+// image from empty coefficients (mid grey), exactly what PIL gives with LOAD_TRUNCATED_IMAGES.
+struct JpegSrc {
+  jpeg_source_mgr pub;
+  const uint8_t* data;
+  size_t size;
+  bool truncated;
+  JOCTET eoi[2];
+};
+
+void src_init(j_decompress_ptr) {}
+boolean src_fill(j_decompress_ptr c) {
+  JpegSrc* s = reinterpret_cast<JpegSrc*>(c->src);
+  s->truncated = true;
+  s->eoi[0] = 0xFF;
+  s->eoi[1] = JPEG_EOI;
+  s->pub.next_input_byte = s->eoi;
+  s->pub.bytes_in_buffer = 2;
+  return TRUE;
+}
+void src_skip(j_decompress_ptr c, long n) {
+  JpegSrc* s = reinterpret_cast<JpegSrc*>(c->src);
+  while (n > static_cast<long>(s->pub.bytes_in_buffer)) {
+    n -= static_cast<long>(s->pub.bytes_in_buffer);
+    src_fill(c);
+  }
+  s->pub.next_input_byte += n;
+  s->pub.bytes_in_buffer -= n;
+}
+void src_term(j_decompress_ptr) {}
+
+inline uint8_t muldiv255(int a, int b) {
+  int t = a * b + 128;
+  return static_cast<uint8_t>(((t >> 8) + t) >> 8);
+}
+
+DecodeStatus decode_jpeg(const uint8_t* data, size_t size, Planar& out, std::string& message) {
+  jpeg_decompress_struct c;
+  JpegErr err;
+  c.err = jpeg_std_error(&err.pub);
+  err.pub.error_exit = jpeg_fail;
+  err.pub.emit_message = jpeg_quiet;
+  JpegSrc src{};
+  std::vector<uint8_t> row;
+  volatile bool started = false;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&c);
+    message = err.msg;
+    // Rows decoded before a mid-image error are kept (PIL keeps them with LOAD_TRUNCATED_IMAGES).
+    return started ? DecodeStatus::kTruncated : DecodeStatus::kCorrupt;
+  }
+  jpeg_create_decompress(&c);
+  src.data = data;
+  src.size = size;
+  src.pub.next_input_byte = data;
+  src.pub.bytes_in_buffer = size;
+  src.pub.init_source = src_init;
+  src.pub.fill_input_buffer = src_fill;
+  src.pub.skip_input_data = src_skip;
+  src.pub.resync_to_restart = jpeg_resync_to_restart;
+  src.pub.term_source = src_term;
+  c.src = &src.pub;
+  jpeg_read_header(&c, TRUE);
+  const int comps = c.num_components;
+  if (c.jpeg_color_space == JCS_GRAYSCALE) c.out_color_space = JCS_GRAYSCALE;
+  else if (comps == 4) c.out_color_space = JCS_CMYK;
+  else c.out_color_space = JCS_RGB;
+  jpeg_start_decompress(&c);
+  const int W = static_cast<int>(c.output_width), H = static_cast<int>(c.output_height), oc = c.output_components;
+  out.c = oc == 1 ? 1 : 3;
+  out.h = H;
+  out.w = W;
+  out.px.assign(static_cast<size_t>(out.c) * H * W, 0);
+  started = true;
+  row.resize(static_cast<size_t>(W) * oc);
+  while (c.output_scanline < c.output_height) {
+    JSAMPROW rp = row.data();
+    const int y = static_cast<int>(c.output_scanline);
+    if (jpeg_read_scanlines(&c, &rp, 1) != 1) break;
+    if (oc == 1) {
+      std::memcpy(out.plane(0) + static_cast<size_t>(y) * W, row.data(), W);
+    } else if (oc == 3) {
+      for (int p = 0; p < 3; ++p) {
+        uint8_t* o = out.plane(p) + static_cast<size_t>(y) * W;
+        for (int x = 0; x < W; ++x) o[x] = row[x * 3 + p];
+      }
+    } else {
+      // PIL reads CMYK JPEGs inverted (Adobe convention, "CMYK;I") and converts with
+      // r = (255 - k) - (c * (255 - k)) / 255 per channel.
+      for (int x = 0; x < W; ++x) {
+        const uint8_t* px = &row[x * 4];
+        const int nk = px[3];  // 255 - k with k = 255 - raw
+        for (int p = 0; p < 3; ++p) {
+          int cc = 255 - px[p];
+          int v = nk - muldiv255(cc, nk);
+          out.plane(p)[static_cast<size_t>(y) * W + x] = static_cast<uint8_t>(v < 0 ? 0 : v);
+        }
+      }
+    }
+  }
+  if (src.truncated) {
+    jpeg_abort_decompress(&c);
+    jpeg_destroy_decompress(&c);
+    message = "premature end of JPEG data";
+    return DecodeStatus::kTruncated;
+  }
+  jpeg_finish_decompress(&c);
+  jpeg_destroy_decompress(&c);
+  return DecodeStatus::kOk;
+}
+#endif
+
+#ifdef MOOD_HAVE_LIBPNG
+// Progressive (push) reading: rows are emitted as soon as the compressed data for them has arrived,
+// so a truncated file keeps every complete row and the rest stays black — PIL's incremental decoder
+// with LOAD_TRUNCATED_IMAGES does the same.
+struct PngState {
+  std::string msg;
+  std::vector<uint8_t> buf;
+  int w = 0, h = 0, ch = 0;
+  bool have_info = false, done = false;
+};
+
+void png_fail(png_structp p, png_const_charp m) {
+  static_cast<PngState*>(png_get_error_ptr(p))->msg = m;
+  png_longjmp(p, 1);  // to the setjmp(png_jmpbuf(p)) in decode_png
+}
+void png_quiet(png_structp, png_const_charp) {}
+
+void png_on_info(png_structp p, png_infop info) {
+  PngState* st = static_cast<PngState*>(png_get_progressive_ptr(p));
+  const int color = png_get_color_type(p, info);
+  const int depth = png_get_bit_depth(p, info);
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(p);
+  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(p);
+  if (depth == 16) png_set_strip_16(p);  // PIL keeps the high byte
+  png_set_strip_alpha(p);                // convert('RGB') drops alpha (also palette tRNS)
+  png_set_interlace_handling(p);
+  png_read_update_info(p, info);
+  st->w = static_cast<int>(png_get_image_width(p, info));
+  st->h = static_cast<int>(png_get_image_height(p, info));
+  st->ch = png_get_channels(p, info);
+  if (st->ch < 1 || st->ch > 4) png_error(p, "unexpected channel count after conversion");
+  if (static_cast<int64_t>(st->w) * st->h > (int64_t(1) << 30)) png_error(p, "image too large");
+  st->buf.assign(static_cast<size_t>(st->w) * st->h * st->ch, 0);
+  st->have_info = true;
+}
+void png_on_row(png_structp p, png_bytep row, png_uint_32 y, int) {
+  PngState* st = static_cast<PngState*>(png_get_progressive_ptr(p));
+  if (!row || static_cast<int>(y) >= st->h) return;
+  png_progressive_combine_row(p, st->buf.data() + static_cast<size_t>(y) * st->w * st->ch, row);
+}
+void png_on_end(png_structp p, png_infop) { static_cast<PngState*>(png_get_progressive_ptr(p))->done = true; }
+
+DecodeStatus decode_png(const uint8_t* data, size_t size, Planar& out, std::string& message) {
+  PngState st;
+  png_structp p = png_create_read_struct(PNG_LIBPNG_VER_STRING, &st, png_fail, png_quiet);
+  if (!p) {
+    message = "libpng: out of memory";
+    return DecodeStatus::kCorrupt;
+  }
+  png_infop info = png_create_info_struct(p);
+  volatile bool failed = false;  // read after longjmp
+  if (setjmp(png_jmpbuf(p))) {
+    failed = true;
+  } else {
+    png_set_crc_action(p, PNG_CRC_WARN_USE, PNG_CRC_WARN_USE);
+    png_set_progressive_read_fn(p, &st, png_on_info, png_on_row, png_on_end);
+    png_process_data(p, info, const_cast<png_bytep>(data), size);
+  }
+  png_destroy_read_struct(&p, &info, nullptr);
+  if (!st.have_info) {
+    message = failed ? st.msg : "premature end of PNG data (no image header)";
+    return DecodeStatus::kCorrupt;
+  }
+  out.c = st.ch >= 3 ? 3 : 1;  // any alpha left is ignored
+  out.h = st.h;
+  out.w = st.w;
+  out.px.resize(static_cast<size_t>(out.c) * st.h * st.w);
+  for (int y = 0; y < st.h; ++y)
+    for (int pl = 0; pl < out.c; ++pl) {
+      uint8_t* o = out.plane(pl) + static_cast<size_t>(y) * st.w;
+      const uint8_t* r = st.buf.data() + static_cast<size_t>(y) * st.w * st.ch + pl;
+      for (int x = 0; x < st.w; ++x) o[x] = r[static_cast<size_t>(x) * st.ch];
+    }
+  if (failed || !st.done) {
+    message = failed ? st.msg : "premature end of PNG data";
+    return DecodeStatus::kTruncated;
+  }
+  return DecodeStatus::kOk;
+}
+#endif
+
+}  // namespace
+
+DecodeStatus decode_image(const uint8_t* data, size_t size, Planar& out, std::string& message) {
+  if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) {
+#ifdef MOOD_HAVE_LIBJPEG
+    return decode_jpeg(data, size, out, message);
+#else
+    message = "JPEG support not built (libjpeg-turbo was not found at build time)";
+    return DecodeStatus::kUnsupported;
+#endif
+  }
+  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (size >= 8 && std::memcmp(data, kPng, 8) == 0) {
+#ifdef MOOD_HAVE_LIBPNG
+    return decode_png(data, size, out, message);
+#else
+    message = "PNG support not built (libpng was not found at build time)";
+    return DecodeStatus::kUnsupported;
+#endif
+  }
+  message = "not a JPEG or PNG file";
+  return DecodeStatus::kUnsupported;
+}
+
 }  // namespace img
 
 void register_image_ops(const OpRegistry& add) {
@@ -164,6 +415,101 @@ void register_image_ops(const OpRegistry& add) {
     at::Tensor out = at::empty({o.c, o.h, o.w}, at::kByte);
     std::memcpy(out.data_ptr<uint8_t>(), o.px.data(), o.px.size());
     return {out};
+  });
+
+  // image_batch([plan float64 [B, kPlanCols]]) with attrs paths ('\0'-separated) + transform attrs ->
+  // images float32 [B,3,S,S], status int32 [B] (DecodeStatus), messages uint8 ('\n'-separated per
+  // sample). Files are read and decoded on the sample threads, straight into the batch tensor.
+  add("image_batch", {0, 1, 3, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+    const std::string joined = a.get_string("paths", "");
+    std::vector<std::string> paths;
+    for (size_t s = 0;;) {
+      size_t e = joined.find('\0', s);
+      paths.push_back(joined.substr(s, e == std::string::npos ? std::string::npos : e - s));
+      if (e == std::string::npos) break;
+      s = e + 1;
+    }
+    if (joined.empty()) paths.clear();
+    const int64_t B = static_cast<int64_t>(paths.size());
+    data::TransformConfig cfg;
+    cfg.size = static_cast<int>(a.get_int("size"));
+    const std::string g = a.get_string("geometry", "eval_resize");
+    cfg.geometry = g == "eval_small" ? data::Geometry::kEvalSmall
+                   : g == "eval_resize" ? data::Geometry::kEvalResize
+                   : g == "train_crop" ? data::Geometry::kTrainCrop
+                   : g == "train_rrc" ? data::Geometry::kTrainRrc
+                                      : throw std::invalid_argument("image_batch: unknown geometry '" + g + "'");
+    cfg.resize_short = static_cast<int>(a.get_int("resize_short", cfg.size));
+    cfg.pad = static_cast<int>(a.get_int("pad", 4));
+    for (int c = 0; c < 3; ++c) {
+      cfg.mean[c] = static_cast<float>(a.get_double("mean" + std::to_string(c), 0.5));
+      cfg.std[c] = static_cast<float>(a.get_double("std" + std::to_string(c), 0.5));
+    }
+    if (cfg.size <= 0 || cfg.size > 4096) throw std::invalid_argument("image_batch: 'size' must be in 1..4096");
+    const bool train = cfg.geometry == data::Geometry::kTrainCrop || cfg.geometry == data::Geometry::kTrainRrc;
+    at::Tensor plan;
+    if (!in.empty()) {
+      plan = in[0].to(at::kDouble).contiguous();
+      if (plan.dim() != 2 || plan.size(0) != B || plan.size(1) != data::kPlanCols)
+        throw std::invalid_argument("image_batch: plan must be float64 [B, " + std::to_string(data::kPlanCols) + "]");
+    } else if (train) {
+      throw std::invalid_argument("image_batch: training geometries need a plan");
+    }
+    const int S = cfg.size;
+    at::Tensor out = at::zeros({B, 3, S, S}, at::kFloat);
+    at::Tensor status = at::zeros({B}, at::kInt);
+    std::vector<std::string> msgs(B);
+    float* o = out.data_ptr<float>();
+    int32_t* st = status.data_ptr<int32_t>();
+    const double* pl = plan.defined() ? plan.data_ptr<double>() : nullptr;
+    int64_t workers = a.get_int("workers", 0);
+    if (workers <= 0) workers = std::max(1u, std::thread::hardware_concurrency());
+    workers = std::max<int64_t>(1, std::min<int64_t>(workers, B));
+    std::vector<std::thread> pool;
+    auto work = [&](int64_t t) {
+      std::vector<uint8_t> bytes;
+      for (int64_t i = t; i < B; i += workers) {
+        try {
+          std::ifstream f(paths[i], std::ios::binary | std::ios::ate);
+          if (!f) {
+            st[i] = static_cast<int32_t>(img::DecodeStatus::kUnreadable);
+            msgs[i] = std::string("cannot open: ") + std::strerror(errno);
+            continue;
+          }
+          std::streamsize n = f.tellg();
+          f.seekg(0);
+          bytes.resize(static_cast<size_t>(std::max<std::streamsize>(n, 0)));
+          if (n > 0 && !f.read(reinterpret_cast<char*>(bytes.data()), n)) {
+            st[i] = static_cast<int32_t>(img::DecodeStatus::kUnreadable);
+            msgs[i] = "read error";
+            continue;
+          }
+          img::Planar im;
+          std::string m;
+          img::DecodeStatus s = img::decode_image(bytes.data(), bytes.size(), im, m);
+          st[i] = static_cast<int32_t>(s);
+          msgs[i] = m;
+          if (s != img::DecodeStatus::kOk && s != img::DecodeStatus::kTruncated) continue;
+          data::transform_sample(im, cfg, pl ? pl + i * data::kPlanCols : nullptr, o + i * 3 * static_cast<int64_t>(S) * S);
+        } catch (const std::exception& e) {
+          st[i] = static_cast<int32_t>(img::DecodeStatus::kCorrupt);
+          msgs[i] = e.what();
+        }
+      }
+    };
+    if (workers == 1) work(0);
+    else {
+      for (int64_t t = 0; t < workers; ++t) pool.emplace_back(work, t);
+      for (auto& th : pool) th.join();
+    }
+    std::string all;
+    for (int64_t i = 0; i < B; ++i) {
+      for (char ch : msgs[i]) all.push_back(ch == '\n' ? ' ' : ch);
+      all.push_back('\n');
+    }
+    at::Tensor m = at::empty({static_cast<int64_t>(all.size())}, at::kByte);
+    if (!all.empty()) std::memcpy(m.data_ptr<uint8_t>(), all.data(), all.size());
+    return {out, status, m};
   });
 }
 

@@ -5,6 +5,7 @@
 #include "core/ops.h"
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace mood {
@@ -27,6 +28,20 @@ void pil_resize_bicubic(const Planar& in, int out_h, int out_w, Planar& out);
 
 // Copies rows [top, top+h) x cols [left, left+w) (inside the image).
 void crop(const Planar& in, int top, int left, int h, int w, Planar& out);
+
+// Outcome of decoding one file.
+enum class DecodeStatus : int32_t {
+  kOk = 0,
+  kTruncated = 1,    // decoded as far as the data went (rest black), like PIL's LOAD_TRUNCATED_IMAGES
+  kCorrupt = 2,      // not decodable
+  kUnreadable = 3,   // missing / unreadable file
+  kUnsupported = 4,  // not JPEG or PNG
+};
+
+// Decodes JPEG (libjpeg-turbo) or PNG (libpng) bytes the way PIL's open(...).convert('RGB') sees them:
+// grey stays 1 plane (replicated later), palette -> RGB, alpha dropped, CMYK -> RGB with PIL's formula.
+// On failure returns the status and sets `message`.
+DecodeStatus decode_image(const uint8_t* data, size_t size, Planar& out, std::string& message);
 
 }  // namespace img
 }  // namespace mood
