@@ -14,6 +14,7 @@ import { registerReport } from './report';
 import { registerEvalFeatures } from './eval-features';
 import { registerEvalLogits } from './eval-logits';
 import { registerScore } from './score';
+import { registerFinetune } from './finetune';
 
 function version(): string {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -61,6 +62,7 @@ export function buildProgram(): Command {
   registerEvalFeatures(program);
   registerEvalLogits(program);
   registerScore(program);
+  registerFinetune(program);
 
   return program;
 }

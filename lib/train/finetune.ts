@@ -116,6 +116,9 @@ export const FINETUNE_DEFAULTS = {
   seed: 0,
 } as const;
 
+/** Classes of the data sets lib/data reads (checked before loading anything). */
+const CLASS_COUNTS: Readonly<Record<string, number>> = { fashion_mnist: 10, cifar10: 10, cifar100: 100 };
+
 export class FinetuneOptionsError extends Error {
   constructor(message: string) {
     super(message);
@@ -154,6 +157,14 @@ export function validateFinetuneOptions(o: FinetuneOptions, configNames: readonl
   if (!o.model) bad('model', 'a model name is required');
   if (!configNames.includes(o.model)) bad('model', `unknown model '${o.model}': expected one of ${configNames.join(', ')}`);
   if (!o.dataSet) bad('data_set', 'required (fashion_mnist, cifar10, cifar100)');
+  const classes = CLASS_COUNTS[o.dataSet];
+  if (!classes) bad('data_set', `unknown data set '${o.dataSet}': expected one of ${Object.keys(CLASS_COUNTS).join(', ')}`);
+  // One-class CIFAR-100 counts superclasses (20), as the reference's one-class protocol.
+  const oneClassK = o.dataSet === 'cifar100' ? 20 : classes;
+  if (o.classIdx !== undefined && (!Number.isInteger(o.classIdx) || o.classIdx < 0 || o.classIdx >= oneClassK))
+    bad('class_idx', `${o.classIdx} is out of range for ${o.dataSet}: expected an integer in 0..${oneClassK - 1}`);
+  if (o.nbClasses !== undefined && o.nbClasses < (o.classIdx !== undefined ? oneClassK : classes))
+    bad('nb_classes', `${o.nbClasses} is smaller than the ${o.classIdx !== undefined ? oneClassK : classes} classes of ${o.dataSet}`);
   int('update_freq', o.updateFreq, 1);
   int('batch_size', o.batchSize, 1);
   int('epochs', o.epochs, 1);
@@ -204,13 +215,26 @@ export function validateFinetuneOptions(o: FinetuneOptions, configNames: readonl
 /** The output dir exists (or can be made) and accepts a file. */
 export function checkWritableDir(dir: string): void {
   const abs = path.resolve(dir);
+  const fail = (why: string): never => {
+    throw new FinetuneOptionsError(`--output_dir: cannot write to ${abs}: ${why}`);
+  };
+  // Made one level at a time (Node's recursive mkdir can spin on pseudo file systems such as /proc).
+  const missing: string[] = [];
+  let p = abs;
+  while (!fs.existsSync(p)) {
+    missing.unshift(p);
+    const up = path.dirname(p);
+    if (up === p) break;
+    p = up;
+  }
+  if (fs.existsSync(p) && !fs.statSync(p).isDirectory()) fail(`${p} is not a directory`);
   try {
-    fs.mkdirSync(abs, { recursive: true });
+    for (const m of missing) fs.mkdirSync(m);
     const probe = path.join(abs, `.mood-write-test-${process.pid}`);
     fs.writeFileSync(probe, '');
     fs.unlinkSync(probe);
   } catch (e) {
-    throw new FinetuneOptionsError(`--output_dir: cannot write to ${abs}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    fail((e as NodeJS.ErrnoException).code ?? (e as Error).message);
   }
 }
 

@@ -1,0 +1,253 @@
+/**
+ * `mood finetune`: the reference `run_class_finetuning.py` with its flag names (snake_case works too,
+ * see argv.ts). Every flag is parsed and validated before any data or model is touched; mistakes exit
+ * 1 with one line naming the flag.
+ *
+ * Only type imports at the top: libtorch loads when the command runs (`mood --help` stays fast).
+ */
+import type { Command } from 'commander';
+import type { FinetuneOptions } from '../train/finetune';
+
+export interface RawFinetuneFlags {
+  model: string;
+  modelOpts?: string;
+  finetune?: string;
+  dataSet?: string;
+  dataPath?: string;
+  classIdx?: string;
+  nbClasses?: string;
+  inputSize?: string;
+  batchSize?: string;
+  epochs?: string;
+  updateFreq?: string;
+  lr?: string;
+  minLr?: string;
+  warmupLr?: string;
+  warmupEpochs?: string;
+  warmupSteps?: string;
+  weightDecay?: string;
+  weightDecayEnd?: string;
+  opt?: string;
+  optEps?: string;
+  optBetas?: string[];
+  clipGrad?: string;
+  layerDecay?: string;
+  smoothing?: string;
+  drop?: string;
+  attnDropRate?: string;
+  dropPath?: string;
+  layerScaleInitValue?: string;
+  relPosBias?: boolean;
+  absPosEmb?: boolean;
+  useMeanPooling?: boolean;
+  useCls?: boolean;
+  initScale?: string;
+  disableWeightDecayOnRelPosBias?: boolean;
+  mixup?: string;
+  cutmix?: string;
+  cutmixMinmax?: string[];
+  mixupProb?: string;
+  mixupSwitchProb?: string;
+  mixupMode?: string;
+  reprob?: string;
+  imagenetDefaultMeanAndStd?: boolean;
+  modelEma?: boolean;
+  modelEmaDecay?: string;
+  l2Alpha?: string;
+  l2Beta?: string;
+  freezeBackbone?: boolean;
+  outputDir?: string;
+  logDir?: string;
+  resume?: string;
+  autoResume?: boolean;
+  saveCkpt?: boolean;
+  saveCkptFreq?: string;
+  eval?: boolean;
+  seed?: string;
+  device?: string;
+  numWorkers?: string;
+  quiet?: boolean;
+  json?: boolean;
+}
+
+class FlagError extends Error {}
+
+function num(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isFinite(x)) throw new FlagError(`--${flag}: expected a number, got '${v}'`);
+  return x;
+}
+
+/** Raw commander strings -> typed options (numbers checked; ranges are validateFinetuneOptions' job). */
+export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneOptions> {
+  if (f.opt && f.opt.toLowerCase() !== 'adamw') throw new FlagError(`--opt: only adamw is implemented (the reference recipe), got '${f.opt}'`);
+  if (f.logDir) throw new FlagError('--log_dir: TensorBoard event files are not written yet; log.txt in --output_dir has the same numbers');
+  let modelOpts: Record<string, unknown> | undefined;
+  if (f.modelOpts) {
+    const { parseModelOpts } = await import('./forward');
+    modelOpts = parseModelOpts(f.modelOpts);
+  }
+  const pair = (flag: string, v: string[] | undefined): [number, number] | undefined => {
+    if (!v) return undefined;
+    if (v.length !== 2) throw new FlagError(`--${flag}: expected two numbers, got ${v.length}`);
+    return [num(flag, v[0])!, num(flag, v[1])!];
+  };
+  return {
+    model: f.model,
+    modelOpts: modelOpts as FinetuneOptions['modelOpts'],
+    finetune: f.finetune || undefined,
+    dataSet: f.dataSet ?? '',
+    dataPath: f.dataPath,
+    classIdx: num('class_idx', f.classIdx),
+    nbClasses: f.nbClasses !== undefined && Number(f.nbClasses) > 0 ? num('nb_classes', f.nbClasses) : undefined,
+    inputSize: num('input_size', f.inputSize),
+    batchSize: num('batch_size', f.batchSize),
+    epochs: num('epochs', f.epochs),
+    updateFreq: num('update_freq', f.updateFreq),
+    lr: num('lr', f.lr),
+    minLr: num('min_lr', f.minLr),
+    warmupLr: num('warmup_lr', f.warmupLr),
+    warmupEpochs: num('warmup_epochs', f.warmupEpochs),
+    warmupSteps: num('warmup_steps', f.warmupSteps),
+    weightDecay: num('weight_decay', f.weightDecay),
+    weightDecayEnd: num('weight_decay_end', f.weightDecayEnd),
+    optEps: num('opt_eps', f.optEps),
+    optBetas: pair('opt_betas', f.optBetas),
+    clipGrad: num('clip_grad', f.clipGrad),
+    layerDecay: num('layer_decay', f.layerDecay),
+    smoothing: num('smoothing', f.smoothing),
+    drop: num('drop', f.drop),
+    attnDropRate: num('attn_drop_rate', f.attnDropRate),
+    dropPath: num('drop_path', f.dropPath),
+    layerScaleInitValue: num('layer_scale_init_value', f.layerScaleInitValue),
+    relPosBias: f.relPosBias,
+    absPosEmb: f.absPosEmb,
+    useMeanPooling: f.useCls ? false : f.useMeanPooling,
+    initScale: num('init_scale', f.initScale),
+    disableWeightDecayOnRelPosBias: f.disableWeightDecayOnRelPosBias,
+    mixup: num('mixup', f.mixup),
+    cutmix: num('cutmix', f.cutmix),
+    cutmixMinmax: pair('cutmix_minmax', f.cutmixMinmax),
+    mixupProb: num('mixup_prob', f.mixupProb),
+    mixupSwitchProb: num('mixup_switch_prob', f.mixupSwitchProb),
+    mixupMode: f.mixupMode as FinetuneOptions['mixupMode'],
+    reprob: num('reprob', f.reprob),
+    imagenetDefaultMeanAndStd: f.imagenetDefaultMeanAndStd,
+    modelEma: f.modelEma,
+    modelEmaDecay: num('model_ema_decay', f.modelEmaDecay),
+    l2Alpha: num('l2_alpha', f.l2Alpha),
+    l2Beta: num('l2_beta', f.l2Beta),
+    freezeBackbone: f.freezeBackbone,
+    outputDir: f.outputDir || undefined,
+    resume: f.resume || undefined,
+    autoResume: f.autoResume,
+    saveCkpt: f.saveCkpt,
+    saveCkptFreq: num('save_ckpt_freq', f.saveCkptFreq),
+    eval: f.eval,
+    seed: num('seed', f.seed),
+    device: f.device,
+    workers: num('num_workers', f.numWorkers),
+    progress: f.quiet ? false : undefined,
+  };
+}
+
+export async function runFinetuneCommand(f: RawFinetuneFlags): Promise<number> {
+  let opts: FinetuneOptions;
+  try {
+    opts = await parseFinetuneFlags(f);
+    const { validateFinetuneOptions } = await import('../train/finetune');
+    const { beitConfigNames } = await import('../models/beit');
+    validateFinetuneOptions(opts, beitConfigNames());
+  } catch (e) {
+    process.stderr.write(`mood finetune: ${(e as Error).message}\n`);
+    return 1;
+  }
+  try {
+    const { finetune } = await import('../train/finetune');
+    const r = await finetune({
+      ...opts,
+      onEpoch: (l) => {
+        if (!f.quiet && !f.json) process.stderr.write(`epoch ${l.epoch}: ${JSON.stringify(l)}\n`);
+      },
+    });
+    const summary = { checkpoint: r.checkpoint ?? null, max_accuracy: r.maxAccuracy ?? null, start_epoch: r.startEpoch, epochs_run: r.history.length, evaluation: r.evaluation ?? null, history: r.history };
+    process.stdout.write(f.json ? JSON.stringify(summary) + '\n' : r.evaluation ? `Accuracy of the network on the test images: ${r.evaluation.acc1.toFixed(1)}% (acc@5 ${r.evaluation.acc5.toFixed(1)}%, loss ${r.evaluation.loss.toFixed(4)})\n` : `Max accuracy: ${(r.maxAccuracy ?? NaN).toFixed(2)}%${r.checkpoint ? `, last checkpoint ${r.checkpoint}` : ''}\n`);
+    return 0;
+  } catch (e) {
+    process.stderr.write(`mood finetune: ${(e as Error).message}\n`);
+    return 1;
+  }
+}
+
+export function registerFinetune(program: Command): Command {
+  return program
+    .command('finetune')
+    .description('fine-tune BEiT as run_class_finetuning.py (AdamW + layer decay, cosine schedules, EMA, L2-SP, checkpoints and log.txt in --output_dir)')
+    .option('--model <name>', 'named configuration (mood info / beitConfigNames)', 'beit_base_patch16_224')
+    .option('--model-opts <json>', "constructor keywords over the named model, e.g. '{\"patch_size\": 4}'")
+    .option('--finetune <file>', 'pre-trained checkpoint to start from (adapted like the reference)')
+    .option('--data-set <name>', 'fashion_mnist | cifar10 | cifar100')
+    .option('--data-path <dir>', 'dataset folder (fashion_mnist defaults to /usr/share/datasets/fashion-mnist)')
+    .option('--class-idx <n>', 'one-class fine-tuning on this class (CIFAR-100: superclass)')
+    .option('--nb-classes <n>', 'classes of the head (default: the dataset\'s)')
+    .option('--input-size <n>', 'image side', '224')
+    .option('--batch-size <n>', 'images per micro-step', '64')
+    .option('--epochs <n>', 'epochs', '30')
+    .option('--update-freq <n>', 'gradient accumulation micro-steps per optimizer step', '1')
+    .option('--lr <x>', 'peak learning rate', '5e-4')
+    .option('--min-lr <x>', 'final learning rate of the cosine', '1e-6')
+    .option('--warmup-lr <x>', 'warmup start learning rate', '1e-6')
+    .option('--warmup-epochs <n>', 'linear warmup epochs', '5')
+    .option('--warmup-steps <n>', 'warmup steps (> 0 overrides --warmup_epochs)', '-1')
+    .option('--weight-decay <x>', 'AdamW weight decay', '0.05')
+    .option('--weight-decay-end <x>', 'final weight decay of its cosine (default: --weight_decay)')
+    .option('--opt <name>', 'optimizer (adamw)', 'adamw')
+    .option('--opt-eps <x>', 'AdamW eps', '1e-8')
+    .option('--opt-betas <b...>', 'AdamW betas (default 0.9 0.999)')
+    .option('--clip-grad <x>', 'clip the global gradient norm')
+    .option('--layer-decay <x>', 'layer-wise lr decay', '0.9')
+    .option('--smoothing <x>', 'label smoothing', '0.1')
+    .option('--drop <x>', 'dropout rate', '0')
+    .option('--attn-drop-rate <x>', 'attention dropout rate', '0')
+    .option('--drop-path <x>', 'stochastic depth rate', '0.1')
+    .option('--layer-scale-init-value <x>', 'layer scale (0 disables)', '0.1')
+    .option('--rel-pos-bias', 'per-block relative position bias (default)')
+    .option('--disable-rel-pos-bias', 'no relative position bias')
+    .option('--abs-pos-emb', 'absolute position embedding')
+    .option('--use-mean-pooling', 'mean-pool patch tokens (default)')
+    .option('--use-cls', 'classify from the cls token')
+    .option('--init-scale <x>', 'head init scale', '0.001')
+    .option('--disable-weight-decay-on-rel-pos-bias', 'no weight decay on relative position tables')
+    .option('--mixup <x>', 'mixup alpha', '0')
+    .option('--cutmix <x>', 'cutmix alpha', '0')
+    .option('--cutmix-minmax <f...>', 'cutmix box area bounds')
+    .option('--mixup-prob <x>', 'probability of mixup/cutmix per batch', '1.0')
+    .option('--mixup-switch-prob <x>', 'probability of cutmix when both are on', '0.5')
+    .option('--mixup-mode <mode>', 'batch | pair | elem', 'batch')
+    .option('--reprob <x>', 'random erasing probability', '0.25')
+    .option('--imagenet-default-mean-and-std', 'ImageNet normalisation instead of 0.5/0.5')
+    .option('--model-ema', 'keep an exponential moving average of the weights')
+    .option('--model-ema-decay <x>', 'EMA decay', '0.9999')
+    .option('--l2-alpha <x>', 'L2-SP weight toward the pre-trained backbone')
+    .option('--l2-beta <x>', 'L2 weight on the head')
+    .option('--freeze-backbone', 'train the head only')
+    .option('--output-dir <dir>', 'checkpoints and log.txt')
+    .option('--log-dir <dir>', 'TensorBoard event files (not written yet: refused)')
+    .option('--resume <file>', 'resume from this checkpoint')
+    .option('--auto-resume', 'resume from the latest checkpoint-N.pth in --output_dir (default)')
+    .option('--no-auto-resume', 'start afresh even when --output_dir has checkpoints')
+    .option('--save-ckpt', 'save checkpoints (default)')
+    .option('--no-save-ckpt', 'do not save checkpoints')
+    .option('--save-ckpt-freq <n>', 'save checkpoint-<epoch>.pth every n epochs (and the last)', '5')
+    .option('--eval', 'only evaluate the loaded model on the test split')
+    .option('--seed <n>', 'seed', '0')
+    .option('--device <dev>', 'cpu | cuda | cuda:N')
+    .option('--num-workers <n>', 'native data threads')
+    .option('--quiet', 'no progress or per-epoch lines')
+    .option('--json', 'print a JSON summary')
+    .action(async (opts: RawFinetuneFlags & { disableRelPosBias?: boolean }) => {
+      if (opts.disableRelPosBias) opts.relPosBias = false;
+      process.exitCode = await runFinetuneCommand(opts);
+    });
+}
