@@ -676,7 +676,18 @@ void DdpSync::begin_backward(bool sync) {
   if (params_.empty()) throw std::logic_error("GradientSync.begin_backward before attach");
   syncing_ = sync && group_->world_size() > 1;
   std::fill(seen_.begin(), seen_.end(), false);
-  for (auto& b : buckets_) b.ready = 0, b.work.reset();
+  // A backward that threw may have left all-reduces in flight on the bucket buffers: let them end
+  // before the buffers are reused (their errors were already reported by that step).
+  for (auto& b : buckets_) {
+    if (b.work) {
+      try {
+        b.work->wait();
+      } catch (const std::exception&) {
+      }
+    }
+    b.ready = 0;
+    b.work.reset();
+  }
   next_launch_ = 0;
   current_ = GradSyncStats{};
   current_.buckets = static_cast<int64_t>(buckets_.size());
