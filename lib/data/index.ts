@@ -7,6 +7,7 @@ import { DataError } from './errors';
 import { InMemoryDataset } from './memory';
 import { FASHION_MNIST_DEFAULT_PATH, loadFashionMnist } from './fashion-mnist';
 import { loadCifar } from './cifar';
+import { loadSvhn } from './svhn';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ImageFileDataset } from './files';
@@ -23,6 +24,7 @@ export { epochIndices, shardSize } from './sampler';
 export { KeyedRng } from './rng';
 export { FASHION_MNIST_CLASSES, FASHION_MNIST_DEFAULT_PATH } from './fashion-mnist';
 export { ImageFileDataset } from './files';
+export { readMat, SVHN_CLASSES } from './svhn';
 export { IMG_EXTENSIONS } from './folders';
 
 export interface BuildDatasetOptions {
@@ -41,7 +43,7 @@ export interface BuildDatasetOptions {
   strict?: boolean;
 }
 
-export const DATASET_NAMES = ['fashion_mnist', 'cifar10', 'cifar100', 'imagenet30', 'imagenet1k', 'image_folder', 'ood_folder'] as const;
+export const DATASET_NAMES = ['fashion_mnist', 'cifar10', 'cifar100', 'svhn', 'imagenet30', 'imagenet1k', 'image_folder', 'ood_folder'] as const;
 
 /** Split folders of the ImageNet-style layouts. */
 const SPLIT_DIRS: Record<string, { train: string; test: string }> = {
@@ -66,6 +68,10 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<ImageData
       coarse = r.coarse;
       break;
     }
+    case 'svhn':
+      if (!opts.dataPath) throw new DataError('svhn: dataPath is required (the folder holding train_32x32.mat / test_32x32.mat)');
+      ds = await loadSvhn(opts.dataPath, opts.train ? 'train' : 'test');
+      break;
     default:
       throw new DataError(`unknown data set '${name}': expected one of ${DATASET_NAMES.join(', ')}`);
   }

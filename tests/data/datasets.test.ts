@@ -147,3 +147,41 @@ print(json.dumps({'img': hashlib.sha256(x.tobytes()).hexdigest(), 'lbl': hashlib
     await expect(buildDataset({ dataSet: 'cifar10', dataPath: bad, train: true })).rejects.toThrow(/bad\.tar\.gz/);
   });
 });
+
+describe.skipIf(!PY)('svhn .mat (MATLAB v5) vs scipy.io.loadmat + torchvision SVHN conventions', () => {
+  it('compressed and plain .mat files give torchvision SVHN arrays and labels', async () => {
+    const dir = tmpDir('svhn');
+    py(
+      `
+import numpy as np, scipy.io, sys
+rs = np.random.RandomState(3)
+X = rs.randint(0, 256, (32, 32, 3, 37)).astype(np.uint8)
+y = rs.randint(1, 11, (37, 1)).astype(np.uint8)
+scipy.io.savemat(sys.argv[1] + '/train_32x32.mat', {'X': X, 'y': y}, do_compression=True)
+scipy.io.savemat(sys.argv[1] + '/test_32x32.mat', {'X': X[..., :5], 'y': y[:5].astype(np.float64)}, do_compression=False)
+`,
+      dir,
+    );
+    for (const [train, n] of [[true, 37], [false, 5]] as const) {
+      const ds = (await buildDataset({ dataSet: 'svhn', dataPath: dir, train })) as InMemoryDataset;
+      const ref = pyJson<{ img: string; lbl: string }>(
+        `
+import numpy as np, scipy.io, sys, json, hashlib
+m = scipy.io.loadmat(sys.argv[1])
+data = np.ascontiguousarray(np.transpose(m['X'], (3, 2, 0, 1)))
+labels = m['y'].astype(np.int64).squeeze(); np.place(labels, labels == 10, 0)
+print(json.dumps({'img': hashlib.sha256(data.tobytes()).hexdigest(), 'lbl': hashlib.sha256(labels.astype(np.int32).tobytes()).hexdigest()}))
+`,
+        path.join(dir, train ? 'train_32x32.mat' : 'test_32x32.mat'),
+      );
+      expect(ds.length).toBe(n);
+      expect(sha256(ds.targets)).toBe(ref.lbl);
+      expect(sha256(await ds.pixels.data())).toBe(ref.img);
+      ds.dispose();
+    }
+    fs.writeFileSync(path.join(dir, 'bad.mat'), 'MATLAB 7.3 MAT-file, HDF5 would be here'.padEnd(200, ' '));
+    await expect(buildDataset({ dataSet: 'svhn', dataPath: path.join(dir, 'bad.mat'), train: true })).rejects.toThrow(/bad\.mat: not a little-endian MATLAB v5/);
+    await expect(buildDataset({ dataSet: 'svhn', dataPath: path.join(dir, 'nope'), train: true })).rejects.toThrow(/nope\/train_32x32\.mat not found/);
+    fs.rmSync(dir, { recursive: true });
+  });
+});
