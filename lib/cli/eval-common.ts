@@ -225,20 +225,10 @@ export async function libDataProvider(): Promise<DataProvider> {
   };
 }
 
-/** lib/dist's initFromEnv, loaded at run time (null when not launched distributed). */
+/** lib/dist's initFromEnv (loaded only for --dist_eval; null when not launched distributed). */
 async function joinProcessGroup(): Promise<EvalGroup | null> {
-  const ws = Number(process.env.WORLD_SIZE ?? 1);
-  if (!(ws > 1)) return null;
-  let mod: Record<string, unknown>;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    mod = require(path.join(__dirname, '..', 'dist')) as Record<string, unknown>;
-  } catch (e) {
-    throw new EvalCliError(`--dist_eval with WORLD_SIZE=${ws} needs lib/dist, which this build does not have (${(e as Error).message.split('\n')[0]})`);
-  }
-  const init = mod.initFromEnv as (() => Promise<EvalGroup | null>) | undefined;
-  if (typeof init !== 'function') throw new EvalCliError('lib/dist does not export initFromEnv');
-  return init();
+  const { initFromEnv } = await import('../dist');
+  return initFromEnv();
 }
 
 // ---- model -----------------------------------------------------------------------------------------
