@@ -216,11 +216,21 @@ function defaultCacheDir(): string {
 
 /** lib/data's buildDataset/createLoader (loaded when a command runs, not at registration). */
 export async function libDataProvider(): Promise<DataProvider> {
-  const { buildDataset, createLoader } = await import('../data');
+  const { buildDataset, createLoader, DATASET_NAMES } = await import('../data');
+  const known = new Set<string>(DATASET_NAMES);
   return {
-    // The test split is never subset (one-class OOD groups come from it); lib/data subsets the training
-    // split to the ID group itself (CIFAR-100: relabelled to superclasses).
-    dataset: (s) => buildDataset({ dataSet: s.name, dataPath: s.path, train: s.split === 'train', ...(s.classIdx !== undefined && !s.ood ? { classIdx: s.classIdx } : {}) }),
+    dataset: (s) => {
+      let name = s.name;
+      let dataPath = s.path;
+      // The reference reads any other OOD name (lsun, places, textures, ...) as an image folder at
+      // --ood_data_path; lib/data's ood_folder is that (flat or nested, one label).
+      if (s.ood && !known.has(name) && s.path !== undefined) name = 'ood_folder';
+      // image_folder evaluates on --eval_data_path, as the reference does.
+      if (name === 'image_folder' && s.split === 'test' && s.evalDataPath) dataPath = s.evalDataPath;
+      // The test split is never subset (one-class OOD groups come from it); lib/data subsets the
+      // training split to the ID group itself (CIFAR-100: relabelled to superclasses).
+      return buildDataset({ dataSet: name, dataPath, train: s.split === 'train', ...(s.classIdx !== undefined && !s.ood ? { classIdx: s.classIdx } : {}) });
+    },
     loader: (ds, o) => createLoader(ds, o),
   };
 }

@@ -66,4 +66,45 @@ describe.skipIf(!haveFashionMnist() || !haveSklearn)('mood eval-features through
     expect(again.extraction.map((e) => e.cache)).toEqual(['hit', 'hit']);
     expect(again.results).toEqual(j.results);
   });
+
+  it('multi-class: an unknown --ood_dataset name reads --ood_data_path as an image folder (the reference fallback); sklearn parity', async () => {
+    const ood = path.join(dir, 'ood', 'images');
+    fs.mkdirSync(ood, { recursive: true });
+    const mk = spawnSync(SYSTEM_PYTHON, ['-c', `
+import numpy as np, sys
+from PIL import Image
+rng = np.random.default_rng(0)
+for i in range(40):
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(f"{sys.argv[1]}/n{i:03d}.png")
+`, ood], { encoding: 'utf8' });
+    expect(mk.status, mk.stderr).toBe(0);
+    const j = await runEval(
+      'features',
+      {
+        ckpt, model: 'beit_test_micro', nbClasses: '10', dataSet: 'fashion_mnist', dataPath: FASHION_DIR, oodDataset: 'noise_pngs', oodDataPath: path.dirname(ood),
+        inputSize: '16', batchSize: '1000', metric: 'mahalanobis', cacheDir: path.join(dir, 'cache'), resultsDir: path.join(dir, 'res'), quiet: true,
+      },
+      { out: () => undefined, err: () => undefined },
+    );
+    expect(j.extraction.map((e) => e.rows)).toEqual([60000, 10000, 40]);
+    const PYM = String.raw`
+import json, sys, numpy as np
+from sklearn.metrics import roc_auc_score, average_precision_score
+n = lambda f: f / (np.linalg.norm(f, axis=-1, keepdims=True) + 1e-10)
+tr, te, oo = [n(np.load(d + '/features.npy').astype(np.float64)) for d in sys.argv[1:4]]
+P = np.linalg.pinv(np.cov(tr.T, bias=True)); mu = tr.mean(0, keepdims=True)
+sc = lambda f: np.sum((f - mu) * (P.dot((f - mu).T)).T, axis=-1)
+din, dood = sc(te), sc(oo); lab = [0] * len(din) + [1] * len(dood); x = np.concatenate([din, dood])
+print(json.dumps(dict(auroc=roc_auc_score(lab, x), aupr=average_precision_score(lab, x), fpr95=float(np.sum(dood < np.percentile(din, 95)) / len(dood)))))
+`;
+    const py = spawnSync(SYSTEM_PYTHON, ['-c', PYM, ...j.extraction.map((e) => e.entry!)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2' } });
+    expect(py.status, py.stderr).toBe(0);
+    const w = JSON.parse(py.stdout) as { auroc: number; aupr: number; fpr95: number };
+    const r = j.results[0];
+    expect(r.ood).toBe('noise_pngs');
+    expect(Math.abs(r.auroc - w.auroc)).toBeLessThan(1e-6 * w.auroc);
+    expect(Math.abs(r.aupr_out - w.aupr)).toBeLessThan(1e-6 * w.aupr);
+    expect(Math.abs(r.fpr95 - w.fpr95)).toBeLessThan(1e-9);
+    expect(j.lines[0]).toMatch(/^mahalanobis\tIn-data: fashion_mnist\tOOD: noise_pngs     \t\tFPR95: /);
+  });
 });
