@@ -41,8 +41,16 @@ export interface DemoOutcome {
   interrupted: boolean;
 }
 
-/** Disk the demo needs at most with default settings (checkpoints, feature cache, report). */
-const NEED_BYTES = 200 * 2 ** 20;
+/**
+ * Disk the run will need: feature caches (features + logits, float32), one checkpoint per epoch plus
+ * the init, scores (float64) and the report; errs high.
+ */
+export function diskEstimate(o: { images: number; dim: number; classes: number; params: number; checkpoints: number; testImages: number; metrics: number; oneClass: number }): number {
+  const features = o.images * (o.dim + o.classes) * 4;
+  const ckpt = o.params * 4 * o.checkpoints;
+  const scores = 8 * o.metrics * o.testImages * (3 + 2 * o.oneClass);
+  return Math.ceil(1.5 * (features + ckpt + scores) + 16 * 2 ** 20);
+}
 
 function hash(v: unknown): string {
   return crypto.createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
@@ -93,7 +101,7 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
   const print = deps.out ?? ((m: string) => process.stdout.write(m));
   const t0 = Date.now();
   checkDatasetPresent(s);
-  checkOutputDir(s.outputDir, NEED_BYTES);
+  checkOutputDir(s.outputDir, 0); // writable at all: before any work
   const store = new StageStore(s.outputDir);
   if (s.fresh) store.clear();
   if (s.threads > 0) setNumThreads(s.threads);
@@ -158,6 +166,26 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
     test_images: testSub.length,
   };
   metricInfo(s.metrics); // unknown metric names fail before any training
+  {
+    const mo = { ...(s.model === 'demo' ? demoOpts : {}), ...s.modelOpts } as Record<string, number>;
+    const dim = typeof mo.embed_dim === 'number' ? mo.embed_dim : 1024;
+    const depth = typeof mo.depth === 'number' ? mo.depth : 24;
+    const ratio = typeof mo.mlp_ratio === 'number' ? mo.mlp_ratio : 4;
+    const farN = s.farOod.length * Math.min(2000, testId.length);
+    checkOutputDir(
+      s.outputDir,
+      diskEstimate({
+        images: trainSub.length + testSub.length + farN,
+        dim,
+        classes: idClasses.length,
+        params: depth * (4 + 2 * ratio) * dim * dim + 2 * 2 ** 20,
+        checkpoints: s.epochs + 1,
+        testImages: testSub.length + farN,
+        metrics: s.metrics.length,
+        oneClass: oneClassList.length,
+      }),
+    );
+  }
 
   const notes: string[] = [];
   const records: EpochRecord[] = [];
