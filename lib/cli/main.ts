@@ -15,6 +15,7 @@ import { registerEvalFeatures } from './eval-features';
 import { registerEvalLogits } from './eval-logits';
 import { registerScore } from './score';
 import { registerFinetune } from './finetune';
+import { registerData } from './data';
 
 function version(): string {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -54,6 +55,7 @@ export function buildProgram(): Command {
     });
 
   registerOodScore(program);
+  registerData(program);
   registerCkpt(program);
   registerLaunch(program);
   registerReport(program);

@@ -1,0 +1,104 @@
+/**
+ * `mood data preview`: the real pipeline on the first samples, saved as float32 NCHW .npy plus a PNG
+ * contact sheet, with a dataset summary — what the model will see.
+ */
+import * as path from 'node:path';
+import { ndarray, writeNpy } from '../npy';
+import { buildDataset, createLoader } from './index';
+import { ImageFileDataset } from './files';
+import { transformSpec } from './plan';
+import { contactSheet, writePngRgb } from './png-writer';
+import type { Batch } from './types';
+
+export interface PreviewOptions {
+  dataSet: string;
+  dataPath?: string;
+  inputSize?: number;
+  train?: boolean;
+  count?: number;
+  seed?: number;
+  classIdx?: number;
+  imagenetDefaultMeanAndStd?: boolean;
+  out?: string;
+}
+
+export interface PreviewSummary {
+  dataSet: string;
+  root: string;
+  split: 'train' | 'test';
+  classes: number;
+  classNames: string[];
+  samples: number;
+  perClass: number[];
+  transform: string;
+  inputSize: number;
+  count: number;
+  indices: number[];
+  labels: number[];
+  npy: string;
+  png: string;
+  skippedFiles: Array<{ path: string; reason: string }>;
+  truncatedFiles: string[];
+}
+
+export async function runPreview(o: PreviewOptions): Promise<PreviewSummary> {
+  const inputSize = o.inputSize ?? 224;
+  const count = o.count ?? 16;
+  if (!Number.isInteger(count) || count < 1 || count > 4096) throw new RangeError(`--count must be an integer in 1..4096, got ${o.count}`);
+  const train = o.train ?? false;
+  const ds = await buildDataset({ dataSet: o.dataSet, dataPath: o.dataPath, train, classIdx: o.classIdx });
+  const spec = transformSpec({ inputSize, train, imagenetDefaultMeanAndStd: o.imagenetDefaultMeanAndStd });
+  const loader = createLoader(ds, {
+    batchSize: Math.min(count, ds.length),
+    inputSize,
+    train,
+    shuffle: train,
+    seed: o.seed ?? 0,
+    imagenetDefaultMeanAndStd: o.imagenetDefaultMeanAndStd,
+    prefetch: 0,
+  });
+  let batch: Batch | undefined;
+  for await (const b of loader) {
+    batch = b;
+    break;
+  }
+  if (!batch) throw new Error(`${o.dataSet}: no decodable samples to preview`);
+  const x = (await batch.images.data()) as Float32Array;
+  const n = batch.indices.length;
+  batch.images.dispose();
+  const npy = path.resolve(o.out ?? 'preview.npy');
+  const png = npy.replace(/\.npy$/i, '') + '.png';
+  writeNpy(npy, ndarray('float32', [n, 3, inputSize, inputSize], x));
+  const sheet = contactSheet(x, n, inputSize, spec.mean, spec.std);
+  writePngRgb(png, sheet.rgb, sheet.width, sheet.height);
+  const perClass = new Array<number>(ds.classes.length).fill(0);
+  for (const t of ds.targets) perClass[t]++;
+  const files = ds instanceof ImageFileDataset ? ds : undefined;
+  return {
+    dataSet: ds.name,
+    root: ds.root,
+    split: ds.split,
+    classes: ds.classes.length,
+    classNames: [...ds.classes],
+    samples: ds.length,
+    perClass,
+    transform: describe(spec.geometry, inputSize, spec.resizeShort),
+    inputSize,
+    count: n,
+    indices: Array.from(batch.indices),
+    labels: Array.from(batch.targets),
+    npy,
+    png,
+    skippedFiles: files ? [...files.skipped].map(([p, reason]) => ({ path: p, reason })) : [],
+    truncatedFiles: files ? [...files.truncated] : [],
+  };
+}
+
+function describe(g: string, S: number, R: number): string {
+  switch (g) {
+    case 'eval_small': return `evaluation: no resize/crop at ${S} px (bicubic resize only if the image is not ${S}x${S}), normalise`;
+    case 'eval_resize': return `evaluation: bicubic resize shorter side to ${R}, center crop ${S}, normalise`;
+    case 'train_crop': return `training: RandomCrop(${S}, padding 4), flip, normalise, random erasing 0.25`;
+    default: return `training: RandomResizedCrop(${S}, bicubic), flip, normalise, random erasing 0.25`;
+  }
+}
