@@ -45,6 +45,28 @@ interface ChildResult {
   params: number;
 }
 
+/** All-reduce bandwidth of the group: sum of a 64 MB float32 tensor, bus bandwidth as nccl-tests defines it. */
+async function allReduceChild(): Promise<void> {
+  const { initFromEnv } = await import('../../lib/dist');
+  const { Tensor } = await import('../../lib/tensor');
+  const pg = (await initFromEnv({ timeoutMs: 120_000 }))!;
+  const n = 16 * 1024 * 1024;
+  const x = Tensor.fromArray(new Float32Array(n).fill(1));
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    await pg.barrier();
+    const t0 = process.hrtime.bigint();
+    const y = pg.allReduce(x, 'sum');
+    await y.ready();
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    y.dispose();
+  }
+  const ms = median(times.slice(1));
+  const w = pg.worldSize;
+  process.stdout.write(`RESULT ${JSON.stringify({ rank: pg.rank, world: w, bytes: n * 4, ms, busGBps: ((2 * (w - 1)) / w) * ((n * 4) / (ms / 1e3)) / 1e9 })}\n`);
+  await pg.destroy();
+}
+
 /** One process of a run: under `launch` (2 ranks) or alone. */
 async function child(): Promise<void> {
   const { initFromEnv } = await import('../../lib/dist');
@@ -131,10 +153,18 @@ function summary(rs: ChildResult[]): Record<string, number> {
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'child') return child();
+  if (process.argv[2] === 'allreduce') return allReduceChild();
   const threads = arg('threads', 1);
   const single = await runOurs(1, [], threads);
   const overlap = await runOurs(2, [], threads);
   const noOverlap = await runOurs(2, ['--no-overlap'], threads);
+  const ar = await (async () => {
+    const { launch } = await import('../../lib/dist/launch');
+    const c = collect();
+    const r = await launch({ nprocPerNode: 2, masterPort: await freePort(), command: [__filename, 'allreduce'], env: { MOOD_NUM_THREADS: String(threads) }, stdout: c.stream });
+    if (r.exitCode !== 0) throw new Error(`all-reduce run failed: ${r.message}`);
+    return c.results() as unknown as Array<{ rank: number; bytes: number; ms: number; busGBps: number }>;
+  })();
   const s1 = summary(single);
   const s2 = summary(overlap);
   const s2n = summary(noOverlap);
@@ -146,6 +176,7 @@ async function main(): Promise<void> {
     bucket_mb: arg('bucket-mb', 1),
     threads_per_process: threads,
     steps: arg('steps', 10),
+    gloo_allreduce_2_processes: { bytes: ar[0].bytes, ms: Math.max(...ar.map((r) => r.ms)), bus_GBps: Math.min(...ar.map((r) => r.busGBps)) },
     ours: {
       one_process: s1,
       two_processes_overlap: s2,
