@@ -1,9 +1,11 @@
 /**
  * `mood score --detector D.npz [--ckpt C.pth] FILES...`: score new samples with a saved detector
- * (Detector.save, e.g. from `mood eval-features --detector-out`). FILES are .npy arrays:
- *   - (N, C, H, W) float32/float64 image batches, already through the evaluation transform: run through
- *     the BEiT checkpoint (--ckpt) for features and logits, as the detector needs;
- *   - (N, D) arrays: features (feature detectors) or logits (logit detectors) computed elsewhere.
+ * (Detector.save, e.g. from `mood eval-features --detector-out`). FILES are
+ *   - image files (JPEG, PNG, ...): decoded and put through the evaluation transform by lib/data, then
+ *     the BEiT checkpoint (--ckpt);
+ *   - .npy (N, C, H, W) float32/float64 batches already through the evaluation transform: run through
+ *     the checkpoint for features and logits, as the detector needs;
+ *   - .npy (N, D) arrays: features (feature detectors) or logits (logit detectors) computed elsewhere.
  * Output: one JSON document (default) or JSON Lines (--jsonl, one sample per line), to stdout or
  * atomically to --out.
  *
@@ -24,6 +26,8 @@ export interface ScoreCliOptions {
   device?: string;
   jsonl?: boolean;
   out?: string;
+  cropPct?: string;
+  imagenetDefaultMeanAndStd?: boolean;
 }
 
 export interface ScoredSample {
@@ -62,10 +66,12 @@ export async function runScore(files: string[], opts: ScoreCliOptions, write: (s
   if (!opts.detector) throw new ScoreCliError('--detector <file.npz> is required');
   if (!fs.existsSync(opts.detector)) throw new ScoreCliError(`--detector ${opts.detector}: no such file`);
   if (files.length === 0) throw new ScoreCliError('no input files: give one or more .npy arrays (N, C, H, W images or N x D features/logits)');
+  const IMAGE_EXT = ['.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp', '.gif'];
+  const isImage = (f: string): boolean => IMAGE_EXT.includes(path.extname(f).toLowerCase());
   for (const f of files) {
     if (!fs.existsSync(f)) throw new ScoreCliError(`${f}: no such file`);
-    if (!f.toLowerCase().endsWith('.npy')) {
-      throw new ScoreCliError(`${f}: only .npy inputs are supported here; put images through the evaluation transform first (e.g. mood data preview --out batch.npy)`);
+    if (!f.toLowerCase().endsWith('.npy') && !isImage(f)) {
+      throw new ScoreCliError(`${f}: expected an image (${IMAGE_EXT.join(', ')}) or a .npy array`);
     }
   }
   if (opts.ckpt !== undefined && !fs.existsSync(opts.ckpt)) throw new ScoreCliError(`--ckpt ${opts.ckpt}: no such file`);
@@ -75,6 +81,8 @@ export async function runScore(files: string[], opts: ScoreCliOptions, write: (s
   }
   const batchSize = positiveInt(opts.batchSize, '--batch_size', 32)!;
   const nbClasses = positiveInt(opts.nbClasses, '--nb_classes');
+  const cropPct = opts.cropPct === undefined ? undefined : Number(opts.cropPct);
+  if (cropPct !== undefined && !(cropPct > 0 && cropPct <= 1)) throw new ScoreCliError(`--crop_pct must be in (0, 1], got '${opts.cropPct}'`);
   const inputSize = positiveInt(opts.inputSize, '--input_size');
 
   const [{ readNpy }, { loadDetector }, { atomicWriteFile, writeAll }] = await Promise.all([import('../npy'), import('../ood/detectors/registry'), import('../checkpoint/atomic')]);
@@ -84,7 +92,8 @@ export async function runScore(files: string[], opts: ScoreCliOptions, write: (s
   } catch (e) {
     throw new ScoreCliError(`--detector ${opts.detector}: ${(e as Error).message}`);
   }
-  const arrays: Array<{ file: string; arr: NdArray }> = files.map((file) => {
+  const imageFiles = files.filter(isImage);
+  const arrays: Array<{ file: string; arr: NdArray }> = files.filter((f) => !isImage(f)).map((file) => {
     let arr: NdArray;
     try {
       arr = readNpy(file);
@@ -97,10 +106,11 @@ export async function runScore(files: string[], opts: ScoreCliOptions, write: (s
     return { file, arr };
   });
   const needs = det.needs;
-  const needImages = arrays.some((a) => a.arr.shape.length === 4);
-  if (needImages && !opts.ckpt) throw new ScoreCliError('image batches (N, C, H, W) need the model: give --ckpt C.pth');
+  const needImages = imageFiles.length > 0 || arrays.some((a) => a.arr.shape.length === 4);
+  if (needImages && !opts.ckpt) throw new ScoreCliError(`${imageFiles.length ? 'image files' : 'image batches (N, C, H, W)'} need the model: give --ckpt C.pth`);
   let model: import('../models/beit').Beit | undefined;
-  const samples: ScoredSample[] = [];
+  /** Scores per input file, in FILES order. */
+  const perFile = new Map<string, Float64Array>();
   try {
     if (needImages) {
       const { Beit, beitConfigNames } = await import('../models/beit');
@@ -167,12 +177,35 @@ export async function runScore(files: string[], opts: ScoreCliOptions, write: (s
       } catch (e) {
         throw new ScoreCliError(`${file}: ${(e as Error).message}`);
       }
-      scores.forEach((score, index) => samples.push({ file, index, score }));
+      perFile.set(file, scores);
+    }
+    if (imageFiles.length) {
+      // lib/data decodes (PIL convert('RGB') semantics) and applies the evaluation transform natively.
+      const [{ ImageFileDataset, createLoader }, { extractFeatures }] = await Promise.all([import('../data'), import('../ood/features/extract')]);
+      const unique = [...new Set(imageFiles)];
+      const ds = new ImageFileDataset({ name: 'score', root: process.cwd(), split: 'test', classes: ['?'], files: unique.map((f) => path.resolve(f)), targets: new Int32Array(unique.length), strict: true });
+      const loader = createLoader(ds, {
+        batchSize,
+        inputSize: model!.options.img_size,
+        train: false,
+        ...(cropPct !== undefined ? { cropPct } : {}),
+        ...(opts.imagenetDefaultMeanAndStd ? { imagenetDefaultMeanAndStd: true } : {}),
+      });
+      const set = await extractFeatures(model!, loader, { progress: false });
+      let scores: Float64Array;
+      try {
+        scores = await det.score({ features: { data: set.features, shape: [set.n, set.featureDim] }, logits: { data: set.logits, shape: [set.n, set.numClasses] } });
+      } catch (e) {
+        throw new ScoreCliError(`${unique.length} image file(s): ${(e as Error).message}`);
+      }
+      unique.forEach((f, i) => perFile.set(f, scores.subarray(i, i + 1)));
     }
   } finally {
     model?.dispose();
     det.dispose();
   }
+  const samples: ScoredSample[] = [];
+  for (const file of files) perFile.get(file)!.forEach((score, index) => samples.push({ file, index, score }));
   const result: ScoreResult = {
     detector: path.resolve(opts.detector),
     metric: det.name,
@@ -195,7 +228,7 @@ export function registerScore(program: Command): Command {
   return program
     .command('score')
     .description('score new samples with a saved OOD detector (.npz): image batches through a BEiT checkpoint, or precomputed features/logits')
-    .argument('<files...>', '.npy inputs: (N, C, H, W) transformed images (need --ckpt) or (N, D) features/logits')
+    .argument('<files...>', 'image files (need --ckpt), or .npy: (N, C, H, W) transformed images (need --ckpt) or (N, D) features/logits')
     .option('--detector <file>', 'fitted detector (.npz from mood eval-features --detector-out or mood ood-score --detector-out)')
     .option('--ckpt <file>', 'BEiT checkpoint for image batches (the one the detector was fitted with)')
     .option('--model <name>', 'named configuration (default: inferred from the checkpoint)')
@@ -203,6 +236,8 @@ export function registerScore(program: Command): Command {
     .option('--input-size <n>', 'model image side (default: from the checkpoint)')
     .option('--batch-size <n>', 'images per forward pass (default 32)')
     .option('--device <d>', 'cpu or cuda[:i]')
+    .option('--crop-pct <f>', 'evaluation crop fraction for image files (as at evaluation)')
+    .option('--imagenet-default-mean-and-std', 'ImageNet normalisation for image files (as at evaluation)')
     .option('--jsonl', 'JSON Lines: one {file, index, score, metric, orientation} per sample')
     .option('--out <file>', 'write the output here (atomic) instead of stdout')
     .action(async (files: string[], opts: ScoreCliOptions) => {

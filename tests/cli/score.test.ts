@@ -107,6 +107,41 @@ print(json.dumps(np.sum((te - mu) * (P.dot((te - mu).T)).T, axis=-1).tolist()))`
     a.samples.forEach((s, i) => expect(Math.abs(s.score - b.samples[i].score)).toBeLessThan(1e-4 * Math.max(1, Math.abs(s.score))));
   });
 
+  it('image files go through lib/data (decode + eval transform) and score like the same images in the dataset', async () => {
+    const det2 = path.join(dir, 'maha-libdata.npz');
+    const ev2 = await runEval(
+      'features',
+      { ckpt, model: 'beit_test_micro', nbClasses: '10', dataSet: 'fashion_mnist', dataPath: FASHION_DIR, classIdx: '0', inputSize: '16', metric: 'mahalanobis', batchSize: '1000', cacheDir: path.join(dir, 'cache'), resultsDir: path.join(dir, 'results'), quiet: true, detectorOut: det2 },
+      { out: () => undefined, err: () => undefined },
+    );
+    const test = readNpy(path.join(ev2.extraction[1].entry!, 'features.npy'));
+    const f5 = path.join(dir, 'f5.npy');
+    writeNpy(f5, ndarray('float32', [5, 16], (test.typed() as Float32Array).slice(0, 5 * 16)));
+    const pngDir = path.join(dir, 'png');
+    fs.mkdirSync(pngDir);
+    const mk = spawnSync(SYSTEM_PYTHON, ['-c', `
+import gzip, sys, numpy as np
+from PIL import Image
+raw = gzip.open(sys.argv[1] + '/t10k-images-idx3-ubyte.gz').read()
+x = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+for i in range(5): Image.fromarray(x[i], 'L').save(f"{sys.argv[2]}/t{i}.png")
+`, FASHION_DIR, pngDir], { encoding: 'utf8' });
+    expect(mk.status, mk.stderr).toBe(0);
+    const pngs = [4, 0, 2, 1, 3].map((i) => path.join(pngDir, `t${i}.png`));
+    const a = await runScore(pngs, { detector: det2, ckpt, model: 'beit_test_micro', nbClasses: '10', batchSize: '2' }, () => undefined);
+    const b = await runScore([f5], { detector: det2 }, () => undefined);
+    expect(a.samples.map((x) => [path.basename(x.file), x.index])).toEqual([4, 0, 2, 1, 3].map((i) => [`t${i}.png`, 0]));
+    a.samples.forEach((x, k) => {
+      const want = b.samples[[4, 0, 2, 1, 3][k]].score;
+      // Same pixels; batches of 2 vs 1000 change the float32 features in the last bits only.
+      expect(Math.abs(x.score - want)).toBeLessThan(1e-4 * Math.max(1, Math.abs(want)));
+    });
+    await expect(runScore(pngs, { detector: det2 })).rejects.toThrow('image files need the model: give --ckpt C.pth');
+    const txt = path.join(dir, 'notes.txt');
+    fs.writeFileSync(txt, 'x');
+    await expect(runScore([txt], { detector: det2 })).rejects.toThrow(/notes\.txt: expected an image \(\.jpg, .*\) or a \.npy array/);
+  });
+
   it('--jsonl and --out (atomic file)', async () => {
     const out = path.join(dir, 'scores.jsonl');
     expect(await cli(['--detector', det, '--jsonl', '--out', out, featFile])).toBe('');
