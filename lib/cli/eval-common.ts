@@ -271,7 +271,26 @@ export async function loadEvalModel(opts: EvalCliOptions, numClasses: number | u
 
 // ---- output ----------------------------------------------------------------------------------------
 
-const pct = (x: number): string => (100 * x).toFixed(2);
+/**
+ * Python's '{:.2f}'.format(x): correctly rounded, exact binary ties to even. JS toFixed rounds exact
+ * ties up (0.125 -> '0.13', Python '0.12'), which would change the reference's lines in rare cases.
+ */
+export function pyFixed2(x: number): string {
+  if (!Number.isFinite(x)) return x > 0 ? 'inf' : x < 0 ? '-inf' : 'nan';
+  const js = x.toFixed(2);
+  // toFixed(100) is the exact decimal expansion for |x| < 1e21 at this scale; a tie is '...d5000...'.
+  const exact = Math.abs(x).toFixed(100);
+  const dot = exact.indexOf('.');
+  const rest = exact.slice(dot + 3);
+  if (!/^50*$/.test(rest)) return js;
+  const lastDigit = Number(exact[dot + 2]);
+  if (lastDigit % 2 === 1) return js; // toFixed rounded up to an even digit already
+  // Round down: truncate to two decimals.
+  const down = exact.slice(0, dot + 3);
+  return (x < 0 && Number(down) !== 0 ? '-' : '') + down;
+}
+
+const pct = (x: number): string => pyFixed2(100 * x);
 
 /** The reference's logger lines for one metric. */
 export function referenceLines(kind: EvalKind, refMetric: string, dataSet: string, r: OodMetricResult, aupr: 'aupr_in' | 'aupr_out'): string[] {

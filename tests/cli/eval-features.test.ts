@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Command } from 'commander';
 import { normalizeFlags } from '../../lib/cli/argv';
-import { runEval, type DataProvider, type EvalJson } from '../../lib/cli/eval-common';
+import { pyFixed2, runEval, type DataProvider, type EvalJson } from '../../lib/cli/eval-common';
 import { registerEvalFeatures } from '../../lib/cli/eval-features';
 import { registerEvalLogits } from '../../lib/cli/eval-logits';
 import { SYSTEM_PYTHON } from '../helpers/fixtures';
@@ -244,4 +244,16 @@ describe.skipIf(!haveFashionMnist())('mood eval-features / eval-logits', () => {
     await expect(cli('eval-features', [...base().map((x) => (x === ckpt ? missing : x)), '--ood_dataset', 'noise'], new TestData())).rejects.toThrow(`--ckpt ${missing}: no such file`);
     await expect(run('eval-features', ['--ood_dataset', 'noise', '--data_path', path.join(dir, 'nowhere')])).rejects.toThrow(/--data_path .*nowhere: no such directory/);
   });
+});
+
+it('result numbers are formatted like Python\'s {:.2f} (exact ties to even), checked against python3', () => {
+  const values: number[] = [0.125, 0.375, 0.625, 0.875, -0.125, 2.675, 1.005, 0, 100, 99.995, 12.345, 0.005, 0.015];
+  for (let n = 1; n <= 400; n += 7) for (let k = 0; k <= n; k += Math.max(1, Math.floor(n / 13))) values.push((100 * k) / n, 100 * (k / n));
+  for (let i = 0; i < 200; i++) values.push(Math.round(Math.random() * 1e5) / 1e3 + 0.0005 * (i % 3));
+  const r = spawnSync(SYSTEM_PYTHON, ['-c', 'import json,sys; print(json.dumps(["{:.2f}".format(x) for x in json.loads(sys.stdin.read())]))'], { input: JSON.stringify(values), encoding: 'utf8' });
+  expect(r.status, r.stderr).toBe(0);
+  const want = JSON.parse(r.stdout) as string[];
+  expect(values.map(pyFixed2)).toEqual(want);
+  expect(pyFixed2(0.125)).toBe('0.12');
+  expect((0.125).toFixed(2)).toBe('0.13'); // why pyFixed2 exists
 });
