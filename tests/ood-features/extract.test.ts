@@ -78,6 +78,15 @@ describe.skipIf(!haveFashionMnist())('feature extraction (Fashion-MNIST at /usr/
     const d = await extractCached(model, new MemoryLoader(sub, 50), { train: false, inputSize: 16 }, cache, { progress: false });
     expect(d.record.cache).toBe('miss');
     expect(d.record.entry).not.toBe(a.record.entry);
+    // An unwritable cache directory (here: a file) costs a warning, not the extraction.
+    const blocker = path.join(dir, 'not-a-dir');
+    fs.writeFileSync(blocker, 'x');
+    const warnings: string[] = [];
+    const w = await extractCached(model, new MemoryLoader(ds, 50), { train: false, inputSize: 16 }, { dir: blocker }, { progress: false, warn: (m) => warnings.push(m) });
+    expect(w.record.cache).toBe('miss');
+    expect(w.record.entry).toBeUndefined();
+    expect(w.set.n).toBe(200);
+    expect(warnings[0]).toMatch(/feature cache: could not write an entry under .*not-a-dir .*continuing without caching fashion_mnist\/test/);
     // Disabled cache: neither read nor written.
     const l4 = new MemoryLoader(ds, 50);
     const e = await extractCached(model, l4, { train: false, inputSize: 16 }, { ...cache, enabled: false }, { progress: false });

@@ -228,7 +228,14 @@ export async function extractCached(
   }
   const { forwardBatches, ...set } = await extractFeatures(model, loader, opts);
   let entry: string | undefined;
-  if (on) entry = writeEntry(cache!.dir, parts!, set);
+  if (on) {
+    // The features are already in hand: a cache that cannot be written costs a warning, not the run.
+    try {
+      entry = writeEntry(cache!.dir, parts!, set);
+    } catch (e) {
+      opts.warn?.(`feature cache: could not write an entry under ${cache!.dir} (${(e as Error).message}); continuing without caching ${what}`);
+    }
+  }
   return { set, record: { what, cache: on ? 'miss' : 'off', entry, forwardBatches, rows: set.n, seconds: (Date.now() - t0) / 1000 } };
 }
 
