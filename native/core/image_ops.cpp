@@ -133,16 +133,20 @@ void pil_resize_bicubic(const Planar& in, int out_h, int out_w, Planar& out) {
       std::memcpy(dst, mid, static_cast<size_t>(out_h) * out_w);
       continue;
     }
+    // Row-wise accumulation (contiguous, vectorisable); same integer sums as Pillow's per-pixel loop.
+    std::vector<int32_t> acc(mid_w);
     for (int yy = 0; yy < out_h; ++yy) {
       const int32_t* k = &cv.k[static_cast<size_t>(yy) * cv.ksize];
       const int y0 = cv.start[yy] - row0, n = cv.count[yy];
       uint8_t* o = dst + static_cast<size_t>(yy) * out_w;
-      for (int xx = 0; xx < mid_w; ++xx) {
-        int32_t acc = 1 << (kPrecisionBits - 1);
-        const uint8_t* s = mid + static_cast<size_t>(y0) * mid_w + xx;
-        for (int y = 0; y < n; ++y) acc += s[static_cast<size_t>(y) * mid_w] * k[y];
-        o[xx] = clip8(acc);
+      std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+      for (int y = 0; y < n; ++y) {
+        const uint8_t* s = mid + static_cast<size_t>(y0 + y) * mid_w;
+        const int32_t ky = k[y];
+        int32_t* a = acc.data();
+        for (int xx = 0; xx < mid_w; ++xx) a[xx] += s[xx] * ky;
       }
+      for (int xx = 0; xx < mid_w; ++xx) o[xx] = clip8(acc[xx]);
     }
   }
 }

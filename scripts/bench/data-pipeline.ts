@@ -1,0 +1,99 @@
+/**
+ * Data pipeline benchmark: images/s of the evaluation (bicubic resize 256 + center crop 224) and
+ * training (RandomResizedCrop 224 + flip + normalise + pixel random erasing 0.25) pipelines on the same
+ * generated JPEG set (500x375, quality 90), ours (native decode + transform on `workers` threads,
+ * prefetch 2) vs torchvision DataLoader + PIL with the same number of worker processes
+ * (scripts/bench/data-pipeline.py, OMP_WAIT_POLICY=PASSIVE), in one run. Best of `rounds` each.
+ * Prints one JSON object with the ratios. RandAugment is not in either train pipeline yet.
+ *
+ *   npx ts-node --transpile-only scripts/bench/data-pipeline.ts [--images 400] [--workers 2] [--batch 32] [--rounds 3]
+ *
+ * Target (issue 5): >= 2x torchvision for eval and train at equal workers.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const PYTHON = process.env.MOOD_TEST_PYTHON ?? '/usr/bin/python3';
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+}
+
+async function main(): Promise<void> {
+  const images = arg('images', 400);
+  const workers = arg('workers', 2);
+  const batch = arg('batch', 32);
+  const rounds = arg('rounds', 3);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-bench-data-'));
+  const cleanup = (): void => fs.rmSync(dir, { recursive: true, force: true });
+  process.on('SIGINT', () => (cleanup(), process.exit(130)));
+  try {
+    // Photo-like content (smooth shading + texture + edges) so JPEG sizes are realistic.
+    execFileSync(PYTHON, ['-c', `
+import numpy as np, os, sys
+from PIL import Image
+root, n = sys.argv[1], int(sys.argv[2])
+rs = np.random.RandomState(0)
+y, x = np.mgrid[0:375, 0:500].astype(np.float32)
+for i in range(n):
+    d = os.path.join(root, 'c%d' % (i % 10)); os.makedirs(d, exist_ok=True)
+    f = rs.uniform(10, 60, 3)
+    img = np.stack([128 + 90 * np.sin(x / f[c] + i) * np.cos(y / f[(c + 1) % 3] - c) for c in range(3)], -1) + rs.normal(0, 10, (375, 500, 3))
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(os.path.join(d, '%05d.jpg' % i), quality=90)
+`, dir, String(images)]);
+    const { buildDataset, createLoader } = await import('../../lib/data');
+    const ds = await buildDataset({ dataSet: 'image_folder', dataPath: dir, train: true });
+    const ours: Record<string, number> = {};
+    for (const train of [false, true]) {
+      const loader = createLoader(ds, { batchSize: batch, inputSize: 224, train, workers, prefetch: 2, seed: 1 });
+      let best = 0;
+      for (let r = 0; r <= rounds; r++) {
+        loader.setEpoch(r);
+        const t0 = process.hrtime.bigint();
+        let n = 0;
+        for await (const b of loader) {
+          n += b.indices.length;
+          b.images.dispose();
+        }
+        const rate = n / (Number(process.hrtime.bigint() - t0) / 1e9);
+        if (r > 0) best = Math.max(best, rate); // round 0 warms caches like the Python side
+      }
+      ours[train ? 'train' : 'eval'] = best;
+    }
+    const py = JSON.parse(
+      execFileSync(PYTHON, [path.join(__dirname, 'data-pipeline.py'), dir, String(workers), String(batch), String(rounds)], {
+        encoding: 'utf8',
+        env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', OMP_NUM_THREADS: '1' },
+      }),
+    ) as Record<string, number>;
+    const r2 = (v: number): number => Math.round(v * 100) / 100;
+    console.log(
+      JSON.stringify(
+        {
+          bench: 'data-pipeline',
+          images,
+          image_size: '500x375 JPEG q90',
+          workers,
+          batch,
+          rounds,
+          ours_img_per_s: { eval: r2(ours.eval), train: r2(ours.train) },
+          torchvision_img_per_s: { eval: r2(py.eval), train: r2(py.train) },
+          ratio: { eval: r2(ours.eval / py.eval), train: r2(ours.train / py.train) },
+          note: 'train = RandomResizedCrop + flip + normalise + erasing (no RandAugment on either side)',
+        },
+        null,
+        2,
+      ),
+    );
+  } finally {
+    cleanup();
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
