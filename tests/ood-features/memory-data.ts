@@ -129,9 +129,9 @@ export class MemoryLoader implements DataLoader {
   }
 }
 
-/** A random micro BEiT (16x16 input) saved as `{'model': state_dict}`; `seed` perturbs the weights. */
-export async function writeMicroCheckpoint(file: string, numClasses = 10, seed = 0): Promise<void> {
-  const model = createModel('beit_test_micro', { num_classes: numClasses });
+/** A random micro BEiT (16x16 input unless imgSize) saved as `{'model': state_dict}`; `seed` perturbs the weights. */
+export async function writeMicroCheckpoint(file: string, numClasses = 10, seed = 0, imgSize = 16): Promise<void> {
+  const model = createModel('beit_test_micro', { num_classes: numClasses, img_size: imgSize });
   try {
     const sd = model.stateDict();
     const out = new Map<string, Tensor>();
