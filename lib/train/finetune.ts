@@ -306,10 +306,8 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
         if (!file) throw new FinetuneOptionsError(`--eval: no checkpoint-*.pth in ${o.outputDir}`);
         await loadTrainCheckpoint(file, model);
       }
-      const train = createLoader(trainSet, { ...common, batchSize, train: true, shuffle: true, dropLast: true, seed: o.seed ?? d.seed });
-      loaders.push(train);
-      const t = new Trainer({ model, train, epochs: 1, optimizer: { lr: o.lr ?? d.lr, weightDecay: o.weightDecay ?? d.weightDecay } });
-      const evaluation = await t.evaluate(val);
+      const { evaluateModel } = await import('./trainer');
+      const evaluation = await evaluateModel(model, val);
       return { history: [], losses: [], evaluation, startEpoch: 0 };
     }
     const train = createLoader(trainSet, {

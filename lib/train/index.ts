@@ -2,7 +2,7 @@
  * Fine-tuning: the reference recipe (run_class_finetuning.py) as a TypeScript API over one native
  * call per micro-step. See docs/finetune.md.
  */
-export { Trainer, TrainingDivergedError, scoreBatch, stepSeed } from './trainer';
+export { Trainer, TrainingDivergedError, evaluateModel, scoreBatch, stepSeed } from './trainer';
 export type { TrainerOptions, StepEvent, EvalStats, EpochLog, FitResult } from './trainer';
 export { FinetuneOptimizer } from './optimizer';
 export type { OptimizerOptions, StepOutput } from './optimizer';

@@ -283,45 +283,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     };
   }
 
-  /**
-   * The reference's evaluate(): eval mode, cross-entropy per batch (loss = mean of batch losses),
-   * acc@1 / acc@5 in percent weighted by batch size (top-k capped at the class count, as timm).
-   */
+  /** The reference's evaluate() on `loader` (see evaluateModel). */
   async evaluate(loader: DataLoader): Promise<EvalStats> {
-    const model = this.options.model;
-    const wasTraining = model.training;
-    model.eval();
-    let lossSum = 0;
-    let batches = 0;
-    let c1 = 0;
-    let c5 = 0;
-    let n = 0;
-    try {
-      for await (const batch of loader) {
-        try {
-          const logits = model.forward(batch.images);
-          let z: Float32Array | Float64Array;
-          let k: number;
-          try {
-            z = (await logits.data()) as Float32Array | Float64Array;
-            k = logits.shape[1];
-          } finally {
-            logits.dispose();
-          }
-          const s = scoreBatch(z, k, batch.targets);
-          lossSum += s.loss;
-          batches++;
-          c1 += s.top1;
-          c5 += s.top5;
-          n += batch.targets.length;
-        } finally {
-          disposeBatch(batch);
-        }
-      }
-    } finally {
-      model.train(wasTraining);
-    }
-    return { acc1: n ? (100 * c1) / n : NaN, acc5: n ? (100 * c5) / n : NaN, loss: batches ? lossSum / batches : NaN, n };
+    return evaluateModel(this.options.model, loader);
   }
 
   get optimizerInstance(): FinetuneOptimizer | null {
@@ -332,6 +296,46 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.optimizer?.dispose();
     this.optimizer = null;
   }
+}
+
+/**
+ * The reference's evaluate(): eval mode, cross-entropy per batch (loss = mean of batch losses),
+ * acc@1 / acc@5 in percent weighted by batch size (top-k capped at the class count, as timm).
+ */
+export async function evaluateModel(model: Beit, loader: DataLoader): Promise<EvalStats> {
+  const wasTraining = model.training;
+  model.eval();
+  let lossSum = 0;
+  let batches = 0;
+  let c1 = 0;
+  let c5 = 0;
+  let n = 0;
+  try {
+    for await (const batch of loader) {
+      try {
+        const logits = model.forward(batch.images);
+        let z: Float32Array | Float64Array;
+        let k: number;
+        try {
+          z = (await logits.data()) as Float32Array | Float64Array;
+          k = logits.shape[1];
+        } finally {
+          logits.dispose();
+        }
+        const s = scoreBatch(z, k, batch.targets);
+        lossSum += s.loss;
+        batches++;
+        c1 += s.top1;
+        c5 += s.top5;
+        n += batch.targets.length;
+      } finally {
+        disposeBatch(batch);
+      }
+    }
+  } finally {
+    model.train(wasTraining);
+  }
+  return { acc1: n ? (100 * c1) / n : NaN, acc5: n ? (100 * c5) / n : NaN, loss: batches ? lossSum / batches : NaN, n };
 }
 
 /** Mean cross-entropy, top-1 and top-min(5, K) hits of one batch of logits (row-major [B, K]). */
