@@ -92,18 +92,18 @@ export class ProcessGroup {
 
   /** A new tensor: the element-wise reduction over ranks (avg needs floating point). */
   allReduce(t: Tensor, op: ReduceOp = 'sum'): Tensor {
-    return Tensor.fromNativeHandle(this.live('allReduce').allReduce(t.nativeHandle('allReduce'), op), t.device);
+    return Tensor.fromNativeHandle(this.live('allReduce').allReduce(t.nativeHandle('allReduce'), op, t.device), t.device);
   }
 
   /** A new tensor holding rank `src`'s value on every rank (all ranks pass the same shape/dtype). */
   broadcast(t: Tensor, src = 0): Tensor {
-    return Tensor.fromNativeHandle(this.live('broadcast').broadcast(t.nativeHandle('broadcast'), src), t.device);
+    return Tensor.fromNativeHandle(this.live('broadcast').broadcast(t.nativeHandle('broadcast'), src, t.device), t.device);
   }
 
   /** Every rank's tensor, in rank order; dim 0 may differ between ranks. */
   allGather(t: Tensor): Tensor[] {
     const device: Device = t.device;
-    return this.live('allGather').allGather(t.nativeHandle('allGather')).map((h) => Tensor.fromNativeHandle(h, device));
+    return this.live('allGather').allGather(t.nativeHandle('allGather'), device).map((h) => Tensor.fromNativeHandle(h, device));
   }
 
   /**
@@ -112,7 +112,7 @@ export class ProcessGroup {
    * dataset order, padding dropped.
    */
   allGatherOrdered(t: Tensor, total: number): Tensor {
-    return Tensor.fromNativeHandle(this.live('allGatherOrdered').allGatherOrdered(t.nativeHandle('allGatherOrdered'), total), t.device);
+    return Tensor.fromNativeHandle(this.live('allGatherOrdered').allGatherOrdered(t.nativeHandle('allGatherOrdered'), total, t.device), t.device);
   }
 
   /**
@@ -121,7 +121,7 @@ export class ProcessGroup {
    */
   async broadcastInPlace(tensors: readonly Tensor[], src = 0): Promise<void> {
     const pg = this.live('broadcastInPlace');
-    const h = pg.broadcastInPlace(tensors.map((t, i) => t.nativeHandle(`broadcastInPlace: tensor ${i}`)), src);
+    const h = pg.broadcastInPlace(tensors.map((t, i) => t.nativeHandle(`broadcastInPlace: tensor ${i}`)), src, tensors[0]?.device);
     try {
       await h.whenReady();
     } finally {

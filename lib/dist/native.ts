@@ -22,11 +22,12 @@ export interface NativeGradSyncStats {
 export interface NativeProcessGroupInstance {
   rank(): number;
   worldSize(): number;
-  allReduce(t: NativeTensorHandle, op: string): NativeTensorHandle;
-  broadcast(t: NativeTensorHandle, src: number): NativeTensorHandle;
-  allGather(t: NativeTensorHandle): NativeTensorHandle[];
-  allGatherOrdered(t: NativeTensorHandle, total: number): NativeTensorHandle;
-  broadcastInPlace(ts: NativeTensorHandle[], src: number): NativeTensorHandle;
+  // `device`: where the (possibly still pending) input lives, so the right executor runs the collective.
+  allReduce(t: NativeTensorHandle, op: string, device?: string): NativeTensorHandle;
+  broadcast(t: NativeTensorHandle, src: number, device?: string): NativeTensorHandle;
+  allGather(t: NativeTensorHandle, device?: string): NativeTensorHandle[];
+  allGatherOrdered(t: NativeTensorHandle, total: number, device?: string): NativeTensorHandle;
+  broadcastInPlace(ts: NativeTensorHandle[], src: number, device?: string): NativeTensorHandle;
   barrier(): NativeTensorHandle;
   createGradientSync(opts: { bucketBytes?: number; overlap?: boolean }): number;
   gradientSyncStats(id: number): NativeGradSyncStats;

@@ -6,6 +6,7 @@
 
 #include "addon/tensor_wrap.h"
 #include "core/executor.h"
+#include "core/runtime.h"
 
 namespace mood_addon {
 
@@ -55,10 +56,17 @@ mood::ScheduleOptions sched(const char* op, const c10::Device& d, size_t outputs
   return so;
 }
 
-// The device whose executor runs a collective: the input's, known once it is ready; pending inputs
-// are produced on the CPU executor unless the group is NCCL.
-c10::Device device_of(const mood::PendingPtr& p, const dist::Group& g) {
+// The device whose executor runs a collective: the input's, known once it is ready, else the one
+// the JS Tensor says it lives on (a string argument), else the group's default device.
+c10::Device device_of(const mood::PendingPtr& p, const dist::Group& g, const Napi::Value& hint) {
   if (p->done() && p->ok()) return p->value().device();
+  if (hint.IsString()) {
+    try {
+      return mood::parse_device(hint.As<Napi::String>().Utf8Value());
+    } catch (const std::exception& e) {
+      throw Napi::TypeError::New(hint.Env(), e.what());
+    }
+  }
   return g.options().backend == "nccl" ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
 }
 
@@ -165,7 +173,7 @@ Napi::Value DistWrap::AllReduce(const Napi::CallbackInfo& info) {
   } catch (const std::exception& e) {
     throw Napi::TypeError::New(env, std::string("allReduce: ") + e.what());
   }
-  auto out = mood::schedule(sched("dist.allReduce", device_of(in, *g)), {in},
+  auto out = mood::schedule(sched("dist.allReduce", device_of(in, *g, info[2])), {in},
                             [g, op](const std::vector<at::Tensor>& v) { return std::vector<at::Tensor>{g->all_reduce(v[0], op)}; });
   return TensorWrap::Wrap(env, out[0]);
 }
@@ -179,7 +187,7 @@ Napi::Value DistWrap::Broadcast(const Napi::CallbackInfo& info) {
   if (std::floor(s) != s || s < 0 || s >= g->world_size())
     throw Napi::RangeError::New(env, "broadcast: src must be a rank in 0.." + std::to_string(g->world_size() - 1));
   const int root = static_cast<int>(s);
-  auto out = mood::schedule(sched("dist.broadcast", device_of(in, *g)), {in},
+  auto out = mood::schedule(sched("dist.broadcast", device_of(in, *g, info[2])), {in},
                             [g, root](const std::vector<at::Tensor>& v) { return std::vector<at::Tensor>{g->broadcast(v[0], root)}; });
   return TensorWrap::Wrap(env, out[0]);
 }
@@ -189,7 +197,7 @@ Napi::Value DistWrap::AllGather(const Napi::CallbackInfo& info) {
   auto g = group(env);
   mood::PendingPtr in = TensorWrap::PendingOf(env, info[0], "allGather: input");
   const size_t n = static_cast<size_t>(g->world_size());
-  auto out = mood::schedule(sched("dist.allGather", device_of(in, *g), n), {in},
+  auto out = mood::schedule(sched("dist.allGather", device_of(in, *g, info[1]), n), {in},
                             [g](const std::vector<at::Tensor>& v) { return g->all_gather(v[0]); });
   Napi::Array a = Napi::Array::New(env, n);
   for (uint32_t i = 0; i < n; ++i) a.Set(i, TensorWrap::Wrap(env, out[i]));
@@ -203,7 +211,7 @@ Napi::Value DistWrap::AllGatherOrdered(const Napi::CallbackInfo& info) {
   const double t = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
   if (std::floor(t) != t || t < 0) throw Napi::TypeError::New(env, "allGatherOrdered: total must be a non-negative integer (the dataset length)");
   const int64_t total = static_cast<int64_t>(t);
-  auto out = mood::schedule(sched("dist.allGatherOrdered", device_of(in, *g)), {in}, [g, total](const std::vector<at::Tensor>& v) {
+  auto out = mood::schedule(sched("dist.allGatherOrdered", device_of(in, *g, info[2])), {in}, [g, total](const std::vector<at::Tensor>& v) {
     return std::vector<at::Tensor>{dist::all_gather_interleaved(*g, v[0], total)};
   });
   return TensorWrap::Wrap(env, out[0]);
@@ -222,7 +230,7 @@ Napi::Value DistWrap::BroadcastInPlace(const Napi::CallbackInfo& info) {
   if (std::floor(s) != s || s < 0 || s >= g->world_size())
     throw Napi::RangeError::New(env, "broadcastInPlace: src must be a rank in 0.." + std::to_string(g->world_size() - 1));
   const int root = static_cast<int>(s);
-  const c10::Device d = ins.empty() ? c10::Device(c10::kCPU) : device_of(ins[0], *g);
+  const c10::Device d = ins.empty() ? c10::Device(c10::kCPU) : device_of(ins[0], *g, info[2]);
   auto out = mood::schedule(sched("dist.broadcastInPlace", d), std::move(ins), [g, root](const std::vector<at::Tensor>& v) {
     std::vector<at::Tensor> ts(v);
     g->broadcast_inplace(ts, root);

@@ -21,11 +21,12 @@ class DistWrap : public Napi::ObjectWrap<DistWrap> {
 
   Napi::Value Rank(const Napi::CallbackInfo& info);
   Napi::Value WorldSize(const Napi::CallbackInfo& info);
-  Napi::Value AllReduce(const Napi::CallbackInfo& info);         // (tensor, op) -> tensor
-  Napi::Value Broadcast(const Napi::CallbackInfo& info);         // (tensor, src) -> tensor
-  Napi::Value AllGather(const Napi::CallbackInfo& info);         // (tensor) -> tensor[] (one per rank)
-  Napi::Value AllGatherOrdered(const Napi::CallbackInfo& info);  // (tensor, total) -> tensor
-  Napi::Value BroadcastInPlace(const Napi::CallbackInfo& info);  // (tensors[], src) -> scalar tensor when done
+  // The trailing `device` argument ('cpu', 'cuda:1') picks the executor while the input is pending.
+  Napi::Value AllReduce(const Napi::CallbackInfo& info);         // (tensor, op, device?) -> tensor
+  Napi::Value Broadcast(const Napi::CallbackInfo& info);         // (tensor, src, device?) -> tensor
+  Napi::Value AllGather(const Napi::CallbackInfo& info);         // (tensor, device?) -> tensor[] (one per rank)
+  Napi::Value AllGatherOrdered(const Napi::CallbackInfo& info);  // (tensor, total, device?) -> tensor
+  Napi::Value BroadcastInPlace(const Napi::CallbackInfo& info);  // (tensors[], src, device?) -> scalar tensor when done
   Napi::Value Barrier(const Napi::CallbackInfo& info);           // () -> scalar tensor (await ready())
   Napi::Value CreateGradientSync(const Napi::CallbackInfo& info);  // ({bucketBytes, overlap}) -> id
   Napi::Value GradientSyncStats(const Napi::CallbackInfo& info);   // (id) -> stats
