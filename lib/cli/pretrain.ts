@@ -51,7 +51,7 @@ export function registerPretrain(program: Command): Command {
     .option('--start-epoch <n>', 'first epoch (without a checkpoint)', '0')
     .option('--num-workers <n>', 'native data threads')
     .option('--device <dev>', 'cpu | cuda | cuda:N', 'cpu')
-    .option('--max-steps <n>', 'stop after n optimisation steps in total (time budget), checkpointing there')
+    .option('--max-steps <n>', 'stop after n optimisation steps in this run (a time budget), checkpointing there')
     .option('--quiet', 'no progress output')
     .action(async (flags: RawPretrainFlags) => {
       const { parsePretrainFlags } = await import('../pretrain/options');

@@ -55,7 +55,7 @@ export interface PretrainOptions {
   startEpoch: number;
   numWorkers?: number;
   device: string;
-  /** Stop after this many optimisation steps in total (a time budget for demos); 0 = no limit. */
+  /** Stop after this many optimisation steps in this run (a time budget for demos); 0 = no limit. */
   maxSteps?: number;
   quiet?: boolean;
 }
