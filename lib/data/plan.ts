@@ -4,6 +4,7 @@
  * native/core/data_ops.h (PlanCol).
  */
 import { KeyedRng, pyRound } from './rng';
+import { drawRandAugment, parseRandAugment, RandAugmentSpec } from './randaugment';
 
 export const PLAN = {
   cropY: 0,
@@ -19,7 +20,11 @@ export const PLAN = {
   rrcRatioMin: 10,
   rrcRatioMax: 11,
   rrcUniforms: 12,
-  cols: 52,
+  /** RandAugment: number of ops, then (op id or -1 when skipped, level argument) pairs. */
+  raCount: 52,
+  raOps: 53,
+  raMaxOps: 4,
+  cols: 61,
 } as const;
 
 export type Geometry = 'eval_small' | 'eval_resize' | 'train_crop' | 'train_rrc';
@@ -40,6 +45,8 @@ export interface TransformSpec {
   reprob: number;
   scale: readonly [number, number];
   ratio: readonly [number, number];
+  /** RandAugment (training), e.g. timm's rand-m9-mstd0.5-inc1. */
+  randAugment?: RandAugmentSpec;
 }
 
 export interface TransformOptions {
@@ -58,6 +65,8 @@ export interface TransformOptions {
   /** RandomResizedCrop scale and ratio ranges (training, inputSize > 32). */
   scale?: readonly [number, number];
   ratio?: readonly [number, number];
+  /** timm auto-augment string; only RandAugment ('rand-m9-mstd0.5-inc1', the BEiT/MOOD default) is supported. */
+  autoAugment?: string;
 }
 
 /** The reference's build_transform decisions for these options. */
@@ -86,6 +95,7 @@ export function transformSpec(o: TransformOptions): TransformSpec {
     reprob,
     scale: o.scale ?? [0.08, 1.0],
     ratio: o.ratio ?? [3 / 4, 4 / 3],
+    randAugment: o.train && o.autoAugment ? parseRandAugment(o.autoAugment) : undefined,
   };
 }
 
@@ -102,6 +112,10 @@ export function nativeAttrs(spec: TransformSpec, workers: number): Record<string
     std0: spec.std[0],
     std1: spec.std[1],
     std2: spec.std[2],
+    // timm's RandAugment fill colour: round(255 * mean) per channel.
+    fill0: Math.min(255, pyRound(255 * spec.mean[0])),
+    fill1: Math.min(255, pyRound(255 * spec.mean[1])),
+    fill2: Math.min(255, pyRound(255 * spec.mean[2])),
     workers,
   };
 }
@@ -130,6 +144,7 @@ export function drawSamplePlan(spec: TransformSpec, seed: number, epoch: number,
     for (let k = 0; k < 40; k++) row[PLAN.rrcUniforms + k] = rng.random();
   }
   row[PLAN.flip] = rng.random() < spec.hflip ? 1 : 0;
+  if (spec.randAugment) drawRandAugment(spec.randAugment, rng, row);
   if (spec.reprob > 0 && rng.random() < spec.reprob) {
     const area = S * S;
     const logLo = Math.log(0.3);

@@ -65,6 +65,8 @@ export interface LoaderOptions {
   reprob?: number;
   /** Horizontal flip probability in training (default 0.5). */
   hflip?: number;
+  /** timm auto-augment for training, e.g. 'rand-m9-mstd0.5-inc1' (the reference's default); off when unset. */
+  autoAugment?: string;
   /** Batch mixup/cutmix (training); produces Batch.softTargets. */
   mixup?: MixupOptions;
   /** Show a progress bar/log lines over the epoch with this label. */

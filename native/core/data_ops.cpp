@@ -71,6 +71,246 @@ void rrc_box(int img_h, int img_w, const double* plan, int box[4]) {
   box[0] = (img_h - h) / 2, box[1] = (img_w - w) / 2, box[2] = h, box[3] = w;
 }
 
+
+// ---- RandAugment (PIL semantics) --------------------------------------------
+
+namespace {
+
+void lut_apply(img::Planar& im, const uint8_t lut[3][256]) {
+  const size_t n = static_cast<size_t>(im.h) * im.w;
+  for (int c = 0; c < 3; ++c) {
+    uint8_t* p = im.plane(c);
+    for (size_t i = 0; i < n; ++i) p[i] = lut[c][p[i]];
+  }
+}
+
+// Image.blend(degenerate, im, alpha): float arithmetic, truncation (clamped outside [0, 1]).
+void blend(const img::Planar& deg, img::Planar& im, double factor) {
+  const float alpha = static_cast<float>(factor);
+  if (alpha == 1.0f) return;
+  const size_t n = im.px.size();
+  uint8_t* o = im.px.data();
+  const uint8_t* d = deg.px.data();
+  if (alpha == 0.0f) {
+    std::memcpy(o, d, n);
+    return;
+  }
+  const bool inside = alpha >= 0 && alpha <= 1.0f;
+  for (size_t i = 0; i < n; ++i) {
+    float t = static_cast<float>(static_cast<int>(d[i])) + alpha * static_cast<float>(static_cast<int>(o[i]) - static_cast<int>(d[i]));
+    if (inside) o[i] = static_cast<uint8_t>(t);
+    else o[i] = t <= 0.0f ? 0 : t >= 255.0f ? 255 : static_cast<uint8_t>(t);
+  }
+}
+
+// PIL convert('L'): ITU-R 601-2 luma in 16-bit fixed point.
+inline uint8_t luma(uint8_t r, uint8_t g, uint8_t b) { return static_cast<uint8_t>((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16); }
+
+inline int pil_floor(double v) { return v < 0.0 ? static_cast<int>(std::floor(v)) : static_cast<int>(v); }
+
+// Image.transform(size, AFFINE, a, BICUBIC) with the fill colour: Geometry.c's generic transform.
+void affine_bicubic(img::Planar& im, const double a[6], const uint8_t fill[3]) {
+  const int W = im.w, H = im.h;
+  img::Planar out = im;
+  auto xclip = [W](int x) { return x < 0 ? 0 : x >= W ? W - 1 : x; };
+  auto yclip = [H](int y) { return y < 0 ? 0 : y >= H ? H - 1 : y; };
+  auto cubic = [](double v1, double v2, double v3, double v4, double d) {
+    double p1 = v2, p2 = -v1 + v3, p3 = 2 * (v1 - v2) + v3 - v4, p4 = -v1 + v2 - v3 + v4;
+    return p1 + d * (p2 + d * (p3 + d * p4));
+  };
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x) {
+      const double xo = x + 0.5, yo = y + 0.5;
+      double xin = a[0] * xo + a[1] * yo + a[2];
+      double yin = a[3] * xo + a[4] * yo + a[5];
+      const size_t o = static_cast<size_t>(y) * W + x;
+      if (xin < 0.0 || xin >= W || yin < 0.0 || yin >= H) {
+        for (int c = 0; c < 3; ++c) out.plane(c)[o] = fill[c];
+        continue;
+      }
+      xin -= 0.5;
+      yin -= 0.5;
+      int ix = pil_floor(xin), iy = pil_floor(yin);
+      const double dx = xin - ix, dy = yin - iy;
+      ix--;
+      iy--;
+      const int x0 = xclip(ix), x1 = xclip(ix + 1), x2 = xclip(ix + 2), x3 = xclip(ix + 3);
+      for (int c = 0; c < 3; ++c) {
+        const uint8_t* P = im.plane(c);
+        auto row = [&](int yy) {
+          const uint8_t* r = P + static_cast<size_t>(yy) * W;
+          return cubic(r[x0], r[x1], r[x2], r[x3], dx);
+        };
+        double v1 = row(yclip(iy));
+        double v2 = (iy + 1 >= 0 && iy + 1 < H) ? row(iy + 1) : v1;
+        double v3 = (iy + 2 >= 0 && iy + 2 < H) ? row(iy + 2) : v2;
+        double v4 = (iy + 3 >= 0 && iy + 3 < H) ? row(iy + 3) : v3;
+        double v = cubic(v1, v2, v3, v4, dy);
+        out.plane(c)[o] = v <= 0.0 ? 0 : v >= 255.0 ? 255 : static_cast<uint8_t>(v);
+      }
+    }
+  im = std::move(out);
+}
+
+// Python's round(x, 15), as Image.rotate rounds its matrix.
+inline double round15(double x) { return std::nearbyint(x * 1e15) / 1e15; }
+
+}  // namespace
+
+void rand_augment_op(img::Planar& im, int op, double arg, const uint8_t fill[3]) {
+  if (im.c != 3) throw std::invalid_argument("rand_augment_op: expects an RGB image");
+  const size_t n = static_cast<size_t>(im.h) * im.w;
+  uint8_t lut[3][256];
+  switch (op) {
+    case kAutoContrast:
+      for (int c = 0; c < 3; ++c) {
+        int hist[256] = {0};
+        const uint8_t* p = im.plane(c);
+        for (size_t i = 0; i < n; ++i) hist[p[i]]++;
+        int lo = 0, hi = 255;
+        while (lo < 256 && hist[lo] == 0) ++lo;
+        while (hi >= 0 && hist[hi] == 0) --hi;
+        for (int i = 0; i < 256; ++i) {
+          if (hi <= lo) {
+            lut[c][i] = static_cast<uint8_t>(i);
+          } else {
+            double scale = 255.0 / (hi - lo), offset = -lo * scale;
+            int v = static_cast<int>(i * scale + offset);
+            lut[c][i] = static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+          }
+        }
+      }
+      lut_apply(im, lut);
+      break;
+    case kEqualize:
+      for (int c = 0; c < 3; ++c) {
+        int64_t hist[256] = {0};
+        const uint8_t* p = im.plane(c);
+        for (size_t i = 0; i < n; ++i) hist[p[i]]++;
+        int64_t total = 0, last = 0;
+        int nonzero = 0;
+        for (int i = 0; i < 256; ++i)
+          if (hist[i]) total += hist[i], last = hist[i], ++nonzero;
+        int64_t step = nonzero <= 1 ? 0 : (total - last) / 255;
+        if (step == 0) {
+          for (int i = 0; i < 256; ++i) lut[c][i] = static_cast<uint8_t>(i);
+        } else {
+          int64_t acc = step / 2;
+          for (int i = 0; i < 256; ++i) {
+            int64_t v = acc / step;
+            lut[c][i] = static_cast<uint8_t>(v > 255 ? 255 : v);
+            acc += hist[i];
+          }
+        }
+      }
+      lut_apply(im, lut);
+      break;
+    case kInvert:
+      for (auto& v : im.px) v = static_cast<uint8_t>(255 - v);
+      break;
+    case kPosterize: {
+      int bits = static_cast<int>(arg);
+      if (bits >= 8) break;
+      uint8_t mask = static_cast<uint8_t>(~((1 << (8 - std::max(bits, 0))) - 1));
+      for (auto& v : im.px) v &= mask;
+      break;
+    }
+    case kSolarize: {
+      int t = static_cast<int>(arg);
+      for (auto& v : im.px) v = v < t ? v : static_cast<uint8_t>(255 - v);
+      break;
+    }
+    case kSolarizeAdd: {
+      int add = static_cast<int>(arg);
+      for (auto& v : im.px) v = v < 128 ? static_cast<uint8_t>(std::min(255, v + add)) : v;
+      break;
+    }
+    case kColor: {
+      img::Planar deg = im;
+      for (size_t i = 0; i < n; ++i) {
+        uint8_t l = luma(im.plane(0)[i], im.plane(1)[i], im.plane(2)[i]);
+        deg.plane(0)[i] = deg.plane(1)[i] = deg.plane(2)[i] = l;
+      }
+      blend(deg, im, arg);
+      break;
+    }
+    case kContrast: {
+      int64_t hist[256] = {0};
+      for (size_t i = 0; i < n; ++i) hist[luma(im.plane(0)[i], im.plane(1)[i], im.plane(2)[i])]++;
+      double sum = 0;
+      for (int i = 0; i < 256; ++i) sum += static_cast<double>(i) * hist[i];
+      const int mean = static_cast<int>(sum / static_cast<double>(n) + 0.5);
+      img::Planar deg = im;
+      std::fill(deg.px.begin(), deg.px.end(), static_cast<uint8_t>(mean));
+      blend(deg, im, arg);
+      break;
+    }
+    case kBrightness: {
+      img::Planar deg = im;
+      std::fill(deg.px.begin(), deg.px.end(), 0);
+      blend(deg, im, arg);
+      break;
+    }
+    case kSharpness: {
+      // ImageFilter.SMOOTH (3x3, weights 1 1 1 / 1 5 1 / 1 1 1, scale 13) in float; borders copied.
+      img::Planar deg = im;
+      const float k1 = 1.0f / 13.0f, k5 = 5.0f / 13.0f;
+      const int W = im.w, H = im.h;
+      for (int c = 0; c < 3; ++c) {
+        const uint8_t* P = im.plane(c);
+        uint8_t* D = deg.plane(c);
+        for (int y = 1; y < H - 1; ++y)
+          for (int x = 1; x < W - 1; ++x) {
+            const uint8_t* up = P + static_cast<size_t>(y - 1) * W + x;
+            const uint8_t* md = P + static_cast<size_t>(y) * W + x;
+            const uint8_t* dn = P + static_cast<size_t>(y + 1) * W + x;
+            float ss = 0.0f;
+            ss += static_cast<float>(dn[-1]) * k1 + static_cast<float>(dn[0]) * k1 + static_cast<float>(dn[1]) * k1;
+            ss += static_cast<float>(md[-1]) * k1 + static_cast<float>(md[0]) * k5 + static_cast<float>(md[1]) * k1;
+            ss += static_cast<float>(up[-1]) * k1 + static_cast<float>(up[0]) * k1 + static_cast<float>(up[1]) * k1;
+            D[static_cast<size_t>(y) * W + x] = ss <= 0.0f ? 0 : ss >= 255.0f ? 255 : static_cast<uint8_t>(ss + 0.5f);
+          }
+      }
+      blend(deg, im, arg);
+      break;
+    }
+    case kRotate: {
+      double angle = std::fmod(arg, 360.0);
+      if (angle < 0) angle += 360.0;  // Python's %
+      if (angle == 0.0) break;
+      const double w = im.w, h = im.h, cx = w / 2.0, cy = h / 2.0;
+      const double r = -angle * M_PI / 180.0;
+      double m[6] = {round15(std::cos(r)), round15(std::sin(r)), 0.0, round15(-std::sin(r)), round15(std::cos(r)), 0.0};
+      m[2] = m[0] * (-cx) + m[1] * (-cy) + m[2] + cx;
+      m[5] = m[3] * (-cx) + m[4] * (-cy) + m[5] + cy;
+      affine_bicubic(im, m, fill);
+      break;
+    }
+    case kShearX: {
+      double m[6] = {1, arg, 0, 0, 1, 0};
+      affine_bicubic(im, m, fill);
+      break;
+    }
+    case kShearY: {
+      double m[6] = {1, 0, 0, arg, 1, 0};
+      affine_bicubic(im, m, fill);
+      break;
+    }
+    case kTranslateXRel: {
+      double m[6] = {1, 0, arg * im.w, 0, 1, 0};
+      affine_bicubic(im, m, fill);
+      break;
+    }
+    case kTranslateYRel: {
+      double m[6] = {1, 0, 0, 0, 1, arg * im.h};
+      affine_bicubic(im, m, fill);
+      break;
+    }
+    default:
+      throw std::invalid_argument("rand_augment_op: unknown op " + std::to_string(op));
+  }
+}
+
 void transform_sample(const img::Planar& src, const TransformConfig& cfg, const double* plan, float* out) {
   if (src.c != 1 && src.c != 3) throw std::invalid_argument("transform: images must have 1 or 3 channels, got " + std::to_string(src.c));
   const int S = cfg.size;
@@ -138,6 +378,19 @@ void transform_sample(const img::Planar& src, const TransformConfig& cfg, const 
     flip_h(flipped);
     cur = &flipped;
   }
+  img::Planar ra;
+  const int nra = plan ? static_cast<int>(plan[kRaCount]) : 0;
+  if (nra > 0) {
+    if (nra > kRaMaxOps) throw std::invalid_argument("transform: too many RandAugment ops in the plan");
+    ra.c = 3, ra.h = cur->h, ra.w = cur->w;
+    ra.px.resize(static_cast<size_t>(3) * ra.h * ra.w);
+    for (int c = 0; c < 3; ++c) std::memcpy(ra.plane(c), cur->plane(cur->c == 1 ? 0 : c), static_cast<size_t>(ra.h) * ra.w);
+    for (int k = 0; k < nra; ++k) {
+      const int op = static_cast<int>(plan[kRaOps + 2 * k]);
+      if (op >= 0) rand_augment_op(ra, op, plan[kRaOps + 2 * k + 1], cfg.fill);
+    }
+    cur = &ra;
+  }
   // ToTensor + Normalize: (v / 255 - mean) / std, in float32 like torchvision.
   const size_t n = static_cast<size_t>(S) * S;
   for (int c = 0; c < 3; ++c) {
@@ -183,6 +436,7 @@ TransformConfig read_config(const OpArgs& a) {
     cfg.mean[c] = static_cast<float>(a.get_double("mean" + std::to_string(c), 0.5));
     cfg.std[c] = static_cast<float>(a.get_double("std" + std::to_string(c), 0.5));
     if (!(cfg.std[c] > 0)) throw std::invalid_argument("data_batch: std must be positive");
+    cfg.fill[c] = static_cast<uint8_t>(std::min<int64_t>(255, std::max<int64_t>(0, a.get_int("fill" + std::to_string(c), 128))));
   }
   if (cfg.size <= 0 || cfg.size > 4096) throw std::invalid_argument("data_batch: 'size' must be in 1..4096");
   if (cfg.geometry == Geometry::kEvalResize && cfg.resize_short < cfg.size)
@@ -299,6 +553,20 @@ void register_data_ops(const OpRegistry& add) {
             for (int64_t xx = xl; xx < xh; ++xx) o[c * H * W + y * W + xx] = b[c * H * W + y * W + xx];
       }
     }
+    return {out};
+  });
+
+  // data_ra_op(uint8 [3,H,W]) with attrs op, arg, fill -> one RandAugment op (tests compare it with PIL).
+  add("data_ra_op", {1, 1, 1, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+    at::Tensor x = in[0].contiguous();
+    if (x.scalar_type() != at::kByte || x.dim() != 3 || x.size(0) != 3) throw std::invalid_argument("data_ra_op: expected uint8 [3, H, W]");
+    img::Planar p;
+    p.c = 3, p.h = static_cast<int>(x.size(1)), p.w = static_cast<int>(x.size(2));
+    p.px.assign(x.data_ptr<uint8_t>(), x.data_ptr<uint8_t>() + x.numel());
+    const uint8_t fill[3] = {static_cast<uint8_t>(a.get_int("fill0", 128)), static_cast<uint8_t>(a.get_int("fill1", 128)), static_cast<uint8_t>(a.get_int("fill2", 128))};
+    rand_augment_op(p, static_cast<int>(a.get_int("op")), a.get_double("arg", 0.0), fill);
+    at::Tensor out = at::empty({3, p.h, p.w}, at::kByte);
+    std::memcpy(out.data_ptr<uint8_t>(), p.px.data(), p.px.size());
     return {out};
   });
 

@@ -31,8 +31,21 @@ enum PlanCol : int {
   kRrcRatioMin = 10,
   kRrcRatioMax = 11,
   kRrcUniforms = 12,  // 10 attempts x (area, log-ratio, top, left)
-  kPlanCols = kRrcUniforms + 40,
+  kRaCount = kRrcUniforms + 40,  // RandAugment ops to apply (after the flip), then (op, arg) pairs
+  kRaOps = kRaCount + 1,
+  kRaMaxOps = 4,
+  kPlanCols = kRaOps + 2 * kRaMaxOps,
 };
+
+// timm 0.3 RandAugment ops (the _RAND_INCREASING_TRANSFORMS order), applied on uint8 RGB like PIL.
+enum RaOp : int {
+  kAutoContrast = 0, kEqualize, kInvert, kRotate, kPosterize, kSolarize, kSolarizeAdd, kColor, kContrast,
+  kBrightness, kSharpness, kShearX, kShearY, kTranslateXRel, kTranslateYRel, kRaNumOps
+};
+
+// Applies one op with its level argument (degrees, bits, threshold, addend, factor, shear, fraction);
+// geometric ops use PIL's affine transform with bicubic filtering and `fill` outside the image.
+void rand_augment_op(img::Planar& im, int op, double arg, const uint8_t fill[3]);
 
 struct TransformConfig {
   Geometry geometry = Geometry::kEvalSmall;
@@ -41,6 +54,7 @@ struct TransformConfig {
   int pad = 4;
   float mean[3] = {0.5f, 0.5f, 0.5f};
   float std[3] = {0.5f, 0.5f, 0.5f};
+  uint8_t fill[3] = {128, 128, 128};  // RandAugment fill colour (timm: round(255 * mean))
 };
 
 // src (1 or 3 planes; 1 is replicated like PIL convert('RGB')) -> out float32 [3, S, S], normalised.

@@ -448,6 +448,7 @@ void register_image_ops(const OpRegistry& add) {
     for (int c = 0; c < 3; ++c) {
       cfg.mean[c] = static_cast<float>(a.get_double("mean" + std::to_string(c), 0.5));
       cfg.std[c] = static_cast<float>(a.get_double("std" + std::to_string(c), 0.5));
+      cfg.fill[c] = static_cast<uint8_t>(std::min<int64_t>(255, std::max<int64_t>(0, a.get_int("fill" + std::to_string(c), 128))));
     }
     if (cfg.size <= 0 || cfg.size > 4096) throw std::invalid_argument("image_batch: 'size' must be in 1..4096");
     const bool train = cfg.geometry == data::Geometry::kTrainCrop || cfg.geometry == data::Geometry::kTrainRrc;
