@@ -1,7 +1,7 @@
 """torchvision twin of scripts/bench/data-pipeline.ts: ImageFolder + PIL + DataLoader with the same
 number of workers, eval (Resize(256, bicubic) + CenterCrop(224)) and train (RandomResizedCrop(224,
 bicubic) + flip + ToTensor + Normalize + RandomErasing(0.25, pixel noise)) on the same JPEG set.
-Prints {"eval": img/s, "train": img/s}.
+Prints {"eval": img/s, "train": img/s, "train_ra": img/s}.
 
   OMP_WAIT_POLICY=PASSIVE python3 data-pipeline.py ROOT WORKERS BATCH ROUNDS
 """
@@ -23,11 +23,16 @@ tfs = {
     'eval': T.Compose([T.Resize(256, interpolation=bicubic), T.CenterCrop(224), T.ToTensor(), norm]),
     'train': T.Compose([T.RandomResizedCrop(224, interpolation=bicubic), T.RandomHorizontalFlip(), T.ToTensor(), norm,
                         T.RandomErasing(p=0.25, value='random')]),
+    # timm is not installed here: torchvision's RandAugment (2 ops, magnitude 9, PIL ops) stands in for
+    # timm's rand-m9-mstd0.5-inc1 (same PIL operations, similar cost).
+    'train_ra': T.Compose([T.RandomResizedCrop(224, interpolation=bicubic), T.RandomHorizontalFlip(),
+                           T.RandAugment(2, 9, interpolation=bicubic, fill=[128, 128, 128]), T.ToTensor(), norm,
+                           T.RandomErasing(p=0.25, value='random')]),
 }
 out = {}
 for name, tf in tfs.items():
     ds = datasets.ImageFolder(root, transform=tf)
-    loader = DataLoader(ds, batch_size=batch, shuffle=name == 'train', num_workers=workers, drop_last=False,
+    loader = DataLoader(ds, batch_size=batch, shuffle=name != 'eval', num_workers=workers, drop_last=False,
                         persistent_workers=workers > 0)
     best = 0.0
     for r in range(rounds + 1):  # round 0 warms the workers up

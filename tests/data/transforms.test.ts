@@ -279,3 +279,20 @@ print(json.dumps(boxes))
     fs.rmSync(dir, { recursive: true });
   });
 });
+
+describe('loader lifecycle', () => {
+  it('breaking out early disposes the prefetched batches (no live tensors left behind)', async () => {
+    const { tensorStats } = await import('../../lib/tensor');
+    const px = new Uint8Array(64 * 3 * 8 * 8).fill(7);
+    const ds = memDataset(px, [64, 3, 8, 8]);
+    const before = tensorStats().live;
+    const loader = createLoader(ds, { batchSize: 4, inputSize: 8, prefetch: 5 });
+    expect(loader.numBatches).toBe(16);
+    for await (const b of loader) {
+      b.images.dispose();
+      break;
+    }
+    expect(tensorStats().live).toBe(before);
+    ds.dispose();
+  });
+});
