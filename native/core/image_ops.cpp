@@ -303,6 +303,7 @@ struct PngState {
   std::string msg;
   std::vector<uint8_t> buf;
   int w = 0, h = 0, ch = 0;
+  int bps = 1;  // bytes per sample in buf (2: 16-bit grey kept for PIL's clipping)
   bool have_info = false, done = false;
 };
 
@@ -318,7 +319,11 @@ void png_on_info(png_structp p, png_infop info) {
   const int depth = png_get_bit_depth(p, info);
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(p);
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(p);
-  if (depth == 16) png_set_strip_16(p);  // PIL keeps the high byte
+  // PIL opens 16-bit grey as mode 'I' and convert('RGB') clips values to 255; other 16-bit images keep
+  // the high byte.
+  const bool grey16 = depth == 16 && color == PNG_COLOR_TYPE_GRAY;
+  if (depth == 16 && !grey16) png_set_strip_16(p);
+  st->bps = grey16 ? 2 : 1;
   png_set_strip_alpha(p);                // convert('RGB') drops alpha (also palette tRNS)
   png_set_interlace_handling(p);
   png_read_update_info(p, info);
@@ -327,13 +332,13 @@ void png_on_info(png_structp p, png_infop info) {
   st->ch = png_get_channels(p, info);
   if (st->ch < 1 || st->ch > 4) png_error(p, "unexpected channel count after conversion");
   if (static_cast<int64_t>(st->w) * st->h > (int64_t(1) << 30)) png_error(p, "image too large");
-  st->buf.assign(static_cast<size_t>(st->w) * st->h * st->ch, 0);
+  st->buf.assign(static_cast<size_t>(st->w) * st->h * st->ch * st->bps, 0);
   st->have_info = true;
 }
 void png_on_row(png_structp p, png_bytep row, png_uint_32 y, int) {
   PngState* st = static_cast<PngState*>(png_get_progressive_ptr(p));
   if (!row || static_cast<int>(y) >= st->h) return;
-  png_progressive_combine_row(p, st->buf.data() + static_cast<size_t>(y) * st->w * st->ch, row);
+  png_progressive_combine_row(p, st->buf.data() + static_cast<size_t>(y) * st->w * st->ch * st->bps, row);
 }
 void png_on_end(png_structp p, png_infop) { static_cast<PngState*>(png_get_progressive_ptr(p))->done = true; }
 
@@ -365,6 +370,14 @@ DecodeStatus decode_png(const uint8_t* data, size_t size, Planar& out, std::stri
   for (int y = 0; y < st.h; ++y)
     for (int pl = 0; pl < out.c; ++pl) {
       uint8_t* o = out.plane(pl) + static_cast<size_t>(y) * st.w;
+      if (st.bps == 2) {
+        const uint8_t* r = st.buf.data() + static_cast<size_t>(y) * st.w * 2;
+        for (int x = 0; x < st.w; ++x) {
+          const int v = (r[2 * x] << 8) | r[2 * x + 1];  // PNG samples are big-endian
+          o[x] = static_cast<uint8_t>(v > 255 ? 255 : v);
+        }
+        continue;
+      }
       const uint8_t* r = st.buf.data() + static_cast<size_t>(y) * st.w * st.ch + pl;
       for (int x = 0; x < st.w; ++x) o[x] = r[static_cast<size_t>(x) * st.ch];
     }
