@@ -332,7 +332,10 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
     const ocDesc =
       `Each class in turn is ID: the detector is fitted on that class's training features only, its test images are ID and every other class ` +
       `is a separate OOD set (mean over them, the reference's loop). The backbone is the one fine-tuned on ${idName}, so for classes outside it ` +
-      `neither backbone nor detector saw their labels.`;
+      `neither backbone nor detector saw their labels.` +
+      (metricInfo(s.metrics).some((m) => m.kind === 'logit')
+        ? ' Logit metrics need no fit, so their scores do not depend on the ID class: averaged over all classes their AUROC is 50 by symmetry (shown for completeness).'
+        : '');
     protocols.unshift(
       header('one-class', ocDesc, ocRows, skipped.length ? `classes ${skipped.join(', ')} not evaluated (${interrupt.stopRequested ? 'interrupted' : `time budget of ${s.timeBudget} s reached`}); re-run to continue` : undefined),
     );
