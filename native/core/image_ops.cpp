@@ -5,6 +5,7 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -389,6 +390,76 @@ DecodeStatus decode_png(const uint8_t* data, size_t size, Planar& out, std::stri
 }
 #endif
 
+
+// Uncompressed BMP (BITMAPINFOHEADER or later; 1/4/8-bit palette, 24-bit BGR, 32-bit BGRX), rows
+// bottom-up or top-down: the common files, decoded as PIL does. RLE and bit-field layouts are refused.
+DecodeStatus decode_bmp(const uint8_t* d, size_t size, Planar& out, std::string& message) {
+  auto u16 = [d](size_t o) { return static_cast<uint32_t>(d[o] | (d[o + 1] << 8)); };
+  auto u32 = [d](size_t o) { return static_cast<uint32_t>(d[o] | (d[o + 1] << 8) | (d[o + 2] << 16) | (static_cast<uint32_t>(d[o + 3]) << 24)); };
+  if (size < 54) {
+    message = "BMP header truncated";
+    return DecodeStatus::kCorrupt;
+  }
+  const uint32_t offset = u32(10), hsize = u32(14);
+  if (hsize < 40 || 14 + static_cast<size_t>(hsize) > size) {
+    message = "unsupported BMP header (only BITMAPINFOHEADER and later)";
+    return DecodeStatus::kUnsupported;
+  }
+  const int32_t w = static_cast<int32_t>(u32(18)), hraw = static_cast<int32_t>(u32(22));
+  const uint32_t bpp = u16(28), comp = u32(30);
+  uint32_t colors = u32(46);
+  if (w <= 0 || hraw == 0 || w > 65535 || std::abs(hraw) > 65535) {
+    message = "bad BMP dimensions";
+    return DecodeStatus::kCorrupt;
+  }
+  if (comp != 0 || !(bpp == 1 || bpp == 4 || bpp == 8 || bpp == 24 || bpp == 32)) {
+    message = "unsupported BMP encoding (compression " + std::to_string(comp) + ", " + std::to_string(bpp) + " bits)";
+    return DecodeStatus::kUnsupported;
+  }
+  const bool bottom_up = hraw > 0;
+  const int h = std::abs(hraw);
+  uint8_t pal[256][3] = {};
+  if (bpp <= 8) {
+    if (colors == 0 || colors > (1u << bpp)) colors = 1u << bpp;
+    const size_t po = 14 + hsize;
+    if (po + 4 * static_cast<size_t>(colors) > size) {
+      message = "BMP palette truncated";
+      return DecodeStatus::kCorrupt;
+    }
+    for (uint32_t i = 0; i < colors; ++i) pal[i][0] = d[po + 4 * i + 2], pal[i][1] = d[po + 4 * i + 1], pal[i][2] = d[po + 4 * i];
+  }
+  const size_t stride = ((static_cast<size_t>(w) * bpp + 31) / 32) * 4;
+  out.c = 3, out.h = h, out.w = w;
+  out.px.assign(static_cast<size_t>(3) * h * w, 0);
+  bool truncated = false;
+  for (int r = 0; r < h; ++r) {
+    const size_t ro = offset + static_cast<size_t>(r) * stride;
+    const int y = bottom_up ? h - 1 - r : r;
+    if (ro + (static_cast<size_t>(w) * bpp + 7) / 8 > size) {
+      truncated = true;
+      break;
+    }
+    const uint8_t* row = d + ro;
+    for (int x = 0; x < w; ++x) {
+      uint8_t rgb[3];
+      if (bpp == 24 || bpp == 32) {
+        const uint8_t* p = row + static_cast<size_t>(x) * (bpp / 8);
+        rgb[0] = p[2], rgb[1] = p[1], rgb[2] = p[0];
+      } else {
+        const size_t bit = static_cast<size_t>(x) * bpp;
+        const int idx = (row[bit / 8] >> (8 - bpp - static_cast<int>(bit % 8))) & ((1 << bpp) - 1);
+        rgb[0] = pal[idx][0], rgb[1] = pal[idx][1], rgb[2] = pal[idx][2];
+      }
+      for (int c = 0; c < 3; ++c) out.plane(c)[static_cast<size_t>(y) * w + x] = rgb[c];
+    }
+  }
+  if (truncated) {
+    message = "premature end of BMP data";
+    return DecodeStatus::kTruncated;
+  }
+  return DecodeStatus::kOk;
+}
+
 }  // namespace
 
 DecodeStatus decode_image(const uint8_t* data, size_t size, Planar& out, std::string& message) {
@@ -409,7 +480,8 @@ DecodeStatus decode_image(const uint8_t* data, size_t size, Planar& out, std::st
     return DecodeStatus::kUnsupported;
 #endif
   }
-  message = "not a JPEG or PNG file";
+  if (size >= 2 && data[0] == 'B' && data[1] == 'M') return decode_bmp(data, size, out, message);
+  message = "not a JPEG, PNG or BMP file";
   return DecodeStatus::kUnsupported;
 }
 

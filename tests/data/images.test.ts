@@ -34,6 +34,9 @@ photo(300, 300).convert('P', palette=Image.ADAPTIVE, colors=64).save(b + '/palet
 rgba = photo(330, 250).convert('RGBA'); rgba.putalpha(Image.fromarray(rs.randint(0, 256, (250, 330)).astype(np.uint8))); rgba.save(b + '/rgba.png')
 photo(250, 260).convert('LA').save(b + '/la.png')
 photo(1, 1).save(b + '/one.png')
+photo(123, 77).save(b + '/rgb24.bmp')
+photo(64, 50).convert('P', palette=Image.ADAPTIVE, colors=200).save(b + '/pal8.bmp')
+photo(40, 33).convert('1').save(b + '/mono.bmp')
 Image.fromarray((np.asarray(photo(90, 70).convert('L')).astype(np.uint16) * 3)).save(b + '/grey16.png')  # PIL clips mode I to 255
 buf = open(a + '/photo.jpg', 'rb').read(); open(c + '/truncated.jpg', 'wb').write(buf[: int(len(buf) * 0.6)])
 photo(400, 300).save(c + '/full.png'); buf = open(c + '/full.png', 'rb').read(); open(c + '/truncated.png', 'wb').write(buf[: int(len(buf) * 0.55)])
