@@ -293,17 +293,26 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
       rows,
       ...(incomplete ? { incomplete } : {}),
     });
-    const mcDesc = `Fine-tuned on ${idName}; detectors fitted on their training features; ID = test images of ${idName}; OOD = held-out classes ${rangeText(oodClasses)} and far-OOD sets built from ${farCount} ID test images (${s.farOod.map((k) => FAR_OOD_NAMES[k]).join(', ') || 'none'}).`;
-    let mcRows = store.get<EvalRow[]>('multi-class', evalKey);
-    if (!mcRows) {
-      log('multi-class OOD evaluation');
-      const sink = new ScoreSink('scores/multi-class.npz');
-      const oods = [{ name: `held-out classes ${rangeText(oodClasses)}`, rows: selectRows(testF, (l) => oodClasses.includes(l)) }, ...far];
-      mcRows = await multiClassRows(idName, selectRows(trainF, isId), selectRows(testF, isId), oods, { metrics: s.metrics, detectorOptions: detectorOptionsFor }, sink);
-      writeScores(s.outputDir, sink);
-      store.set('multi-class', evalKey, mcRows);
+    const heldOut = oodClasses.length ? [`held-out classes ${rangeText(oodClasses)}`] : [];
+    const farNames = s.farOod.map((k) => FAR_OOD_NAMES[k]);
+    const mcDesc =
+      `Fine-tuned on ${idName}; detectors fitted on their training features; ID = test images of ${idName}; OOD = ` +
+      [...heldOut, ...(farNames.length ? [`far-OOD sets built from ${farCount} ID test images (${farNames.join(', ')})`] : [])].join(' and ') +
+      '.';
+    if (heldOut.length + far.length === 0) {
+      notes.push('Multi-class protocol skipped: no held-out classes (every class is ID) and --far_ood none.');
+    } else {
+      let mcRows = store.get<EvalRow[]>('multi-class', evalKey);
+      if (!mcRows) {
+        log('multi-class OOD evaluation');
+        const sink = new ScoreSink('scores/multi-class.npz');
+        const oods = [...heldOut.map((name) => ({ name, rows: selectRows(testF, (l) => oodClasses.includes(l)) })), ...far];
+        mcRows = await multiClassRows(idName, selectRows(trainF, isId), selectRows(testF, isId), oods, { metrics: s.metrics, detectorOptions: detectorOptionsFor }, sink);
+        writeScores(s.outputDir, sink);
+        store.set('multi-class', evalKey, mcRows);
+      }
+      protocols.push(header('multi-class', mcDesc, mcRows));
     }
-    protocols.push(header('multi-class', mcDesc, mcRows));
 
     // ---- one-class ------------------------------------------------------------------------------------------
     const ocRows: EvalRow[] = [];

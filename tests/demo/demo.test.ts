@@ -106,4 +106,13 @@ describe.skipIf(Boolean(skip))(`mood demo, tiny configuration${skip ? ` (skipped
     expect(oc.incomplete).toMatch(/classes 1, 2, 3 not evaluated \(time budget of 1e-9 s reached\); re-run to continue/);
     expect(r.interrupted).toBe(false);
   });
+
+  it('with every class as ID the multi-class protocol uses the far-OOD sets only, or is skipped with a note', async () => {
+    const a = await runDemo(parseDemoOptions({ ...TINY, outputDir: path.join(tmp, 'allid'), idClasses: '0-9', farOod: 'uniform', classes: '0' }), { data, pretrain: null, ...quiet(), interrupt: new Interrupt(false) });
+    expect(a.results.protocols[1].rows.map((r) => r.ood)).toEqual(['uniform noise', 'uniform noise', 'uniform noise']);
+    expect(a.results.protocols[1].description).toMatch(/OOD = far-OOD sets built from/);
+    const b = await runDemo(parseDemoOptions({ ...TINY, outputDir: path.join(tmp, 'allid'), idClasses: '0-9', farOod: 'none', classes: '0' }), { data, pretrain: null, ...quiet(), interrupt: new Interrupt(false) });
+    expect(b.results.protocols.map((p) => p.protocol)).toEqual(['one-class']);
+    expect(b.results.notes!.join(' ')).toMatch(/Multi-class protocol skipped: no held-out classes/);
+  });
 });
