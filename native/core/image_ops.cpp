@@ -258,28 +258,40 @@ DecodeStatus decode_jpeg(const uint8_t* data, size_t size, Planar& out, std::str
   out.w = W;
   out.px.assign(static_cast<size_t>(out.c) * H * W, 0);
   started = true;
-  row.resize(static_cast<size_t>(W) * oc);
+  // Several scanlines per call (libjpeg-turbo's output buffer height), then de-interleave.
+  const int chunk = 16;
+  row.resize(static_cast<size_t>(W) * oc * chunk);
+  JSAMPROW rows[chunk];
+  for (int i = 0; i < chunk; ++i) rows[i] = row.data() + static_cast<size_t>(i) * W * oc;
   while (c.output_scanline < c.output_height) {
-    JSAMPROW rp = row.data();
-    const int y = static_cast<int>(c.output_scanline);
-    if (jpeg_read_scanlines(&c, &rp, 1) != 1) break;
-    if (oc == 1) {
-      std::memcpy(out.plane(0) + static_cast<size_t>(y) * W, row.data(), W);
-    } else if (oc == 3) {
-      for (int p = 0; p < 3; ++p) {
-        uint8_t* o = out.plane(p) + static_cast<size_t>(y) * W;
-        for (int x = 0; x < W; ++x) o[x] = row[x * 3 + p];
-      }
-    } else {
-      // PIL reads CMYK JPEGs inverted (Adobe convention, "CMYK;I") and converts with
-      // r = (255 - k) - (c * (255 - k)) / 255 per channel.
-      for (int x = 0; x < W; ++x) {
-        const uint8_t* px = &row[x * 4];
-        const int nk = px[3];  // 255 - k with k = 255 - raw
-        for (int p = 0; p < 3; ++p) {
-          int cc = 255 - px[p];
-          int v = nk - muldiv255(cc, nk);
-          out.plane(p)[static_cast<size_t>(y) * W + x] = static_cast<uint8_t>(v < 0 ? 0 : v);
+    const int y0 = static_cast<int>(c.output_scanline);
+    const int got = static_cast<int>(jpeg_read_scanlines(&c, rows, chunk));
+    if (got <= 0) break;
+    for (int k = 0; k < got; ++k) {
+      const int y = y0 + k;
+      const uint8_t* rp = rows[k];
+      if (oc == 1) {
+        std::memcpy(out.plane(0) + static_cast<size_t>(y) * W, rp, W);
+      } else if (oc == 3) {
+        uint8_t* o0 = out.plane(0) + static_cast<size_t>(y) * W;
+        uint8_t* o1 = out.plane(1) + static_cast<size_t>(y) * W;
+        uint8_t* o2 = out.plane(2) + static_cast<size_t>(y) * W;
+        for (int x = 0; x < W; ++x) {
+          o0[x] = rp[3 * x];
+          o1[x] = rp[3 * x + 1];
+          o2[x] = rp[3 * x + 2];
+        }
+      } else {
+        // PIL reads CMYK JPEGs inverted (Adobe convention, "CMYK;I") and converts with
+        // r = (255 - k) - (c * (255 - k)) / 255 per channel.
+        for (int x = 0; x < W; ++x) {
+          const uint8_t* px = rp + static_cast<size_t>(x) * 4;
+          const int nk = px[3];  // 255 - k with k = 255 - raw
+          for (int p = 0; p < 3; ++p) {
+            int cc = 255 - px[p];
+            int v = nk - muldiv255(cc, nk);
+            out.plane(p)[static_cast<size_t>(y) * W + x] = static_cast<uint8_t>(v < 0 ? 0 : v);
+          }
         }
       }
     }
