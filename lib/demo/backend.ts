@@ -43,6 +43,12 @@ export interface FinetuneOptimizerLike {
 }
 
 export interface TrainModule {
+  /**
+   * Optional full checkpoints (weights + AdamW moments) so a resumed run continues exactly; without
+   * them the demo saves weights only and the moments restart on resume.
+   */
+  saveCheckpoint?(file: string, model: Beit, optimizer: FinetuneOptimizerLike, epoch: number): Promise<void>;
+  loadCheckpoint?(file: string, model: Beit, optimizer: FinetuneOptimizerLike): Promise<void>;
   createOptimizer(model: Beit, o: { lr: number; weightDecay: number; layerDecay?: number; clipGrad?: number; smoothing?: number }): Promise<FinetuneOptimizerLike>;
   cosineScheduler(o: { baseValue: number; finalValue: number; epochs: number; stepsPerEpoch: number; warmupEpochs?: number; warmupSteps?: number }): Float64Array;
 }
@@ -55,8 +61,22 @@ export async function loadDataModule(): Promise<DataModule> {
 
 /** lib/train's optimizer and schedule. */
 export async function loadTrainModule(): Promise<TrainModule> {
-  const [{ FinetuneOptimizer }, { cosineScheduler }] = await Promise.all([import('../train/optimizer'), import('../train/schedule')]);
-  return { createOptimizer: (model, o) => FinetuneOptimizer.create(model, o), cosineScheduler };
+  const [{ FinetuneOptimizer }, { cosineScheduler }, ck] = await Promise.all([import('../train/optimizer'), import('../train/schedule'), import('../train/checkpoint')]);
+  const real = (o: FinetuneOptimizerLike) => {
+    if (!(o instanceof FinetuneOptimizer)) throw new TypeError('lib/train checkpoints need lib/train optimizers');
+    return o;
+  };
+  return {
+    createOptimizer: (model, o) => FinetuneOptimizer.create(model, o),
+    cosineScheduler,
+    saveCheckpoint: async (file, model, optimizer, epoch) => {
+      await ck.saveTrainCheckpoint(file, { model, optimizer: real(optimizer), epoch, args: { source: 'mood demo' } });
+    },
+    loadCheckpoint: async (file, model, optimizer) => {
+      const info = await ck.loadTrainCheckpoint(file, model, real(optimizer));
+      if (!info.restoredOptimizer) throw new Error(`${file}: no optimizer state to resume from`);
+    },
+  };
 }
 
 /** The entry point of lib/pretrain the demo uses: MIM pre-training of a Beit in place. */

@@ -1,9 +1,10 @@
 /**
  * The demo's fine-tuning stage: lib/train's optimizer (the reference's AdamW parameter groups, one
  * native call per step) under the reference's per-step cosine schedule with warmup, one epoch at a
- * time. Each finished epoch leaves weights (checkpoints/epoch-<e>.pth, loadable by torch.load) and a
- * marker with its curve record, so an interrupted run resumes at the first unfinished epoch from the
- * last finished epoch's weights (the AdamW moments restart there: they are not part of the marker).
+ * time. Each finished epoch leaves a checkpoint (checkpoints/epoch-<e>.pth, loadable by torch.load:
+ * `model`, and with lib/train's checkpoints also `optimizer` with the AdamW moments) and a marker with
+ * its curve record, so an interrupted run resumes at the first unfinished epoch from the last
+ * finished epoch's state; the data order and the schedule are functions of (seed, epoch, step).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -94,11 +95,13 @@ export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: Imag
     records.push(r);
     start = e + 1;
   }
-  if (start > 0) {
-    await loadWeights(model, epochCheckpoint(s.outputDir, start - 1));
-    ctx.log(`fine-tuning: epochs 0-${start - 1} done earlier, resuming ${start < s.epochs ? `at epoch ${start}` : '(nothing left)'}`);
+  if (start >= s.epochs) {
+    if (start > 0) {
+      await loadWeights(model, epochCheckpoint(s.outputDir, start - 1));
+      ctx.log(`fine-tuning: epochs 0-${start - 1} done earlier (nothing left)`);
+    }
+    return records;
   }
-  if (start >= s.epochs) return records;
   const inputSize = model.options.img_size;
   const loader = ctx.data.createLoader(trainSet, { batchSize: s.batchSize, inputSize, shuffle: true, dropLast: trainSet.length > s.batchSize, seed: s.seed, device: s.device });
   const testLoader = ctx.data.createLoader(testSet, { batchSize: Math.max(s.batchSize, 256), inputSize, device: s.device });
@@ -108,6 +111,23 @@ export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: Imag
   const wds = ctx.train.cosineScheduler({ baseValue: s.weightDecay, finalValue: s.weightDecay, epochs: s.epochs, stepsPerEpoch: steps });
   const opt = await ctx.train.createOptimizer(model, { lr: s.lr, weightDecay: s.weightDecay, layerDecay: 0.9, clipGrad: 3, smoothing: 0.1 });
   try {
+    if (start > 0) {
+      const file = epochCheckpoint(s.outputDir, start - 1);
+      let how = 'weights and AdamW moments';
+      if (ctx.train.loadCheckpoint) {
+        try {
+          await ctx.train.loadCheckpoint(file, model, opt);
+        } catch {
+          // A weights-only file (e.g. from a build without lib/train checkpoints): moments restart.
+          await loadWeights(model, file);
+          how = 'weights; AdamW moments restart';
+        }
+      } else {
+        await loadWeights(model, file);
+        how = 'weights; AdamW moments restart';
+      }
+      ctx.log(`fine-tuning: epochs 0-${start - 1} done earlier, resuming at epoch ${start} (${how})`);
+    }
     for (let e = start; e < s.epochs; e++) {
       const t0 = Date.now();
       model.train();
@@ -141,7 +161,17 @@ export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: Imag
       ctx.interrupt.check(`fine-tuning epoch ${e}`);
       const ev = await evaluateAccuracy(model, testLoader);
       const rec: EpochRecord = { epoch: e, train_loss: lossSum / Math.max(1, seen), test_loss: ev.loss, test_acc1: ev.acc1, lr: lrs[Math.min(lrs.length - 1, (e + 1) * steps - 1)], seconds: (Date.now() - t0) / 1000 };
-      await saveWeights(model, epochCheckpoint(s.outputDir, e));
+      const file = epochCheckpoint(s.outputDir, e);
+      if (ctx.train.saveCheckpoint) {
+        fs.mkdirSync(path.dirname(file), { recursive: true });
+        try {
+          await ctx.train.saveCheckpoint(file, model, opt, e);
+        } catch (err) {
+          explainNoSpace(err, file);
+        }
+      } else {
+        await saveWeights(model, file);
+      }
       ctx.store.set(`finetune-epoch-${e}`, ctx.key, rec);
       records.push(rec);
       ctx.log(`epoch ${e + 1}/${s.epochs}: train loss ${rec.train_loss.toFixed(4)}  test loss ${ev.loss.toFixed(4)}  acc@1 ${ev.acc1.toFixed(2)}%  (${rec.seconds!.toFixed(0)} s)`);

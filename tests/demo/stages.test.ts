@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseDemoOptions } from '../../lib/demo/options';
 import { runDemo } from '../../lib/demo/run';
 import { Interrupt } from '../../lib/demo/stages';
+import { loadTrainModule } from '../../lib/demo/backend';
 import { TINY, quiet, skip } from './common';
 import { fakeDataModule, fakeTrainModule } from './fake-data';
 
@@ -94,5 +95,41 @@ describe.skipIf(Boolean(skip))(`mood demo --checkpoint${skip ? ` (skipped: ${ski
     expect(r.results.protocols[1].rows.length).toBe(3 * 3);
     fs.writeFileSync(path.join(tmp, 'bad.pth'), 'not a checkpoint');
     await expect(runDemo(parseDemoOptions({ ...rest, outputDir: path.join(tmp, 'ck2'), checkpoint: path.join(tmp, 'bad.pth') }), { data, pretrain: null, ...quiet(), interrupt: new Interrupt(false) })).rejects.toThrow(/--checkpoint .*bad\.pth: /);
+  });
+});
+
+describe.skipIf(Boolean(skip))(`mood demo fine-tuning with lib/train${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('Ctrl-C after epoch 0, resume: epoch 1 equals the uninterrupted run (weights and AdamW moments restored)', async () => {
+    const data = fakeDataModule({ train: 300, test: 100 });
+    const base = { ...TINY, epochs: 2, batchSize: 60, classes: '0', metrics: 'mahalanobis', farOod: 'none' };
+    const train = await loadTrainModule();
+    const full = await runDemo(parseDemoOptions({ ...base, outputDir: path.join(tmp, 'real-full') }), { data, train, pretrain: null, ...quiet(), interrupt: new Interrupt(false) });
+    // The same run with its init copied, interrupted at the first step of epoch 1, then resumed.
+    const dir = path.join(tmp, 'real-resume');
+    fs.mkdirSync(path.join(dir, 'checkpoints'), { recursive: true });
+    fs.mkdirSync(path.join(dir, 'stages'), { recursive: true });
+    fs.copyFileSync(path.join(tmp, 'real-full', 'checkpoints', 'init.pth'), path.join(dir, 'checkpoints', 'init.pth'));
+    fs.copyFileSync(path.join(tmp, 'real-full', 'stages', 'init.json'), path.join(dir, 'stages', 'init.json'));
+    const intr = new Interrupt(false);
+    const first = await runDemo(parseDemoOptions({ ...base, outputDir: dir }), {
+      data,
+      train,
+      pretrain: null,
+      log: (m) => {
+        if (m.startsWith('epoch 1/2')) intr.request();
+      },
+      out: () => {},
+      interrupt: intr,
+    });
+    expect(first.interrupted).toBe(true);
+    const q = quiet();
+    const second = await runDemo(parseDemoOptions({ ...base, outputDir: dir }), { data, train, pretrain: null, ...q, interrupt: new Interrupt(false) });
+    expect(q.logs.join('\n')).toMatch(/resuming at epoch 1 \(weights and AdamW moments\)/);
+    const a = full.results.training!.epochs;
+    const b = second.results.training!.epochs;
+    expect({ ...b[0], seconds: 0 }).toEqual({ ...a[0], seconds: 0 }); // epoch 0 ran in both
+    expect(b[1].train_loss).toBe(a[1].train_loss);
+    expect(b[1].test_loss).toBe(a[1].test_loss);
+    expect(second.results.protocols[0].rows[0].auroc).toBe(full.results.protocols[0].rows[0].auroc);
   });
 });
