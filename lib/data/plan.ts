@@ -47,6 +47,8 @@ export interface TransformSpec {
   ratio: readonly [number, number];
   /** RandAugment (training), e.g. timm's rand-m9-mstd0.5-inc1. */
   randAugment?: RandAugmentSpec;
+  /** Opt-in reduced-DCT JPEG decoding at evaluation. */
+  fastDecode: boolean;
 }
 
 export interface TransformOptions {
@@ -67,6 +69,7 @@ export interface TransformOptions {
   ratio?: readonly [number, number];
   /** timm auto-augment string; only RandAugment ('rand-m9-mstd0.5-inc1', the BEiT/MOOD default) is supported. */
   autoAugment?: string;
+  fastDecode?: boolean;
 }
 
 /** The reference's build_transform decisions for these options. */
@@ -96,11 +99,12 @@ export function transformSpec(o: TransformOptions): TransformSpec {
     scale: o.scale ?? [0.08, 1.0],
     ratio: o.ratio ?? [3 / 4, 4 / 3],
     randAugment: o.train && o.autoAugment ? parseRandAugment(o.autoAugment) : undefined,
+    fastDecode: o.fastDecode ?? false,
   };
 }
 
 /** Attributes of the native data_batch op for this spec. */
-export function nativeAttrs(spec: TransformSpec, workers: number): Record<string, number | string> {
+export function nativeAttrs(spec: TransformSpec, workers: number): Record<string, number | string | boolean> {
   return {
     geometry: spec.geometry,
     size: spec.size,
@@ -116,6 +120,7 @@ export function nativeAttrs(spec: TransformSpec, workers: number): Record<string
     fill0: Math.min(255, pyRound(255 * spec.mean[0])),
     fill1: Math.min(255, pyRound(255 * spec.mean[1])),
     fill2: Math.min(255, pyRound(255 * spec.mean[2])),
+    fast_decode: spec.fastDecode,
     workers,
   };
 }

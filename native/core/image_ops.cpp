@@ -220,7 +220,7 @@ inline uint8_t muldiv255(int a, int b) {
   return static_cast<uint8_t>(((t >> 8) + t) >> 8);
 }
 
-DecodeStatus decode_jpeg(const uint8_t* data, size_t size, Planar& out, std::string& message) {
+DecodeStatus decode_jpeg(const uint8_t* data, size_t size, Planar& out, std::string& message, int min_short) {
   jpeg_decompress_struct c;
   JpegErr err;
   c.err = jpeg_std_error(&err.pub);
@@ -251,6 +251,15 @@ DecodeStatus decode_jpeg(const uint8_t* data, size_t size, Planar& out, std::str
   if (c.jpeg_color_space == JCS_GRAYSCALE) c.out_color_space = JCS_GRAYSCALE;
   else if (comps == 4) c.out_color_space = JCS_CMYK;
   else c.out_color_space = JCS_RGB;
+  if (min_short > 0) {
+    const long short_side = std::min(c.image_width, c.image_height);
+    for (int n = 1; n < 8; ++n)
+      if ((short_side * n + 7) / 8 >= min_short) {
+        c.scale_num = static_cast<unsigned>(n);
+        c.scale_denom = 8;
+        break;
+      }
+  }
   jpeg_start_decompress(&c);
   const int W = static_cast<int>(c.output_width), H = static_cast<int>(c.output_height), oc = c.output_components;
   out.c = oc == 1 ? 1 : 3;
@@ -474,10 +483,10 @@ DecodeStatus decode_bmp(const uint8_t* d, size_t size, Planar& out, std::string&
 
 }  // namespace
 
-DecodeStatus decode_image(const uint8_t* data, size_t size, Planar& out, std::string& message) {
+DecodeStatus decode_image(const uint8_t* data, size_t size, Planar& out, std::string& message, int min_short) {
   if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) {
 #ifdef MOOD_HAVE_LIBJPEG
-    return decode_jpeg(data, size, out, message);
+    return decode_jpeg(data, size, out, message, min_short);
 #else
     message = "JPEG support not built (libjpeg-turbo was not found at build time)";
     return DecodeStatus::kUnsupported;
@@ -558,6 +567,8 @@ void register_image_ops(const OpRegistry& add) {
       throw std::invalid_argument("image_batch: training geometries need a plan");
     }
     const int S = cfg.size;
+    // Opt-in reduced-DCT JPEG decoding for evaluation (the resize target is known before decoding).
+    const int fast_short = a.get_bool("fast_decode", false) && cfg.geometry == data::Geometry::kEvalResize ? cfg.resize_short : 0;
     at::Tensor out = at::zeros({B, 3, S, S}, at::kFloat);
     at::Tensor status = at::zeros({B}, at::kInt);
     std::vector<std::string> msgs(B);
@@ -588,7 +599,7 @@ void register_image_ops(const OpRegistry& add) {
           }
           img::Planar im;
           std::string m;
-          img::DecodeStatus s = img::decode_image(bytes.data(), bytes.size(), im, m);
+          img::DecodeStatus s = img::decode_image(bytes.data(), bytes.size(), im, m, fast_short);
           st[i] = static_cast<int32_t>(s);
           msgs[i] = m;
           if (s != img::DecodeStatus::kOk && s != img::DecodeStatus::kTruncated) continue;

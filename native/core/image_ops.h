@@ -41,7 +41,9 @@ enum class DecodeStatus : int32_t {
 // Decodes JPEG (libjpeg-turbo) or PNG (libpng) bytes the way PIL's open(...).convert('RGB') sees them:
 // grey stays 1 plane (replicated later), palette -> RGB, alpha dropped, CMYK -> RGB with PIL's formula.
 // On failure returns the status and sets `message`.
-DecodeStatus decode_image(const uint8_t* data, size_t size, Planar& out, std::string& message);
+// `min_short` > 0 (opt-in fast path, not PIL-exact): JPEGs are decoded at the smallest DCT scale n/8
+// whose shorter side is still >= min_short.
+DecodeStatus decode_image(const uint8_t* data, size_t size, Planar& out, std::string& message, int min_short = 0);
 
 }  // namespace img
 }  // namespace mood

@@ -97,6 +97,32 @@ describe.skipIf(!PY)('image files: native decode + eval transform vs torchvision
     expect(ds.truncated.size).toBe(2);
   });
 
+  it('fastDecode (opt-in reduced-DCT JPEG decode) stays close to the exact result but is not identical', async () => {
+    const one = path.join(dir, 'fast', 'x');
+    fs.mkdirSync(one, { recursive: true });
+    fs.copyFileSync(path.join(dir, 'train', 'alpha', 'large.jpg'), path.join(one, 'large.jpg'));
+    const ds = await buildDataset({ dataSet: 'image_folder', dataPath: path.dirname(one), train: false });
+    const get = async (fastDecode: boolean): Promise<Float32Array> => {
+      for await (const b of createLoader(ds, { batchSize: 1, inputSize: 64, fastDecode })) {
+        const x = (await b.images.data()) as Float32Array;
+        b.images.dispose();
+        return x;
+      }
+      throw new Error('no batch');
+    };
+    const exact = await get(false);
+    const fast = await get(true);
+    let sum = 0;
+    let differ = 0;
+    for (let i = 0; i < exact.length; i++) {
+      const d = Math.abs(exact[i] - fast[i]) * 0.5;
+      sum += d;
+      if (d > 0) differ++;
+    }
+    expect(differ).toBeGreaterThan(0);
+    expect(sum / exact.length).toBeLessThan(3 / 255);
+  });
+
   it('corrupt and non-image files are skipped and counted, or fail with strict naming the file', async () => {
     const bad = path.join(dir, 'bad');
     fs.mkdirSync(path.join(bad, 'x'), { recursive: true });
