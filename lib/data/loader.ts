@@ -86,9 +86,16 @@ export class Loader implements DataLoader {
       await images.ready();
     } catch (e) {
       images.dispose();
+      void p.check?.().catch(() => undefined); // releases the status tensors
       throw new DataError(`${this.dataset.name}: building batch ${p.b} of epoch ${p.epoch} failed: ${(e as Error).message}`);
     }
     const keep = p.check ? await p.check().catch((e: Error) => (images.dispose(), Promise.reject(e))) : null;
+    const mixing = this.isTrain && mixupActive(this.opts.mixup);
+    if (keep && mixing) {
+      // Mixup pairs need an even batch: after skipped files, also drop the last kept sample if needed.
+      let kept = keep.reduce((a, k) => a + k, 0);
+      for (let i = keep.length - 1; kept % 2 === 1 && i >= 0; i--) if (keep[i]) (keep[i] = 0), kept--;
+    }
     if (keep) {
       const rows: number[] = [];
       keep.forEach((k, i) => k && rows.push(i));
@@ -102,7 +109,7 @@ export class Loader implements DataLoader {
     const targets = new Int32Array(indices.length);
     for (let i = 0; i < indices.length; i++) targets[i] = this.dataset.targets[indices[i]];
     let softTargets: Tensor | undefined;
-    if (this.isTrain && mixupActive(this.opts.mixup) && indices.length % 2 === 0 && indices.length > 0) {
+    if (mixing && indices.length > 0) {
       // Batch-level draws keyed by (seed, epoch, batch) in a stream per rank.
       const rng = new KeyedRng(this.sampler.seed, p.epoch, p.b, STREAM_BATCH + 16 * this.sampler.rank);
       const m = applyMixup(images, targets, this.opts.mixup!, this.dataset.classes.length, this.spec.size, rng);
