@@ -50,6 +50,7 @@ export interface RawFinetuneFlags {
   mixupSwitchProb?: string;
   mixupMode?: string;
   reprob?: string;
+  aa?: string;
   imagenetDefaultMeanAndStd?: boolean;
   modelEma?: boolean;
   modelEmaDecay?: string;
@@ -133,6 +134,7 @@ export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneO
     mixupSwitchProb: num('mixup_switch_prob', f.mixupSwitchProb),
     mixupMode: f.mixupMode as FinetuneOptions['mixupMode'],
     reprob: num('reprob', f.reprob),
+    aa: f.aa,
     imagenetDefaultMeanAndStd: f.imagenetDefaultMeanAndStd,
     modelEma: f.modelEma,
     modelEmaDecay: num('model_ema_decay', f.modelEmaDecay),
@@ -226,6 +228,7 @@ export function registerFinetune(program: Command): Command {
     .option('--mixup-switch-prob <x>', 'probability of cutmix when both are on', '0.5')
     .option('--mixup-mode <mode>', 'batch | pair | elem', 'batch')
     .option('--reprob <x>', 'random erasing probability', '0.25')
+    .option('--aa <policy>', "auto-augment policy ('none' turns it off)", 'rand-m9-mstd0.5-inc1')
     .option('--imagenet-default-mean-and-std', 'ImageNet normalisation instead of 0.5/0.5')
     .option('--model-ema', 'keep an exponential moving average of the weights')
     .option('--model-ema-decay <x>', 'EMA decay', '0.9999')

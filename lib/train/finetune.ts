@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DataLoader, ImageDataset, MixupOptions } from '../data/types';
+import { parseRandAugment } from '../data/randaugment';
 import type { Beit, BeitOptions } from '../models/beit';
 import type { EpochLog, EvalStats, TrainerOptions } from './trainer';
 
@@ -55,6 +56,8 @@ export interface FinetuneOptions {
   mixupSwitchProb?: number;
   mixupMode?: 'batch' | 'pair' | 'elem';
   reprob?: number;
+  /** timm auto-augment policy for training ('rand-m9-mstd0.5-inc1' by default, as the reference); 'none' turns it off. */
+  aa?: string;
   imagenetDefaultMeanAndStd?: boolean;
   modelEma?: boolean;
   modelEmaDecay?: number;
@@ -109,6 +112,7 @@ export const FINETUNE_DEFAULTS = {
   mixupSwitchProb: 0.5,
   mixupMode: 'batch' as const,
   reprob: 0.25,
+  aa: 'rand-m9-mstd0.5-inc1',
   modelEmaDecay: 0.9999,
   autoResume: true,
   saveCkpt: true,
@@ -197,6 +201,13 @@ export function validateFinetuneOptions(o: FinetuneOptions, configNames: readonl
   num('l2_beta', o.l2Beta, 0, Infinity);
   if (o.optBetas) {
     if (o.optBetas.length !== 2 || o.optBetas.some((b) => !(b >= 0 && b < 1))) bad('opt_betas', `expected two numbers in [0, 1), got ${o.optBetas.join(' ')}`);
+  }
+  if (o.aa !== undefined && o.aa !== 'none' && o.aa !== '') {
+    try {
+      parseRandAugment(o.aa);
+    } catch (e) {
+      bad('aa', (e as Error).message);
+    }
   }
   if (o.mixupMode && !['batch', 'pair', 'elem'].includes(o.mixupMode)) bad('mixup_mode', `expected batch, pair or elem, got '${o.mixupMode}'`);
   if (o.cutmixMinmax && (o.cutmixMinmax.length !== 2 || !(o.cutmixMinmax[0] >= 0 && o.cutmixMinmax[0] < o.cutmixMinmax[1] && o.cutmixMinmax[1] <= 1)))
@@ -318,6 +329,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       dropLast: true,
       seed: o.seed ?? d.seed,
       reprob: o.reprob ?? d.reprob,
+      autoAugment: (o.aa ?? d.aa) === 'none' || o.aa === '' ? undefined : o.aa ?? d.aa,
       mixup,
     });
     loaders.push(train);

@@ -53,6 +53,7 @@ describe('mood finetune: bad input fails before any work', () => {
     [['--output_dir', '/etc/passwd/sub'], /--output_dir: cannot write to \/etc\/passwd\/sub: \/etc\/passwd is not a directory/],
     [['--nb_classes', '5'], /--nb_classes: 5 is smaller than the 10 classes of fashion_mnist/],
     [['--model_opts', '{"bogus": 1}'], /bogus/],
+    [['--aa', 'auto-v0'], /--aa: autoAugment 'auto-v0': only RandAugment/],
   ])('%j', async (extra, re) => {
     const r = await run([...base, ...extra]);
     expect(r.code).toBe(1);
