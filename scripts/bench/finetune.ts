@@ -7,7 +7,7 @@
  * OMP_WAIT_POLICY=PASSIVE, same thread count). Rounds alternate the two; the best round of each is
  * compared. Prints one JSON object with ratio = ours / PyTorch (> 1: faster).
  *
- *   npx ts-node --transpile-only scripts/bench/finetune.ts [--threads 2] [--steps 30] [--rounds 2] [--batch 128]
+ *   npx ts-node --transpile-only scripts/bench/finetune.ts [--threads 2] [--steps 30] [--rounds 2] [--batch 128] [--workers 1]
  */
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -24,12 +24,12 @@ function arg(name: string, dflt: number): number {
 // The Fashion-MNIST model of docs/finetune.md (MOOD's fine-tuning layout at 28 px).
 const MODEL = { img_size: 28, patch_size: 7, in_chans: 3, num_classes: 10, embed_dim: 64, depth: 4, num_heads: 4, mlp_ratio: 2, qkv_bias: true, init_values: 0.1, use_abs_pos_emb: false, use_rel_pos_bias: true, use_shared_rel_pos_bias: false, use_mean_pooling: true, layer_norm_eps: 1e-6 };
 
-async function runOurs(threads: number, steps: number, batch: number): Promise<{ seconds: number; images_per_s: number }> {
+async function runOurs(threads: number, steps: number, batch: number, workers: number): Promise<{ seconds: number; images_per_s: number }> {
   setNumThreads(threads);
   const ds = await buildDataset({ dataSet: 'fashion_mnist', train: true });
   const model = createModel({ ...MODEL, drop_path_rate: 0, seed: 0, attention: 'exact' });
   const opt = await FinetuneOptimizer.create(model, { lr: 1e-3, weightDecay: 0.05, layerDecay: 0.75, clipGrad: 1, smoothing: 0.1 });
-  const loader = createLoader(ds, { batchSize: batch, train: true, inputSize: 28, shuffle: true, dropLast: true, seed: 0, reprob: 0, workers: threads });
+  const loader = createLoader(ds, { batchSize: batch, train: true, inputSize: 28, shuffle: true, dropLast: true, seed: 0, reprob: 0, workers });
   let i = 0;
   let t0 = 0n;
   for await (const b of loader) {
@@ -61,11 +61,13 @@ async function main(): Promise<void> {
   const steps = arg('steps', 30);
   const rounds = arg('rounds', 2);
   const batch = arg('batch', 128);
+  // Native batch-assembly threads; they share the cores with the step's intra-op threads.
+  const workers = arg('workers', 1);
   const ours: number[] = [];
   const py: number[] = [];
   let torchVersion = '';
   for (let r = 0; r < rounds; r++) {
-    ours.push((await runOurs(threads, steps, batch)).images_per_s);
+    ours.push((await runOurs(threads, steps, batch, workers)).images_per_s);
     const p = runPython(threads, steps, batch);
     torchVersion = p.torch;
     py.push(p.images_per_s);
@@ -78,6 +80,7 @@ async function main(): Promise<void> {
       batch,
       steps,
       threads,
+      workers,
       rounds,
       libtorch: info().torchVersion ?? null,
       pytorch: torchVersion,
