@@ -8,3 +8,4 @@ export * as logitScores from './logits';
 export { LOGIT_SCORE_ORIENTATION, type LogitScoreName } from './logits';
 export * from './detectors';
 export * from './protocols';
+export * as features from './features';
