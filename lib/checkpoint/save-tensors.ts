@@ -8,9 +8,9 @@
 import type { Tensor } from '../tensor';
 import { CheckpointError } from './errors';
 import { DType, RawArray, isDType } from './dtypes';
-import { PickleRecord, PyDict, isTuple } from './pyvalues';
+import { PickleRecord, PyComplex, PyDict, PyGlobal, isTuple } from './pyvalues';
 import { TensorRef } from './tensorref';
-import { SaveOptions, SaveValue, TensorData, isTensorData, saveCheckpoint } from './writer';
+import { PyFloat, SaveOptions, SaveValue, TensorData, isTensorData, saveCheckpoint } from './writer';
 
 export interface SaveTensorsOptions extends SaveOptions {
   /** Cast floating-point tensors to this dtype before writing (natively, as torch's `.to(dtype)` rounds). */
@@ -66,7 +66,9 @@ export async function tensorsToData(v: TensorTree, opts: { dtype?: DType; file?:
     if (depth > 512) throw new CheckpointError(file, 'nesting too deep', { where: `value at '${where || '<root>'}'` });
     if (x === null || typeof x !== 'object') return x as SaveValue;
     if (isTensor(x)) return tensorData(x, where);
+    // Leaf values the writer knows (explicit Python floats, complex numbers, globals) pass through whole.
     if (x instanceof TensorRef || isTensorData(x) || x instanceof PickleRecord || ArrayBuffer.isView(x)) return x as SaveValue;
+    if (x instanceof PyFloat || x instanceof PyComplex || x instanceof PyGlobal) return x as SaveValue;
     if (active.has(x)) throw new CheckpointError(file, 'cyclic structure', { where: `value at '${where || '<root>'}'` });
     active.add(x);
     try {

@@ -47,7 +47,7 @@ export async function saveTrainCheckpoint(file: string, p: SaveTrainCheckpointPa
   const opt = await p.optimizer.stateDict();
   let ema: Map<string, Tensor> | null = null;
   try {
-    // Tensors are converted per part: tensorsToData would turn the PyFloat group values into dicts.
+    // Only the tensor part of the optimizer state needs converting; param_groups are plain values.
     const state = (await tensorsToData(opt.state as unknown as Map<unknown, unknown>, { file })) as SaveValue;
     const value: Record<string, SaveValue> = {
       model,

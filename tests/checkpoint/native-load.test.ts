@@ -16,7 +16,7 @@ import { listTensors } from '../../lib/checkpoint/inspect';
 import { adaptStateDict, TargetModel } from '../../lib/checkpoint/adapt';
 import { PyDict } from '../../lib/checkpoint/pyvalues';
 import { TensorRef } from '../../lib/checkpoint/tensorref';
-import { isTensorData, saveCheckpoint, TensorData } from '../../lib/checkpoint/writer';
+import { isTensorData, pyFloat, saveCheckpoint, TensorData } from '../../lib/checkpoint/writer';
 import { CheckpointError } from '../../lib/checkpoint/errors';
 import { loadTensors, loadTensorSources } from '../../lib/checkpoint/load-tensors';
 import { saveTensors } from '../../lib/checkpoint/save-tensors';
@@ -311,6 +311,23 @@ print(json.dumps({
     expect(res.f16_ok).toBe(true);
     shared.dispose();
     disposeAll(m);
+  });
+
+  it.skipIf(!withPython)('explicit Python floats next to tensors stay floats (not dicts) in torch.load', async () => {
+    const t = Tensor.fromArray(new Float32Array([1, 2]), [2]);
+    const f = path.join(tmp, 'floats.pth');
+    await saveTensors(f, { w: t, param_groups: [{ lr: pyFloat(1), params: [0] }] });
+    const out = python(
+      `
+import sys, json, torch
+ck = torch.load(sys.argv[1])
+g = ck['param_groups'][0]
+print(json.dumps({'type': type(g['lr']).__name__, 'lr': g['lr'], 'w': ck['w'].tolist()}))
+`,
+      [f],
+    );
+    expect(JSON.parse(out)).toEqual({ type: 'float', lr: 1, w: [1, 2] });
+    t.dispose();
   });
 
   it('refuses disposed tensors and cycles; a failed save leaves no file', async () => {
