@@ -165,20 +165,37 @@ export async function runFinetuneCommand(f: RawFinetuneFlags): Promise<number> {
     process.stderr.write(`mood finetune: ${(e as Error).message}\n`);
     return 1;
   }
+  // Under `mood launch` (RANK / WORLD_SIZE set): one process group, sharded sampling, rank 0's
+  // weights everywhere, gradients averaged by the native step; only rank 0 prints and writes.
+  let group: import('../dist').ProcessGroup | null = null;
+  let sync: import('../dist').GradientSync | undefined;
   try {
+    const { initFromEnv } = await import('../dist');
+    group = await initFromEnv();
+    const pg = group;
+    if (pg && pg.worldSize > 1) sync = pg.createGradientSync();
+    const main = !pg || pg.rank === 0;
     const { finetune } = await import('../train/finetune');
     const r = await finetune({
       ...opts,
+      rank: pg?.rank,
+      worldSize: pg?.worldSize,
+      gradSyncId: sync?.id,
+      beforeTrain: pg && pg.worldSize > 1 ? (m) => pg.broadcastModel(m) : undefined,
       onEpoch: (l) => {
-        if (!f.quiet && !f.json) process.stderr.write(`epoch ${l.epoch}: ${JSON.stringify(l)}\n`);
+        if (main && !f.quiet && !f.json) process.stderr.write(`epoch ${l.epoch}: ${JSON.stringify(l)}\n`);
       },
     });
+    if (!main) return 0;
     const summary = { checkpoint: r.checkpoint ?? null, max_accuracy: r.maxAccuracy ?? null, start_epoch: r.startEpoch, epochs_run: r.history.length, evaluation: r.evaluation ?? null, history: r.history };
     process.stdout.write(f.json ? JSON.stringify(summary) + '\n' : r.evaluation ? `Accuracy of the network on the test images: ${r.evaluation.acc1.toFixed(1)}% (acc@5 ${r.evaluation.acc5.toFixed(1)}%, loss ${r.evaluation.loss.toFixed(4)})\n` : `Max accuracy: ${(r.maxAccuracy ?? NaN).toFixed(2)}%${r.checkpoint ? `, last checkpoint ${r.checkpoint}` : ''}\n`);
     return 0;
   } catch (e) {
     process.stderr.write(`mood finetune: ${(e as Error).message}\n`);
     return 1;
+  } finally {
+    sync?.release();
+    await group?.destroy();
   }
 }
 

@@ -81,6 +81,8 @@ export interface FinetuneOptions {
   /** Called with each epoch's log line (also written to outputDir/log.txt). */
   onEpoch?: (log: EpochLog) => void;
   onStep?: (e: import('./trainer').StepEvent) => void;
+  /** Runs once on the built model before training (distributed: broadcast rank 0's weights). */
+  beforeTrain?: (model: Beit) => Promise<void>;
 }
 
 /** The reference's defaults (run_class_finetuning.get_args). */
@@ -368,6 +370,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       rank: o.rank,
       progress: o.progress,
     };
+    if (o.beforeTrain) await o.beforeTrain(model);
     const trainer = new Trainer(topts);
     if (o.onEpoch) trainer.on('epoch', o.onEpoch);
     if (o.onStep) trainer.on('step', o.onStep);

@@ -1,0 +1,46 @@
+/**
+ * `mood launch -- finetune`: two Gloo ranks with batch 16 end with the weights of one process with
+ * batch 32 (same sampler permutation, per-sample augmentation plans, averaged gradients), and only
+ * rank 0 writes. Fashion-MNIST class 0 (6,000 images, Debian dataset-fashion-mnist), one epoch.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadTensors } from '../../lib/checkpoint/load-tensors';
+import { freePort, MOOD, run } from './helpers';
+
+const FMNIST = '/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz';
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-ft-dist-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+// No drop path and no mixup: both draw per batch/step, so they differ between 2 x 16 and 1 x 32.
+const common = ['--model', 'beit_test_micro', '--model_opts', '{"img_size":28,"patch_size":7}', '--input_size', '28', '--data_set', 'fashion_mnist',
+  '--class_idx', '0', '--epochs', '1', '--warmup_epochs', '0', '--drop_path', '0', '--mixup', '0', '--cutmix', '0', '--seed', '3', '--quiet'];
+
+describe.skipIf(!fs.existsSync(FMNIST))('mood launch -- finetune', () => {
+  it('2 ranks x batch 16 equal 1 process x batch 32; rank 0 alone writes', async () => {
+    const port = await freePort();
+    const two = await run(process.execPath, [MOOD, 'launch', '--nproc_per_node', '2', '--master_port', String(port), '--', 'finetune', ...common,
+      '--batch_size', '16', '--output_dir', path.join(tmp, 'two')], {}, 120_000);
+    expect(two.code, two.stderr).toBe(0);
+    const one = await run(process.execPath, [MOOD, 'finetune', ...common, '--batch_size', '32', '--output_dir', path.join(tmp, 'one')], {}, 120_000);
+    expect(one.code, one.stderr).toBe(0);
+    expect(two.stdout.match(/Max accuracy/g)?.length).toBe(1); // rank 0 only
+    const a = await loadTensors(path.join(tmp, 'two', 'checkpoint-0.pth'), { key: 'model' });
+    const b = await loadTensors(path.join(tmp, 'one', 'checkpoint-0.pth'), { key: 'model' });
+    expect([...a.keys()]).toEqual([...b.keys()]);
+    let worst = 0;
+    let moved = 0;
+    for (const [k, t] of a) {
+      if (t.dtype !== 'float32') continue; // index buffers
+      const x = (await t.data()) as Float32Array;
+      const y = (await b.get(k)!.data()) as Float32Array;
+      for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]));
+      moved += x.length;
+    }
+    expect(moved).toBeGreaterThan(1000);
+    expect(worst).toBeLessThan(1e-4);
+    for (const m of [a, b]) for (const t of m.values()) t.dispose();
+  }, 240_000);
+});
