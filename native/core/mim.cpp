@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/adamw.h"
 #include "core/ops.h"
 
 namespace mood {
@@ -370,36 +371,26 @@ StepResult Trainer::step(const at::Tensor& x, const at::Tensor& mask, const at::
   if (sync_) sync_->finish_backward();  // every .grad() now holds the average over ranks
 
   at::NoGradGuard ng;
-  // Global gradient norm (reported always, as the reference's loss scaler), clipped when asked.
-  std::vector<at::Tensor> norms;
-  for (auto* ps : {&groups_.decay, &groups_.no_decay})
-    for (auto& p : *ps)
-      if (p.grad().defined()) norms.push_back(p.grad().detach().to(at::kFloat).norm(2));
-  at::Tensor total = norms.empty() ? at::zeros({}) : at::stack(norms).norm(2);
-  r.grad_norm = total.item<float>();
-  double clip_coef = 1.0;
-  if (o.clip_grad > 0) {
-    const double c = o.clip_grad / (static_cast<double>(r.grad_norm) + 1e-6);
-    if (c < 1.0) clip_coef = c;
-  }
+  // Global gradient norm (reported always, as the reference's loss scaler), clipped when asked:
+  // torch.nn.utils.clip_grad_norm_, as the fine-tuning step (core/adamw.h).
+  std::vector<at::Tensor> params = groups_.decay;
+  params.insert(params.end(), groups_.no_decay.begin(), groups_.no_decay.end());
+  r.grad_norm = optim::clip_grad_norm_(params, o.clip_grad).item<float>();
 
   ++steps_;
-  const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(steps_));
-  const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(steps_));
-  const double step_size = o.lr / bc1;
+  optim::AdamWHyper h;
+  h.lr = o.lr;
+  h.beta1 = beta1_;
+  h.beta2 = beta2_;
+  h.eps = eps_;
   auto update = [&](const std::vector<std::string>& names, const std::vector<at::Tensor>& ps, double wd) {
+    h.weight_decay = wd;
     for (size_t i = 0; i < ps.size(); ++i) {
-      at::Tensor p = ps[i];
+      const at::Tensor& p = ps[i];
       if (!p.grad().defined()) continue;
-      at::Tensor g = p.grad();
-      if (clip_coef != 1.0) g = g * clip_coef;
       auto& mo = moments_.at(names[i]);
       // PyTorch's AdamW (torch/optim/adamw.py, single-tensor path).
-      p.mul_(1.0 - o.lr * wd);
-      mo.first.mul_(beta1_).add_(g, 1.0 - beta1_);
-      mo.second.mul_(beta2_).addcmul_(g, g, 1.0 - beta2_);
-      at::Tensor denom = (mo.second.sqrt() / std::sqrt(bc2)).add_(eps_);
-      p.addcdiv_(mo.first, denom, -step_size);
+      optim::adamw_update(p, p.grad(), mo.first, mo.second, static_cast<double>(steps_), h);
     }
   };
   update(groups_.decay_names, groups_.decay, o.weight_decay);

@@ -1,5 +1,7 @@
 #include "core/train_step.h"
 
+#include "core/adamw.h"
+
 #include <torch/autograd.h>
 
 #include <cmath>
@@ -112,49 +114,29 @@ void TrainStep::add_l2sp_grads() {
 
 at::Tensor TrainStep::clip_and_norm() {
   // torch.nn.utils.clip_grad_norm_ (torch 1.13, norm 2), or the reference's get_grad_norm_.
-  at::NoGradGuard ng;
-  std::vector<at::Tensor> norms;
-  std::vector<at::Tensor> grads;
-  for (auto& p : params_)
-    if (p.grad().defined()) {
-      grads.push_back(p.grad());
-      norms.push_back(at::norm(p.grad().detach(), 2));
-    }
-  if (grads.empty()) return at::zeros({}, at::kFloat);
-  at::Tensor total = at::norm(at::stack(norms), 2);
-  if (cfg_.clip_grad > 0) {
-    at::Tensor coef = at::clamp(cfg_.clip_grad / (total + 1e-6), c10::nullopt, 1.0);
-    for (auto& g : grads) g.detach().mul_(coef);
-  }
-  return total;
+  return optim::clip_grad_norm_(params_, cfg_.clip_grad);
 }
 
 void TrainStep::adamw(const MicroStep& s) {
   // torch.optim.AdamW, torch 1.13 _single_tensor_adamw (amsgrad=False, maximize=False), op for op.
   at::NoGradGuard ng;
-  const double b1 = cfg_.beta1, b2 = cfg_.beta2;
+  optim::AdamWHyper h;
+  h.beta1 = cfg_.beta1;
+  h.beta2 = cfg_.beta2;
+  h.eps = cfg_.eps;
   for (size_t i = 0; i < params_.size(); ++i) {
     at::Tensor& p = params_[i];
     if (!p.grad().defined()) continue;  // PyTorch skips parameters without a gradient
     const size_t g = group_of_[i];
-    const double lr = s.lrs[g], wd = s.wds[g];
-    at::Tensor grad = p.grad();
+    h.lr = s.lrs[g];
+    h.weight_decay = s.wds[g];
     if (!step_[i].defined()) {
       step_[i] = at::zeros({}, at::kFloat);
       exp_avg_[i] = at::zeros_like(p, at::MemoryFormat::Preserve);
       exp_avg_sq_[i] = at::zeros_like(p, at::MemoryFormat::Preserve);
     }
     step_[i] += 1;
-    at::Tensor pd = p.detach();
-    pd.mul_(1 - lr * wd);
-    exp_avg_[i].mul_(b1).add_(grad, 1 - b1);
-    exp_avg_sq_[i].mul_(b2).addcmul_(grad, grad, 1 - b2);
-    const double step = step_[i].item<double>();
-    const double bc1 = 1 - std::pow(b1, step);
-    const double bc2 = 1 - std::pow(b2, step);
-    const double step_size = lr / bc1;
-    at::Tensor denom = (exp_avg_sq_[i].sqrt() / std::sqrt(bc2)).add_(cfg_.eps);
-    pd.addcdiv_(exp_avg_[i], denom, -step_size);
+    optim::adamw_update(p, p.grad(), exp_avg_[i], exp_avg_sq_[i], step_[i].item<double>(), h);
   }
 }
 
