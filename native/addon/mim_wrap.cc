@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 
+#include "addon/model_wrap.h"
 #include "addon/tensor_wrap.h"
 #include "core/executor.h"
 #include "core/ops.h"
@@ -17,28 +18,6 @@ namespace beit = mood::beit;
 namespace {
 
 Napi::Error error(const Napi::Env& env, const std::string& msg) { return Napi::Error::New(env, msg); }
-
-int64_t int_of(const Napi::Env& env, const std::string& k, const Napi::Value& v) {
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!std::isfinite(d) || std::floor(d) != d) throw Napi::TypeError::New(env, "MIM option " + k + " must be an integer");
-  return static_cast<int64_t>(d);
-}
-
-double num_of(const Napi::Env& env, const std::string& k, const Napi::Value& v) {
-  if (v.IsNull()) return 0.0;  // init_values: None
-  if (!v.IsNumber()) throw Napi::TypeError::New(env, "MIM option " + k + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-bool bool_of(const Napi::Env& env, const std::string& k, const Napi::Value& v) {
-  if (!v.IsBoolean()) throw Napi::TypeError::New(env, "MIM option " + k + " must be a boolean");
-  return v.As<Napi::Boolean>().Value();
-}
-
-std::string str_of(const Napi::Env& env, const std::string& k, const Napi::Value& v) {
-  if (!v.IsString()) throw Napi::TypeError::New(env, "MIM option " + k + " must be a string");
-  return v.As<Napi::String>().Utf8Value();
-}
 
 // The reference constructor's keyword names (VisionTransformerForMaskedImageModeling) plus ours.
 mim::MimOptions parse_options(const Napi::Env& env, const Napi::Value& v) {
@@ -67,23 +46,23 @@ mim::MimOptions parse_options(const Napi::Env& env, const Napi::Value& v) {
     std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
     Napi::Value val = obj.Get(k);
     if (val.IsUndefined()) continue;
-    if (ints.count(k)) *ints.at(k) = int_of(env, k, val);
-    else if (nums.count(k)) *nums.at(k) = num_of(env, k, val);
-    else if (bools.count(k)) *bools.at(k) = bool_of(env, k, val);
+    if (ints.count(k)) *ints.at(k) = option_int(env, "MIM", k, val);
+    else if (nums.count(k)) *nums.at(k) = option_num(env, "MIM", k, val);
+    else if (bools.count(k)) *bools.at(k) = option_bool(env, "MIM", k, val);
     else if (k == "target") {
-      std::string t = str_of(env, k, val);
+      std::string t = option_str(env, "MIM", k, val);
       if (t == "tokens") o.target = mim::Target::kTokens;
       else if (t == "pixels") o.target = mim::Target::kPixels;
       else throw Napi::TypeError::New(env, "MIM option target must be 'tokens' or 'pixels', got '" + t + "'");
     } else if (k == "device") {
-      std::string d = str_of(env, k, val);
+      std::string d = option_str(env, "MIM", k, val);
       b.device = d == "meta" ? c10::Device(c10::kMeta) : mood::parse_device(d);
     } else if (k == "dtype") {
-      std::string d = str_of(env, k, val);
+      std::string d = option_str(env, "MIM", k, val);
       if (d != "float32" && d != "float64") throw Napi::TypeError::New(env, "MIM option dtype must be 'float32' or 'float64'");
       b.dtype = mood::parse_dtype(d);
     } else if (k == "attention") {
-      b.attention = beit::parse_attention_mode(str_of(env, k, val));
+      b.attention = beit::parse_attention_mode(option_str(env, "MIM", k, val));
     } else if (k == "num_classes" || k == "use_mean_pooling" || k == "init_scale") {
       // Fine-tuning options (a named BEiT config carries them); the MIM model has no head / pooling.
     } else {
@@ -121,12 +100,6 @@ Napi::Object options_object(const Napi::Env& env, const mim::MimOptions& o) {
   r.Set("dtype", mood::dtype_name(b.dtype));
   r.Set("attention", beit::attention_mode_name(b.attention));
   return r;
-}
-
-Napi::Array string_array(const Napi::Env& env, const std::vector<std::string>& v) {
-  Napi::Array a = Napi::Array::New(env, v.size());
-  for (uint32_t i = 0; i < v.size(); ++i) a.Set(i, v[i]);
-  return a;
 }
 
 double opt_num(const Napi::Object& o, const char* k, double dflt) {

@@ -14,6 +14,34 @@ namespace mood_addon {
 
 namespace beit = mood::beit;
 
+int64_t option_int(const Napi::Env& env, const std::string& what, const std::string& k, const Napi::Value& v) {
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+  if (!std::isfinite(d) || std::floor(d) != d) throw Napi::TypeError::New(env, what + " option " + k + " must be an integer");
+  return static_cast<int64_t>(d);
+}
+
+double option_num(const Napi::Env& env, const std::string& what, const std::string& k, const Napi::Value& v) {
+  if (v.IsNull()) return 0.0;  // init_values: None
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, what + " option " + k + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool option_bool(const Napi::Env& env, const std::string& what, const std::string& k, const Napi::Value& v) {
+  if (!v.IsBoolean()) throw Napi::TypeError::New(env, what + " option " + k + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::string option_str(const Napi::Env& env, const std::string& what, const std::string& k, const Napi::Value& v) {
+  if (!v.IsString()) throw Napi::TypeError::New(env, what + " option " + k + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+Napi::Array string_array(const Napi::Env& env, const std::vector<std::string>& v) {
+  Napi::Array a = Napi::Array::New(env, v.size());
+  for (uint32_t i = 0; i < v.size(); ++i) a.Set(i, v[i]);
+  return a;
+}
+
 namespace {
 
 const std::set<std::string>& known_option_keys() {
@@ -24,28 +52,6 @@ const std::set<std::string>& known_option_keys() {
       "attn_drop_rate", "drop_path_rate",  "layer_norm_eps",  "init_scale",      "device",
       "dtype",          "seed",            "attention",       "autocast"};
   return k;
-}
-
-int64_t int_opt(const Napi::Env& env, const std::string& k, const Napi::Value& v) {
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  if (!std::isfinite(d) || std::floor(d) != d) throw Napi::TypeError::New(env, "BEiT option " + k + " must be an integer");
-  return static_cast<int64_t>(d);
-}
-
-double num_opt(const Napi::Env& env, const std::string& k, const Napi::Value& v) {
-  if (v.IsNull()) return 0.0;  // init_values: None
-  if (!v.IsNumber()) throw Napi::TypeError::New(env, "BEiT option " + k + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-bool bool_opt(const Napi::Env& env, const std::string& k, const Napi::Value& v) {
-  if (!v.IsBoolean()) throw Napi::TypeError::New(env, "BEiT option " + k + " must be a boolean");
-  return v.As<Napi::Boolean>().Value();
-}
-
-std::string str_opt(const Napi::Env& env, const std::string& k, const Napi::Value& v) {
-  if (!v.IsString()) throw Napi::TypeError::New(env, "BEiT option " + k + " must be a string");
-  return v.As<Napi::String>().Utf8Value();
 }
 
 beit::BeitOptions parse_options(const Napi::Env& env, const Napi::Value& v) {
@@ -59,40 +65,40 @@ beit::BeitOptions parse_options(const Napi::Env& env, const Napi::Value& v) {
     Napi::Value val = obj.Get(k);
     if (val.IsUndefined()) continue;
     if (!known_option_keys().count(k)) throw Napi::TypeError::New(env, "unknown BEiT option '" + k + "'");
-    if (k == "img_size") o.img_size = int_opt(env, k, val);
-    else if (k == "patch_size") o.patch_size = int_opt(env, k, val);
-    else if (k == "in_chans") o.in_chans = int_opt(env, k, val);
-    else if (k == "num_classes") o.num_classes = int_opt(env, k, val);
-    else if (k == "embed_dim") o.embed_dim = int_opt(env, k, val);
-    else if (k == "depth") o.depth = int_opt(env, k, val);
-    else if (k == "num_heads") o.num_heads = int_opt(env, k, val);
-    else if (k == "seed") o.seed = int_opt(env, k, val);
-    else if (k == "mlp_ratio") o.mlp_ratio = num_opt(env, k, val);
-    else if (k == "init_values") o.init_values = num_opt(env, k, val);
-    else if (k == "drop_rate") o.drop_rate = num_opt(env, k, val);
-    else if (k == "attn_drop_rate") o.attn_drop_rate = num_opt(env, k, val);
-    else if (k == "drop_path_rate") o.drop_path_rate = num_opt(env, k, val);
-    else if (k == "layer_norm_eps") o.layer_norm_eps = num_opt(env, k, val);
-    else if (k == "init_scale") o.init_scale = num_opt(env, k, val);
-    else if (k == "qkv_bias") o.qkv_bias = bool_opt(env, k, val);
-    else if (k == "use_abs_pos_emb") o.use_abs_pos_emb = bool_opt(env, k, val);
-    else if (k == "use_rel_pos_bias") o.use_rel_pos_bias = bool_opt(env, k, val);
-    else if (k == "use_shared_rel_pos_bias") o.use_shared_rel_pos_bias = bool_opt(env, k, val);
-    else if (k == "use_mean_pooling") o.use_mean_pooling = bool_opt(env, k, val);
+    if (k == "img_size") o.img_size = option_int(env, "BEiT", k, val);
+    else if (k == "patch_size") o.patch_size = option_int(env, "BEiT", k, val);
+    else if (k == "in_chans") o.in_chans = option_int(env, "BEiT", k, val);
+    else if (k == "num_classes") o.num_classes = option_int(env, "BEiT", k, val);
+    else if (k == "embed_dim") o.embed_dim = option_int(env, "BEiT", k, val);
+    else if (k == "depth") o.depth = option_int(env, "BEiT", k, val);
+    else if (k == "num_heads") o.num_heads = option_int(env, "BEiT", k, val);
+    else if (k == "seed") o.seed = option_int(env, "BEiT", k, val);
+    else if (k == "mlp_ratio") o.mlp_ratio = option_num(env, "BEiT", k, val);
+    else if (k == "init_values") o.init_values = option_num(env, "BEiT", k, val);
+    else if (k == "drop_rate") o.drop_rate = option_num(env, "BEiT", k, val);
+    else if (k == "attn_drop_rate") o.attn_drop_rate = option_num(env, "BEiT", k, val);
+    else if (k == "drop_path_rate") o.drop_path_rate = option_num(env, "BEiT", k, val);
+    else if (k == "layer_norm_eps") o.layer_norm_eps = option_num(env, "BEiT", k, val);
+    else if (k == "init_scale") o.init_scale = option_num(env, "BEiT", k, val);
+    else if (k == "qkv_bias") o.qkv_bias = option_bool(env, "BEiT", k, val);
+    else if (k == "use_abs_pos_emb") o.use_abs_pos_emb = option_bool(env, "BEiT", k, val);
+    else if (k == "use_rel_pos_bias") o.use_rel_pos_bias = option_bool(env, "BEiT", k, val);
+    else if (k == "use_shared_rel_pos_bias") o.use_shared_rel_pos_bias = option_bool(env, "BEiT", k, val);
+    else if (k == "use_mean_pooling") o.use_mean_pooling = option_bool(env, "BEiT", k, val);
     else if (k == "device") {
-      std::string d = str_opt(env, k, val);
+      std::string d = option_str(env, "BEiT", k, val);
       o.device = d == "meta" ? c10::Device(c10::kMeta) : mood::parse_device(d);
     } else if (k == "dtype") {
-      std::string d = str_opt(env, k, val);
+      std::string d = option_str(env, "BEiT", k, val);
       if (d != "float32" && d != "float64") throw Napi::TypeError::New(env, "BEiT option dtype must be 'float32' or 'float64'");
       o.dtype = mood::parse_dtype(d);
     } else if (k == "attention") {
-      o.attention = beit::parse_attention_mode(str_opt(env, k, val));
+      o.attention = beit::parse_attention_mode(option_str(env, "BEiT", k, val));
     } else if (k == "autocast") {
       if (val.IsNull() || (val.IsBoolean() && !val.As<Napi::Boolean>().Value())) {
         o.autocast.reset();
       } else {
-        std::string d = str_opt(env, k, val);
+        std::string d = option_str(env, "BEiT", k, val);
         if (d != "float16" && d != "bfloat16") throw Napi::TypeError::New(env, "BEiT option autocast must be 'float16', 'bfloat16' or null");
         o.autocast = mood::parse_dtype(d);
       }
@@ -128,12 +134,6 @@ Napi::Object options_object(const Napi::Env& env, const beit::BeitOptions& o) {
   if (o.autocast) r.Set("autocast", mood::dtype_name(*o.autocast));
   else r.Set("autocast", env.Null());
   return r;
-}
-
-Napi::Array string_array(const Napi::Env& env, const std::vector<std::string>& v) {
-  Napi::Array a = Napi::Array::New(env, v.size());
-  for (uint32_t i = 0; i < v.size(); ++i) a.Set(i, v[i]);
-  return a;
 }
 
 bool flag(const Napi::Object& o, const char* k) {

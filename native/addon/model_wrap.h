@@ -3,11 +3,22 @@
 #pragma once
 #include <napi.h>
 
+#include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "core/beit.h"
 
 namespace mood_addon {
+
+// Option-value checks shared by the BEiT (NativeBeit) and MIM (NativeMim) option parsers; `what`
+// names the options in messages ("BEiT option k must be ..."). option_num reads null as 0 (init_values: None).
+int64_t option_int(const Napi::Env& env, const std::string& what, const std::string& k, const Napi::Value& v);
+double option_num(const Napi::Env& env, const std::string& what, const std::string& k, const Napi::Value& v);
+bool option_bool(const Napi::Env& env, const std::string& what, const std::string& k, const Napi::Value& v);
+std::string option_str(const Napi::Env& env, const std::string& what, const std::string& k, const Napi::Value& v);
+Napi::Array string_array(const Napi::Env& env, const std::vector<std::string>& v);
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
