@@ -169,72 +169,16 @@ Napi::Value MimWrap::Config(const Napi::CallbackInfo& info) {
 
 Napi::Value MimWrap::Options(const Napi::CallbackInfo& info) { return options_object(info.Env(), model(info.Env())->options()); }
 
-Napi::Value MimWrap::StateSpec(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto entries = model(env)->state_dict_entries(true);
-  Napi::Array a = Napi::Array::New(env, entries.size());
-  for (uint32_t i = 0; i < entries.size(); ++i) {
-    const auto& e = entries[i];
-    Napi::Array row = Napi::Array::New(env, 4);
-    row.Set(0u, e.name);
-    Napi::Array shape = Napi::Array::New(env, e.tensor.dim());
-    for (int64_t d = 0; d < e.tensor.dim(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(e.tensor.size(d)));
-    row.Set(1u, shape);
-    row.Set(2u, mood::dtype_name(e.tensor.scalar_type()));
-    row.Set(3u, e.is_buffer ? "buffer" : "parameter");
-    a.Set(i, row);
-  }
-  return a;
-}
+Napi::Value MimWrap::StateSpec(const Napi::CallbackInfo& info) { return state_spec_array(info.Env(), model(info.Env())->state_dict_entries(true)); }
 
-Napi::Value MimWrap::StateDict(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object o = Napi::Object::New(env);
-  for (auto& e : model(env)->state_dict_entries(true)) o.Set(e.name, TensorWrap::Wrap(env, mood::Pending::ready(e.tensor.detach())));
-  return o;
-}
+Napi::Value MimWrap::StateDict(const Napi::CallbackInfo& info) { return entries_object(info.Env(), model(info.Env())->state_dict_entries(true)); }
 
 Napi::Value MimWrap::LoadStateDict(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto m = model(env);
-  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "loadStateDict: state dict must be an object of tensors");
-  const bool strict = info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value() : true;
-  Napi::Object sd = info[0].As<Napi::Object>();
-  Napi::Array keys = sd.GetPropertyNames();
-  std::vector<std::string> names;
-  std::vector<mood::PendingPtr> inputs;
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
-    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
-    names.push_back(k);
-    inputs.push_back(TensorWrap::PendingOf(env, sd.Get(k), ("loadStateDict: '" + k + "'").c_str()));
-  }
-  beit::LoadResult kr = m->check_keys(names);
-  if (strict && (!kr.missing_keys.empty() || !kr.unexpected_keys.empty())) {
-    std::string msg = "Error(s) in loading state_dict for VisionTransformerForMaskedImageModeling (strict):";
-    auto join = [](const std::vector<std::string>& v) {
-      std::string s;
-      for (auto& x : v) s += (s.empty() ? "" : ", ") + x;
-      return s;
-    };
-    if (!kr.missing_keys.empty()) msg += "\n\tMissing key(s): " + join(kr.missing_keys);
-    if (!kr.unexpected_keys.empty()) msg += "\n\tUnexpected key(s): " + join(kr.unexpected_keys);
-    throw error(env, msg);
-  }
-  mood::ScheduleOptions so;
-  so.op = "mim.loadStateDict";
-  so.device = m->param_device().is_meta() ? c10::Device(c10::kCPU) : m->param_device();
-  so.allow_inline = false;
-  auto done = mood::schedule(so, std::move(inputs), [m, names](const std::vector<at::Tensor>& in) {
-    std::map<std::string, at::Tensor> map;
-    for (size_t i = 0; i < names.size(); ++i) map[names[i]] = in[i];
-    m->load_state_dict(map, /*strict=*/false);
-    return std::vector<at::Tensor>{at::zeros({}, at::kFloat)};
-  });
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("missingKeys", string_array(env, kr.missing_keys));
-  r.Set("unexpectedKeys", string_array(env, kr.unexpected_keys));
-  r.Set("done", TensorWrap::Wrap(env, done[0]));
-  return r;
+  auto m = model(info.Env());
+  return load_state_dict_call(
+      info, "VisionTransformerForMaskedImageModeling", "mim.loadStateDict", m->param_device(),
+      [&m](const std::vector<std::string>& names) { return m->check_keys(names); },
+      [m](const std::map<std::string, at::Tensor>& sd) { m->load_state_dict(sd, /*strict=*/false); });
 }
 
 Napi::Value MimWrap::Forward(const Napi::CallbackInfo& info) {

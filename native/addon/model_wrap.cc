@@ -1,6 +1,7 @@
 #include "addon/model_wrap.h"
 
 #include <cmath>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -40,6 +41,72 @@ Napi::Array string_array(const Napi::Env& env, const std::vector<std::string>& v
   Napi::Array a = Napi::Array::New(env, v.size());
   for (uint32_t i = 0; i < v.size(); ++i) a.Set(i, v[i]);
   return a;
+}
+
+Napi::Array state_spec_array(const Napi::Env& env, const std::vector<mood::beit::StateEntry>& entries) {
+  Napi::Array a = Napi::Array::New(env, entries.size());
+  for (uint32_t i = 0; i < entries.size(); ++i) {
+    const auto& e = entries[i];
+    Napi::Array row = Napi::Array::New(env, 4);
+    row.Set(0u, e.name);
+    Napi::Array shape = Napi::Array::New(env, e.tensor.dim());
+    for (int64_t d = 0; d < e.tensor.dim(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(e.tensor.size(d)));
+    row.Set(1u, shape);
+    row.Set(2u, mood::dtype_name(e.tensor.scalar_type()));
+    row.Set(3u, e.is_buffer ? "buffer" : "parameter");
+    a.Set(i, row);
+  }
+  return a;
+}
+
+Napi::Object entries_object(const Napi::Env& env, const std::vector<mood::beit::StateEntry>& entries) {
+  Napi::Object o = Napi::Object::New(env);
+  for (auto& e : entries) o.Set(e.name, TensorWrap::Wrap(env, mood::Pending::ready(e.tensor.detach())));
+  return o;
+}
+
+Napi::Value load_state_dict_call(const Napi::CallbackInfo& info, const std::string& model_name, const std::string& op, c10::Device device,
+                                 const std::function<mood::beit::LoadResult(const std::vector<std::string>&)>& check_keys,
+                                 std::function<void(const std::map<std::string, at::Tensor>&)> load) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "loadStateDict: state dict must be an object of tensors");
+  bool strict = info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value() : true;
+  Napi::Object sd = info[0].As<Napi::Object>();
+  Napi::Array keys = sd.GetPropertyNames();
+  std::vector<std::string> names;
+  std::vector<mood::PendingPtr> inputs;
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+    names.push_back(k);
+    inputs.push_back(TensorWrap::PendingOf(env, sd.Get(k), ("loadStateDict: '" + k + "'").c_str()));
+  }
+  beit::LoadResult keys_result = check_keys(names);
+  if (strict && (!keys_result.missing_keys.empty() || !keys_result.unexpected_keys.empty())) {
+    std::string msg = "Error(s) in loading state_dict for " + model_name + " (strict):";
+    auto join = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (auto& x : v) s += (s.empty() ? "" : ", ") + x;
+      return s;
+    };
+    if (!keys_result.missing_keys.empty()) msg += "\n\tMissing key(s): " + join(keys_result.missing_keys);
+    if (!keys_result.unexpected_keys.empty()) msg += "\n\tUnexpected key(s): " + join(keys_result.unexpected_keys);
+    throw Napi::Error::New(env, msg);
+  }
+  mood::ScheduleOptions so;
+  so.op = op;
+  so.device = device.is_meta() ? c10::Device(c10::kCPU) : device;
+  so.allow_inline = false;  // FIFO with the forwards already queued on this model's device
+  auto done = mood::schedule(so, std::move(inputs), [load = std::move(load), names](const std::vector<at::Tensor>& in) {
+    std::map<std::string, at::Tensor> map;
+    for (size_t i = 0; i < names.size(); ++i) map[names[i]] = in[i];
+    load(map);
+    return std::vector<at::Tensor>{at::zeros({}, at::kFloat)};
+  });
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("missingKeys", string_array(env, keys_result.missing_keys));
+  r.Set("unexpectedKeys", string_array(env, keys_result.unexpected_keys));
+  r.Set("done", TensorWrap::Wrap(env, done[0]));
+  return r;
 }
 
 namespace {
@@ -206,74 +273,18 @@ Napi::Value ModelWrap::FusedAttentionAvailable(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelWrap::Options(const Napi::CallbackInfo& info) { return options_object(info.Env(), model(info.Env())->options()); }
 
-Napi::Value ModelWrap::StateSpec(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto entries = model(env)->state_dict_entries(true);
-  Napi::Array a = Napi::Array::New(env, entries.size());
-  for (uint32_t i = 0; i < entries.size(); ++i) {
-    const auto& e = entries[i];
-    Napi::Array row = Napi::Array::New(env, 4);
-    row.Set(0u, e.name);
-    Napi::Array shape = Napi::Array::New(env, e.tensor.dim());
-    for (int64_t d = 0; d < e.tensor.dim(); ++d) shape.Set(static_cast<uint32_t>(d), static_cast<double>(e.tensor.size(d)));
-    row.Set(1u, shape);
-    row.Set(2u, mood::dtype_name(e.tensor.scalar_type()));
-    row.Set(3u, e.is_buffer ? "buffer" : "parameter");
-    a.Set(i, row);
-  }
-  return a;
-}
+Napi::Value ModelWrap::StateSpec(const Napi::CallbackInfo& info) { return state_spec_array(info.Env(), model(info.Env())->state_dict_entries(true)); }
 
-Napi::Object ModelWrap::Entries(const Napi::Env& env, bool buffers) const {
-  Napi::Object o = Napi::Object::New(env);
-  for (auto& e : model(env)->state_dict_entries(buffers)) o.Set(e.name, TensorWrap::Wrap(env, mood::Pending::ready(e.tensor.detach())));
-  return o;
-}
+Napi::Object ModelWrap::Entries(const Napi::Env& env, bool buffers) const { return entries_object(env, model(env)->state_dict_entries(buffers)); }
 
 Napi::Value ModelWrap::NamedParameters(const Napi::CallbackInfo& info) { return Entries(info.Env(), false); }
 Napi::Value ModelWrap::StateDict(const Napi::CallbackInfo& info) { return Entries(info.Env(), true); }
 
 Napi::Value ModelWrap::LoadStateDict(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto m = model(env);
-  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "loadStateDict: state dict must be an object of tensors");
-  bool strict = info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value() : true;
-  Napi::Object sd = info[0].As<Napi::Object>();
-  Napi::Array keys = sd.GetPropertyNames();
-  std::vector<std::string> names;
-  std::vector<mood::PendingPtr> inputs;
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
-    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
-    names.push_back(k);
-    inputs.push_back(TensorWrap::PendingOf(env, sd.Get(k), ("loadStateDict: '" + k + "'").c_str()));
-  }
-  beit::LoadResult keys_result = m->check_keys(names);
-  if (strict && (!keys_result.missing_keys.empty() || !keys_result.unexpected_keys.empty())) {
-    std::string msg = "Error(s) in loading state_dict for BEiT (strict):";
-    auto join = [](const std::vector<std::string>& v) {
-      std::string s;
-      for (auto& x : v) s += (s.empty() ? "" : ", ") + x;
-      return s;
-    };
-    if (!keys_result.missing_keys.empty()) msg += "\n\tMissing key(s): " + join(keys_result.missing_keys);
-    if (!keys_result.unexpected_keys.empty()) msg += "\n\tUnexpected key(s): " + join(keys_result.unexpected_keys);
-    throw Napi::Error::New(env, msg);
-  }
-  mood::ScheduleOptions so;
-  so.op = "beit.loadStateDict";
-  so.device = m->param_device().is_meta() ? c10::Device(c10::kCPU) : m->param_device();
-  so.allow_inline = false;  // FIFO with the forwards already queued on this model's device
-  auto done = mood::schedule(so, std::move(inputs), [m, names](const std::vector<at::Tensor>& in) {
-    std::map<std::string, at::Tensor> map;
-    for (size_t i = 0; i < names.size(); ++i) map[names[i]] = in[i];
-    m->load_state_dict(map, /*strict=*/false);
-    return std::vector<at::Tensor>{at::zeros({}, at::kFloat)};
-  });
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("missingKeys", string_array(env, keys_result.missing_keys));
-  r.Set("unexpectedKeys", string_array(env, keys_result.unexpected_keys));
-  r.Set("done", TensorWrap::Wrap(env, done[0]));
-  return r;
+  auto m = model(info.Env());
+  return load_state_dict_call(
+      info, "BEiT", "beit.loadStateDict", m->param_device(), [&m](const std::vector<std::string>& names) { return m->check_keys(names); },
+      [m](const std::map<std::string, at::Tensor>& sd) { m->load_state_dict(sd, /*strict=*/false); });
 }
 
 Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {

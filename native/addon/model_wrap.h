@@ -4,6 +4,8 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +21,15 @@ double option_num(const Napi::Env& env, const std::string& what, const std::stri
 bool option_bool(const Napi::Env& env, const std::string& what, const std::string& k, const Napi::Value& v);
 std::string option_str(const Napi::Env& env, const std::string& what, const std::string& k, const Napi::Value& v);
 Napi::Array string_array(const Napi::Env& env, const std::vector<std::string>& v);
+
+// State-dict plumbing shared by NativeBeit and NativeMim: stateSpec rows [[name, shape, dtype, kind]],
+// {name: NativeTensor} objects, and loadStateDict(sd, strict = true) -> {missingKeys, unexpectedKeys,
+// done}: checks the keys (strict: throws naming `model_name`), then loads on `device`'s executor.
+Napi::Array state_spec_array(const Napi::Env& env, const std::vector<mood::beit::StateEntry>& entries);
+Napi::Object entries_object(const Napi::Env& env, const std::vector<mood::beit::StateEntry>& entries);
+Napi::Value load_state_dict_call(const Napi::CallbackInfo& info, const std::string& model_name, const std::string& op, c10::Device device,
+                                 const std::function<mood::beit::LoadResult(const std::vector<std::string>&)>& check_keys,
+                                 std::function<void(const std::map<std::string, at::Tensor>&)> load);
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
