@@ -4,18 +4,10 @@
  * intensity-inverted ID images. Seeded, so a resumed run rebuilds exactly the same sets.
  */
 import type { FarOodKind } from './options';
+import { mulberry32 } from '../util/mulberry32';
 
-/** mulberry32: tiny seeded PRNG; quality is ample for noise images. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG for reproducible generated data (one shared implementation). */
+export const seededRandom = mulberry32;
 
 export interface PixelBatch {
   /** uint8, row-major [n, c, h, w]. */

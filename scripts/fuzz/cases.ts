@@ -16,18 +16,10 @@ import { SAFE_GLOBALS } from '../../lib/checkpoint/reader';
 import { PyDict, PyValue, makeTuple } from '../../lib/checkpoint/pyvalues';
 import { StorageRef } from '../../lib/checkpoint/tensorref';
 import { decodeNpy } from '../../lib/npy/npy';
+import { mulberry32 } from '../../lib/util/mulberry32';
 
-/** Deterministic PRNG (mulberry32) so failures reproduce from the seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG for reproducible generated data (one shared implementation). */
+export const rng = mulberry32;
 
 /** A small zip checkpoint with the structures real ones have (views, shared storage, metadata). */
 export function zipSeed(dir: string): Buffer {

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { expect } from 'vitest';
 import { fixturePath, SYSTEM_PYTHON } from '../helpers/fixtures';
+import { mulberry32 } from '../../lib/util/mulberry32';
 
 export interface OodFileEntry {
   file: string;
@@ -99,14 +100,5 @@ export function runPython<T>(script: string, arrays: Record<string, Float64Array
   }
 }
 
-/** Small seeded PRNG (mulberry32) so generated test data are reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG for reproducible generated data (one shared implementation). */
+export const rng = mulberry32;

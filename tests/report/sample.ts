@@ -1,18 +1,10 @@
 /** A deterministic results file with real curves, shared by the report tests. */
 import { rocPoints, scoreHistogram, RESULTS_SCHEMA, type ResultsFile, type EvalRow } from '../../lib/report';
 import { evaluate } from '../../lib/ood/evaluation';
+import { mulberry32 } from '../../lib/util/mulberry32';
 
-/** mulberry32: small seeded PRNG so the sample is the same on every run. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG for reproducible generated data (one shared implementation). */
+export const rng = mulberry32;
 
 export function gaussian(r: () => number, n: number, mean: number, sd: number): Float64Array {
   const out = new Float64Array(n);
