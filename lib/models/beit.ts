@@ -104,6 +104,15 @@ export class Beit {
     return this.native;
   }
 
+  /**
+   * @internal The live native module, for other native wrappers that schedule work on this model
+   * (the fine-tuning step). Throws once the model is disposed.
+   */
+  nativeModule(user: string): NativeBeitInstance {
+    if (!this.native) throw new Error(`${user}: BEiT model used after dispose()`);
+    return this.native;
+  }
+
   private get tensorDevice(): Device {
     if (this.device === 'meta') throw new Error('a model on the meta device has no values: build it on cpu or cuda to run it');
     return this.device;

@@ -55,12 +55,7 @@ export function nativeTrainer(): NativeTrainerStatic {
   return b.NativeTrainer;
 }
 
-/**
- * The live native module behind a Beit. Beit keeps it private; the trainer is the one other
- * wrapper that schedules work on it.
- */
+/** The live native module behind a Beit (the trainer schedules its steps on it). */
 export function nativeModelOf(model: Beit): NativeBeitInstance {
-  const n = (model as unknown as { native: NativeBeitInstance | null }).native;
-  if (!n) throw new Error('Trainer: BEiT model used after dispose()');
-  return n;
+  return model.nativeModule('Trainer');
 }
