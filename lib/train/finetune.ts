@@ -242,7 +242,14 @@ export function checkWritableDir(dir: string): void {
   }
   if (fs.existsSync(p) && !fs.statSync(p).isDirectory()) fail(`${p} is not a directory`);
   try {
-    for (const m of missing) fs.mkdirSync(m);
+    for (const m of missing) {
+      try {
+        fs.mkdirSync(m);
+      } catch (e) {
+        // Another process (a second rank under mood launch) made it first: fine if it is a directory.
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !fs.statSync(m).isDirectory()) throw e;
+      }
+    }
     const probe = path.join(abs, `.mood-write-test-${process.pid}`);
     fs.writeFileSync(probe, '');
     fs.unlinkSync(probe);
