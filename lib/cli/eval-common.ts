@@ -15,6 +15,7 @@ import type { Beit } from '../models/beit';
 import type { OodMetricResult, TrainFeatureTransform, ExtractionRecord, CheckpointIdentity } from '../ood/features';
 import type { DetectorOptions } from '../ood/detectors/registry';
 import type { AuprConvention, Fpr95Convention } from '../ood/evaluation/types';
+import type { EvaluationFigures } from './ood-score';
 
 export type EvalKind = 'features' | 'logits';
 
@@ -112,25 +113,14 @@ export interface EvalDeps {
 }
 
 /** One row of the JSON result file: one metric on one OOD set (or 'all' = the average). */
-export interface EvalJsonRow {
+export interface EvalJsonRow extends EvaluationFigures {
   metric: string;
   /** The --metric spelling the reference would print. */
   reference_metric: string;
   orientation: string;
   ood: string;
-  auroc: number;
-  aupr_in: number;
-  aupr_out: number;
-  aupr_convention: AuprConvention;
   /** Which of aupr_in / aupr_out the reference's "AUPR" column is for this metric. */
   reference_aupr: 'aupr_in' | 'aupr_out';
-  fpr95: number;
-  fpr95_convention: Fpr95Convention;
-  tpr_level: number;
-  detection_error: number;
-  n_in: number;
-  n_ood: number;
-  n_train: number | null;
   train_features: TrainFeatureTransform | null;
 }
 

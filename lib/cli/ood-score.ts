@@ -42,9 +42,8 @@ export interface OodScoreOptions {
   auprConvention?: AuprConvention;
 }
 
-export interface OodScoreResult {
-  metric: string;
-  orientation: Orientation;
+/** The evaluation figures every JSON result row carries (ood-score, eval-features, eval-logits). */
+export interface EvaluationFigures {
   auroc: number;
   aupr_in: number;
   aupr_out: number;
@@ -56,6 +55,11 @@ export interface OodScoreResult {
   n_in: number;
   n_ood: number;
   n_train: number | null;
+}
+
+export interface OodScoreResult extends EvaluationFigures {
+  metric: string;
+  orientation: Orientation;
   files: Record<string, string>;
   scores_out?: string;
 }

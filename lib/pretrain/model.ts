@@ -5,27 +5,18 @@
  */
 import { loadNative, NativeTensorHandle } from '../native';
 import { Device, Tensor } from '../tensor';
-import type { StateSpecEntry } from '../models/native-beit';
+import type { NativeBeitOptions, StateSpecEntry } from '../models/native-beit';
+
+/** The backbone keywords the MIM model shares with BEiT (same names, types and meaning). */
+type MimBackboneOptions = Pick<
+  NativeBeitOptions,
+  | 'img_size' | 'patch_size' | 'in_chans' | 'embed_dim' | 'depth' | 'num_heads' | 'mlp_ratio' | 'qkv_bias'
+  | 'init_values' | 'use_abs_pos_emb' | 'use_rel_pos_bias' | 'use_shared_rel_pos_bias' | 'drop_rate'
+  | 'attn_drop_rate' | 'drop_path_rate' | 'layer_norm_eps' | 'device' | 'dtype' | 'seed' | 'attention'
+>;
 
 /** Constructor options: the reference's keyword names, plus the target kind. */
-export interface MimOptions {
-  img_size?: number;
-  patch_size?: number;
-  in_chans?: number;
-  embed_dim?: number;
-  depth?: number;
-  num_heads?: number;
-  mlp_ratio?: number;
-  qkv_bias?: boolean;
-  /** Layer scale (gamma_1/gamma_2); 0 / null disables. */
-  init_values?: number | null;
-  use_abs_pos_emb?: boolean;
-  use_rel_pos_bias?: boolean;
-  use_shared_rel_pos_bias?: boolean;
-  drop_rate?: number;
-  attn_drop_rate?: number;
-  drop_path_rate?: number;
-  layer_norm_eps?: number;
+export interface MimOptions extends MimBackboneOptions {
   /** Token targets: the tokenizer's vocabulary (8192 for DALL-E). */
   vocab_size?: number;
   /** 'tokens' (cross-entropy on tokenizer ids) or 'pixels' (normalised pixel regression). */
@@ -33,10 +24,6 @@ export interface MimOptions {
   /** Pixel targets: normalise each patch by its own mean / std (default true). */
   norm_pix?: boolean;
   init_std?: number;
-  device?: Device | 'meta';
-  dtype?: 'float32' | 'float64';
-  seed?: number;
-  attention?: 'auto' | 'exact' | 'fused';
 }
 
 export type ResolvedMimOptions = Required<Omit<MimOptions, 'seed' | 'init_values'>> & { init_values: number; head_dim: number };
