@@ -8,6 +8,7 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -311,6 +312,46 @@ void rand_augment_op(img::Planar& im, int op, double arg, const uint8_t fill[3])
   }
 }
 
+namespace {
+
+// The resize + crop of the eval_resize and train_rrc geometries for an h x w image, as one windowed
+// resize: only the outputs the crop keeps are computed (same bytes as resize-then-crop).
+img::WindowResize resize_window(const TransformConfig& cfg, const double* plan, int h, int w) {
+  const int S = cfg.size;
+  if (cfg.geometry == Geometry::kEvalResize) {
+    // torchvision Resize(int): shorter side -> R, longer side int(R * long / short).
+    const int R = cfg.resize_short;
+    int oh, ow;
+    if (w <= h) {
+      ow = R;
+      oh = static_cast<int>(static_cast<int64_t>(R) * h / w);
+    } else {
+      oh = R;
+      ow = static_cast<int>(static_cast<int64_t>(R) * w / h);
+    }
+    if (oh <= 0 || ow <= 0) throw std::invalid_argument("resize: output size must be positive");
+    if (oh < S || ow < S) throw std::invalid_argument("transform: resized image smaller than the crop");
+    // torchvision CenterCrop: int(round((H - S) / 2.0)) with Python's half-to-even round.
+    return img::WindowResize(0, 0, h, w, oh, ow, py_round((oh - S) / 2.0), py_round((ow - S) / 2.0), S, S);
+  }
+  int box[4];
+  rrc_box(h, w, plan, box);
+  return img::WindowResize(box[0], box[1], box[2], box[3], S, S, 0, 0, S, S);
+}
+
+// The S x S uint8 image after the geometry step (reused per thread: no allocation per sample).
+img::Planar& geometry_buffer(int c, int S) {
+  thread_local img::Planar g;
+  g.c = c, g.h = S, g.w = S;
+  g.px.resize(static_cast<size_t>(c) * S * S);
+  return g;
+}
+
+// Everything after the geometry: flip, RandAugment, ToTensor + Normalize, random erasing.
+void finish_sample(const img::Planar& geo, const TransformConfig& cfg, const double* plan, float* out);
+
+}  // namespace
+
 void transform_sample(const img::Planar& src, const TransformConfig& cfg, const double* plan, float* out) {
   if (src.c != 1 && src.c != 3) throw std::invalid_argument("transform: images must have 1 or 3 channels, got " + std::to_string(src.c));
   const int S = cfg.size;
@@ -323,22 +364,12 @@ void transform_sample(const img::Planar& src, const TransformConfig& cfg, const 
         cur = &a;
       }
       break;
-    case Geometry::kEvalResize: {
-      // torchvision Resize(int): shorter side -> R, longer side int(R * long / short).
-      const int R = cfg.resize_short;
-      int oh, ow;
-      if (cur->w <= cur->h) {
-        ow = R;
-        oh = static_cast<int>(static_cast<int64_t>(R) * cur->h / cur->w);
-      } else {
-        oh = R;
-        ow = static_cast<int>(static_cast<int64_t>(R) * cur->w / cur->h);
-      }
-      img::pil_resize_bicubic(*cur, oh, ow, a);
-      if (oh < S || ow < S) throw std::invalid_argument("transform: resized image smaller than the crop");
-      // torchvision CenterCrop: int(round((H - S) / 2.0)) with Python's half-to-even round.
-      img::crop(a, py_round((oh - S) / 2.0), py_round((ow - S) / 2.0), S, S, b);
-      cur = &b;
+    case Geometry::kEvalResize:
+    case Geometry::kTrainRrc: {
+      const img::WindowResize wr = resize_window(cfg, plan, src.h, src.w);
+      img::Planar& g = geometry_buffer(src.c, S);
+      wr.run(img::PixelView::of(src), g.px.data());
+      cur = &g;
       break;
     }
     case Geometry::kTrainCrop: {
@@ -363,15 +394,41 @@ void transform_sample(const img::Planar& src, const TransformConfig& cfg, const 
       cur = &b;
       break;
     }
-    case Geometry::kTrainRrc: {
-      int box[4];
-      rrc_box(cur->h, cur->w, plan, box);
-      img::crop(*cur, box[0], box[1], box[2], box[3], a);
-      img::pil_resize_bicubic(a, S, S, b);
-      cur = &b;
-      break;
-    }
   }
+  finish_sample(*cur, cfg, plan, out);
+}
+
+bool transform_encoded(const uint8_t* data, size_t size, const TransformConfig& cfg, const double* plan, float* out) {
+  if (cfg.geometry != Geometry::kEvalResize && cfg.geometry != Geometry::kTrainRrc) return false;
+  struct Picker : img::RegionPicker {
+    const TransformConfig& cfg;
+    const double* plan;
+    std::optional<img::WindowResize> wr;
+    Picker(const TransformConfig& c, const double* p) : cfg(c), plan(p) {}
+    bool pick(int h, int w, int rect[4]) override {
+      try {
+        wr.emplace(resize_window(cfg, plan, h, w));
+      } catch (const std::exception&) {
+        return false;  // the full path reports it
+      }
+      rect[0] = wr->src_y0(), rect[1] = wr->src_y1(), rect[2] = wr->src_x0(), rect[3] = wr->src_x1();
+      return true;
+    }
+  } picker(cfg, plan);
+  thread_local std::vector<uint8_t> buf;
+  img::PixelView view;
+  if (!img::decode_jpeg_region(data, size, picker, buf, view)) return false;
+  img::Planar& g = geometry_buffer(view.c, cfg.size);
+  picker.wr->run(view, g.px.data());
+  finish_sample(g, cfg, plan, out);
+  return true;
+}
+
+namespace {
+
+void finish_sample(const img::Planar& geo, const TransformConfig& cfg, const double* plan, float* out) {
+  const int S = cfg.size;
+  const img::Planar* cur = &geo;
   img::Planar flipped;
   if (plan && plan[kFlip] != 0) {
     flipped = *cur;
@@ -391,13 +448,16 @@ void transform_sample(const img::Planar& src, const TransformConfig& cfg, const 
     }
     cur = &ra;
   }
-  // ToTensor + Normalize: (v / 255 - mean) / std, in float32 like torchvision.
+  // ToTensor + Normalize: (v / 255 - mean) / std, in float32 like torchvision; computed once per
+  // byte value (same float operations, so the same results) and looked up.
   const size_t n = static_cast<size_t>(S) * S;
   for (int c = 0; c < 3; ++c) {
     const uint8_t* p = cur->plane(cur->c == 1 ? 0 : c);
     float* o = out + c * n;
     const float m = cfg.mean[c], s = cfg.std[c];
-    for (size_t i = 0; i < n; ++i) o[i] = (static_cast<float>(p[i]) / 255.0f - m) / s;
+    float lut[256];
+    for (int v = 0; v < 256; ++v) lut[v] = (static_cast<float>(v) / 255.0f - m) / s;
+    for (size_t i = 0; i < n; ++i) o[i] = lut[p[i]];
   }
   // timm RandomErasing, mode 'pixel': N(0, 1) per pixel and channel inside the box.
   if (plan && plan[kEraseH] > 0) {
@@ -415,6 +475,8 @@ void transform_sample(const img::Planar& src, const TransformConfig& cfg, const 
         }
   }
 }
+
+}  // namespace
 
 namespace {
 

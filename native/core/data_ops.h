@@ -61,6 +61,12 @@ struct TransformConfig {
 // `plan` is one row of kPlanCols values (nullptr: evaluation).
 void transform_sample(const img::Planar& src, const TransformConfig& cfg, const double* plan, float* out);
 
+// transform_sample of an encoded file, decoding only the pixels the geometry reads (eval_resize's
+// center crop, train_rrc's box) when the file allows it (see img::decode_jpeg_region): same output
+// bytes as decode_image + transform_sample. Returns false, having written nothing, when the caller
+// must take that full path (other geometries, formats, or files).
+bool transform_encoded(const uint8_t* data, size_t size, const TransformConfig& cfg, const double* plan, float* out);
+
 // The RandomResizedCrop box (top, left, h, w) that timm 0.3's get_params picks with these uniforms.
 void rrc_box(int img_h, int img_w, const double* plan, int box[4]);
 

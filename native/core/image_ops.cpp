@@ -13,6 +13,7 @@
 #include <thread>
 #include <cerrno>
 #include <algorithm>
+#include <atomic>
 
 #ifdef MOOD_HAVE_LIBJPEG
 #include <jpeglib.h>
@@ -36,54 +37,190 @@ double bicubic(double x) {
 
 constexpr int kPrecisionBits = 32 - 8 - 2;
 
-// Per output pixel: first source index, tap count, and fixed-point taps (ksize per output).
-struct Coeffs {
-  int ksize = 0;
-  std::vector<int> start, count;
-  std::vector<int32_t> k;
-};
-
-// Same arithmetic as Pillow's precompute_coeffs + normalize_coeffs_8bpc (box = whole axis).
-Coeffs precompute(int in_size, int out_size) {
-  Coeffs c;
-  double scale = static_cast<double>(in_size) / out_size;
-  double filterscale = scale < 1.0 ? 1.0 : scale;
-  double support = 2.0 * filterscale;
-  c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
-  c.start.resize(out_size);
-  c.count.resize(out_size);
-  c.k.assign(static_cast<size_t>(out_size) * c.ksize, 0);
-  std::vector<double> w(c.ksize);
-  for (int xx = 0; xx < out_size; ++xx) {
-    double center = (xx + 0.5) * scale;
-    double ss = 1.0 / filterscale;
-    int xmin = static_cast<int>(center - support + 0.5);
-    if (xmin < 0) xmin = 0;
-    int xmax = static_cast<int>(center + support + 0.5);
-    if (xmax > in_size) xmax = in_size;
-    xmax -= xmin;
-    double ww = 0;
-    for (int x = 0; x < xmax; ++x) {
-      w[x] = bicubic((x + xmin - center + 0.5) * ss);
-      ww += w[x];
+// Same arithmetic as Pillow's precompute_coeffs + normalize_coeffs_8bpc (box = whole axis), for the
+// outputs [keep0, keep0 + keepn). in_size == out_size: Pillow skips the pass; one tap of weight 1.0
+// reproduces that copy exactly ((v << 22) + 2^21) >> 22 == v).
+ResizeAxis axis_coeffs(int in_size, int out_size, int keep0, int keepn) {
+  if (in_size <= 0 || out_size <= 0) throw std::invalid_argument("resize: sizes must be positive");
+  if (keep0 < 0 || keepn <= 0 || keep0 + keepn > out_size) throw std::invalid_argument("resize: output window outside the output");
+  ResizeAxis c;
+  c.start.resize(keepn);
+  c.count.resize(keepn);
+  if (in_size == out_size) {
+    c.ksize = 1;
+    c.k.assign(keepn, 1 << kPrecisionBits);
+    for (int i = 0; i < keepn; ++i) c.start[i] = keep0 + i, c.count[i] = 1;
+  } else {
+    double scale = static_cast<double>(in_size) / out_size;
+    double filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = 2.0 * filterscale;
+    c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+    c.k.assign(static_cast<size_t>(keepn) * c.ksize, 0);
+    std::vector<double> w(c.ksize);
+    for (int i = 0; i < keepn; ++i) {
+      const int xx = keep0 + i;
+      double center = (xx + 0.5) * scale;
+      double ss = 1.0 / filterscale;
+      int xmin = static_cast<int>(center - support + 0.5);
+      if (xmin < 0) xmin = 0;
+      int xmax = static_cast<int>(center + support + 0.5);
+      if (xmax > in_size) xmax = in_size;
+      xmax -= xmin;
+      double ww = 0;
+      for (int x = 0; x < xmax; ++x) {
+        w[x] = bicubic((x + xmin - center + 0.5) * ss);
+        ww += w[x];
+      }
+      int32_t* k = &c.k[static_cast<size_t>(i) * c.ksize];
+      for (int x = 0; x < xmax; ++x) {
+        double v = ww != 0.0 ? w[x] / ww : w[x];
+        k[x] = v < 0 ? static_cast<int32_t>(-0.5 + v * (1 << kPrecisionBits)) : static_cast<int32_t>(0.5 + v * (1 << kPrecisionBits));
+      }
+      c.start[i] = xmin;
+      c.count[i] = xmax;
     }
-    int32_t* k = &c.k[static_cast<size_t>(xx) * c.ksize];
-    for (int x = 0; x < xmax; ++x) {
-      double v = ww != 0.0 ? w[x] / ww : w[x];
-      k[x] = v < 0 ? static_cast<int32_t>(-0.5 + v * (1 << kPrecisionBits)) : static_cast<int32_t>(0.5 + v * (1 << kPrecisionBits));
-    }
-    c.start[xx] = xmin;
-    c.count[xx] = xmax;
   }
+  c.lo = in_size, c.hi = 0;
+  for (int i = 0; i < keepn; ++i) c.lo = std::min(c.lo, c.start[i]), c.hi = std::max(c.hi, c.start[i] + c.count[i]);
   return c;
 }
 
-inline uint8_t clip8(int32_t v) {
-  v >>= kPrecisionBits;
-  return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+// dst[i] = clip8((2^21 + sum_t src[t * stride + i] * k[t]) >> 22) for i < kW: Pillow's per-pixel sum,
+// evaluated for kW neighbouring outputs at once (the accumulators stay in vector registers).
+template <int kW>
+inline void combine_block(const uint8_t* s, size_t stride, const int32_t* k, int n, uint8_t* dst) {
+  int32_t acc[kW];
+  for (int i = 0; i < kW; ++i) acc[i] = 1 << (kPrecisionBits - 1);
+  for (int t = 0; t < n; ++t, s += stride) {
+    const int32_t kt = k[t];
+    for (int i = 0; i < kW; ++i) acc[i] += s[i] * kt;
+  }
+  for (int i = 0; i < kW; ++i) {
+    const int32_t v = acc[i] >> kPrecisionBits;
+    dst[i] = static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+  }
+}
+
+// One output row of a pass: a weighted sum of n source rows. `width` is rounded up to 16 (the work
+// buffers are padded, the padding's results are never read). The AVX2 clone is picked at load time on
+// CPUs that have it (8 int32 lanes per multiply); the default clone runs on any x86-64.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void combine_rows(const uint8_t* src, size_t stride, int width, const int32_t* k, int n, uint8_t* dst) {
+  int x = 0;
+  for (; x + 64 <= width; x += 64) combine_block<64>(src + x, stride, k, n, dst + x);
+  for (; x < width; x += 16) combine_block<16>(src + x, stride, k, n, dst + x);
+}
+
+inline int pad16(int n) { return (n + 15) & ~15; }
+
+// dst[x * dst_stride + y] = src[y * src_stride + x] (strides in elements), in cache-sized blocks.
+template <typename E>
+void transpose(const E* src, ptrdiff_t src_stride, int h, int w, E* dst, ptrdiff_t dst_stride) {
+  constexpr int B = 16;
+  for (int y0 = 0; y0 < h; y0 += B) {
+    const int y1 = std::min(h, y0 + B);
+    for (int x0 = 0; x0 < w; x0 += B) {
+      const int x1 = std::min(w, x0 + B);
+      for (int y = y0; y < y1; ++y) {
+        const E* s = src + y * src_stride;
+        for (int x = x0; x < x1; ++x) dst[x * dst_stride + y] = s[x];
+      }
+    }
+  }
+}
+
+// Per-thread work buffers: no allocation per image once a thread has seen the largest size.
+struct ResizeScratch {
+  std::vector<uint8_t> t, mid_t, mid, row;
+};
+ResizeScratch& scratch() {
+  thread_local ResizeScratch s;
+  return s;
 }
 
 }  // namespace
+
+WindowResize::WindowResize(int top_, int left_, int bh, int bw, int oh, int ow, int ky, int kx, int kh, int kw)
+    : ax(axis_coeffs(bw, ow, kx, kw)), ay(axis_coeffs(bh, oh, ky, kh)), top(top_), left(left_) {}
+
+// Both passes run as "weighted sums of whole rows" (contiguous, vectorised): the source rectangle is
+// first transposed so that the horizontal pass also combines rows, then transposed back for the
+// vertical pass. RGB travels as 4-byte pixels (R, G, B, unused) so the three channels share every
+// instruction; other channel counts go plane by plane. Integer sums are Pillow's, so bytes are equal.
+void WindowResize::run(const PixelView& v, uint8_t* out) const {
+  const int ry = src_y0(), rx = src_x0(), th = ay.hi - ay.lo, tw = ax.hi - ax.lo;
+  const int kw = out_w(), kh = out_h();
+  if (ry < v.y0 || rx < v.x0 || ry + th > v.y0 + v.h || rx + tw > v.x0 + v.w)
+    throw std::logic_error("resize: the pixels given do not cover the source rectangle");
+  if (v.c != 1 && v.c != 3) {
+    for (int ch = 0; ch < v.c; ++ch) {
+      PixelView one = v;
+      one.c = 1;
+      one.p = v.p + ch * v.ch_stride;
+      run(one, out + static_cast<size_t>(ch) * kh * kw);
+    }
+    return;
+  }
+  const int E = v.c == 1 ? 1 : 4;  // bytes per pixel in the work buffers
+  const int ths = pad16(E * th) / E, kws = pad16(E * kw) / E;  // padded row lengths, in pixels
+  ResizeScratch& s = scratch();
+  s.t.resize(static_cast<size_t>(tw) * ths * E);
+  s.mid_t.resize(static_cast<size_t>(kw) * ths * E);
+  s.mid.resize(static_cast<size_t>(th) * kws * E);
+  s.row.resize(static_cast<size_t>(kws) * E);
+  const uint8_t* base = v.p + (ry - v.y0) * v.row_stride + (rx - v.x0) * v.px_stride;
+  // 1. Source rectangle -> t, one row per source column.
+  if (E == 1) {
+    if (v.px_stride == 1) {
+      transpose<uint8_t>(base, v.row_stride, th, tw, s.t.data(), ths);
+    } else {
+      for (int y = 0; y < th; ++y)
+        for (int x = 0; x < tw; ++x) s.t[static_cast<size_t>(x) * ths + y] = base[y * v.row_stride + x * v.px_stride];
+    }
+  } else if (v.px_stride == 4 && v.ch_stride == 1 && v.row_stride % 4 == 0 && reinterpret_cast<uintptr_t>(base) % 4 == 0) {
+    // RGBX decoder rows: a plain 32-bit transpose.
+    transpose<uint32_t>(reinterpret_cast<const uint32_t*>(base), v.row_stride / 4, th, tw, reinterpret_cast<uint32_t*>(s.t.data()), ths);
+  } else {
+    uint8_t* t = s.t.data();
+    for (int y = 0; y < th; ++y) {
+      const uint8_t* r = base + y * v.row_stride;
+      for (int x = 0; x < tw; ++x) {
+        const uint8_t* px = r + x * v.px_stride;
+        uint8_t* d = t + (static_cast<size_t>(x) * ths + y) * 4;
+        d[0] = px[0], d[1] = px[v.ch_stride], d[2] = px[2 * v.ch_stride], d[3] = 0;
+      }
+    }
+  }
+  // 2. Horizontal pass (rows of t), only for the kept output columns.
+  const size_t tstride = static_cast<size_t>(ths) * E;
+  for (int j = 0; j < kw; ++j)
+    combine_rows(s.t.data() + static_cast<size_t>(ax.start[j] - ax.lo) * tstride, tstride, E * th, &ax.k[static_cast<size_t>(j) * ax.ksize], ax.count[j],
+                 s.mid_t.data() + static_cast<size_t>(j) * tstride);
+  // 3. Back to row order.
+  if (E == 1) transpose<uint8_t>(s.mid_t.data(), ths, kw, th, s.mid.data(), kws);
+  else transpose<uint32_t>(reinterpret_cast<const uint32_t*>(s.mid_t.data()), ths, kw, th, reinterpret_cast<uint32_t*>(s.mid.data()), kws);
+  // 4. Vertical pass, only for the kept output rows; RGB pixels split into planes.
+  const size_t mstride = static_cast<size_t>(kws) * E;
+  const size_t plane = static_cast<size_t>(kh) * kw;
+  for (int i = 0; i < kh; ++i) {
+    uint8_t* o = out + static_cast<size_t>(i) * kw;
+    const uint8_t* src = s.mid.data() + static_cast<size_t>(ay.start[i] - ay.lo) * mstride;
+    const int32_t* k = &ay.k[static_cast<size_t>(i) * ay.ksize];
+    if (E == 1 && kws == kw) {
+      combine_rows(src, mstride, kw, k, ay.count[i], o);
+      continue;
+    }
+    combine_rows(src, mstride, E * kw, k, ay.count[i], s.row.data());
+    if (E == 1) {
+      std::memcpy(o, s.row.data(), kw);
+    } else {
+      const uint8_t* r = s.row.data();
+      for (int x = 0; x < kw; ++x) o[x] = r[4 * x], o[plane + x] = r[4 * x + 1], o[2 * plane + x] = r[4 * x + 2];
+    }
+  }
+}
 
 void pil_resize_bicubic(const Planar& in, int out_h, int out_w, Planar& out) {
   if (out_h <= 0 || out_w <= 0) throw std::invalid_argument("resize: output size must be positive");
@@ -92,64 +229,11 @@ void pil_resize_bicubic(const Planar& in, int out_h, int out_w, Planar& out) {
   out.h = out_h;
   out.w = out_w;
   out.px.resize(static_cast<size_t>(in.c) * out_h * out_w);
-  const bool need_h = out_w != in.w, need_v = out_h != in.h;
-  if (!need_h && !need_v) {
+  if (out_h == in.h && out_w == in.w) {
     std::memcpy(out.px.data(), in.px.data(), out.px.size());
     return;
   }
-  Coeffs ch, cv;
-  if (need_h) ch = precompute(in.w, out_w);
-  if (need_v) cv = precompute(in.h, out_h);
-  // Horizontal pass only over the source rows the vertical pass reads (as Pillow does).
-  int y_first = 0, y_last = in.h;
-  if (need_v) {
-    y_first = cv.start[0];
-    y_last = cv.start[out_h - 1] + cv.count[out_h - 1];
-  }
-  const int th = need_h ? y_last - y_first : in.h;
-  std::vector<uint8_t> tmp;
-  for (int p = 0; p < in.c; ++p) {
-    const uint8_t* src = in.plane(p);
-    const uint8_t* mid = src;
-    int mid_w = in.w, row0 = 0;
-    if (need_h) {
-      tmp.resize(static_cast<size_t>(th) * out_w);
-      for (int y = 0; y < th; ++y) {
-        const uint8_t* row = src + static_cast<size_t>(y + y_first) * in.w;
-        uint8_t* o = tmp.data() + static_cast<size_t>(y) * out_w;
-        for (int xx = 0; xx < out_w; ++xx) {
-          const int32_t* k = &ch.k[static_cast<size_t>(xx) * ch.ksize];
-          const uint8_t* s = row + ch.start[xx];
-          int32_t acc = 1 << (kPrecisionBits - 1);
-          for (int x = 0, n = ch.count[xx]; x < n; ++x) acc += s[x] * k[x];
-          o[xx] = clip8(acc);
-        }
-      }
-      mid = tmp.data();
-      mid_w = out_w;
-      row0 = y_first;
-    }
-    uint8_t* dst = out.plane(p);
-    if (!need_v) {
-      std::memcpy(dst, mid, static_cast<size_t>(out_h) * out_w);
-      continue;
-    }
-    // Row-wise accumulation (contiguous, vectorisable); same integer sums as Pillow's per-pixel loop.
-    std::vector<int32_t> acc(mid_w);
-    for (int yy = 0; yy < out_h; ++yy) {
-      const int32_t* k = &cv.k[static_cast<size_t>(yy) * cv.ksize];
-      const int y0 = cv.start[yy] - row0, n = cv.count[yy];
-      uint8_t* o = dst + static_cast<size_t>(yy) * out_w;
-      std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
-      for (int y = 0; y < n; ++y) {
-        const uint8_t* s = mid + static_cast<size_t>(y0 + y) * mid_w;
-        const int32_t ky = k[y];
-        int32_t* a = acc.data();
-        for (int xx = 0; xx < mid_w; ++xx) a[xx] += s[xx] * ky;
-      }
-      for (int xx = 0; xx < mid_w; ++xx) o[xx] = clip8(acc[xx]);
-    }
-  }
+  WindowResize(0, 0, in.h, in.w, out_h, out_w, 0, 0, out_h, out_w).run(PixelView::of(in), out.px.data());
 }
 
 void crop(const Planar& in, int top, int left, int h, int w, Planar& out) {
@@ -215,27 +299,14 @@ void src_skip(j_decompress_ptr c, long n) {
 }
 void src_term(j_decompress_ptr) {}
 
-inline uint8_t muldiv255(int a, int b) {
-  int t = a * b + 128;
-  return static_cast<uint8_t>(((t >> 8) + t) >> 8);
-}
-
-DecodeStatus decode_jpeg(const uint8_t* data, size_t size, Planar& out, std::string& message, int min_short) {
-  jpeg_decompress_struct c;
-  JpegErr err;
+// Errors longjmp to the caller's setjmp; warnings (corrupt data that libjpeg decodes around) are silent.
+void quiet_errors(jpeg_decompress_struct& c, JpegErr& err) {
   c.err = jpeg_std_error(&err.pub);
   err.pub.error_exit = jpeg_fail;
   err.pub.emit_message = jpeg_quiet;
-  JpegSrc src{};
-  std::vector<uint8_t> row;
-  volatile bool started = false;
-  if (setjmp(err.jump)) {
-    jpeg_destroy_decompress(&c);
-    message = err.msg;
-    // Rows decoded before a mid-image error are kept (PIL keeps them with LOAD_TRUNCATED_IMAGES).
-    return started ? DecodeStatus::kTruncated : DecodeStatus::kCorrupt;
-  }
-  jpeg_create_decompress(&c);
+}
+
+void attach_source(jpeg_decompress_struct& c, JpegSrc& src, const uint8_t* data, size_t size) {
   src.data = data;
   src.size = size;
   src.pub.next_input_byte = data;
@@ -246,6 +317,28 @@ DecodeStatus decode_jpeg(const uint8_t* data, size_t size, Planar& out, std::str
   src.pub.resync_to_restart = jpeg_resync_to_restart;
   src.pub.term_source = src_term;
   c.src = &src.pub;
+}
+
+inline uint8_t muldiv255(int a, int b) {
+  int t = a * b + 128;
+  return static_cast<uint8_t>(((t >> 8) + t) >> 8);
+}
+
+DecodeStatus decode_jpeg(const uint8_t* data, size_t size, Planar& out, std::string& message, int min_short) {
+  jpeg_decompress_struct c;
+  JpegErr err;
+  quiet_errors(c, err);
+  JpegSrc src{};
+  std::vector<uint8_t> row;
+  volatile bool started = false;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&c);
+    message = err.msg;
+    // Rows decoded before a mid-image error are kept (PIL keeps them with LOAD_TRUNCATED_IMAGES).
+    return started ? DecodeStatus::kTruncated : DecodeStatus::kCorrupt;
+  }
+  jpeg_create_decompress(&c);
+  attach_source(c, src, data, size);
   jpeg_read_header(&c, TRUE);
   const int comps = c.num_components;
   if (c.jpeg_color_space == JCS_GRAYSCALE) c.out_color_space = JCS_GRAYSCALE;
@@ -315,6 +408,72 @@ DecodeStatus decode_jpeg(const uint8_t* data, size_t size, Planar& out, std::str
   jpeg_destroy_decompress(&c);
   return DecodeStatus::kOk;
 }
+
+#if defined(LIBJPEG_TURBO_VERSION) && defined(JCS_EXTENSIONS)
+// decode_jpeg_region's body (see image_ops.h). Everything that could make the partial result differ
+// from the full path's (CMYK, a missing EOI, libjpeg reaching the end of the data, an error) returns
+// false so the caller decodes the whole file with decode_jpeg instead.
+bool jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, std::vector<uint8_t>& buf, PixelView& view) {
+  if (size < 4 || data[size - 2] != 0xFF || data[size - 1] != JPEG_EOI) return false;
+  jpeg_decompress_struct c;
+  JpegErr err;
+  quiet_errors(c, err);
+  JpegSrc src{};
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&c);
+    return false;
+  }
+  jpeg_create_decompress(&c);
+  attach_source(c, src, data, size);
+  jpeg_read_header(&c, TRUE);
+  const bool grey = c.jpeg_color_space == JCS_GRAYSCALE;
+  if (!grey && c.num_components != 3) {
+    jpeg_destroy_decompress(&c);
+    return false;
+  }
+  c.out_color_space = grey ? JCS_GRAYSCALE : JCS_EXT_RGBX;
+  const int H = static_cast<int>(c.image_height), W = static_cast<int>(c.image_width);
+  int rect[4];
+  if (!picker.pick(H, W, rect) || rect[0] < 0 || rect[1] > H || rect[0] >= rect[1] || rect[2] < 0 || rect[3] > W || rect[2] >= rect[3]) {
+    jpeg_destroy_decompress(&c);
+    return false;
+  }
+  jpeg_start_decompress(&c);
+  // One iMCU of context beyond the rectangle: the fancy (smoothing) chroma upsampler then sees the
+  // same neighbours as in a full decode (libjpeg treats a crop's edge as an image edge).
+  const int mx = c.max_h_samp_factor * DCTSIZE, my = c.max_v_samp_factor * DCTSIZE;
+  JDIMENSION xoff = static_cast<JDIMENSION>(std::max(0, rect[2] - mx));
+  JDIMENSION xw = static_cast<JDIMENSION>(std::min(W, rect[3] + mx)) - xoff;
+  if (xoff > 0 || static_cast<int>(xw) < W) jpeg_crop_scanline(&c, &xoff, &xw);  // widens to iMCU bounds
+  const int oc = c.output_components, ow = static_cast<int>(c.output_width);
+  const int first = std::max(0, rect[0] - my);
+  if (first > 0 && jpeg_skip_scanlines(&c, static_cast<JDIMENSION>(first)) != static_cast<JDIMENSION>(first)) {
+    jpeg_destroy_decompress(&c);
+    return false;
+  }
+  const size_t row = static_cast<size_t>(ow) * oc;
+  buf.resize(static_cast<size_t>(rect[1] - first) * row);
+  while (static_cast<int>(c.output_scanline) < rect[1]) {
+    JSAMPROW r = buf.data() + (c.output_scanline - first) * row;
+    if (jpeg_read_scanlines(&c, &r, 1) != 1) break;
+  }
+  const bool complete = static_cast<int>(c.output_scanline) >= rect[1] && !src.truncated;
+  jpeg_abort_decompress(&c);  // rows below the rectangle are never decoded
+  jpeg_destroy_decompress(&c);
+  if (!complete) return false;
+  view.p = buf.data() + static_cast<size_t>(rect[0] - first) * row;
+  view.c = grey ? 1 : 3;
+  view.y0 = rect[0];
+  view.x0 = static_cast<int>(xoff);
+  view.h = rect[1] - rect[0];
+  view.w = ow;
+  view.ch_stride = 1;
+  view.row_stride = static_cast<ptrdiff_t>(row);
+  view.px_stride = oc;
+  return true;
+}
+#define MOOD_HAVE_JPEG_REGION 1
+#endif  // libjpeg-turbo
 #endif
 
 #ifdef MOOD_HAVE_LIBPNG
@@ -506,6 +665,14 @@ DecodeStatus decode_image(const uint8_t* data, size_t size, Planar& out, std::st
   return DecodeStatus::kUnsupported;
 }
 
+bool decode_jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, std::vector<uint8_t>& buf, PixelView& view) {
+#ifdef MOOD_HAVE_JPEG_REGION
+  if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return jpeg_region(data, size, picker, buf, view);
+#endif
+  (void)picker, (void)buf, (void)view;
+  return false;
+}
+
 }  // namespace img
 
 void register_image_ops(const OpRegistry& add) {
@@ -569,7 +736,8 @@ void register_image_ops(const OpRegistry& add) {
     const int S = cfg.size;
     // Opt-in reduced-DCT JPEG decoding for evaluation (the resize target is known before decoding).
     const int fast_short = a.get_bool("fast_decode", false) && cfg.geometry == data::Geometry::kEvalResize ? cfg.resize_short : 0;
-    at::Tensor out = at::zeros({B, 3, S, S}, at::kFloat);
+    // Samples that fail are zeroed below; the others are written in full.
+    at::Tensor out = at::empty({B, 3, S, S}, at::kFloat);
     at::Tensor status = at::zeros({B}, at::kInt);
     std::vector<std::string> msgs(B);
     float* o = out.data_ptr<float>();
@@ -579,42 +747,55 @@ void register_image_ops(const OpRegistry& add) {
     if (workers <= 0) workers = std::max(1u, std::thread::hardware_concurrency());
     workers = std::max<int64_t>(1, std::min<int64_t>(workers, B));
     std::vector<std::thread> pool;
-    auto work = [&](int64_t t) {
+    // Samples are handed out one at a time (an image's cost varies with its size and plan), so no
+    // thread idles while another has a queue; each sample's output depends only on its own plan row.
+    std::atomic<int64_t> next{0};
+    const size_t sample_floats = static_cast<size_t>(3) * S * S;
+    // One sample: read, decode, transform into dst; false when nothing usable was written.
+    auto sample = [&](int64_t i, float* dst, std::vector<uint8_t>& bytes) -> bool {
+      std::ifstream f(paths[i], std::ios::binary | std::ios::ate);
+      if (!f) {
+        st[i] = static_cast<int32_t>(img::DecodeStatus::kUnreadable);
+        msgs[i] = std::string("cannot open: ") + std::strerror(errno);
+        return false;
+      }
+      std::streamsize n = f.tellg();
+      f.seekg(0);
+      bytes.resize(static_cast<size_t>(std::max<std::streamsize>(n, 0)));
+      if (n > 0 && !f.read(reinterpret_cast<char*>(bytes.data()), n)) {
+        st[i] = static_cast<int32_t>(img::DecodeStatus::kUnreadable);
+        msgs[i] = "read error";
+        return false;
+      }
+      const double* row = pl ? pl + i * data::kPlanCols : nullptr;
+      // Partial decode of what the crop keeps (PIL-exact); the full path when that cannot be used.
+      if (!fast_short && data::transform_encoded(bytes.data(), bytes.size(), cfg, row, dst)) return true;
+      img::Planar im;
+      std::string m;
+      img::DecodeStatus s = img::decode_image(bytes.data(), bytes.size(), im, m, fast_short);
+      st[i] = static_cast<int32_t>(s);
+      msgs[i] = m;
+      if (s != img::DecodeStatus::kOk && s != img::DecodeStatus::kTruncated) return false;
+      data::transform_sample(im, cfg, row, dst);
+      return true;
+    };
+    auto work = [&](int64_t) {
       std::vector<uint8_t> bytes;
-      for (int64_t i = t; i < B; i += workers) {
+      for (int64_t i; (i = next.fetch_add(1)) < B;) {
+        float* dst = o + i * static_cast<int64_t>(sample_floats);
+        bool written = false;
         try {
-          std::ifstream f(paths[i], std::ios::binary | std::ios::ate);
-          if (!f) {
-            st[i] = static_cast<int32_t>(img::DecodeStatus::kUnreadable);
-            msgs[i] = std::string("cannot open: ") + std::strerror(errno);
-            continue;
-          }
-          std::streamsize n = f.tellg();
-          f.seekg(0);
-          bytes.resize(static_cast<size_t>(std::max<std::streamsize>(n, 0)));
-          if (n > 0 && !f.read(reinterpret_cast<char*>(bytes.data()), n)) {
-            st[i] = static_cast<int32_t>(img::DecodeStatus::kUnreadable);
-            msgs[i] = "read error";
-            continue;
-          }
-          img::Planar im;
-          std::string m;
-          img::DecodeStatus s = img::decode_image(bytes.data(), bytes.size(), im, m, fast_short);
-          st[i] = static_cast<int32_t>(s);
-          msgs[i] = m;
-          if (s != img::DecodeStatus::kOk && s != img::DecodeStatus::kTruncated) continue;
-          data::transform_sample(im, cfg, pl ? pl + i * data::kPlanCols : nullptr, o + i * 3 * static_cast<int64_t>(S) * S);
+          written = sample(i, dst, bytes);
         } catch (const std::exception& e) {
           st[i] = static_cast<int32_t>(img::DecodeStatus::kCorrupt);
           msgs[i] = e.what();
         }
+        if (!written) std::fill(dst, dst + sample_floats, 0.0f);
       }
     };
-    if (workers == 1) work(0);
-    else {
-      for (int64_t t = 0; t < workers; ++t) pool.emplace_back(work, t);
-      for (auto& th : pool) th.join();
-    }
+    for (int64_t t = 1; t < workers; ++t) pool.emplace_back(work, t);
+    work(0);  // this thread is one of the workers
+    for (auto& th : pool) th.join();
     std::string all;
     for (int64_t i = 0; i < B; ++i) {
       for (char ch : msgs[i]) all.push_back(ch == '\n' ? ' ' : ch);

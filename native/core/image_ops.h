@@ -4,6 +4,7 @@
 #pragma once
 #include "core/ops.h"
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,6 +27,44 @@ struct Planar {
 // horizontal pass rounded to uint8 before the vertical pass. Each plane is resized independently.
 void pil_resize_bicubic(const Planar& in, int out_h, int out_w, Planar& out);
 
+// Pixels of a rectangle of a (virtual) image: rows [y0, y0 + h), columns [x0, x0 + w); sample
+// (ch, y, x) is at p[ch * ch_stride + (y - y0) * row_stride + (x - x0) * px_stride]. Covers planar
+// images and interleaved decoder output (e.g. RGBX rows) without a copy.
+struct PixelView {
+  const uint8_t* p = nullptr;
+  int c = 0, y0 = 0, x0 = 0, h = 0, w = 0;
+  ptrdiff_t ch_stride = 0, row_stride = 0, px_stride = 0;
+  static PixelView of(const Planar& im) {
+    return {im.px.data(), im.c, 0, 0, im.h, im.w, static_cast<ptrdiff_t>(im.h) * im.w, im.w, 1};
+  }
+};
+
+// One axis of a Pillow bicubic resize, for the kept outputs only (every output's taps are normalised
+// on their own, so a subset is computed exactly as Pillow computes it).
+struct ResizeAxis {
+  int ksize = 0;
+  std::vector<int> start, count;  // per kept output: first source index (box-relative), tap count
+  std::vector<int32_t> k;         // ksize fixed-point taps per kept output
+  int lo = 0, hi = 0;             // source indices [lo, hi) read by the kept outputs
+};
+
+// pil_resize_bicubic of the box (top, left, bh, bw) to oh x ow, followed by a crop to the window
+// rows [ky, ky + kh) x columns [kx, kx + kw) — computed without the discarded outputs and reading
+// only the source rectangle src_*() (a center crop after a resize costs only what it keeps).
+struct WindowResize {
+  ResizeAxis ax, ay;
+  int top = 0, left = 0;
+  WindowResize(int top, int left, int bh, int bw, int oh, int ow, int ky, int kx, int kh, int kw);
+  int src_y0() const { return top + ay.lo; }
+  int src_y1() const { return top + ay.hi; }
+  int src_x0() const { return left + ax.lo; }
+  int src_x1() const { return left + ax.hi; }
+  int out_h() const { return static_cast<int>(ay.start.size()); }
+  int out_w() const { return static_cast<int>(ax.start.size()); }
+  // Writes src.c planes of out_h() x out_w() to `out`; `src` must cover the source rectangle.
+  void run(const PixelView& src, uint8_t* out) const;
+};
+
 // Copies rows [top, top+h) x cols [left, left+w) (inside the image).
 void crop(const Planar& in, int top, int left, int h, int w, Planar& out);
 
@@ -44,6 +83,20 @@ enum class DecodeStatus : int32_t {
 // `min_short` > 0 (opt-in fast path, not PIL-exact): JPEGs are decoded at the smallest DCT scale n/8
 // whose shorter side is still >= min_short.
 DecodeStatus decode_image(const uint8_t* data, size_t size, Planar& out, std::string& message, int min_short = 0);
+
+// Partial JPEG decoding for transforms that keep only part of the image (center crop, random
+// resized crop): reads the header, asks `pick(height, width, rect)` for the rows [rect[0], rect[1])
+// and columns [rect[2], rect[3]) it needs (false: take the full path), and decodes just those (libjpeg-turbo's skip/crop, plus one
+// iMCU of context on each side so the upsampled pixels equal a full decode's). `view` then points
+// into `buf` (RGBX or grey rows). Returns false, with nothing to use, when the file must take the full
+// decode_image path instead: not a baseline/progressive RGB or grey JPEG, no EOI at the end of the
+// data (possibly truncated: only the full path can tell), any decoder error, or a build without
+// libjpeg-turbo.
+struct RegionPicker {
+  virtual bool pick(int height, int width, int rect[4]) = 0;
+  virtual ~RegionPicker() = default;
+};
+bool decode_jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, std::vector<uint8_t>& buf, PixelView& view);
 
 }  // namespace img
 }  // namespace mood

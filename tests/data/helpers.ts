@@ -23,6 +23,19 @@ export function havePython(): boolean {
   }
 }
 
+/**
+ * Python snippet defining photo(w, h, noise=12): photo-like RGB test content (smooth shading, noise
+ * from the script's global RandomState `rs`, a sharp-edged red box). Paste after `rs = ...`.
+ */
+export const PY_PHOTO = `
+def photo(w, h, noise=12):
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([128 + 100 * np.sin(x / 23.0 + c) * np.cos(y / 31.0 - c) for c in range(3)], -1)
+    img += rs.normal(0, noise, img.shape)
+    img[h // 3: h // 2, w // 4: w // 2] = [250, 20, 40]  # sharp edges
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), 'RGB')
+`;
+
 export function tmpDir(tag: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `mood-data-${tag}-`));
 }

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDataset, createLoader, DataError, ImageFileDataset } from '../../lib/data';
-import { havePython, py, pyJson, readF32, tmpDir } from './helpers';
+import { havePython, py, pyJson, PY_PHOTO, readF32, tmpDir } from './helpers';
 
 const PY = havePython();
 
@@ -12,12 +12,7 @@ import numpy as np, os, sys
 from PIL import Image
 root = sys.argv[1]
 rs = np.random.RandomState(0)
-def photo(w, h):
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.stack([128 + 100 * np.sin(x / 23.0 + c) * np.cos(y / 31.0 - c) for c in range(3)], -1)
-    img += rs.normal(0, 12, img.shape)
-    img[h // 3: h // 2, w // 4: w // 2] = [250, 20, 40]  # sharp edges
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), 'RGB')
+${PY_PHOTO}
 def d(c):
     p = os.path.join(root, 'train', c); os.makedirs(p, exist_ok=True); return p
 a, b, c = d('alpha'), d('beta'), d('gamma')
