@@ -36,18 +36,83 @@ export interface NativeMeta {
 
 export type NativeAttrs = Record<string, number | boolean | string | number[] | bigint | undefined>;
 
-export interface NativeTensorHandle {
-  isReady(): boolean;
-  meta(): NativeMeta;
-  read(): Promise<ArrayBufferView>;
-  whenReady(): Promise<void>;
-  dispose(): void;
-  isDisposed(): boolean;
+/** A native tensor id with its table methods; see native/addon/tensor_wrap.h for why ids. */
+export interface NativeTensorStatic {
+  setHandleClass(cls: new (id: number) => NativeTensorHandle): void;
+  fromTypedArray(data: ArrayBufferView, shape: number[], dtype: string, device?: string): number;
+  /** One id for single-output ops, else an array; inputs are ids or handles. */
+  op(name: string, inputs: Array<number | NativeTensorHandle>, attrs?: NativeAttrs, device?: string): number | number[];
+  isReady(id: number): boolean;
+  meta(id: number): NativeMeta;
+  read(id: number): Promise<ArrayBufferView>;
+  whenReady(id: number): Promise<void>;
+  release(id: number): void;
+  liveCount(): number;
 }
 
-export interface NativeTensorStatic {
-  fromTypedArray(data: ArrayBufferView, shape: number[], dtype: string, device?: string): NativeTensorHandle;
-  op(name: string, inputs: NativeTensorHandle[], attrs?: NativeAttrs, device?: string): NativeTensorHandle[];
+interface HandleRecord {
+  id: number;
+  /** Wrapped by a lib Tensor (for tensorStats). */
+  owned: boolean;
+}
+
+const collected = { handles: 0, owned: 0 };
+// The safety net for handles nobody disposed: the GC reclaims the JS object, this frees the slot.
+const handleRegistry = new FinalizationRegistry<HandleRecord>((rec) => {
+  collected.handles++;
+  if (rec.owned) collected.owned++;
+  binding?.NativeTensor.release(rec.id);
+});
+
+/** Handles the garbage collector reclaimed without dispose(): all, and those a Tensor owned. */
+export function collectedHandles(): { handles: number; owned: number } {
+  return { ...collected };
+}
+
+/**
+ * The JS handle of one (possibly still pending) native tensor. Native functions take and return
+ * these (the native side reads `id`); lib/tensor.ts's Tensor wraps one.
+ */
+export class NativeTensorHandle {
+  /** The native table id; -1 once disposed. */
+  id: number;
+  private readonly rec: HandleRecord;
+
+  constructor(id: number) {
+    this.id = id;
+    this.rec = { id, owned: false };
+    handleRegistry.register(this, this.rec, this);
+  }
+  /** @internal marks the handle as a Tensor's, for tensorStats(). */
+  adopt(): this {
+    this.rec.owned = true;
+    return this;
+  }
+  isReady(): boolean {
+    return tensorNative().isReady(this.id);
+  }
+  meta(): NativeMeta {
+    return tensorNative().meta(this.id);
+  }
+  read(): Promise<ArrayBufferView> {
+    return tensorNative().read(this.id);
+  }
+  whenReady(): Promise<void> {
+    return tensorNative().whenReady(this.id);
+  }
+  dispose(): void {
+    if (this.id < 0) return;
+    handleRegistry.unregister(this);
+    tensorNative().release(this.id);
+    this.id = -1;
+  }
+  isDisposed(): boolean {
+    return this.id < 0;
+  }
+}
+
+function tensorNative(): NativeTensorStatic {
+  return (binding ?? loadNative()).NativeTensor;
 }
 
 export interface NativeBinding {
@@ -129,6 +194,7 @@ export function loadNative(): NativeBinding {
   } catch (err) {
     throw explainLoadFailure(err as Error);
   }
+  binding.NativeTensor.setHandleClass(NativeTensorHandle);
   configureDefaultThreads(binding);
   return binding;
 }

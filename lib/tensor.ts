@@ -8,7 +8,7 @@
  * FinalizationRegistry releases what is only garbage-collected.
  */
 import { AnyTypedArray, DType, TypedArrayOf, dtypeOfArray, isDType } from './dtype';
-import { NativeAttrs, NativeTensorHandle, loadNative } from './native';
+import { NativeAttrs, NativeTensorHandle, collectedHandles, loadNative } from './native';
 import { track, Disposable } from './scope';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -22,15 +22,18 @@ export interface CreateOptions {
 const native = loadNative();
 
 /** Counts live handles and those reclaimed by the garbage collector without dispose(). */
-const stats = { live: 0, created: 0, collectedWithoutDispose: 0 };
-const registry = new FinalizationRegistry<NativeTensorHandle>((h) => {
-  stats.collectedWithoutDispose++;
-  stats.live--;
-  h.dispose();
-});
+// (The garbage-collection safety net itself is the handle's, in lib/native.ts.)
+const stats = { live: 0, created: 0 };
 
 export function tensorStats(): { live: number; created: number; collectedWithoutDispose: number } {
-  return { ...stats };
+  const gone = collectedHandles().owned;
+  return { live: stats.live - gone, created: stats.created, collectedWithoutDispose: gone };
+}
+
+/** Handles for the id(s) a native op returned. */
+function handlesOf(out: number | number[]): NativeTensorHandle[] {
+  if (typeof out === 'number') return [new NativeTensorHandle(out)];
+  return out.map((id) => new NativeTensorHandle(id));
 }
 
 function checkDevice(d: string): Device {
@@ -65,7 +68,7 @@ export class Tensor implements Disposable {
     if (meta) this.meta = meta;
     stats.live++;
     stats.created++;
-    registry.register(this, handle, this);
+    handle.adopt();
     track(this);
   }
 
@@ -78,7 +81,7 @@ export class Tensor implements Disposable {
     if (!isDType(dtype)) throw new TypeError(`unknown dtype '${String(dtype)}'`);
     const s = shape === undefined ? [(data as AnyTypedArray).length] : checkShape(shape);
     const device = checkDevice(opts.device ?? 'cpu');
-    const h = native.NativeTensor.fromTypedArray(data, s, dtype, device);
+    const h = new NativeTensorHandle(native.NativeTensor.fromTypedArray(data, s, dtype, device));
     return new Tensor(h, device, { dtype, shape: s });
   }
 
@@ -128,7 +131,7 @@ export class Tensor implements Disposable {
     if (!Number.isSafeInteger(opts.byteOffset) || opts.byteOffset < 0) throw new RangeError(`byteOffset must be a non-negative integer, got ${opts.byteOffset}`);
     if (!Number.isSafeInteger(opts.numel) || opts.numel < 0) throw new RangeError(`numel must be a non-negative integer, got ${opts.numel}`);
     if (!isDType(opts.dtype)) throw new TypeError(`unknown dtype '${String(opts.dtype)}'`);
-    const [h] = native.NativeTensor.op('read_storage', [], { path, offset: opts.byteOffset, numel: opts.numel, dtype: opts.dtype });
+    const [h] = handlesOf(native.NativeTensor.op('read_storage', [], { path, offset: opts.byteOffset, numel: opts.numel, dtype: opts.dtype }));
     return new Tensor(h, 'cpu');
   }
 
@@ -141,7 +144,7 @@ export class Tensor implements Disposable {
     const device = checkDevice(opts.device ?? 'cpu');
     const dtype = opts.dtype ?? 'float32';
     if (!isDType(dtype)) throw new TypeError(`unknown dtype '${String(dtype)}'`);
-    const [h] = native.NativeTensor.op(op, [], { ...attrs, dtype, device });
+    const [h] = handlesOf(native.NativeTensor.op(op, [], { ...attrs, dtype, device }));
     return new Tensor(h, device);
   }
 
@@ -163,16 +166,17 @@ export class Tensor implements Disposable {
 
   /** Wraps the outputs of a native op. Exposed for library modules (models, detectors). */
   static runOp(name: string, inputs: readonly Tensor[], attrs?: NativeAttrs, device?: Device): Tensor[] {
-    const handles: NativeTensorHandle[] = new Array(inputs.length);
+    const ids: number[] = new Array(inputs.length);
     for (let i = 0; i < inputs.length; i++) {
       const t = inputs[i];
       if (!(t instanceof Tensor)) throw new TypeError(`${name}: input ${i} is not a Tensor`);
-      handles[i] = t.live(name);
+      ids[i] = t.live(name).id;
     }
     const dev = device ?? (inputs.length ? inputs[0].device : 'cpu');
-    const out = native.NativeTensor.op(name, handles, attrs, dev);
+    const out = native.NativeTensor.op(name, ids, attrs, dev);
+    if (typeof out === 'number') return [new Tensor(new NativeTensorHandle(out), dev)];
     const result: Tensor[] = new Array(out.length);
-    for (let i = 0; i < out.length; i++) result[i] = new Tensor(out[i], dev);
+    for (let i = 0; i < out.length; i++) result[i] = new Tensor(new NativeTensorHandle(out[i]), dev);
     return result;
   }
 
@@ -252,7 +256,6 @@ export class Tensor implements Disposable {
 
   dispose(): void {
     if (!this.handle) return;
-    registry.unregister(this);
     this.handle.dispose();
     this.handle = null;
     stats.live--;

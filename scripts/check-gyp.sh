@@ -17,9 +17,9 @@ if [ -z "$nodedir" ] || [ "$nodedir" = "undefined" ] || [ "$nodedir" = "null" ];
 OMP_WAIT_POLICY=PASSIVE node -e '
 const m = require(process.argv[1]);
 const T = m.NativeTensor;
-const a = T.fromTypedArray(new Float32Array([1, 2, 3, 4]), [2, 2], "float32");
-const [b] = T.op("matmul", [a, a], {});
-b.read().then((d) => {
+const a = T.fromTypedArray(new Float32Array([1, 2, 3, 4]), [2, 2], "float32");  // handle ids
+const b = T.op("matmul", [a, a], {});
+T.read(b).then((d) => {
   const want = [7, 10, 15, 22];
   if (Array.from(d).join() !== want.join()) { console.error("node-gyp build: wrong matmul", d); process.exit(1); }
   console.log("node-gyp build OK: libtorch " + m.buildInfo().torchVersion + ", matmul =", Array.from(d).join(" "));

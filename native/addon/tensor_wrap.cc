@@ -4,56 +4,82 @@
 #include "core/ops.h"
 #include "core/runtime.h"
 
+#include <unordered_map>
+
 namespace mood_addon {
 
-Napi::FunctionReference* TensorWrap::constructor_ = nullptr;
+namespace {
 
-Napi::Function TensorWrap::Init(Napi::Env env) {
-  Napi::Function f = DefineClass(env, "NativeTensor",
-                                 {
-                                     StaticMethod("fromTypedArray", &TensorWrap::FromTypedArray),
-                                     StaticMethod("op", &TensorWrap::Op),
-                                     InstanceMethod("isReady", &TensorWrap::IsReady),
-                                     InstanceMethod("meta", &TensorWrap::Meta),
-                                     InstanceMethod("read", &TensorWrap::Read),
-                                     InstanceMethod("whenReady", &TensorWrap::WhenReady),
-                                     InstanceMethod("dispose", &TensorWrap::Dispose),
-                                     InstanceMethod("isDisposed", &TensorWrap::IsDisposed),
-                                 });
-  constructor_ = new Napi::FunctionReference(Napi::Persistent(f));
-  return f;
+// One slot per live handle. Touched on the JS thread only.
+struct Slot {
+  mood::PendingPtr pending;
+  // Bytes reported to V8 as external memory, so the GC sees what undisposed tensors hold.
+  int64_t reported_bytes = 0;
+};
+std::unordered_map<int64_t, Slot>* g_slots = nullptr;
+int64_t g_next_id = 1;
+Napi::FunctionReference* g_handle_class = nullptr;
+
+int64_t add_slot(Napi::Env env, mood::PendingPtr p) {
+  Slot s;
+  if (p->done() && p->ok() && p->value().defined() && p->value().device().is_cpu()) {
+    s.reported_bytes = static_cast<int64_t>(p->value().nbytes());
+    if (s.reported_bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, s.reported_bytes);
+  }
+  s.pending = std::move(p);
+  int64_t id = g_next_id++;
+  g_slots->emplace(id, std::move(s));
+  return id;
 }
 
-TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {}
+int64_t id_arg(const Napi::Env& env, const Napi::Value& v) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, "tensor handle id must be a number");
+  return v.As<Napi::Number>().Int64Value();
+}
 
-Napi::Object TensorWrap::Wrap(Napi::Env env, mood::PendingPtr p) {
-  Napi::Object o = constructor_->New({});
-  TensorWrap* w = Napi::ObjectWrap<TensorWrap>::Unwrap(o);
-  if (p->done() && p->ok() && p->value().defined() && p->value().device().is_cpu()) {
-    w->reported_bytes_ = static_cast<int64_t>(p->value().nbytes());
-    if (w->reported_bytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, w->reported_bytes_);
-  }
-  w->pending_ = std::move(p);
+const mood::PendingPtr& slot_pending(const Napi::Env& env, int64_t id) {
+  auto it = g_slots->find(id);
+  if (it == g_slots->end()) throw Napi::Error::New(env, "tensor used after dispose()");
+  return it->second.pending;
+}
+
+}  // namespace
+
+Napi::Object TensorWrap::Init(Napi::Env env) {
+  // The table (like the read notifier below) belongs to the one JS thread that loaded the addon.
+  if (g_slots) throw Napi::Error::New(env, "mood-ood's native addon can be loaded by one JS thread per process (load it on the main thread, not in a worker)");
+  g_slots = new std::unordered_map<int64_t, Slot>();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("setHandleClass", Napi::Function::New(env, SetHandleClass));
+  o.Set("fromTypedArray", Napi::Function::New(env, FromTypedArray));
+  o.Set("op", Napi::Function::New(env, Op));
+  o.Set("isReady", Napi::Function::New(env, IsReady));
+  o.Set("meta", Napi::Function::New(env, Meta));
+  o.Set("read", Napi::Function::New(env, Read));
+  o.Set("whenReady", Napi::Function::New(env, WhenReady));
+  o.Set("release", Napi::Function::New(env, Release));
+  o.Set("liveCount", Napi::Function::New(env, LiveCount));
   return o;
 }
 
-void TensorWrap::release(Napi::Env env) {
-  pending_.reset();
-  if (reported_bytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -reported_bytes_);
-  reported_bytes_ = 0;
+Napi::Value TensorWrap::SetHandleClass(const Napi::CallbackInfo& info) {
+  if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "setHandleClass: expected a class");
+  if (!g_handle_class) g_handle_class = new Napi::FunctionReference();
+  *g_handle_class = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
 }
 
-void TensorWrap::Finalize(Napi::Env env) { release(env); }
+Napi::Object TensorWrap::Wrap(Napi::Env env, mood::PendingPtr p) {
+  if (!g_handle_class) throw Napi::Error::New(env, "internal error: the tensor handle class is not registered");
+  int64_t id = add_slot(env, std::move(p));
+  return g_handle_class->New({Napi::Number::New(env, static_cast<double>(id))});
+}
 
 mood::PendingPtr TensorWrap::PendingOf(const Napi::Env& env, const Napi::Value& v, const char* what) {
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(constructor_->Value()))
-    throw Napi::TypeError::New(env, std::string(what) + " is not a tensor");
-  return Napi::ObjectWrap<TensorWrap>::Unwrap(v.As<Napi::Object>())->pending(env);
-}
-
-const mood::PendingPtr& TensorWrap::pending(const Napi::Env& env) const {
-  if (!pending_) throw Napi::Error::New(env, "tensor used after dispose()");
-  return pending_;
+  Napi::Value idv = v;
+  if (v.IsObject()) idv = v.As<Napi::Object>().Get("id");
+  if (!idv.IsNumber()) throw Napi::TypeError::New(env, std::string(what) + " is not a tensor");
+  return slot_pending(env, idv.As<Napi::Number>().Int64Value());
 }
 
 static c10::Device device_arg(const Napi::Env& env, const Napi::Value& v) {
@@ -87,7 +113,7 @@ Napi::Value TensorWrap::FromTypedArray(const Napi::CallbackInfo& info) {
           return std::vector<at::Tensor>{in[0].to(device)};
         })[0];
   }
-  return Wrap(env, p);
+  return Napi::Number::New(env, static_cast<double>(add_slot(env, p)));
 }
 
 Napi::Value TensorWrap::Op(const Napi::CallbackInfo& info) {
@@ -105,8 +131,14 @@ Napi::Value TensorWrap::Op(const Napi::CallbackInfo& info) {
   std::vector<mood::PendingPtr> inputs;
   inputs.reserve(arr.Length());
   for (uint32_t i = 0; i < arr.Length(); ++i) {
-    std::string what = name + ": input " + std::to_string(i);
-    inputs.push_back(PendingOf(env, arr.Get(i), what.c_str()));
+    Napi::Value v = arr.Get(i);
+    // Bare ids from lib/tensor.ts (the hot path); handle objects from anything else.
+    if (v.IsNumber()) {
+      inputs.push_back(slot_pending(env, v.As<Napi::Number>().Int64Value()));
+    } else {
+      std::string what = name + ": input " + std::to_string(i);
+      inputs.push_back(PendingOf(env, v, what.c_str()));
+    }
   }
   mood::OpArgs args = to_op_args(env, info[2]);
   // The queue is the device of the first input, else the "device" attribute (creation ops).
@@ -134,18 +166,20 @@ Napi::Value TensorWrap::Op(const Napi::CallbackInfo& info) {
   auto outs = mood::schedule(o, std::move(inputs), [name, args](const std::vector<at::Tensor>& in) {
     return mood::run_op(name, in, args);
   });
+  if (outs.size() == 1) return Napi::Number::New(env, static_cast<double>(add_slot(env, outs[0])));
   Napi::Array result = Napi::Array::New(env, outs.size());
-  for (uint32_t i = 0; i < outs.size(); ++i) result.Set(i, Wrap(env, outs[i]));
+  for (uint32_t i = 0; i < outs.size(); ++i) result.Set(i, Napi::Number::New(env, static_cast<double>(add_slot(env, outs[i]))));
   return result;
 }
 
 Napi::Value TensorWrap::IsReady(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), pending(info.Env())->done());
+  Napi::Env env = info.Env();
+  return Napi::Boolean::New(env, slot_pending(env, id_arg(env, info[0]))->done());
 }
 
 Napi::Value TensorWrap::Meta(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const mood::PendingPtr& p = pending(env);
+  const mood::PendingPtr p = slot_pending(env, id_arg(env, info[0]));
   p->wait();
   if (!p->ok()) throw Napi::Error::New(env, p->error());
   const at::Tensor& t = p->value();
@@ -219,7 +253,7 @@ Napi::Value promise_for(const Napi::Env& env, mood::PendingPtr p, bool read) {
 
 Napi::Value TensorWrap::Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  mood::PendingPtr p = pending(env);
+  mood::PendingPtr p = slot_pending(env, id_arg(env, info[0]));
   bool direct = p->done() && (!p->ok() || (p->value().device().is_cpu() && p->value().is_contiguous()));
   if (!direct) {
     // Bring the values to a contiguous CPU tensor on the tensor's own queue first.
@@ -233,13 +267,23 @@ Napi::Value TensorWrap::Read(const Napi::CallbackInfo& info) {
   return promise_for(env, p, true);
 }
 
-Napi::Value TensorWrap::WhenReady(const Napi::CallbackInfo& info) { return promise_for(info.Env(), pending(info.Env()), false); }
-
-Napi::Value TensorWrap::Dispose(const Napi::CallbackInfo& info) {
-  release(info.Env());
-  return info.Env().Undefined();
+Napi::Value TensorWrap::WhenReady(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return promise_for(env, slot_pending(env, id_arg(env, info[0])), false);
 }
 
-Napi::Value TensorWrap::IsDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !pending_); }
+Napi::Value TensorWrap::Release(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto it = g_slots->find(id_arg(env, info[0]));
+  if (it != g_slots->end()) {
+    if (it->second.reported_bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -it->second.reported_bytes);
+    g_slots->erase(it);
+  }
+  return env.Undefined();
+}
+
+Napi::Value TensorWrap::LiveCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(g_slots->size()));
+}
 
 }  // namespace mood_addon

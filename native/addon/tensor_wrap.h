@@ -1,4 +1,10 @@
-// The JS handle of one (possibly still pending) native tensor.
+// JS handles of (possibly still pending) native tensors.
+//
+// A handle is an instance of a small JS class (lib/native.ts) holding a numeric id; the native side
+// keeps id -> Pending in a table. Creating an ObjectWrap per op result cost ~1.5 us (a JS constructor
+// call from C++ plus a weak reference with a native finalizer), more than a small op itself, so the hot
+// path (`op`) returns bare ids and JS builds the handle; lifetime is JS's FinalizationRegistry plus
+// explicit release().
 #pragma once
 #include <napi.h>
 
@@ -6,32 +12,25 @@
 
 namespace mood_addon {
 
-class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
+class TensorWrap {
  public:
-  static Napi::Function Init(Napi::Env env);
+  // The NativeTensor namespace object: static functions over handle ids.
+  static Napi::Object Init(Napi::Env env);
+  // A new JS handle object for p (for other wrappers that return tensors).
   static Napi::Object Wrap(Napi::Env env, mood::PendingPtr p);
+  // The tensor behind a JS handle object or a bare id; throws a TypeError naming `what` otherwise.
   static mood::PendingPtr PendingOf(const Napi::Env& env, const Napi::Value& v, const char* what);
 
-  explicit TensorWrap(const Napi::CallbackInfo& info);
-  void Finalize(Napi::Env env) override;
-
  private:
-  static Napi::Value FromTypedArray(const Napi::CallbackInfo& info);  // (array, shape, dtype, device?)
-  static Napi::Value Op(const Napi::CallbackInfo& info);              // (name, inputs[], attrs?, device?)
-
-  Napi::Value IsReady(const Napi::CallbackInfo& info);   // settled (ok or failed)?
-  Napi::Value Meta(const Napi::CallbackInfo& info);      // waits; {dtype, shape, device} or throws the op's error
-  Napi::Value Read(const Napi::CallbackInfo& info);      // Promise<TypedArray>
-  Napi::Value WhenReady(const Napi::CallbackInfo& info); // Promise<void>, rejects with the op's error
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value IsDisposed(const Napi::CallbackInfo& info);
-
-  const mood::PendingPtr& pending(const Napi::Env& env) const;
-  void release(Napi::Env env);
-  mood::PendingPtr pending_;
-  // Bytes reported to V8 as external memory, so the GC sees what undisposed tensors hold.
-  int64_t reported_bytes_ = 0;
-  static Napi::FunctionReference* constructor_;
+  static Napi::Value SetHandleClass(const Napi::CallbackInfo& info);  // (class with constructor(id))
+  static Napi::Value FromTypedArray(const Napi::CallbackInfo& info);  // (array, shape, dtype, device?) -> id
+  static Napi::Value Op(const Napi::CallbackInfo& info);              // (name, inputs[], attrs?, device?) -> id | id[]
+  static Napi::Value IsReady(const Napi::CallbackInfo& info);         // (id) settled (ok or failed)?
+  static Napi::Value Meta(const Napi::CallbackInfo& info);            // (id) waits; {dtype, shape, device} or throws
+  static Napi::Value Read(const Napi::CallbackInfo& info);            // (id) Promise<TypedArray>
+  static Napi::Value WhenReady(const Napi::CallbackInfo& info);       // (id) Promise<void>, rejects with the op's error
+  static Napi::Value Release(const Napi::CallbackInfo& info);         // (id) frees the slot (idempotent)
+  static Napi::Value LiveCount(const Napi::CallbackInfo& info);       // slots in use (tests, leak checks)
 };
 
 }  // namespace mood_addon
