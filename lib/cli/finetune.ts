@@ -51,6 +51,7 @@ export interface RawFinetuneFlags {
   mixupMode?: string;
   reprob?: string;
   aa?: string;
+  augment?: boolean;
   imagenetDefaultMeanAndStd?: boolean;
   modelEma?: boolean;
   modelEmaDecay?: string;
@@ -135,6 +136,7 @@ export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneO
     mixupMode: f.mixupMode as FinetuneOptions['mixupMode'],
     reprob: num('reprob', f.reprob),
     aa: f.aa,
+    augment: f.augment === false ? false : undefined,
     imagenetDefaultMeanAndStd: f.imagenetDefaultMeanAndStd,
     modelEma: f.modelEma,
     modelEmaDecay: num('model_ema_decay', f.modelEmaDecay),
@@ -246,6 +248,7 @@ export function registerFinetune(program: Command): Command {
     .option('--mixup-mode <mode>', 'batch | pair | elem', 'batch')
     .option('--reprob <x>', 'random erasing probability', '0.25')
     .option('--aa <policy>', "auto-augment policy ('none' turns it off)", 'rand-m9-mstd0.5-inc1')
+    .option('--no-augment', 'training images take the evaluation transform: no crop, flip, --aa or --reprob (fast learning in short CPU runs; not a reference flag)')
     .option('--imagenet-default-mean-and-std', 'ImageNet normalisation instead of 0.5/0.5')
     .option('--model-ema', 'keep an exponential moving average of the weights')
     .option('--model-ema-decay <x>', 'EMA decay', '0.9999')

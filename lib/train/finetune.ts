@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { DataLoader, ImageDataset, MixupOptions } from '../data/types';
+import type { DataLoader, ImageDataset, LoaderOptions, MixupOptions } from '../data/types';
 import { parseRandAugment } from '../data/randaugment';
 import type { Beit, BeitOptions } from '../models/beit';
 import type { EpochLog, EvalStats, TrainerOptions } from './trainer';
@@ -58,6 +58,12 @@ export interface FinetuneOptions {
   reprob?: number;
   /** timm auto-augment policy for training ('rand-m9-mstd0.5-inc1' by default, as the reference); 'none' turns it off. */
   aa?: string;
+  /**
+   * false: training images take the evaluation transform (shuffled, no crop/flip/RandAugment/erasing;
+   * --aa and --reprob then do nothing). Not a reference flag: at 28 px the reference's RandomCrop
+   * (padding 4) + flip is far too slow to learn from in a CPU-minutes schedule (docs/finetune.md).
+   */
+  augment?: boolean;
   imagenetDefaultMeanAndStd?: boolean;
   modelEma?: boolean;
   modelEmaDecay?: number;
@@ -211,6 +217,8 @@ export function validateFinetuneOptions(o: FinetuneOptions, configNames: readonl
       bad('aa', (e as Error).message);
     }
   }
+  if (o.augment === false && ((o.mixup ?? 0) > 0 || (o.cutmix ?? 0) > 0 || o.cutmixMinmax !== undefined))
+    bad('no_augment', 'contradicts --mixup/--cutmix (batch mixing is part of the training transform)');
   if (o.mixupMode && !['batch', 'pair', 'elem'].includes(o.mixupMode)) bad('mixup_mode', `expected batch, pair or elem, got '${o.mixupMode}'`);
   if (o.cutmixMinmax && (o.cutmixMinmax.length !== 2 || !(o.cutmixMinmax[0] >= 0 && o.cutmixMinmax[0] < o.cutmixMinmax[1] && o.cutmixMinmax[1] <= 1)))
     bad('cutmix_minmax', `expected two fractions 0 <= min < max <= 1, got ${o.cutmixMinmax.join(' ')}`);
@@ -277,6 +285,24 @@ export function modelOverrides(o: FinetuneOptions, numClasses: number): Partial<
   };
 }
 
+/**
+ * The training loader's options: the reference's training transform (crop/flip, --aa, --reprob,
+ * mixup), or with `augment: false` the evaluation transform over the same seeded shuffle.
+ */
+export function trainLoaderOptions(o: FinetuneOptions, common: Omit<LoaderOptions, 'train'>, mixup?: MixupOptions): LoaderOptions {
+  const d = FINETUNE_DEFAULTS;
+  const order = { shuffle: true, dropLast: true, seed: o.seed ?? d.seed };
+  if (o.augment === false) return { ...common, ...order, train: false };
+  return {
+    ...common,
+    ...order,
+    train: true,
+    reprob: o.reprob ?? d.reprob,
+    autoAugment: (o.aa ?? d.aa) === 'none' || o.aa === '' ? undefined : o.aa ?? d.aa,
+    mixup,
+  };
+}
+
 /** Fine-tunes (or with `eval`, evaluates) as run_class_finetuning.py does. */
 export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const { beitConfigNames, createModel, Beit: BeitClass } = await import('../models/beit');
@@ -330,17 +356,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       const evaluation = await evaluateModel(model, val);
       return { history: [], losses: [], evaluation, startEpoch: 0 };
     }
-    const train = createLoader(trainSet, {
-      ...common,
-      batchSize,
-      train: true,
-      shuffle: true,
-      dropLast: true,
-      seed: o.seed ?? d.seed,
-      reprob: o.reprob ?? d.reprob,
-      autoAugment: (o.aa ?? d.aa) === 'none' || o.aa === '' ? undefined : o.aa ?? d.aa,
-      mixup,
-    });
+    const train = createLoader(trainSet, trainLoaderOptions(o, { ...common, batchSize }, mixup));
     loaders.push(train);
     const topts: TrainerOptions = {
       model,

@@ -54,6 +54,7 @@ describe('mood finetune: bad input fails before any work', () => {
     [['--nb_classes', '5'], /--nb_classes: 5 is smaller than the 10 classes of fashion_mnist/],
     [['--model_opts', '{"bogus": 1}'], /bogus/],
     [['--aa', 'auto-v0'], /--aa: autoAugment 'auto-v0': only RandAugment/],
+    [['--no_augment', '--mixup', '0.8'], /--no_augment: contradicts --mixup\/--cutmix/],
   ])('%j', async (extra, re) => {
     const r = await run([...base, ...extra]);
     expect(r.code).toBe(1);
