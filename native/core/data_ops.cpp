@@ -398,7 +398,7 @@ void transform_sample(const img::Planar& src, const TransformConfig& cfg, const 
   finish_sample(*cur, cfg, plan, out);
 }
 
-bool transform_encoded(const uint8_t* data, size_t size, const TransformConfig& cfg, const double* plan, float* out) {
+bool transform_encoded(const uint8_t* data, size_t size, const TransformConfig& cfg, const double* plan, float* out, int min_short) {
   if (cfg.geometry != Geometry::kEvalResize && cfg.geometry != Geometry::kTrainRrc) return false;
   struct Picker : img::RegionPicker {
     const TransformConfig& cfg;
@@ -417,7 +417,7 @@ bool transform_encoded(const uint8_t* data, size_t size, const TransformConfig& 
   } picker(cfg, plan);
   thread_local std::vector<uint8_t> buf;
   img::PixelView view;
-  if (!img::decode_jpeg_region(data, size, picker, buf, view)) return false;
+  if (!img::decode_jpeg_region(data, size, picker, buf, view, min_short)) return false;
   img::Planar& g = geometry_buffer(view.c, cfg.size);
   picker.wr->run(view, g.px.data());
   finish_sample(g, cfg, plan, out);

@@ -65,7 +65,8 @@ void transform_sample(const img::Planar& src, const TransformConfig& cfg, const 
 // center crop, train_rrc's box) when the file allows it (see img::decode_jpeg_region): same output
 // bytes as decode_image + transform_sample. Returns false, having written nothing, when the caller
 // must take that full path (other geometries, formats, or files).
-bool transform_encoded(const uint8_t* data, size_t size, const TransformConfig& cfg, const double* plan, float* out);
+// `min_short` > 0 selects the opt-in reduced-DCT decode (img::decode_image's fast path).
+bool transform_encoded(const uint8_t* data, size_t size, const TransformConfig& cfg, const double* plan, float* out, int min_short = 0);
 
 // The RandomResizedCrop box (top, left, h, w) that timm 0.3's get_params picks with these uniforms.
 void rrc_box(int img_h, int img_w, const double* plan, int box[4]);

@@ -14,6 +14,9 @@
 #include <cerrno>
 #include <algorithm>
 #include <atomic>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #ifdef MOOD_HAVE_LIBJPEG
 #include <jpeglib.h>
@@ -131,6 +134,41 @@ void transpose(const E* src, ptrdiff_t src_stride, int h, int w, E* dst, ptrdiff
   }
 }
 
+// 32-bit pixels (RGBX): 4x4 blocks through SSE2 registers (part of every x86-64), scalar edges.
+void transpose32(const uint32_t* src, ptrdiff_t ss, int h, int w, uint32_t* dst, ptrdiff_t ds) {
+#if defined(__SSE2__)
+  constexpr int B = 16;
+  for (int y0 = 0; y0 < h; y0 += B) {
+    const int y1 = std::min(h, y0 + B);
+    for (int x0 = 0; x0 < w; x0 += B) {
+      const int x1 = std::min(w, x0 + B);
+      int y = y0;
+      for (; y + 4 <= y1; y += 4) {
+        int x = x0;
+        for (; x + 4 <= x1; x += 4) {
+          const __m128i r0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + y * ss + x));
+          const __m128i r1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (y + 1) * ss + x));
+          const __m128i r2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (y + 2) * ss + x));
+          const __m128i r3 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (y + 3) * ss + x));
+          const __m128i t0 = _mm_unpacklo_epi32(r0, r1), t1 = _mm_unpackhi_epi32(r0, r1);
+          const __m128i t2 = _mm_unpacklo_epi32(r2, r3), t3 = _mm_unpackhi_epi32(r2, r3);
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + x * ds + y), _mm_unpacklo_epi64(t0, t2));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (x + 1) * ds + y), _mm_unpackhi_epi64(t0, t2));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (x + 2) * ds + y), _mm_unpacklo_epi64(t1, t3));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (x + 3) * ds + y), _mm_unpackhi_epi64(t1, t3));
+        }
+        for (; x < x1; ++x)
+          for (int yy = y; yy < y + 4; ++yy) dst[x * ds + yy] = src[yy * ss + x];
+      }
+      for (; y < y1; ++y)
+        for (int x = x0; x < x1; ++x) dst[x * ds + y] = src[y * ss + x];
+    }
+  }
+#else
+  transpose<uint32_t>(src, ss, h, w, dst, ds);
+#endif
+}
+
 // Per-thread work buffers: no allocation per image once a thread has seen the largest size.
 struct ResizeScratch {
   std::vector<uint8_t> t, mid_t, mid, row;
@@ -181,7 +219,7 @@ void WindowResize::run(const PixelView& v, uint8_t* out) const {
     }
   } else if (v.px_stride == 4 && v.ch_stride == 1 && v.row_stride % 4 == 0 && reinterpret_cast<uintptr_t>(base) % 4 == 0) {
     // RGBX decoder rows: a plain 32-bit transpose.
-    transpose<uint32_t>(reinterpret_cast<const uint32_t*>(base), v.row_stride / 4, th, tw, reinterpret_cast<uint32_t*>(s.t.data()), ths);
+    transpose32(reinterpret_cast<const uint32_t*>(base), v.row_stride / 4, th, tw, reinterpret_cast<uint32_t*>(s.t.data()), ths);
   } else {
     uint8_t* t = s.t.data();
     for (int y = 0; y < th; ++y) {
@@ -200,7 +238,7 @@ void WindowResize::run(const PixelView& v, uint8_t* out) const {
                  s.mid_t.data() + static_cast<size_t>(j) * tstride);
   // 3. Back to row order.
   if (E == 1) transpose<uint8_t>(s.mid_t.data(), ths, kw, th, s.mid.data(), kws);
-  else transpose<uint32_t>(reinterpret_cast<const uint32_t*>(s.mid_t.data()), ths, kw, th, reinterpret_cast<uint32_t*>(s.mid.data()), kws);
+  else transpose32(reinterpret_cast<const uint32_t*>(s.mid_t.data()), ths, kw, th, reinterpret_cast<uint32_t*>(s.mid.data()), kws);
   // 4. Vertical pass, only for the kept output rows; RGB pixels split into planes.
   const size_t mstride = static_cast<size_t>(kws) * E;
   const size_t plane = static_cast<size_t>(kh) * kw;
@@ -216,8 +254,12 @@ void WindowResize::run(const PixelView& v, uint8_t* out) const {
     if (E == 1) {
       std::memcpy(o, s.row.data(), kw);
     } else {
-      const uint8_t* r = s.row.data();
-      for (int x = 0; x < kw; ++x) o[x] = r[4 * x], o[plane + x] = r[4 * x + 1], o[2 * plane + x] = r[4 * x + 2];
+      // Distinct restrict pointers: byte stores may otherwise alias the row and stop vectorisation.
+      const uint8_t* __restrict r = s.row.data();
+      uint8_t* __restrict o0 = o;
+      uint8_t* __restrict o1 = o + plane;
+      uint8_t* __restrict o2 = o + 2 * plane;
+      for (int x = 0; x < kw; ++x) o0[x] = r[4 * x], o1[x] = r[4 * x + 1], o2[x] = r[4 * x + 2];
     }
   }
 }
@@ -306,6 +348,17 @@ void quiet_errors(jpeg_decompress_struct& c, JpegErr& err) {
   err.pub.emit_message = jpeg_quiet;
 }
 
+// Opt-in reduced-DCT decoding: the smallest scale n/8 whose shorter side is still >= min_short.
+void choose_scale(jpeg_decompress_struct& c, int min_short) {
+  const long short_side = std::min(c.image_width, c.image_height);
+  for (int n = 1; n < 8; ++n)
+    if ((short_side * n + 7) / 8 >= min_short) {
+      c.scale_num = static_cast<unsigned>(n);
+      c.scale_denom = 8;
+      break;
+    }
+}
+
 void attach_source(jpeg_decompress_struct& c, JpegSrc& src, const uint8_t* data, size_t size) {
   src.data = data;
   src.size = size;
@@ -344,15 +397,7 @@ DecodeStatus decode_jpeg(const uint8_t* data, size_t size, Planar& out, std::str
   if (c.jpeg_color_space == JCS_GRAYSCALE) c.out_color_space = JCS_GRAYSCALE;
   else if (comps == 4) c.out_color_space = JCS_CMYK;
   else c.out_color_space = JCS_RGB;
-  if (min_short > 0) {
-    const long short_side = std::min(c.image_width, c.image_height);
-    for (int n = 1; n < 8; ++n)
-      if ((short_side * n + 7) / 8 >= min_short) {
-        c.scale_num = static_cast<unsigned>(n);
-        c.scale_denom = 8;
-        break;
-      }
-  }
+  if (min_short > 0) choose_scale(c, min_short);
   jpeg_start_decompress(&c);
   const int W = static_cast<int>(c.output_width), H = static_cast<int>(c.output_height), oc = c.output_components;
   out.c = oc == 1 ? 1 : 3;
@@ -413,7 +458,7 @@ DecodeStatus decode_jpeg(const uint8_t* data, size_t size, Planar& out, std::str
 // decode_jpeg_region's body (see image_ops.h). Everything that could make the partial result differ
 // from the full path's (CMYK, a missing EOI, libjpeg reaching the end of the data, an error) returns
 // false so the caller decodes the whole file with decode_jpeg instead.
-bool jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, std::vector<uint8_t>& buf, PixelView& view) {
+bool jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, std::vector<uint8_t>& buf, PixelView& view, int min_short) {
   if (size < 4 || data[size - 2] != 0xFF || data[size - 1] != JPEG_EOI) return false;
   jpeg_decompress_struct c;
   JpegErr err;
@@ -432,7 +477,9 @@ bool jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, std::ve
     return false;
   }
   c.out_color_space = grey ? JCS_GRAYSCALE : JCS_EXT_RGBX;
-  const int H = static_cast<int>(c.image_height), W = static_cast<int>(c.image_width);
+  if (min_short > 0) choose_scale(c, min_short);
+  jpeg_calc_output_dimensions(&c);  // the (possibly scaled) image the picker plans on
+  const int H = static_cast<int>(c.output_height), W = static_cast<int>(c.output_width);
   int rect[4];
   if (!picker.pick(H, W, rect) || rect[0] < 0 || rect[1] > H || rect[0] >= rect[1] || rect[2] < 0 || rect[3] > W || rect[2] >= rect[3]) {
     jpeg_destroy_decompress(&c);
@@ -665,11 +712,11 @@ DecodeStatus decode_image(const uint8_t* data, size_t size, Planar& out, std::st
   return DecodeStatus::kUnsupported;
 }
 
-bool decode_jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, std::vector<uint8_t>& buf, PixelView& view) {
+bool decode_jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, std::vector<uint8_t>& buf, PixelView& view, int min_short) {
 #ifdef MOOD_HAVE_JPEG_REGION
-  if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return jpeg_region(data, size, picker, buf, view);
+  if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return jpeg_region(data, size, picker, buf, view, min_short);
 #endif
-  (void)picker, (void)buf, (void)view;
+  (void)picker, (void)buf, (void)view, (void)min_short;
   return false;
 }
 
@@ -769,7 +816,7 @@ void register_image_ops(const OpRegistry& add) {
       }
       const double* row = pl ? pl + i * data::kPlanCols : nullptr;
       // Partial decode of what the crop keeps (PIL-exact); the full path when that cannot be used.
-      if (!fast_short && data::transform_encoded(bytes.data(), bytes.size(), cfg, row, dst)) return true;
+      if (data::transform_encoded(bytes.data(), bytes.size(), cfg, row, dst, fast_short)) return true;
       img::Planar im;
       std::string m;
       img::DecodeStatus s = img::decode_image(bytes.data(), bytes.size(), im, m, fast_short);

@@ -96,7 +96,9 @@ struct RegionPicker {
   virtual bool pick(int height, int width, int rect[4]) = 0;
   virtual ~RegionPicker() = default;
 };
-bool decode_jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, std::vector<uint8_t>& buf, PixelView& view);
+// `min_short` > 0: the opt-in reduced-DCT scale of decode_image, chosen first; `pick` then plans on
+// the scaled image.
+bool decode_jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, std::vector<uint8_t>& buf, PixelView& view, int min_short = 0);
 
 }  // namespace img
 }  // namespace mood
