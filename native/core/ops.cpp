@@ -6,11 +6,18 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
 
 #include <climits>
 #include <cstdint>
 #include <functional>
 #include <stdexcept>
+#include <string>
 #include <unordered_map>
 
 // Fortran BLAS syrk, when the BLAS libtorch links (OpenBLAS here) provides it: C = A·Aᵀ in half the
@@ -20,6 +27,9 @@ void ssyrk_(const char* uplo, const char* trans, const int* n, const int* k, con
             const int* lda, const float* beta, float* c, const int* ldc) __attribute__((weak));
 void dsyrk_(const char* uplo, const char* trans, const int* n, const int* k, const double* alpha, const double* a,
             const int* lda, const double* beta, double* c, const int* ldc) __attribute__((weak));
+// B := op(A)·B with A triangular (the Mahalanobis quadratic form through a Cholesky factor).
+void dtrmm_(const char* side, const char* uplo, const char* transa, const char* diag, const int* m, const int* n,
+            const double* alpha, const double* a, const int* lda, double* b, const int* ldb) __attribute__((weak));
 }
 
 namespace mood {
@@ -165,6 +175,54 @@ void add_reduction(Table& t, const std::string& name,
 
 std::vector<at::Tensor> list_of(const Inputs& in) { return std::vector<at::Tensor>(in.begin(), in.end()); }
 
+// Vector kernels below get AVX-512 and AVX2 clones (chosen at load time) where GCC can make them.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define MOOD_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MOOD_SIMD_CLONES
+#endif
+
+// ---- OOD detector kernels (lib/ood/detectors) ---------------------------------
+// Whole computations as one op each, so that 50k x 768 features need no N x D temporaries beyond a
+// row chunk and no JS round trip per block or per k-means iteration.
+
+// Row-major x (rows x d) times a d x d lower-triangular L in place: column-major that is B := Lᵀ·B
+// with A = L's memory read as the upper-triangular Lᵀ (half the flops of a gemm).
+void trmm_rows_lower(at::Tensor& c, const at::Tensor& L) {
+  const int64_t rows = c.size(0), d = c.size(1);
+  if (dtrmm_ && c.scalar_type() == at::kDouble && rows <= INT32_MAX && d <= INT32_MAX) {
+    const int m = static_cast<int>(d), n = static_cast<int>(rows);
+    const double one = 1.0;
+    const char side = 'L', uplo = 'U', trans = 'N', diag = 'N';
+    dtrmm_(&side, &uplo, &trans, &diag, &m, &n, &one, L.data_ptr<double>(), &m, c.data_ptr<double>(), &m);
+  } else {
+    c.copy_(at::matmul(c, L));
+  }
+}
+
+// acc (+)= cᵀc into the lower column-major (= upper row-major) triangle; beta 0 overwrites.
+void syrk_acc(const at::Tensor& c, at::Tensor& acc, bool accumulate) {
+  const int64_t n = c.size(0), d = c.size(1);
+  const bool f32 = c.scalar_type() == at::kFloat;
+  if (((f32 && ssyrk_) || (!f32 && dsyrk_)) && n <= INT32_MAX && d <= INT32_MAX) {
+    const int in = static_cast<int>(d), ik = static_cast<int>(n);
+    const char uplo = 'L', trans = 'N';
+    if (f32) {
+      const float one = 1.f, beta = accumulate ? 1.f : 0.f;
+      ssyrk_(&uplo, &trans, &in, &ik, &one, c.data_ptr<float>(), &in, &beta, acc.data_ptr<float>(), &in);
+    } else {
+      const double one = 1.0, beta = accumulate ? 1.0 : 0.0;
+      dsyrk_(&uplo, &trans, &in, &ik, &one, c.data_ptr<double>(), &in, &beta, acc.data_ptr<double>(), &in);
+    }
+  } else if (accumulate) {
+    acc.add_(at::matmul(c.t(), c).triu());
+  } else {
+    acc.copy_(at::matmul(c.t(), c).triu());
+  }
+}
+
+at::Tensor mirror_upper(const at::Tensor& c) { return c.triu() + c.triu(1).t(); }
+
 // xᵀx for a 2-D x (N x D). Row-major x is column-major xᵀ (D x N, lda D), so syrk with trans 'N'
 // gives xᵀx; it fills one triangle, mirrored afterwards.
 at::Tensor gram(const at::Tensor& x_in) {
@@ -175,17 +233,539 @@ at::Tensor gram(const at::Tensor& x_in) {
   if (!have || !x_in.device().is_cpu() || n == 0 || d == 0 || n > INT32_MAX || d > INT32_MAX) return at::matmul(x_in.t(), x_in);
   at::Tensor x = x_in.contiguous();
   at::Tensor c = at::zeros({d, d}, x.options());
-  const int in = static_cast<int>(d), ik = static_cast<int>(n);
-  const char uplo = 'L', trans = 'N';
-  if (f32) {
-    const float one = 1.f, zero = 0.f;
-    ssyrk_(&uplo, &trans, &in, &ik, &one, x.data_ptr<float>(), &in, &zero, c.data_ptr<float>(), &in);
-  } else {
-    const double one = 1.0, zero = 0.0;
-    dsyrk_(&uplo, &trans, &in, &ik, &one, x.data_ptr<double>(), &in, &zero, c.data_ptr<double>(), &in);
-  }
+  syrk_acc(x, c, false);
   // Column-major lower = row-major upper.
-  return c.triu() + c.triu(1).t();
+  return mirror_upper(c);
+}
+
+
+constexpr int64_t kChunkRows = 2048;
+
+// Rows normalised chunk by chunk into a new tensor of `dtype`: "mood" is f / (‖f‖ + eps)
+// (eval_with_features.py), "unit" is sklearn's normalize (zero rows stay zero). Same torch arithmetic as
+// casting the whole matrix and normalising it, without the full-size temporaries.
+at::Tensor row_normalize(const at::Tensor& x_in, at::ScalarType dtype, const std::string& mode, double eps) {
+  TORCH_CHECK(x_in.dim() == 2, "row_normalize expects a 2-D tensor, got ", x_in.dim(), "-D");
+  TORCH_CHECK(mode == "mood" || mode == "unit", "row_normalize: mode must be 'mood' or 'unit', got '", mode, "'");
+  at::Tensor x = x_in.contiguous();
+  const int64_t n = x.size(0);
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(dtype));
+  for (int64_t s = 0; s < n; s += kChunkRows) {
+    const int64_t e = std::min(n, s + kChunkRows);
+    at::Tensor xc = x.slice(0, s, e).to(dtype);
+    at::Tensor nrm = at::linalg_vector_norm(xc, 2.0, at::IntArrayRef{1}, true);
+    if (mode == "mood") out.slice(0, s, e).copy_(xc.div(nrm.add(eps)));
+    else out.slice(0, s, e).copy_(xc.div(nrm.add(nrm.eq(0).to(dtype))));
+  }
+  return out;
+}
+
+// np.cov(x.T, bias=True)·N without an N x D centred copy: the mean (as x.mean(0, keepdim)), then
+// syrk over centred row chunks. Also Σ_k ‖c_k‖⁴ and Σ c² (Ledoit-Wolf's β and trace).
+std::vector<at::Tensor> centered_gram(const at::Tensor& x_in) {
+  TORCH_CHECK(x_in.dim() == 2, "centered_gram expects a 2-D tensor, got ", x_in.dim(), "-D");
+  TORCH_CHECK(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble, "centered_gram: float32 or float64");
+  at::Tensor x = x_in.contiguous();
+  const int64_t n = x.size(0), d = x.size(1);
+  TORCH_CHECK(n > 0 && d > 0, "centered_gram: empty matrix");
+  at::Tensor mean = x.mean(0, true);
+  at::Tensor acc = at::zeros({d, d}, x.options());
+  double beta = 0, trace = 0;
+  for (int64_t s = 0; s < n; s += kChunkRows) {
+    const int64_t e = std::min(n, s + kChunkRows);
+    at::Tensor c = x.slice(0, s, e).sub(mean).contiguous();
+    syrk_acc(c, acc, s > 0);
+    at::Tensor rn = c.square().sum(1);
+    beta += rn.square().sum().item<double>();
+    trace += rn.sum().item<double>();
+  }
+  auto opts = at::TensorOptions().dtype(at::kDouble);
+  return {mean, mirror_upper(acc), at::scalar_tensor(beta, opts), at::scalar_tensor(trace, opts)};
+}
+
+// (x−μ)ᵀ F (x−μ) per row. `factor`: F is the lower Cholesky factor L of the precision (score = ‖(x−μ)L‖²,
+// a trmm: half a gemm's flops); else F is the precision itself ((x−μ)F·(x−μ), a gemm).
+at::Tensor quad_form(const at::Tensor& x_in, const at::Tensor& mu, const at::Tensor& F_in, bool factor) {
+  TORCH_CHECK(x_in.dim() == 2 && F_in.dim() == 2 && F_in.size(0) == F_in.size(1) && F_in.size(0) == x_in.size(1),
+              "quad_form: x (N x D), mu (1 x D or D) and a D x D matrix expected");
+  at::Tensor x = x_in.contiguous();
+  at::Tensor F = F_in.to(x.scalar_type()).contiguous();
+  const int64_t n = x.size(0);
+  at::Tensor out = at::empty({n}, x.options());
+  for (int64_t s = 0; s < n; s += kChunkRows) {
+    const int64_t e = std::min(n, s + kChunkRows);
+    at::Tensor c = x.slice(0, s, e).sub(mu).contiguous();
+    if (factor) {
+      trmm_rows_lower(c, F);
+      out.slice(0, s, e).copy_(c.square().sum(1));
+    } else {
+      out.slice(0, s, e).copy_(c.matmul(F).mul(c).sum(1));
+    }
+  }
+  return out;
+}
+
+// ---- nearest-neighbour scans (cos: max inner product; knn: k-th smallest distance) -------------
+//
+// For each test row, the k smallest of v_j = a·‖t_j‖² − b·(x·t_j) over all train rows (max inner
+// product: a = 0, b = 1, k = 1; squared distance minus ‖x‖²: a = 1, b = 2), scanning tiles of the
+// test·trainᵀ product. Each row keeps the values under a threshold (the k-th smallest so far) and
+// selects among them at the end, so no N_test x N_train matrix is held and no top-k runs per tile.
+//
+// Screening (float32 only): the tiles are computed from bfloat16 copies x̃ = x + e_x, t̃ = t + e_t (a
+// gemm at twice float32's speed where the CPU has AVX512-BF16). Then
+//   |x̃·t̃ − x·t| ≤ ‖e_x‖‖t‖ + ‖x‖‖e_t‖ + ‖e_x‖‖e_t‖            (exact error vectors, measured per row)
+//               + γ_D ‖x̃‖‖t̃‖                                  (float32 accumulation over D terms)
+// and the bfloat16 output adds at most u/(1−u)·|S̃| (u = 2⁻⁸). So each v_j lies in [ṽ_j − E_j, ṽ_j + E_j]:
+// the true k-th smallest is at most U = the k-th smallest upper end, and every j that can be among the
+// k smallest has ṽ_j − E_j ≤ U. Those candidates are recomputed exactly (double accumulation of the
+// float32 inputs) and the k-th smallest is taken among them: the exact result, only the work screened.
+
+struct RowSel {
+  std::vector<double> lo, hi;  // hi == lo without screening
+  std::vector<int64_t> j;
+  double tau = std::numeric_limits<double>::infinity();  // k-th smallest upper end so far
+  size_t cap = 0;
+};
+
+double kth_smallest(std::vector<double> vals, int64_t k) {
+  std::nth_element(vals.begin(), vals.begin() + (k - 1), vals.end());
+  return vals[k - 1];
+}
+
+void sel_compact(RowSel& s, int64_t k, bool screen) {
+  if (static_cast<int64_t>(s.lo.size()) < k) return;
+  s.tau = kth_smallest(screen ? s.hi : s.lo, k);
+  size_t w = 0;
+  for (size_t i = 0; i < s.lo.size(); ++i)
+    if (s.lo[i] <= s.tau) {
+      s.lo[w] = s.lo[i];
+      if (screen) s.hi[w] = s.hi[i];
+      s.j[w] = s.j[i];
+      ++w;
+    }
+  s.lo.resize(w);
+  if (screen) s.hi.resize(w);
+  s.j.resize(w);
+  if (w * 2 > s.cap) s.cap *= 2;  // many values inside the window: grow rather than reselect often
+}
+
+// Σ a_i b_i of float32 vectors accumulated in double (8 partial sums); an AVX2 clone where GCC can.
+MOOD_SIMD_CLONES
+double dot_f32_f64acc(const float* a, const float* b, int64_t d) {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8)
+    for (int q = 0; q < 8; ++q) s[q] += static_cast<double>(a[i + q]) * static_cast<double>(b[i + q]);
+  double r = 0;
+  for (; i < d; ++i) r += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + r;
+}
+
+bool cpu_has_bf16_dot() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+// Per row of float32 x: ‖x‖, and ‖bf16(x) − x‖ (the difference is exact in float32: Sterbenz).
+void row_norms_bf16(const at::Tensor& x, const at::Tensor& xs, std::vector<double>& norm, std::vector<double>& err) {
+  const int64_t n = x.size(0), d = x.size(1);
+  norm.assign(n, 0);
+  err.assign(n, 0);
+  const float* xp = x.data_ptr<float>();
+  const at::BFloat16* sp = xs.data_ptr<at::BFloat16>();
+  at::parallel_for(0, n, 256, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      double a = 0, e = 0;
+      for (int64_t f = 0; f < d; ++f) {
+        const float v = xp[i * d + f];
+        const float dv = static_cast<float>(sp[i * d + f]) - v;
+        a += static_cast<double>(v) * v;
+        e += static_cast<double>(dv) * dv;
+      }
+      norm[i] = std::sqrt(a);
+      err[i] = std::sqrt(e);
+    }
+  });
+}
+
+// Row sums of squares in x's dtype, as x.square().sum(1) computes them, over row chunks.
+at::Tensor row_sq_norms(const at::Tensor& x) {
+  const int64_t n = x.size(0);
+  at::Tensor out = at::empty({n}, x.options());
+  for (int64_t s = 0; s < n; s += kChunkRows) {
+    const int64_t e = std::min(n, s + kChunkRows);
+    out.slice(0, s, e).copy_(x.slice(0, s, e).square().sum(1));
+  }
+  return out;
+}
+
+// ST: element type of the product tiles (T, or BFloat16 when screening).
+template <typename T, typename ST>
+at::Tensor nn_scan_impl(const at::Tensor& x, const at::Tensor& t, bool knn, int64_t k, int64_t bt, int64_t bn) {
+  constexpr bool screen = !std::is_same<T, ST>::value;
+  const int64_t nt = x.size(0), nn = t.size(0), d = x.size(1);
+  const double a = knn ? 1.0 : 0.0, b = knn ? 2.0 : 1.0;
+  at::Tensor tn2 = knn ? row_sq_norms(t) : at::zeros({nn}, t.options());
+  const T* tn2p = tn2.data_ptr<T>();
+  const T* xp = x.data_ptr<T>();
+  const T* tp = t.data_ptr<T>();
+  at::Tensor ts = t;
+  const double u = std::ldexp(1.0, -8), gamma = static_cast<double>(d) * std::ldexp(1.0, -24) / (1 - static_cast<double>(d) * std::ldexp(1.0, -24));
+  const double out_round = u / (1 - u), slack = 1 + 1e-9;
+  double tmax = 0, etmax = 0, tsmax = 0;
+  if (screen) {
+    ts = t.to(at::kBFloat16);
+    std::vector<double> tn, te;
+    row_norms_bf16(t, ts, tn, te);
+    for (int64_t j = 0; j < nn; ++j) {
+      tmax = std::max(tmax, tn[j]);
+      etmax = std::max(etmax, te[j]);
+      tsmax = std::max(tsmax, tn[j] + te[j]);
+    }
+  }
+  at::Tensor out = at::empty({nt}, x.options());
+  T* op = out.data_ptr<T>();
+  for (int64_t r0 = 0; r0 < nt; r0 += bt) {
+    const int64_t r1 = std::min(nt, r0 + bt), rows = r1 - r0;
+    at::Tensor xb = x.slice(0, r0, r1);
+    at::Tensor xs = screen ? xb.to(at::kBFloat16) : xb;
+    at::Tensor xn2 = knn ? xb.square().sum(1).contiguous() : at::zeros({rows}, x.options());
+    std::vector<double> base(rows, 0.0);  // E_j = b·(base + out_round·|S̃_j|)
+    if (screen) {
+      std::vector<double> xnorm, xerr;
+      row_norms_bf16(xb, xs, xnorm, xerr);
+      for (int64_t i = 0; i < rows; ++i)
+        base[i] = slack * (xerr[i] * tmax + xnorm[i] * etmax + xerr[i] * etmax + gamma * (xnorm[i] + xerr[i]) * tsmax) + 1e-30;
+    }
+    std::vector<RowSel> sel(rows);
+    for (auto& s : sel) s.cap = static_cast<size_t>(std::max<int64_t>(2 * k, k + 64));
+    for (int64_t c0 = 0; c0 < nn; c0 += bn) {
+      const int64_t c1 = std::min(nn, c0 + bn), cols = c1 - c0;
+      at::Tensor S = at::matmul(xs, ts.slice(0, c0, c1).t()).contiguous();
+      const ST* sp = S.data_ptr<ST>();
+      at::parallel_for(0, rows, 16, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          RowSel& s = sel[i];
+          const ST* row = sp + i * cols;
+          for (int64_t j = 0; j < cols; ++j) {
+            double lo, hi = 0;
+            if (screen) {
+              const double sv = static_cast<double>(static_cast<float>(row[j]));
+              const double v = a * static_cast<double>(tn2p[c0 + j]) - b * sv;
+              const double e = b * slack * (base[i] + out_round * std::abs(sv));
+              lo = v - e;
+              hi = v + e;
+            } else if (knn) {
+              // The former torch arithmetic: n2 − (x·t)·2 in T.
+              lo = static_cast<double>(static_cast<T>(tn2p[c0 + j] - static_cast<T>(row[j]) * static_cast<T>(2)));
+            } else {
+              lo = -static_cast<double>(row[j]);
+            }
+            if (lo <= s.tau) {
+              s.lo.push_back(lo);
+              if (screen) s.hi.push_back(hi);
+              s.j.push_back(c0 + j);
+              if (s.lo.size() >= s.cap) sel_compact(s, k, screen);
+            }
+          }
+        }
+      });
+    }
+    const T* xn2p = xn2.data_ptr<T>();
+    at::parallel_for(0, rows, 16, [&](int64_t i0, int64_t i1) {
+      std::vector<double> exact;
+      for (int64_t i = i0; i < i1; ++i) {
+        RowSel& s = sel[i];
+        double kth;
+        if (screen) {
+          const double lim = kth_smallest(s.hi, k);
+          const float* xi = reinterpret_cast<const float*>(xp) + (r0 + i) * d;
+          exact.clear();
+          for (size_t q = 0; q < s.lo.size(); ++q)
+            if (s.lo[q] <= lim) {
+              const int64_t j = s.j[q];
+              exact.push_back(a * static_cast<double>(tn2p[j]) - b * dot_f32_f64acc(xi, reinterpret_cast<const float*>(tp) + j * d, d));
+            }
+          kth = kth_smallest(exact, k);
+        } else {
+          kth = kth_smallest(s.lo, k);
+        }
+        if (knn) {
+          const T r = static_cast<T>(kth) + xn2p[i];
+          op[r0 + i] = std::sqrt(r < T(0) ? T(0) : r);
+        } else {
+          op[r0 + i] = static_cast<T>(-kth);
+        }
+      }
+    });
+  }
+  return out;
+}
+
+at::Tensor nn_scan(const at::Tensor& x_in, const at::Tensor& t_in, const OpArgs& a) {
+  TORCH_CHECK(x_in.dim() == 2 && t_in.dim() == 2 && x_in.size(1) == t_in.size(1), "nn_scan: test (N x D) and train (M x D) expected, got ",
+              x_in.sizes(), " and ", t_in.sizes());
+  TORCH_CHECK(x_in.scalar_type() == t_in.scalar_type() && (x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble),
+              "nn_scan: test and train must both be float32 or both float64");
+  TORCH_CHECK(x_in.device().is_cpu() && t_in.device().is_cpu(), "nn_scan: CPU tensors only");
+  const std::string mode = a.get_string("mode", "max_ip");
+  TORCH_CHECK(mode == "max_ip" || mode == "knn", "nn_scan: mode must be 'max_ip' or 'knn', got '", mode, "'");
+  const bool knn = mode == "knn";
+  const int64_t k = knn ? a.get_int("k") : 1;
+  const int64_t nt = x_in.size(0), nn = t_in.size(0);
+  TORCH_CHECK(nn > 0 && nt > 0, "nn_scan: empty test or train set");
+  TORCH_CHECK(k >= 1 && k <= nn, "nn_scan: k = ", k, " with ", nn, " train rows");
+  const int64_t bt = std::max<int64_t>(1, std::min(nt, a.get_int("row_block", 4096)));
+  const int64_t bn = std::max<int64_t>(1, std::min(nn, a.get_int("col_block", nn)));
+  const std::string scr = a.get_string("screen", "auto");
+  TORCH_CHECK(scr == "auto" || scr == "bf16" || scr == "off", "nn_scan: screen must be 'auto', 'bf16' or 'off', got '", scr, "'");
+  const bool f32 = x_in.scalar_type() == at::kFloat;
+  // Screening pays for itself on large products only (the bf16 copies and the refinement cost).
+  const bool screen = f32 && (scr == "bf16" || (scr == "auto" && cpu_has_bf16_dot() &&
+                                                 static_cast<double>(nt) * nn * x_in.size(1) >= 2e9));
+  at::Tensor x = x_in.contiguous(), t = t_in.contiguous();
+  if (!f32) return nn_scan_impl<double, double>(x, t, knn, k, bt, bn);
+  if (screen) return nn_scan_impl<float, at::BFloat16>(x, t, knn, k, bt, bn);
+  return nn_scan_impl<float, float>(x, t, knn, k, bt, bn);
+}
+
+// ---- k-means (k-means++ and Lloyd) -------------------------------------------------------------
+//
+// x·cᵀ for few centres by a row kernel instead of a gemm: OpenBLAS packs all of x for every narrow
+// product (50k x 768 by 10 centres took ~150 ms, 5x a pass over x). Float32 data accumulates in
+// float32 (16 partial sums), float64 in float64.
+
+MOOD_SIMD_CLONES
+void row_dots_f32(const float* x, const float* c, int64_t k, int64_t d, float* out) {
+  for (int64_t j = 0; j < k; ++j) {
+    const float* cj = c + j * d;
+    float s[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= d; i += 16)
+      for (int q = 0; q < 16; ++q) s[q] += x[i + q] * cj[i + q];
+    float r = 0;
+    for (; i < d; ++i) r += x[i] * cj[i];
+    for (int w = 8; w >= 1; w /= 2)
+      for (int q = 0; q < w; ++q) s[q] += s[q + w];
+    out[j] = s[0] + r;
+  }
+}
+
+MOOD_SIMD_CLONES
+void row_dots_f64(const double* x, const double* c, int64_t k, int64_t d, double* out) {
+  for (int64_t j = 0; j < k; ++j) {
+    const double* cj = c + j * d;
+    double s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8)
+      for (int q = 0; q < 8; ++q) s[q] += x[i + q] * cj[i + q];
+    double r = 0;
+    for (; i < d; ++i) r += x[i] * cj[i];
+    for (int w = 4; w >= 1; w /= 2)
+      for (int q = 0; q < w; ++q) s[q] += s[q + w];
+    out[j] = s[0] + r;
+  }
+}
+
+inline void row_dots(const float* x, const float* c, int64_t k, int64_t d, float* out) { row_dots_f32(x, c, k, d, out); }
+inline void row_dots(const double* x, const double* c, int64_t k, int64_t d, double* out) { row_dots_f64(x, c, k, d, out); }
+
+// Squared distances of every row of x to the rows of c, (‖x‖² + ‖c‖²) − 2x·c clamped at 0 in T (the
+// arithmetic of the former torch code); calls f(i, j, v) per pair, rows in parallel.
+template <typename T, typename F>
+void sq_dists(const T* xp, const T* xn2, int64_t n, int64_t d, const at::Tensor& c_in, F&& f) {
+  at::Tensor c = c_in.contiguous();
+  at::Tensor cn2 = c.square().sum(1).contiguous();
+  const T* cp = c.data_ptr<T>();
+  const T* cnp = cn2.data_ptr<T>();
+  const int64_t k = c.size(0);
+  at::parallel_for(0, n, 512, [&](int64_t i0, int64_t i1) {
+    std::vector<T> ip(k);
+    for (int64_t i = i0; i < i1; ++i) {
+      row_dots(xp + i * d, cp, k, d, ip.data());
+      for (int64_t j = 0; j < k; ++j) {
+        T v = (xn2[i] + cnp[j]) - ip[j] * static_cast<T>(2);
+        f(i, j, v < T(0) ? T(0) : v);
+      }
+    }
+  });
+}
+
+// sklearn's _kmeans_plusplus with the caller's uniform draws (u[0] picks the first centre, then
+// `trials` per further centre), so the JS generator's sequence is kept. Returns the chosen row ids.
+template <typename T>
+at::Tensor kmeans_pp_impl(const at::Tensor& x, const at::Tensor& xn2_t, int64_t k, const at::Tensor& u_t) {
+  const int64_t n = x.size(0), d = x.size(1);
+  const int64_t trials = 2 + static_cast<int64_t>(std::floor(std::log(static_cast<double>(k))));
+  TORCH_CHECK(u_t.numel() == 1 + (k - 1) * trials, "kmeans_plusplus: expected ", 1 + (k - 1) * trials, " uniform draws, got ", u_t.numel());
+  at::Tensor ud = u_t.to(at::kDouble).contiguous();
+  const double* u = ud.data_ptr<double>();
+  const T* xp = x.data_ptr<T>();
+  const T* xn2 = xn2_t.data_ptr<T>();
+  auto rows_of = [&](const std::vector<int64_t>& ids) {
+    at::Tensor idx = at::tensor(ids, at::TensorOptions().dtype(at::kLong));
+    return x.index_select(0, idx);
+  };
+  std::vector<int64_t> ids{std::min(n - 1, static_cast<int64_t>(std::floor(u[0] * static_cast<double>(n))))};
+  std::vector<double> closest(n), cum(n);
+  sq_dists<T>(xp, xn2, n, d, rows_of(ids), [&](int64_t i, int64_t, T v) { closest[i] = static_cast<double>(v); });
+  double pot = 0;
+  for (int64_t i = 0; i < n; ++i) pot += closest[i];
+  std::vector<double> dist(static_cast<size_t>(n * trials));
+  for (int64_t c = 1; c < k; ++c) {
+    double acc = 0;
+    for (int64_t i = 0; i < n; ++i) cum[i] = acc += closest[i];
+    std::vector<int64_t> cand;
+    for (int64_t t = 0; t < trials; ++t) {
+      const double v = u[1 + (c - 1) * trials + t] * pot;
+      // np.searchsorted(cum, v) (side='left'): first i with cum[i] >= v.
+      const int64_t lo = std::lower_bound(cum.begin(), cum.end(), v) - cum.begin();
+      cand.push_back(std::min(lo, n - 1));
+    }
+    sq_dists<T>(xp, xn2, n, d, rows_of(cand), [&](int64_t i, int64_t j, T v) { dist[i * trials + j] = static_cast<double>(v); });
+    int64_t best = -1;
+    double best_pot = std::numeric_limits<double>::infinity();
+    for (int64_t l = 0; l < trials; ++l) {
+      double p = 0;
+      for (int64_t i = 0; i < n; ++i) p += std::min(closest[i], dist[i * trials + l]);
+      if (p < best_pot) {
+        best_pot = p;
+        best = l;
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) closest[i] = std::min(closest[i], dist[i * trials + best]);
+    pot = best_pot;
+    ids.push_back(cand[best]);
+  }
+  return at::tensor(ids, at::TensorOptions().dtype(at::kLong));
+}
+
+// sklearn's lloyd loop from given initial centres, one op per run: E-step as above (first minimum),
+// centre sums in double, empty clusters relocated to the farthest points, strict convergence on
+// unchanged labels, else the squared centre shift against `tol` (absolute); a last E-step gives the
+// inertia of the final centres.
+template <typename T>
+std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor& xn2_t, const at::Tensor& init, int64_t max_iter, double tol) {
+  const int64_t n = x.size(0), d = x.size(1), kc = init.size(0);
+  const T* xp = x.data_ptr<T>();
+  const T* xn2 = xn2_t.data_ptr<T>();
+  at::Tensor centres = init.contiguous().clone();
+  std::vector<int64_t> labels(n), prev(n);
+  std::vector<T> d2(n, std::numeric_limits<T>::infinity());
+  auto assign = [&](const at::Tensor& c) {
+    std::fill(d2.begin(), d2.end(), std::numeric_limits<T>::infinity());
+    sq_dists<T>(xp, xn2, n, d, c, [&](int64_t i, int64_t j, T v) {
+      if (v < d2[i]) {
+        d2[i] = v;
+        labels[i] = j;
+      }
+    });
+  };
+  // Per-chunk partial sums, reduced in chunk order: the result does not depend on the thread count.
+  const int64_t chunk = 4096, nchunks = (n + chunk - 1) / chunk;
+  std::vector<double> part(static_cast<size_t>(nchunks * kc * d));
+  std::vector<int64_t> partc(static_cast<size_t>(nchunks * kc));
+  std::vector<double> sums(static_cast<size_t>(kc * d));
+  std::vector<int64_t> cnt(kc);
+  int64_t it = 0;
+  for (; it < max_iter; ++it) {
+    assign(centres);
+    at::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        double* ps = part.data() + q * kc * d;
+        int64_t* pc = partc.data() + q * kc;
+        std::fill(ps, ps + kc * d, 0.0);
+        std::fill(pc, pc + kc, 0);
+        for (int64_t i = q * chunk; i < std::min(n, (q + 1) * chunk); ++i) {
+          double* row = ps + labels[i] * d;
+          const T* xi = xp + i * d;
+          for (int64_t f = 0; f < d; ++f) row[f] += static_cast<double>(xi[f]);
+          pc[labels[i]] += 1;
+        }
+      }
+    });
+    std::fill(sums.begin(), sums.end(), 0.0);
+    std::fill(cnt.begin(), cnt.end(), 0);
+    for (int64_t q = 0; q < nchunks; ++q) {
+      const double* ps = part.data() + q * kc * d;
+      for (int64_t z = 0; z < kc * d; ++z) sums[z] += ps[z];
+      for (int64_t c = 0; c < kc; ++c) cnt[c] += partc[q * kc + c];
+    }
+    std::vector<int64_t> empty;
+    for (int64_t c = 0; c < kc; ++c)
+      if (cnt[c] == 0) empty.push_back(c);
+    if (!empty.empty()) {
+      // sklearn's _relocate_empty_clusters: the farthest points become the empty clusters' centres.
+      std::vector<int64_t> order(n);
+      for (int64_t i = 0; i < n; ++i) order[i] = i;
+      std::stable_sort(order.begin(), order.end(), [&](int64_t p, int64_t q) { return d2[p] > d2[q]; });
+      for (size_t e = 0; e < empty.size() && e < order.size(); ++e) {
+        const int64_t c = empty[e], i = order[e], old = labels[i];
+        const T* xi = xp + i * d;
+        for (int64_t f = 0; f < d; ++f) {
+          sums[old * d + f] -= static_cast<double>(xi[f]);
+          sums[c * d + f] = static_cast<double>(xi[f]);
+        }
+        cnt[old] -= 1;
+        cnt[c] = 1;
+      }
+    }
+    at::Tensor next = at::empty({kc, d}, x.options());
+    T* np_ = next.data_ptr<T>();
+    const T* cp = centres.data_ptr<T>();
+    double shift = 0;
+    for (int64_t c = 0; c < kc; ++c)
+      for (int64_t f = 0; f < d; ++f) {
+        np_[c * d + f] = static_cast<T>(sums[c * d + f] / static_cast<double>(cnt[c]));
+        const double df = static_cast<double>(np_[c * d + f]) - static_cast<double>(cp[c * d + f]);
+        shift += df * df;
+      }
+    const bool strict = it > 0 && labels == prev;
+    prev.swap(labels);
+    centres = next;
+    if (strict || shift <= tol) {
+      ++it;
+      break;
+    }
+  }
+  assign(centres);
+  double inertia = 0;
+  for (int64_t i = 0; i < n; ++i) inertia += static_cast<double>(d2[i]);
+  return {centres, at::scalar_tensor(inertia, at::TensorOptions().dtype(at::kDouble)),
+          at::scalar_tensor(it, at::TensorOptions().dtype(at::kLong))};
+}
+
+std::vector<at::Tensor> kmeans_lloyd(const at::Tensor& x_in, const at::Tensor& xn2, const at::Tensor& init, const OpArgs& a) {
+  TORCH_CHECK(x_in.dim() == 2 && init.dim() == 2 && init.size(1) == x_in.size(1) && xn2.dim() == 1 && xn2.size(0) == x_in.size(0),
+              "kmeans_lloyd: x (N x D), squared row norms (N) and initial centres (K x D) expected");
+  TORCH_CHECK(x_in.scalar_type() == init.scalar_type() && x_in.scalar_type() == xn2.scalar_type() &&
+                  (x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble),
+              "kmeans_lloyd: x, norms and centres must share one float dtype");
+  TORCH_CHECK(init.size(0) >= 1 && init.size(0) <= x_in.size(0), "kmeans_lloyd: 1 <= K <= N");
+  const int64_t max_iter = a.get_int("max_iter", 300);
+  const double tol = a.get_double("tol", 0.0);
+  at::Tensor x = x_in.contiguous(), n2 = xn2.contiguous();
+  if (x.scalar_type() == at::kFloat) return kmeans_lloyd_impl<float>(x, n2, init, max_iter, tol);
+  return kmeans_lloyd_impl<double>(x, n2, init, max_iter, tol);
+}
+
+at::Tensor kmeans_plusplus(const at::Tensor& x_in, const at::Tensor& xn2, const at::Tensor& u, const OpArgs& a) {
+  TORCH_CHECK(x_in.dim() == 2 && xn2.dim() == 1 && xn2.size(0) == x_in.size(0), "kmeans_plusplus: x (N x D) and squared row norms (N) expected");
+  TORCH_CHECK(x_in.scalar_type() == xn2.scalar_type() && (x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble),
+              "kmeans_plusplus: x and norms must share one float dtype");
+  const int64_t k = a.get_int("k");
+  TORCH_CHECK(k >= 1 && k <= x_in.size(0), "kmeans_plusplus: 1 <= k <= N, got k = ", k);
+  at::Tensor x = x_in.contiguous(), n2 = xn2.contiguous();
+  if (x.scalar_type() == at::kFloat) return kmeans_pp_impl<float>(x, n2, k, u);
+  return kmeans_pp_impl<double>(x, n2, k, u);
 }
 
 Table build_table() {
@@ -399,6 +979,23 @@ Table build_table() {
   t["cdist"] = {{2, 2, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                   return {at::cdist(in[0], in[1], a.get_double("p", 2.0))};
                 }};
+  t["cholesky_ex"] = {{1, 1, 2, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+                        auto r = at::linalg_cholesky_ex(in[0], a.get_bool("upper", false), false);
+                        return {std::get<0>(r), std::get<1>(r)};
+                      }};
+
+  // OOD detector kernels (see above).
+  t["row_normalize"] = {{1, 1, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+                          return {row_normalize(in[0], parse_dtype(a.get_string("dtype", dtype_name(in[0].scalar_type()))),
+                                                a.get_string("mode", "mood"), a.get_double("eps", 1e-10))};
+                        }};
+  t["centered_gram"] = {{1, 1, 4, H}, [](const Inputs& in, const OpArgs&) -> Outputs { return centered_gram(in[0]); }};
+  t["quad_form"] = {{3, 3, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+                      return {quad_form(in[0], in[1], in[2], a.get_bool("factor", false))};
+                    }};
+  t["nn_scan"] = {{2, 2, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {nn_scan(in[0], in[1], a)}; }};
+  t["kmeans_plusplus"] = {{3, 3, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {kmeans_plusplus(in[0], in[1], in[2], a)}; }};
+  t["kmeans_lloyd"] = {{3, 3, 3, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return kmeans_lloyd(in[0], in[1], in[2], a); }};
 
   // Creation (no tensor inputs): shape, dtype, device attributes.
   t["zeros"] = {{0, 0, 1, L}, [](const Inputs&, const OpArgs& a) -> Outputs { return {at::zeros(a.get_ints("shape"), creation_options(a))}; }};

@@ -82,6 +82,8 @@ export abstract class BaseDetector implements Detector {
   /** Fitted scalars and small lists (JSON). */
   protected values: Record<string, Json> = {};
   private isFitted = false;
+  /** Tensors derived from the fitted state at first use (e.g. a Cholesky factor); not saved. */
+  private derivedCache = new Map<string, Tensor | null>();
 
   get fitted(): boolean {
     return this.isFitted;
@@ -120,7 +122,22 @@ export abstract class BaseDetector implements Detector {
       throw e;
     }
     for (const t of prev.state.values()) t.dispose();
+    this.clearDerived();
     this.isFitted = true;
+  }
+
+  /** A tensor derived from the fitted state, made once (kept until the state changes) or null. */
+  protected async derived(key: string, make: () => Promise<Tensor | null>): Promise<Tensor | null> {
+    if (this.derivedCache.has(key)) return this.derivedCache.get(key)!;
+    const t = await make();
+    if (t) keep(t);
+    this.derivedCache.set(key, t);
+    return t;
+  }
+
+  private clearDerived(): void {
+    for (const t of this.derivedCache.values()) t?.dispose();
+    this.derivedCache.clear();
   }
 
   async score(x: ScoreInput): Promise<Float64Array> {
@@ -133,6 +150,7 @@ export abstract class BaseDetector implements Detector {
   protected setState(key: string, t: Tensor): Tensor {
     const old = this.state.get(key);
     if (old && old !== t) old.dispose();
+    this.clearDerived();
     this.state.set(key, keep(t));
     return t;
   }
@@ -144,6 +162,7 @@ export abstract class BaseDetector implements Detector {
   }
 
   dispose(): void {
+    this.clearDerived();
     for (const t of this.state.values()) t.dispose();
     this.state.clear();
     this.values = {};
@@ -225,13 +244,15 @@ export abstract class FeatureDetector extends BaseDetector {
 
   protected async prepare(x: MatrixInput | undefined, what: string, caller: string, dtype?: ComputeDType): Promise<CheckedMatrix> {
     if (x === undefined || x === null) throw new DetectorInputError(`${caller}: ${what} are required by '${this.name}'`);
-    const m = await toMatrix(x, what, caller, dtype ?? 'float64');
-    if (this.normalize) {
-      const n = moodNormalize(m.tensor);
-      m.tensor.dispose();
-      m.tensor = n;
-    }
-    return m;
+    const target = dtype ?? 'float64';
+    if (!this.normalize) return toMatrix(x, what, caller, target);
+    // Validate in the input's float dtype, then cast and normalise in one pass (other tensor dtypes,
+    // e.g. int64, are cast to the target first, as before).
+    const native = !(x instanceof Tensor) || x.dtype === 'float32' || x.dtype === 'float64';
+    const m = await toMatrix(x, what, caller, native ? undefined : target);
+    const n = moodNormalize(m.tensor, target);
+    m.tensor.dispose();
+    return { ...m, tensor: n, dtype: target };
   }
 
   protected async fitImpl(train: FitInput): Promise<void> {
@@ -283,24 +304,26 @@ export function rowBlock(rows: number, cols: number, bytesPerElem: number, budge
   return Math.max(1, Math.min(rows, Math.floor(budget / Math.max(1, cols * bytesPerElem))));
 }
 
-/** (x - mu)ᵀ P (x - mu) per row, in row blocks. x: N x D, mu: 1 x D (or D), P: D x D. */
-export async function quadForm(x: Tensor, mu: Tensor, P: Tensor): Promise<Tensor> {
-  const [n, d] = x.shape;
-  const block = rowBlock(n, d, 8 * 3);
-  const parts: Tensor[] = [];
-  for (let s = 0; s < n; s += block) {
-    const part = tidy(() => {
-      const xb = block >= n ? x : x.slice(0, s, Math.min(n, s + block));
-      const c = xb.sub(mu);
-      return c.matmul(P).mul(c).sum(1);
-    });
-    parts.push(part);
-    if (parts.length > 1) await part.ready();
-  }
-  if (parts.length === 1) return parts[0];
-  const out = Tensor.cat(parts, 0);
-  for (const p of parts) p.dispose();
+/**
+ * (x - mu)ᵀ P (x - mu) per row, over row chunks in one native op. With `factor` (the lower Cholesky
+ * factor L of P, from `precisionFactor`), ‖(x - mu) L‖² instead: a triangular product, half the flops.
+ */
+export async function quadForm(x: Tensor, mu: Tensor, P: Tensor, factor?: Tensor | null): Promise<Tensor> {
+  const out = factor ? Tensor.runOp('quad_form', [x, mu, factor], { factor: true })[0] : Tensor.runOp('quad_form', [x, mu, P], { factor: false })[0];
+  await out.ready();
   return out;
+}
+
+/** The lower Cholesky factor of a precision matrix, or null when it is not positive definite (rank-deficient pinv). */
+export async function precisionFactor(P: Tensor): Promise<Tensor | null> {
+  const [L, info] = Tensor.runOp('cholesky_ex', [P], { upper: false });
+  const bad = await info.item();
+  info.dispose();
+  if (bad !== 0) {
+    L.dispose();
+    return null;
+  }
+  return L;
 }
 
 /** sum over rows of x: returns the class-free helper mean (1 x D). */

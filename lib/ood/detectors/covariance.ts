@@ -24,7 +24,7 @@ import { Tensor } from '../../tensor';
 import { tidy } from '../../scope';
 import { gram as linalgGram, pinv } from '../../linalg';
 import type { Orientation } from '../evaluation/types';
-import { FeatureDetector, quadForm, rowBlock, type DetectorNeeds, type FeatureOptions, type ScoreInput } from './base';
+import { FeatureDetector, precisionFactor, quadForm, rowBlock, type DetectorNeeds, type FeatureOptions, type ScoreInput } from './base';
 import { DetectorInputError, groupByClass, type CheckedMatrix } from './matrix';
 
 /** numpy.linalg.pinv's default relative cutoff. */
@@ -42,14 +42,24 @@ export function gram(c: Tensor): Tensor {
   return linalgGram(c);
 }
 
+/**
+ * The mean (x.mean(0, keepdim)) and the Gram matrix of the centred rows, with Σ_k ‖x_k − μ‖⁴ and
+ * Σ (x − μ)² (Ledoit-Wolf's β and trace): one native op over row chunks (syrk accumulated per chunk),
+ * so no N x D centred copy is made.
+ */
+function centredGram(x: Tensor): { mean: Tensor; gram: Tensor; beta: Tensor; trace: Tensor } {
+  const [mean, g, beta, trace] = Tensor.runOp('centered_gram', [x]);
+  return { mean, gram: g, beta, trace };
+}
+
 /** np.cov(x.T, bias=True) with the mean it used: centred Gram matrix over N. */
 export function biasedCov(x: Tensor): { mean: Tensor; cov: Tensor } {
   const n = x.shape[0];
-  const mean = x.mean(0, true);
-  const cov = tidy(() => {
-    const c = x.sub(mean);
-    return gram(c).div(n);
-  });
+  const { mean, gram: g, beta, trace } = centredGram(x);
+  beta.dispose();
+  trace.dispose();
+  const cov = g.div(n);
+  g.dispose();
   return { mean, cov };
 }
 
@@ -84,8 +94,9 @@ export class MahalanobisDetector extends FeatureDetector {
     this.setState('precision', pinvSym(cov));
     await this.getState('precision').ready();
   }
-  protected scoreFeatures(x: CheckedMatrix): Promise<Tensor> {
-    return quadForm(x.tensor, this.getState('mean'), this.getState('precision'));
+  protected async scoreFeatures(x: CheckedMatrix): Promise<Tensor> {
+    const P = this.getState('precision');
+    return quadForm(x.tensor, this.getState('mean'), P, await this.derived('precision_factor', () => precisionFactor(P)));
   }
 }
 
@@ -231,7 +242,8 @@ export class RmdsDetector extends MdsDetector {
   }
   protected override async scoreFeatures(x: CheckedMatrix): Promise<Tensor> {
     const md = await super.scoreFeatures(x);
-    const md0 = await quadForm(x.tensor, this.getState('background_mean'), this.getState('background_precision'));
+    const P0 = this.getState('background_precision');
+    const md0 = await quadForm(x.tensor, this.getState('background_mean'), P0, await this.derived('background_factor', () => precisionFactor(P0)));
     return md.sub(md0);
   }
 }
@@ -239,21 +251,16 @@ export class RmdsDetector extends MdsDetector {
 /**
  * sklearn.covariance.ledoit_wolf(X) (assume_centered=False): the shrunk covariance and shrinkage.
  * β uses Σ_ij (X²ᵀX²)_ij = Σ_k ‖x_k‖⁴ (O(N·D) instead of sklearn's O(N·D²) product); δ uses the same
- * centred Gram matrix as the covariance.
+ * centred Gram matrix as the covariance; all three come from one pass of `centered_gram`.
  */
 export async function ledoitWolf(x: Tensor): Promise<{ mean: Tensor; cov: Tensor; shrinkage: number }> {
   const [n, d] = x.shape;
-  const mean = x.mean(0, true);
   if (d === 1) {
+    const mean = x.mean(0, true);
     const cov = tidy(() => x.sub(mean).square().mean().reshape([1, 1]));
     return { mean, cov, shrinkage: 0 };
   }
-  const { g: gm, beta_, trace } = tidy(() => {
-    const c = x.sub(mean);
-    const c2 = c.square();
-    const rn = c2.sum(1);
-    return { g: gram(c), beta_: rn.square().sum(), trace: c2.sum() };
-  });
+  const { mean, gram: gm, beta: beta_, trace } = centredGram(x);
   const [betaRaw, traceSum, deltaRaw] = await Promise.all([beta_.item(), trace.item(), tidy(() => gm.square().sum()).item()]);
   beta_.dispose();
   trace.dispose();
@@ -307,7 +314,8 @@ export class GaussDetector extends FeatureDetector {
     this.values.shrinkage = lw.shrinkage;
   }
   protected async scoreFeatures(x: CheckedMatrix): Promise<Tensor> {
-    const m = await quadForm(x.tensor, this.getState('mean'), this.getState('precision'));
+    const P = this.getState('precision');
+    const m = await quadForm(x.tensor, this.getState('mean'), P, await this.derived('precision_factor', () => precisionFactor(P)));
     const logp = m.mul(-0.5).add(this.values.log_k as number);
     m.dispose();
     if (this.log) return logp;

@@ -55,83 +55,39 @@ export function seededRandom(seed: number): { next(): number; int(n: number): nu
   return { next, int: (n: number) => Math.min(n - 1, Math.floor(next() * n)) };
 }
 
-/** Squared distances of every row of x (N x D) to rows of c (L x D): N x L, clamped at 0. */
-function sqDist(x: Tensor, xn2: Tensor, c: Tensor): Tensor {
-  return tidy(() => xn2.unsqueeze(1).add(c.square().sum(1).unsqueeze(0)).sub(x.matmul(c.T).mul(2)).clamp(0));
-}
-
-async function readF64(t: Tensor): Promise<Float64Array> {
-  const d = await t.data();
-  return d instanceof Float64Array ? d : Float64Array.from(d as ArrayLike<number>);
-}
-
-/** sklearn's _kmeans_plusplus. Returns the chosen row indices. */
-async function kmeansPlusPlus(x: Tensor, xn2: Tensor, k: number, rnd: ReturnType<typeof seededRandom>): Promise<number[]> {
-  const n = x.shape[0];
+/**
+ * sklearn's _kmeans_plusplus (2 + ⌊ln k⌋ local trials), as one native op (`kmeans_plusplus`) fed
+ * with this generator's draws in the order the algorithm consumes them. Returns the initial centres.
+ */
+function kmeansPlusPlus(x: Tensor, xn2: Tensor, k: number, rnd: ReturnType<typeof seededRandom>): Tensor {
   const trials = 2 + Math.floor(Math.log(k));
-  const ids = [rnd.int(n)];
-  const idx = (a: number[]): Tensor => Tensor.fromArray(BigInt64Array.from(a, BigInt), [a.length], { dtype: 'int64' });
-  let closest = await tidy(async () => readF64(sqDist(x, xn2, x.indexSelect(0, idx(ids))).reshape([n])));
-  let pot = closest.reduce((a, b) => a + b, 0);
-  const cum = new Float64Array(n);
-  for (let c = 1; c < k; c++) {
-    let acc = 0;
-    for (let i = 0; i < n; i++) cum[i] = acc += closest[i];
-    const cand: number[] = [];
-    for (let t = 0; t < trials; t++) {
-      const v = rnd.next() * pot;
-      // np.searchsorted(cum, v) (side='left'): first i with cum[i] >= v.
-      let lo = 0;
-      let hi = n;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (cum[mid] < v) lo = mid + 1;
-        else hi = mid;
-      }
-      cand.push(Math.min(lo, n - 1));
-    }
-    const d = await tidy(async () => readF64(sqDist(x, xn2, x.indexSelect(0, idx(cand))))); // N x L row-major
-    const L = cand.length;
-    let best = -1;
-    let bestPot = Infinity;
-    for (let l = 0; l < L; l++) {
-      let p = 0;
-      for (let i = 0; i < n; i++) p += Math.min(closest[i], d[i * L + l]);
-      if (p < bestPot) {
-        bestPot = p;
-        best = l;
-      }
-    }
-    const next = new Float64Array(n);
-    for (let i = 0; i < n; i++) next[i] = Math.min(closest[i], d[i * L + best]);
-    closest = next;
-    pot = bestPot;
-    ids.push(cand[best]);
-  }
-  return ids;
+  const u = new Float64Array(1 + (k - 1) * trials);
+  for (let i = 0; i < u.length; i++) u[i] = rnd.next();
+  return tidy(() => {
+    const ids = Tensor.runOp('kmeans_plusplus', [x, xn2, Tensor.fromArray(u, [u.length], { dtype: 'float64' })], { k })[0];
+    return x.indexSelect(0, ids);
+  });
 }
 
-/** Labels (nearest centre) and squared distance to it, in row blocks. */
-async function assign(x: Tensor, xn2: Tensor, centres: Tensor): Promise<{ labels: Tensor; d2: Tensor }> {
+/** Squared distance of each row of x to its nearest centre, in row blocks (scoring). */
+function nearestSqDist(x: Tensor, xn2: Tensor, centres: Tensor): Tensor {
   const n = x.shape[0];
   const k = centres.shape[0];
   const block = rowBlock(n, k, 8 * 2, 128 * 1024 * 1024);
-  const labs: Tensor[] = [];
-  const ds: Tensor[] = [];
+  const parts: Tensor[] = [];
   for (let s = 0; s < n; s += block) {
-    const r = tidy(() => {
-      const e = Math.min(n, s + block);
-      const xb = block >= n ? x : x.slice(0, s, e);
-      const nb = block >= n ? xn2 : xn2.slice(0, s, e);
-      const m = sqDist(xb, nb, centres).minDim(1);
-      return { labels: m.indices, d2: m.values };
-    });
-    labs.push(r.labels);
-    ds.push(r.d2);
+    parts.push(
+      tidy(() => {
+        const e = Math.min(n, s + block);
+        const xb = block >= n ? x : x.slice(0, s, e);
+        const nb = block >= n ? xn2 : xn2.slice(0, s, e);
+        return nb.unsqueeze(1).add(centres.square().sum(1).unsqueeze(0)).sub(xb.matmul(centres.T).mul(2)).clamp(0).min(1);
+      }),
+    );
   }
-  if (labs.length === 1) return { labels: labs[0], d2: ds[0] };
-  const out = { labels: Tensor.cat(labs, 0), d2: Tensor.cat(ds, 0) };
-  for (const t of [...labs, ...ds]) t.dispose();
+  if (parts.length === 1) return parts[0];
+  const out = Tensor.cat(parts, 0);
+  for (const p of parts) p.dispose();
   return out;
 }
 
@@ -141,78 +97,19 @@ export interface KMeansResult {
   iterations: number;
 }
 
-/** One run of Lloyd's algorithm from `init` (k x D), sklearn's stopping rules. */
+/**
+ * One run of Lloyd's algorithm from `init` (k x D) with sklearn's stopping rules, as one native op
+ * (`kmeans_lloyd` in native/core/ops.cpp: E-step ‖x‖² + ‖c‖² − 2x·c in the data dtype, first
+ * minimum; centre sums in float64; empty clusters relocated to the farthest points; strict
+ * convergence or squared centre shift <= tolAbs; inertia of the final centres): no JS round trip
+ * per iteration.
+ */
 async function lloyd(x: Tensor, xn2: Tensor, init: Tensor, maxIter: number, tolAbs: number): Promise<KMeansResult> {
-  const [n, d] = x.shape;
-  const k = init.shape[0];
-  const range = Tensor.arange(0, k, 1, { dtype: 'int64' }).unsqueeze(0);
-  let centres = init;
-  let prevLabels: Tensor | null = null;
-  let it = 0;
-  for (; it < maxIter; it++) {
-    const { labels, d2 } = await assign(x, xn2, centres);
-    const onehot = tidy(() => labels.unsqueeze(1).eq(range).cast(x.dtype));
-    const [counts, sums] = tidy(() => [onehot.sum(0), onehot.T.matmul(x)]);
-    onehot.dispose();
-    const cnt = await readF64(counts);
-    let next: Tensor;
-    if (cnt.some((c) => c === 0)) {
-      // sklearn's _relocate_empty_clusters: the farthest points (from their centre) become the new
-      // centres of the empty clusters and leave their old clusters.
-      const sumArr = await readF64(sums);
-      const dist = await readF64(d2);
-      const lab = (await labels.data()) as BigInt64Array;
-      const empty = [...cnt.keys()].filter((c) => cnt[c] === 0);
-      const order = [...dist.keys()].sort((a, b) => dist[b] - dist[a]).slice(0, empty.length);
-      const xr = await readF64(tidy(() => x.indexSelect(0, Tensor.fromArray(BigInt64Array.from(order, BigInt), [order.length], { dtype: 'int64' }))));
-      empty.forEach((c, e) => {
-        const old = Number(lab[order[e]]);
-        for (let j = 0; j < d; j++) {
-          sumArr[old * d + j] -= xr[e * d + j];
-          sumArr[c * d + j] = xr[e * d + j];
-        }
-        cnt[old] -= 1;
-        cnt[c] = 1;
-      });
-      const meanArr = new Float64Array(k * d);
-      for (let c = 0; c < k; c++) for (let j = 0; j < d; j++) meanArr[c * d + j] = sumArr[c * d + j] / cnt[c];
-      next = Tensor.fromArray(meanArr, [k, d], { dtype: 'float64' }).cast(x.dtype);
-    } else {
-      next = tidy(() => sums.div(counts.unsqueeze(1)));
-    }
-    counts.dispose();
-    sums.dispose();
-    d2.dispose();
-    const same = prevLabels ? tidy(() => labels.eq(prevLabels!).all()) : null;
-    const shiftT = tidy(() => next.sub(centres).square().sum());
-    const [strict, shift] = await Promise.all([same ? same.item() : Promise.resolve(0), shiftT.item()]);
-    same?.dispose();
-    shiftT.dispose();
-    prevLabels?.dispose();
-    prevLabels = labels;
-    if (strict) {
-      // Labels did not change: the centres computed from them are final (sklearn: strict convergence).
-      if (centres !== init) centres.dispose();
-      centres = next;
-      it++;
-      break;
-    }
-    if (centres !== init) centres.dispose();
-    centres = next;
-    if (shift <= tolAbs) {
-      it++;
-      break;
-    }
-  }
-  prevLabels?.dispose();
-  range.dispose();
-  // sklearn re-runs the E-step so labels and inertia match the final centres.
-  const { labels, d2 } = await assign(x, xn2, centres);
-  labels.dispose();
-  const inertia = await tidy(() => d2.sum()).item();
-  d2.dispose();
-  if (centres === init) centres = init.clone();
-  return { centres, inertia, iterations: it };
+  const [centres, inertiaT, itT] = Tensor.runOp('kmeans_lloyd', [x, xn2, init], { max_iter: maxIter, tol: tolAbs });
+  const [inertia, iterations] = await Promise.all([inertiaT.item(), itT.item()]);
+  inertiaT.dispose();
+  itT.dispose();
+  return { centres, inertia, iterations };
 }
 
 /** k-means on the rows of x (float32 or float64): the best of `nInit` seeded k-means++ runs. */
@@ -230,10 +127,9 @@ export async function kmeansFit(x: Tensor, k: number, opts: { nInit?: number; ma
   const tolAbs = tol * (await tidy(() => xc.var(0, { correction: 0 }).mean()).item());
   let best: KMeansResult | null = null;
   for (let r = 0; r < nInit; r++) {
-    const ids = await kmeansPlusPlus(xc, xn2, k, rnd);
-    const init = tidy(() => xc.indexSelect(0, Tensor.fromArray(BigInt64Array.from(ids, BigInt), [k], { dtype: 'int64' })));
+    const init = kmeansPlusPlus(xc, xn2, k, rnd);
     const res = await lloyd(xc, xn2, init, maxIter, tolAbs);
-    if (res.centres !== init) init.dispose();
+    init.dispose();
     if (!best || res.inertia < best.inertia) {
       best?.centres.dispose();
       best = res;
@@ -294,10 +190,7 @@ export class KMeansDetector extends FeatureDetector {
   protected async scoreFeatures(x: CheckedMatrix): Promise<Tensor> {
     const c = this.getState('centres');
     const cc = c.dtype === x.tensor.dtype ? c : c.cast(x.tensor.dtype);
-    const xn2 = x.tensor.square().sum(1);
-    const { labels, d2 } = await assign(x.tensor, xn2, cc);
-    labels.dispose();
-    xn2.dispose();
+    const d2 = tidy(() => nearestSqDist(x.tensor, x.tensor.square().sum(1), cc));
     if (cc !== c) cc.dispose();
     return tidy(() => d2.sqrt());
   }

@@ -136,25 +136,18 @@ export function groupByClass(labels: Int32Array): { classes: number[]; rows: Int
   return { classes, rows: classes.map((c) => Int32Array.from(map.get(c)!)) };
 }
 
-/** MOOD's normalisation (eval_with_features.py L32-40): f / (||f||_2 + 1e-10), row-wise. */
-export function moodNormalize(x: Tensor): Tensor {
-  const n = x.norm(2, 1, true);
-  const d = n.add(1e-10);
-  const out = x.div(d);
-  n.dispose();
-  d.dispose();
-  return out;
+/**
+ * MOOD's normalisation (eval_with_features.py L32-40): f / (||f||_2 + 1e-10), row-wise, in `dtype`
+ * (default: x's). One native op over row chunks: the same torch arithmetic as casting x and then
+ * dividing by its row norms, without full-size temporaries.
+ */
+export function moodNormalize(x: Tensor, dtype?: 'float32' | 'float64'): Tensor {
+  return Tensor.runOp('row_normalize', [x], { mode: 'mood', eps: 1e-10, dtype: dtype ?? x.dtype })[0];
 }
 
 /** sklearn's `normalize` (cosine_similarity): x / ||x||_2 with zero rows left as they are. */
 export function unitNormalize(x: Tensor): Tensor {
-  const n = x.norm(2, 1, true);
-  const zero = n.eq(0);
-  const z = zero.cast(x.dtype);
-  const safe = n.add(z); // 0 -> 1, others unchanged
-  const out = x.div(safe);
-  for (const t of [n, zero, z, safe]) t.dispose();
-  return out;
+  return Tensor.runOp('row_normalize', [x], { mode: 'unit', dtype: x.dtype })[0];
 }
 
 /** Reads a 1-D float tensor into a Float64Array. */

@@ -31,38 +31,26 @@ function blockSizes(nTest: number, nTrain: number, elem: number, budget: number)
 }
 
 /**
- * Max over train rows of test·trainᵀ, per test row. Both given as tensors of the same dtype; the
- * train matrix is walked in blocks and the work for each block is awaited, so memory is bounded.
+ * How float32 products are computed. 'auto' (default): large float32 problems are screened with a
+ * bfloat16 product where the CPU has AVX512-BF16 and the candidates refined exactly (see
+ * native/core/ops.cpp `nn_scan`: the result is the exact one); 'bf16' forces the screening, 'off' a
+ * float32 product throughout. float64 is never screened.
  */
-export async function maxInnerProduct(test: Tensor, train: Tensor, budget = 256 * 1024 * 1024): Promise<Tensor> {
-  const [nt] = test.shape;
-  const [nn] = train.shape;
+export type ScreenMode = 'auto' | 'bf16' | 'off';
+
+function nnScan(test: Tensor, train: Tensor, attrs: Record<string, string | number>, budget: number, screen: ScreenMode): Promise<Tensor> {
   const elem = test.dtype === 'float64' ? 8 : 4;
-  const { bt, bn } = blockSizes(nt, nn, elem, budget);
-  const parts: Tensor[] = [];
-  for (let s = 0; s < nt; s += bt) {
-    let best: Tensor | null = null;
-    const tb = bt >= nt ? test : test.slice(0, s, Math.min(nt, s + bt));
-    for (let j = 0; j < nn; j += bn) {
-      const blockMax = tidy(() => {
-        const nb = bn >= nn ? train : train.slice(0, j, Math.min(nn, j + bn));
-        return tb.matmul(nb.T).max(1);
-      });
-      if (best) {
-        const nbst: Tensor = best.maximum(blockMax);
-        best.dispose();
-        blockMax.dispose();
-        best = nbst;
-      } else best = blockMax;
-      await best.ready();
-    }
-    if (tb !== test) tb.dispose();
-    parts.push(best!);
-  }
-  if (parts.length === 1) return parts[0];
-  const out = Tensor.cat(parts, 0);
-  for (const p of parts) p.dispose();
-  return out;
+  const { bt, bn } = blockSizes(test.shape[0], train.shape[0], elem, budget);
+  const out = Tensor.runOp('nn_scan', [test, train], { ...attrs, row_block: bt, col_block: bn, screen })[0];
+  return out.ready().then(() => out);
+}
+
+/**
+ * Max over train rows of test·trainᵀ, per test row. Both given as tensors of the same dtype; the
+ * product is formed tile by tile (about `budget` bytes each) inside one native op, so memory is bounded.
+ */
+export function maxInnerProduct(test: Tensor, train: Tensor, budget = 256 * 1024 * 1024, screen: ScreenMode = 'auto'): Promise<Tensor> {
+  return nnScan(test, train, { mode: 'max_ip' }, budget, screen);
 }
 
 export interface CosineOptions extends FeatureOptions, BlockOptions {}
@@ -112,48 +100,12 @@ export interface KnnOptions extends FeatureOptions, BlockOptions {
 }
 
 /**
- * Distance to the k-th nearest row of `train` for each row of `test`: ‖x‖² + ‖t‖² − 2x·t, the k
- * smallest kept per block (top-k merge), clamped at 0, square-rooted.
+ * Distance to the k-th nearest row of `train` for each row of `test`: the k-th smallest of
+ * ‖t‖² − 2x·t over the train rows (kept per row across tiles, selected at the end), plus ‖x‖²,
+ * clamped at 0, square-rooted; one native op.
  */
-export async function kthNearestDistance(test: Tensor, train: Tensor, k: number, budget = 256 * 1024 * 1024): Promise<Tensor> {
-  const [nt] = test.shape;
-  const [nn] = train.shape;
-  const elem = test.dtype === 'float64' ? 8 : 4;
-  const { bt, bn: bn0 } = blockSizes(nt, nn, elem, budget);
-  const bn = Math.max(bn0, Math.min(nn, k));
-  const tn2 = train.square().sum(1).unsqueeze(0); // 1 x N
-  const parts: Tensor[] = [];
-  for (let s = 0; s < nt; s += bt) {
-    const tb = bt >= nt ? test : test.slice(0, s, Math.min(nt, s + bt));
-    let best: Tensor | null = null; // B x k smallest (‖t‖² − 2x·t)
-    for (let j = 0; j < nn; j += bn) {
-      const cand = tidy(() => {
-        const end = Math.min(nn, j + bn);
-        const nb = bn >= nn ? train : train.slice(0, j, end);
-        const n2 = bn >= nn ? tn2 : tn2.slice(1, j, end);
-        const d = n2.sub(tb.matmul(nb.T).mul(2));
-        const kk = Math.min(k, end - j);
-        const top = d.topk(kk, { dim: 1, largest: false, sorted: false }).values;
-        if (!best) return top;
-        return Tensor.cat([best, top], 1).topk(Math.min(k, best.shape[1] + kk), { dim: 1, largest: false, sorted: false }).values;
-      });
-      if (best) best.dispose();
-      best = cand;
-      await best.ready();
-    }
-    const dist = tidy(() => {
-      const kth = best!.max(1); // the k-th smallest of the k kept
-      return kth.add(tb.square().sum(1)).clamp(0).sqrt();
-    });
-    best!.dispose();
-    if (tb !== test) tb.dispose();
-    parts.push(dist);
-  }
-  tn2.dispose();
-  if (parts.length === 1) return parts[0];
-  const out = Tensor.cat(parts, 0);
-  for (const p of parts) p.dispose();
-  return out;
+export function kthNearestDistance(test: Tensor, train: Tensor, k: number, budget = 256 * 1024 * 1024, screen: ScreenMode = 'auto'): Promise<Tensor> {
+  return nnScan(test, train, { mode: 'knn', k }, budget, screen);
 }
 
 export class KnnDetector extends FeatureDetector {
