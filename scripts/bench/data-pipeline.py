@@ -1,7 +1,7 @@
 """torchvision twin of scripts/bench/data-pipeline.ts: ImageFolder + PIL + DataLoader with the same
 number of workers, eval (Resize(256, bicubic) + CenterCrop(224)) and train (RandomResizedCrop(224,
 bicubic) + flip + ToTensor + Normalize + RandomErasing(0.25, pixel noise)) on the same JPEG set.
-Prints {"eval": img/s, "train": img/s, "train_ra": img/s}.
+Prints {"eval": img/s, "train": img/s, "train_ra": img/s, "<mode>_cpu_ms": CPU ms per image in-process}.
 
   OMP_WAIT_POLICY=PASSIVE python3 data-pipeline.py ROOT WORKERS BATCH ROUNDS
 """
@@ -44,4 +44,14 @@ for name, tf in tfs.items():
         if r > 0:
             best = max(best, rate)
     out[name] = best
+    # CPU time per image of the transform itself, in this process (no worker IPC): a figure that moves
+    # less with the load of a shared machine than images/s.
+    ds = datasets.ImageFolder(root, transform=tf)
+    cpu = float('inf')
+    for r in range(rounds):
+        t0 = time.process_time()
+        for i in range(len(ds)):
+            ds[i]
+        cpu = min(cpu, (time.process_time() - t0) / len(ds) * 1e3)
+    out[name + '_cpu_ms'] = cpu
 print(json.dumps(out))

@@ -5,6 +5,8 @@
  * prefetch 2) vs torchvision DataLoader + PIL with the same number of worker processes
  * (scripts/bench/data-pipeline.py, OMP_WAIT_POLICY=PASSIVE), in one run, rounds alternating between the
  * two sides (each round: a warm-up pass, then a timed pass); best round of each side.
+ * Also CPU ms per image (ours: 1 worker, process CPU time; torchvision: the transform in-process), which
+ * moves less with other jobs' load than images/s, and the load average at start and end.
  * Prints one JSON object with the ratios; `train_ra` adds RandAugment (torchvision's RandAugment(2, 9)
  * stands in for timm's on the Python side: timm is not installed here).
  *
@@ -51,6 +53,11 @@ for i in range(n):
     const modes = ['eval', 'train', 'train_ra', 'eval_fast'] as const;
     const ours: Record<string, number> = { eval: 0, train: 0, train_ra: 0, eval_fast: 0 };
     const py: Record<string, number> = { eval: 0, train: 0, train_ra: 0 };
+    // CPU ms per image (process CPU time over a pass with 1 worker; Python: the transform in-process):
+    // less sensitive to other jobs on a shared machine than images/s.
+    const oursCpu: Record<string, number> = { eval: Infinity, train: Infinity, train_ra: Infinity };
+    const pyCpu: Record<string, number> = { eval: Infinity, train: Infinity, train_ra: Infinity };
+    const load0 = os.loadavg();
     // The machine may be shared: alternate ours / torchvision rounds and keep each side's best.
     for (let r = 0; r < rounds; r++) {
       for (const mode of modes) {
@@ -70,15 +77,32 @@ for i in range(n):
           if (pass > 0) ours[mode] = Math.max(ours[mode], rate); // pass 0 warms caches like the Python side
         }
       }
+      for (const mode of ['eval', 'train', 'train_ra'] as const) {
+        const train = mode !== 'eval';
+        const autoAugment = mode === 'train_ra' ? 'rand-m9-mstd0.5-inc1' : undefined;
+        const loader = createLoader(ds, { batchSize: batch, inputSize: 224, train, workers: 1, prefetch: 2, seed: 1, autoAugment });
+        const c0 = process.cpuUsage();
+        let n = 0;
+        for await (const b of loader) {
+          n += b.indices.length;
+          b.images.dispose();
+        }
+        const c = process.cpuUsage(c0);
+        oursCpu[mode] = Math.min(oursCpu[mode], (c.user + c.system) / 1e3 / n);
+      }
       const p = JSON.parse(
         execFileSync(PYTHON, [path.join(__dirname, 'data-pipeline.py'), dir, String(workers), String(batch), '1'], {
           encoding: 'utf8',
           env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', OMP_NUM_THREADS: '1' },
         }),
       ) as Record<string, number>;
-      for (const mode of ['eval', 'train', 'train_ra'] as const) py[mode] = Math.max(py[mode], p[mode]);
+      for (const mode of ['eval', 'train', 'train_ra'] as const) {
+        py[mode] = Math.max(py[mode], p[mode]);
+        pyCpu[mode] = Math.min(pyCpu[mode], p[`${mode}_cpu_ms`]);
+      }
     }
     const r2 = (v: number): number => Math.round(v * 100) / 100;
+    const r3 = (v: number): number => Math.round(v * 1000) / 1000;
     console.log(
       JSON.stringify(
         {
@@ -96,6 +120,12 @@ for i in range(n):
             train_ra: r2(ours.train_ra / py.train_ra),
             eval_fast_decode_vs_torchvision_eval: r2(ours.eval_fast / py.eval),
           },
+          cpu_ms_per_img: {
+            ours: { eval: r3(oursCpu.eval), train: r3(oursCpu.train), train_ra: r3(oursCpu.train_ra) },
+            torchvision: { eval: r3(pyCpu.eval), train: r3(pyCpu.train), train_ra: r3(pyCpu.train_ra) },
+            ratio: { eval: r2(pyCpu.eval / oursCpu.eval), train: r2(pyCpu.train / oursCpu.train), train_ra: r2(pyCpu.train_ra / oursCpu.train_ra) },
+          },
+          load_average: { start: load0.map(r2), end: os.loadavg().map(r2) },
           note: 'train = RandomResizedCrop + flip + normalise + erasing; train_ra adds RandAugment (ours: timm rand-m9-mstd0.5-inc1, torchvision: RandAugment(2, 9) since timm is not installed)',
         },
         null,
