@@ -106,9 +106,10 @@ inline void combine_block(const uint8_t* s, size_t stride, const int32_t* k, int
 
 // One output row of a pass: a weighted sum of n source rows. `width` is rounded up to 16 (the work
 // buffers are padded, the padding's results are never read). The AVX2 clone is picked at load time on
-// CPUs that have it (8 int32 lanes per multiply); the default clone runs on any x86-64.
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target_clones("avx2", "default")))
+// CPUs that have it (8 int32 lanes per multiply), SSE4.1 (pmulld, 4 lanes) on older ones; the default
+// clone runs on any x86-64.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)  // ifunc-based clones need ELF + glibc
+__attribute__((target_clones("avx2", "sse4.1", "default")))
 #endif
 void combine_rows(const uint8_t* src, size_t stride, int width, const int32_t* k, int n, uint8_t* dst) {
   int x = 0;

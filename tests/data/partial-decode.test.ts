@@ -31,6 +31,7 @@ photo(231, 700, 30).save(d + '/tall_prog444.jpg', quality=85, progressive=True, 
 photo(300, 200, 30).convert('L').save(d + '/grey.jpg', quality=90)
 photo(1200, 900, 30).save(d + '/large.jpg', quality=85)
 photo(23, 17, 30).save(d + '/tiny.jpg', quality=90)
+photo(400, 256, 30).save(d + '/short256.jpg', quality=90)  # eval: shorter side already 256, Pillow skips that pass
 print(json.dumps(sorted(os.listdir(d))))
 `;
 
