@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <thread>
@@ -325,4 +326,78 @@ int main(int argc, char** argv) {
     return 0;
   }
   return mood_test::run_all(argc, argv);
+}
+
+// NCCL on CUDA (scripts/gpu-check.sh runs it on a GPU machine): the collectives and the bucketed
+// gradient sync with cuda:rank tensors, then the all-reduce bus bandwidth as a figure. Ranks:
+// MOOD_TEST_NCCL_RANKS (default 1; NCCL needs one GPU per rank). Skipped, saying why, on builds
+// without NCCL (every CPU libtorch, e.g. Debian's).
+MOOD_TEST(dist_nccl_on_cuda) {
+  if (!dist::nccl_available()) {
+    std::printf("  skipped: this libtorch has no NCCL backend (CPU build)\n");
+    return;
+  }
+  const char* env = std::getenv("MOOD_TEST_NCCL_RANKS");
+  const int world = env ? std::atoi(env) : 1;
+  const int port = free_port();
+  auto st = run_ranks(world, [port, world](int rank) {
+    // CUDA is first touched here, in the child (a CUDA context does not survive fork()).
+    if (!at::hasCUDA()) {
+      std::printf("  rank %d: skipped: no CUDA device\n", rank);
+      return 0;
+    }
+    const at::Device dev(at::kCUDA, static_cast<c10::DeviceIndex>(rank));
+    auto o = opts(rank, world, port, 120000);
+    o.backend = "nccl";
+    auto g = dist::Group::create(o);
+    const double w = world;
+    at::Tensor base = at::arange(6, at::TensorOptions().dtype(at::kFloat).device(dev)).reshape({2, 3});
+    at::Tensor x = base + 10 * rank;
+    // sum over ranks of (base + 10 r) = w*base + 10*w(w-1)/2
+    EXPECT(g->all_reduce(x, dist::ReduceOp::Sum).cpu().equal((base * w + 10 * w * (w - 1) / 2).cpu()));
+    EXPECT(at::allclose(g->all_reduce(x, dist::ReduceOp::Avg).cpu(), (base + 10 * (w - 1) / 2).cpu()));
+    EXPECT(g->all_reduce(x, dist::ReduceOp::Max).cpu().equal((base + 10 * (w - 1)).cpu()));
+    EXPECT(g->broadcast(x, 0).cpu().equal(base.cpu()));
+    auto parts = g->all_gather(x);
+    EXPECT(static_cast<int>(parts.size()) == world);
+    for (int r = 0; r < world; ++r) EXPECT(parts[r].cpu().equal((base + 10 * r).cpu()));
+
+    // Bucketed gradient sync on CUDA parameters: equals the full-batch gradient of one process.
+    auto [xc, yc] = batch();
+    Mlp ref(1);
+    ref.backward(xc, yc, 1.0);
+    Mlp m(1);
+    std::vector<at::Tensor> ps;
+    for (auto& p : m.params()) ps.push_back(p.detach().to(dev).requires_grad_());
+    dist::GradSyncOptions so;
+    so.bucket_bytes = 500;
+    auto sync = dist::make_gradient_sync(g, so);
+    sync->attach(ps);
+    sync->begin_backward(true);
+    const int64_t rows = 8 / world;
+    {
+      at::Tensor xs = xc.narrow(0, rows * rank, rows).to(dev), ys = yc.narrow(0, rows * rank, rows).to(dev);
+      at::Tensor h = at::relu(at::matmul(xs, ps[0].t()) + ps[1]);
+      at::mse_loss(at::matmul(h, ps[2].t()) + ps[3], ys).backward();
+    }
+    sync->finish_backward();
+    for (size_t i = 0; i < 4; ++i) EXPECT(at::allclose(ps[i].grad().cpu(), ref.params()[i].grad(), 1e-10, 1e-10));
+
+    // Figure: all-reduce bus bandwidth (NCCL's convention: 2(n-1)/n x bytes / time).
+    for (int64_t mb : {16, 256}) {
+      at::Tensor big = at::ones({mb * 1024 * 1024 / 4}, at::TensorOptions().dtype(at::kFloat).device(dev));
+      g->all_reduce(big, dist::ReduceOp::Sum)[0].item<float>();  // warm-up; item() waits for the stream
+      const int iters = 5;
+      auto t0 = std::chrono::steady_clock::now();
+      at::Tensor r;
+      for (int i = 0; i < iters; ++i) r = g->all_reduce(big, dist::ReduceOp::Sum);
+      EXPECT(r[0].item<float>() == static_cast<float>(world));
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+      double bus = world > 1 ? 2.0 * (world - 1) / world * static_cast<double>(big.nbytes()) / s / 1e9 : 0.0;
+      if (rank == 0) std::printf("  nccl all-reduce %lld MB x %d ranks: %.3f ms, bus %.1f GB/s\n", static_cast<long long>(mb), world, s * 1e3, bus);
+    }
+    g->shutdown();
+    return 0;
+  }, 300);
+  for (int r = 0; r < world; ++r) CHECK(st[r] == 0);
 }
