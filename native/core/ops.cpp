@@ -415,6 +415,7 @@ at::Tensor nn_scan_impl(const at::Tensor& x, const at::Tensor& t, bool knn, int6
   const double a = knn ? 1.0 : 0.0, b = knn ? 2.0 : 1.0;
   at::Tensor tn2 = knn ? row_sq_norms(t) : at::zeros({nn}, t.options());
   const T* tn2p = tn2.data_ptr<T>();
+  const double tn2max = knn ? tn2.max().item<double>() : 0.0;
   const T* xp = x.data_ptr<T>();
   const T* tp = t.data_ptr<T>();
   at::Tensor ts = t;
@@ -439,11 +440,15 @@ at::Tensor nn_scan_impl(const at::Tensor& x, const at::Tensor& t, bool knn, int6
     at::Tensor xs = screen ? xb.to(at::kBFloat16) : xb;
     at::Tensor xn2 = knn ? xb.square().sum(1).contiguous() : at::zeros({rows}, x.options());
     std::vector<double> base(rows, 0.0);  // E_j = b·(base + out_round·|S̃_j|)
+    std::vector<double> emax(rows, 0.0);  // ≥ every E_j of the row, plus the float rounding of the hot loop
     if (screen) {
       std::vector<double> xnorm, xerr;
       row_norms_bf16(xb, xs, xnorm, xerr);
-      for (int64_t i = 0; i < rows; ++i)
+      for (int64_t i = 0; i < rows; ++i) {
         base[i] = slack * (xerr[i] * tmax + xnorm[i] * etmax + xerr[i] * etmax + gamma * (xnorm[i] + xerr[i]) * tsmax) + 1e-30;
+        const double smax = (xnorm[i] + xerr[i]) * tsmax * (1 + gamma) * (1 + out_round);  // ≥ |S̃_j|
+        emax[i] = b * slack * (base[i] + out_round * smax) + 1e-6 * (a * tn2max + b * smax) + 1e-30;
+      }
     }
     std::vector<RowSel> sel(rows);
     for (auto& s : sel) s.cap = static_cast<size_t>(std::max<int64_t>(2 * k, k + 64));
@@ -455,25 +460,38 @@ at::Tensor nn_scan_impl(const at::Tensor& x, const at::Tensor& t, bool knn, int6
         for (int64_t i = i0; i < i1; ++i) {
           RowSel& s = sel[i];
           const ST* row = sp + i * cols;
-          for (int64_t j = 0; j < cols; ++j) {
-            double lo, hi = 0;
-            if (screen) {
+          if (screen) {
+            // Hot loop in float against a per-row threshold that admits every j whose lower end can
+            // reach tau (E_j ≤ emax); the exact ends are computed for the few that pass.
+            const float af = static_cast<float>(a), bf = static_cast<float>(b);
+            auto threshold = [&] { return static_cast<float>(s.tau + emax[i]); };
+            float thr = threshold();
+            for (int64_t j = 0; j < cols; ++j) {
+              const float key = af * static_cast<float>(tn2p[c0 + j]) - bf * static_cast<float>(row[j]);
+              if (!(key <= thr)) continue;
               const double sv = static_cast<double>(static_cast<float>(row[j]));
               const double v = a * static_cast<double>(tn2p[c0 + j]) - b * sv;
               const double e = b * slack * (base[i] + out_round * std::abs(sv));
-              lo = v - e;
-              hi = v + e;
-            } else if (knn) {
-              // The former torch arithmetic: n2 − (x·t)·2 in T.
-              lo = static_cast<double>(static_cast<T>(tn2p[c0 + j] - static_cast<T>(row[j]) * static_cast<T>(2)));
-            } else {
-              lo = -static_cast<double>(row[j]);
+              if (v - e <= s.tau) {
+                s.lo.push_back(v - e);
+                s.hi.push_back(v + e);
+                s.j.push_back(c0 + j);
+                if (s.lo.size() >= s.cap) {
+                  sel_compact(s, k, true);
+                  thr = threshold();
+                }
+              }
             }
-            if (lo <= s.tau) {
-              s.lo.push_back(lo);
-              if (screen) s.hi.push_back(hi);
+            continue;
+          }
+          for (int64_t j = 0; j < cols; ++j) {
+            // The former torch arithmetic: max_ip −(x·t); knn n2 − (x·t)·2 in T.
+            const double v = knn ? static_cast<double>(static_cast<T>(tn2p[c0 + j] - static_cast<T>(row[j]) * static_cast<T>(2)))
+                                 : -static_cast<double>(row[j]);
+            if (v <= s.tau) {
+              s.lo.push_back(v);
               s.j.push_back(c0 + j);
-              if (s.lo.size() >= s.cap) sel_compact(s, k, screen);
+              if (s.lo.size() >= s.cap) sel_compact(s, k, false);
             }
           }
         }
@@ -545,7 +563,40 @@ at::Tensor nn_scan(const at::Tensor& x_in, const at::Tensor& t_in, const OpArgs&
 
 MOOD_SIMD_CLONES
 void row_dots_f32(const float* x, const float* c, int64_t k, int64_t d, float* out) {
-  for (int64_t j = 0; j < k; ++j) {
+  int64_t j = 0;
+  // Four centres at a time: four independent accumulator chains, x read once per group.
+  for (; j + 4 <= k; j += 4) {
+    const float *c0 = c + j * d, *c1 = c0 + d, *c2 = c1 + d, *c3 = c2 + d;
+    float s0[16] = {0}, s1[16] = {0}, s2[16] = {0}, s3[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= d; i += 16)
+      for (int q = 0; q < 16; ++q) {
+        const float xv = x[i + q];
+        s0[q] += xv * c0[i + q];
+        s1[q] += xv * c1[i + q];
+        s2[q] += xv * c2[i + q];
+        s3[q] += xv * c3[i + q];
+      }
+    float r0 = 0, r1 = 0, r2 = 0, r3 = 0;
+    for (; i < d; ++i) {
+      r0 += x[i] * c0[i];
+      r1 += x[i] * c1[i];
+      r2 += x[i] * c2[i];
+      r3 += x[i] * c3[i];
+    }
+    for (int w = 8; w >= 1; w /= 2)
+      for (int q = 0; q < w; ++q) {
+        s0[q] += s0[q + w];
+        s1[q] += s1[q + w];
+        s2[q] += s2[q + w];
+        s3[q] += s3[q + w];
+      }
+    out[j] = s0[0] + r0;
+    out[j + 1] = s1[0] + r1;
+    out[j + 2] = s2[0] + r2;
+    out[j + 3] = s3[0] + r3;
+  }
+  for (; j < k; ++j) {
     const float* cj = c + j * d;
     float s[16] = {0};
     int64_t i = 0;
@@ -557,6 +608,16 @@ void row_dots_f32(const float* x, const float* c, int64_t k, int64_t d, float* o
       for (int q = 0; q < w; ++q) s[q] += s[q + w];
     out[j] = s[0] + r;
   }
+}
+
+// dst += x (float32 or float64 row into a float64 accumulator).
+MOOD_SIMD_CLONES
+void add_row_f64(double* dst, const float* x, int64_t d) {
+  for (int64_t f = 0; f < d; ++f) dst[f] += static_cast<double>(x[f]);
+}
+MOOD_SIMD_CLONES
+void add_row_f64(double* dst, const double* x, int64_t d) {
+  for (int64_t f = 0; f < d; ++f) dst[f] += x[f];
 }
 
 MOOD_SIMD_CLONES
@@ -597,6 +658,24 @@ void sq_dists(const T* xp, const T* xn2, int64_t n, int64_t d, const at::Tensor&
       }
     }
   });
+}
+
+// The nearest centre (first minimum) of a row from its dot products with the centres; d2 = its
+// squared distance, (‖x‖² + ‖c‖²) − 2x·c clamped at 0 in T.
+template <typename T>
+int64_t nearest_centre(T xn2, const T* cn2, const T* ip, int64_t kc, T& d2) {
+  T best = std::numeric_limits<T>::infinity();
+  int64_t arg = 0;
+  for (int64_t j = 0; j < kc; ++j) {
+    T v = (xn2 + cn2[j]) - ip[j] * static_cast<T>(2);
+    if (v < T(0)) v = T(0);
+    if (v < best) {
+      best = v;
+      arg = j;
+    }
+  }
+  d2 = best;
+  return arg;
 }
 
 // sklearn's _kmeans_plusplus with the caller's uniform draws (u[0] picks the first centre, then
@@ -661,11 +740,14 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
   std::vector<int64_t> labels(n), prev(n);
   std::vector<T> d2(n, std::numeric_limits<T>::infinity());
   auto assign = [&](const at::Tensor& c) {
-    std::fill(d2.begin(), d2.end(), std::numeric_limits<T>::infinity());
-    sq_dists<T>(xp, xn2, n, d, c, [&](int64_t i, int64_t j, T v) {
-      if (v < d2[i]) {
-        d2[i] = v;
-        labels[i] = j;
+    at::Tensor cn2_t = c.square().sum(1).contiguous();
+    const T* cp = c.data_ptr<T>();
+    const T* cn2 = cn2_t.data_ptr<T>();
+    at::parallel_for(0, n, 512, [&](int64_t i0, int64_t i1) {
+      std::vector<T> ip(kc);
+      for (int64_t i = i0; i < i1; ++i) {
+        row_dots(xp + i * d, cp, kc, d, ip.data());
+        labels[i] = nearest_centre(xn2[i], cn2, ip.data(), kc, d2[i]);
       }
     });
   };
@@ -677,21 +759,28 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
   std::vector<int64_t> cnt(kc);
   int64_t it = 0;
   for (; it < max_iter; ++it) {
-    assign(centres);
-    at::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
-      for (int64_t q = q0; q < q1; ++q) {
-        double* ps = part.data() + q * kc * d;
-        int64_t* pc = partc.data() + q * kc;
-        std::fill(ps, ps + kc * d, 0.0);
-        std::fill(pc, pc + kc, 0);
-        for (int64_t i = q * chunk; i < std::min(n, (q + 1) * chunk); ++i) {
-          double* row = ps + labels[i] * d;
-          const T* xi = xp + i * d;
-          for (int64_t f = 0; f < d; ++f) row[f] += static_cast<double>(xi[f]);
-          pc[labels[i]] += 1;
+    // E-step and the centre sums in one pass over x (each row is summed while it is in cache).
+    {
+      at::Tensor cn2_t = centres.square().sum(1).contiguous();
+      const T* cp = centres.data_ptr<T>();
+      const T* cn2 = cn2_t.data_ptr<T>();
+      at::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
+        std::vector<T> ip(kc);
+        for (int64_t q = q0; q < q1; ++q) {
+          double* ps = part.data() + q * kc * d;
+          int64_t* pc = partc.data() + q * kc;
+          std::fill(ps, ps + kc * d, 0.0);
+          std::fill(pc, pc + kc, 0);
+          for (int64_t i = q * chunk; i < std::min(n, (q + 1) * chunk); ++i) {
+            row_dots(xp + i * d, cp, kc, d, ip.data());
+            const int64_t arg = nearest_centre(xn2[i], cn2, ip.data(), kc, d2[i]);
+            labels[i] = arg;
+            add_row_f64(ps + arg * d, xp + i * d, d);
+            pc[arg] += 1;
+          }
         }
-      }
-    });
+      });
+    }
     std::fill(sums.begin(), sums.end(), 0.0);
     std::fill(cnt.begin(), cnt.end(), 0);
     for (int64_t q = 0; q < nchunks; ++q) {

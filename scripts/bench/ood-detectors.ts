@@ -3,10 +3,12 @@
  * features as BEiT gives them, MOOD normalisation) for mahalanobis, cos, knn, kmeans, gauss, and the
  * exact AUROC over 1M scores, against numpy/sklearn on the same data in the same run
  * (scripts/bench/ood-detectors.py under Debian's /usr/bin/python3, OMP_WAIT_POLICY=PASSIVE, same thread
- * count). Prints one JSON object; `ratio` = numpy time / our time (> 1: we are faster), `auroc_agree`
- * compares the resulting AUROCs.
+ * count). Ours and numpy alternate metric by metric (ours, then numpy, per metric and round), so both
+ * sides see the same load on a shared machine. Prints one JSON object: median seconds per side,
+ * `ratio` = numpy median / our median (> 1: we are faster), the per-round ratios, the AUROCs of both
+ * sides and the load average before and after.
  *
- *   npx ts-node --transpile-only scripts/bench/ood-detectors.ts [--scale 0.2] [--threads 2]
+ *   npx ts-node --transpile-only scripts/bench/ood-detectors.ts [--scale 0.2] [--threads 2] [--rounds 2]
  *       [--metrics mahalanobis,cos,knn,kmeans,gauss] [--no-python] [--keep-data DIR]
  *
  * kmeans: k = 10 (the number of classes), n_init = 3 on both sides; knn: k = 50; gauss is timed as
@@ -31,6 +33,7 @@ const threads = Number(arg('threads', String(Math.min(os.cpus().length, 16))));
 const metrics = arg('metrics', 'mahalanobis,cos,knn,kmeans,gauss').split(',');
 const withPython = !process.argv.includes('--no-python');
 const keep = arg('keep-data', '');
+const rounds = Math.max(1, Number(arg('rounds', '1')));
 const D = 768;
 const CLASSES = 10;
 const nTrain = Math.round(50_000 * scale);
@@ -79,41 +82,54 @@ async function main(): Promise<void> {
   writeNpy(path.join(dir, 'auroc_scores.npy'), ndarray('float64', [nAuroc], scores));
   writeNpy(path.join(dir, 'auroc_n_in.npy'), ndarray('int64', [1], BigInt64Array.of(BigInt(half))));
 
-  const ours: Record<string, { seconds: number; auroc: number }> = {};
+  type Run = { seconds: number; auroc: number };
+  const ours: Record<string, Run[]> = {};
+  const numpy: Record<string, Run[]> = {};
+  const push = (to: Record<string, Run[]>, k: string, r: Run) => (to[k] ??= []).push(r);
   const input = (x: Float32Array, n: number) => ({ data: x, shape: [n, D] });
-  for (const m of metrics) {
-    const t0 = process.hrtime.bigint();
-    const det = createDetector(NAME[m] ?? m, OPTS[m]);
-    await det.fit({ features: input(train.data, nTrain), labels: train.labels });
-    const sIn = await det.score({ features: input(test.data, nTest) });
-    const sOut = await det.score({ features: input(ood.data, nOod) });
-    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    ours[m] = { seconds, auroc: auroc(sIn, sOut, { orientation: det.orientation }) };
-    det.dispose();
-    process.stderr.write(`ours ${m}: ${seconds.toFixed(2)} s\n`);
-  }
-  {
+  const env: NodeJS.ProcessEnv = { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  const py = process.env.MOOD_TEST_PYTHON ?? '/usr/bin/python3';
+  let versions: unknown = null;
+  const runPython = (m: string) => {
+    const out = execFileSync(py, [path.join(__dirname, 'ood-detectors.py'), dir, '--metrics', m, '--knn-k', String(KNN_K), '--kmeans-k', String(CLASSES), '--kmeans-n-init', String(KMEANS_N_INIT)], { env, encoding: 'utf8', maxBuffer: 1 << 24 });
+    const r = JSON.parse(out.trim().split('\n').pop()!) as Record<string, Run> & { versions: unknown };
+    versions = r.versions;
+    push(numpy, m, r[m]);
+    push(numpy, 'auroc', r.auroc);
+  };
+  const load0 = os.loadavg();
+  for (let round = 0; round < rounds; round++) {
+    for (const m of metrics) {
+      const t0 = process.hrtime.bigint();
+      const det = createDetector(NAME[m] ?? m, OPTS[m]);
+      await det.fit({ features: input(train.data, nTrain), labels: train.labels });
+      const sIn = await det.score({ features: input(test.data, nTest) });
+      const sOut = await det.score({ features: input(ood.data, nOod) });
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      push(ours, m, { seconds, auroc: auroc(sIn, sOut, { orientation: det.orientation }) });
+      det.dispose();
+      process.stderr.write(`round ${round + 1} ours ${m}: ${seconds.toFixed(2)} s\n`);
+      if (withPython) {
+        runPython(m);
+        process.stderr.write(`round ${round + 1} numpy ${m}: ${numpy[m][numpy[m].length - 1].seconds.toFixed(2)} s\n`);
+      }
+    }
     const t0 = process.hrtime.bigint();
     const v = auroc(scores.subarray(0, half), scores.subarray(half), { orientation: 'higher_is_ood' });
-    ours.auroc = { seconds: Number(process.hrtime.bigint() - t0) / 1e9, auroc: v };
+    push(ours, 'auroc', { seconds: Number(process.hrtime.bigint() - t0) / 1e9, auroc: v });
   }
-
-  let numpy: Record<string, { seconds: number; auroc: number }> | null = null;
-  let versions: unknown = null;
-  if (withPython) {
-    const env: NodeJS.ProcessEnv = { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
-    delete env.OPENBLAS_CORETYPE;
-    delete env.OPENBLAS_L2_SIZE;
-    const py = process.env.MOOD_TEST_PYTHON ?? '/usr/bin/python3';
-    const out = execFileSync(py, [path.join(__dirname, 'ood-detectors.py'), dir, '--metrics', metrics.join(','), '--knn-k', String(KNN_K), '--kmeans-k', String(CLASSES), '--kmeans-n-init', String(KMEANS_N_INIT)], { env, encoding: 'utf8', maxBuffer: 1 << 24 });
-    const r = JSON.parse(out.trim().split('\n').pop()!) as Record<string, { seconds: number; auroc: number }> & { versions: unknown };
-    versions = r.versions;
-    delete (r as { versions?: unknown }).versions;
-    numpy = r;
-  }
+  const load1 = os.loadavg();
   if (!keep) fs.rmSync(dir, { recursive: true, force: true });
   const round = (x: number) => Math.round(x * 1000) / 1000;
+  const median = (a: number[]) => {
+    const v = [...a].sort((x, y) => x - y);
+    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  };
   const keys = [...metrics, 'auroc'];
+  const med = (runs: Record<string, Run[]>) => Object.fromEntries(keys.map((k) => [k, round(median(runs[k].map((r) => r.seconds)))]));
+  const hasPy = withPython && metrics.length > 0;
   const i = info();
   process.stdout.write(
     JSON.stringify(
@@ -121,16 +137,20 @@ async function main(): Promise<void> {
         benchmark: `OOD detectors fit+score on CPU: train ${nTrain} x ${D}, ID test ${nTest}, OOD ${nOod} (float32 features, MOOD normalisation); exact AUROC over ${nAuroc} scores`,
         scale,
         threads,
+        rounds,
+        loadavg_before: load0.map(round),
+        loadavg_after: load1.map(round),
         omp_wait_policy: process.env.OMP_WAIT_POLICY ?? null,
         torch: i.torchVersion,
         blas: i.blas,
         python: versions,
         settings: { knn_k: KNN_K, kmeans_k: CLASSES, kmeans_n_init: KMEANS_N_INIT, gauss: 'log-density' },
-        ours_s: Object.fromEntries(keys.map((k) => [k, round(ours[k].seconds)])),
-        numpy_s: numpy ? Object.fromEntries(keys.map((k) => [k, round(numpy![k].seconds)])) : null,
-        ratio: numpy ? Object.fromEntries(keys.map((k) => [k, round(numpy![k].seconds / ours[k].seconds)])) : null,
-        auroc_ours: Object.fromEntries(keys.map((k) => [k, ours[k].auroc])),
-        auroc_numpy: numpy ? Object.fromEntries(keys.map((k) => [k, numpy![k].auroc])) : null,
+        ours_s: med(ours),
+        numpy_s: hasPy ? med(numpy) : null,
+        ratio: hasPy ? Object.fromEntries(keys.map((k) => [k, round(median(numpy[k].map((r) => r.seconds)) / median(ours[k].map((r) => r.seconds)))])) : null,
+        ratio_per_round: hasPy ? Object.fromEntries(metrics.map((k) => [k, ours[k].map((r, j) => round(numpy[k][j].seconds / r.seconds))])) : null,
+        auroc_ours: Object.fromEntries(keys.map((k) => [k, ours[k][0].auroc])),
+        auroc_numpy: hasPy ? Object.fromEntries(keys.map((k) => [k, numpy[k][0].auroc])) : null,
       },
       null,
       2,

@@ -124,7 +124,10 @@ export async function kmeansFit(x: Tensor, k: number, opts: { nInit?: number; ma
   const mean = x.mean(0, true);
   const xc = x.sub(mean); // sklearn centres the data for precision
   const xn2 = tidy(() => xc.square().sum(1));
-  const tolAbs = tol * (await tidy(() => xc.var(0, { correction: 0 }).mean()).item());
+  // sklearn's tol × mean over features of the (biased) variance: Σ‖x_i − μ‖² / (N·D) minus the
+  // squared column means of the centred data (zero up to rounding); no column-wise var pass needed.
+  const [sq, m2] = await Promise.all([tidy(() => xn2.sum()).item(), tidy(() => xc.mean(0).square().sum()).item()]);
+  const tolAbs = tol * (sq / (n * x.shape[1]) - m2 / x.shape[1]);
   let best: KMeansResult | null = null;
   for (let r = 0; r < nInit; r++) {
     const init = kmeansPlusPlus(xc, xn2, k, rnd);

@@ -20,13 +20,17 @@ import { FeatureDetector, type FeatureOptions } from './base';
 import { unitNormalize, type CheckedMatrix } from './matrix';
 
 export interface BlockOptions {
-  /** Bytes of scratch for one (test block x train block) similarity matrix; default 256 MiB. */
+  /** At most this many bytes of scratch for one (test block x train block) product tile (tiles are 512 x 8192 at most); default 256 MiB. */
   blockBytes?: number;
 }
 
+/**
+ * Tiles of the test·trainᵀ product: 512 test rows by at most 8192 train rows (16 MiB of float32, so a
+ * tile is still in cache when it is scanned), fewer train rows if `budget` bytes say so.
+ */
 function blockSizes(nTest: number, nTrain: number, elem: number, budget: number): { bt: number; bn: number } {
-  const bt = Math.min(nTest, 4096);
-  const bn = Math.max(1, Math.min(nTrain, Math.floor(budget / (bt * elem))));
+  const bt = Math.min(nTest, 512);
+  const bn = Math.max(1, Math.min(nTrain, 8192, Math.floor(budget / (bt * elem))));
   return { bt, bn };
 }
 
