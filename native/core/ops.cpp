@@ -241,39 +241,53 @@ at::Tensor gram(const at::Tensor& x_in) {
 
 constexpr int64_t kChunkRows = 2048;
 
-// Rows normalised chunk by chunk into a new tensor of `dtype`: "mood" is f / (‖f‖ + eps)
-// (eval_with_features.py), "unit" is sklearn's normalize (zero rows stay zero). Same torch arithmetic as
-// casting the whole matrix and normalising it, without the full-size temporaries.
+// Row normalisation of one chunk, cast to `dtype` first: "mood" is f / (‖f‖ + eps)
+// (eval_with_features.py), "unit" is sklearn's normalize (zero rows stay zero), "none" only casts.
+// The torch arithmetic of casting the whole matrix and normalising it, per chunk.
+at::Tensor normalize_chunk(const at::Tensor& x, at::ScalarType dtype, const std::string& mode, double eps) {
+  at::Tensor xc = x.to(dtype);
+  if (mode == "none") return xc;
+  at::Tensor nrm = at::linalg_vector_norm(xc, 2.0, at::IntArrayRef{1}, true);
+  if (mode == "mood") return xc.div(nrm.add(eps));
+  return xc.div(nrm.add(nrm.eq(0).to(dtype)));
+}
+
+void check_normalize_mode(const char* op, const std::string& mode) {
+  TORCH_CHECK(mode == "mood" || mode == "unit" || mode == "none", op, ": normalize must be 'mood', 'unit' or 'none', got '", mode, "'");
+}
+
+// Rows normalised chunk by chunk into a new tensor of `dtype`, without full-size temporaries.
 at::Tensor row_normalize(const at::Tensor& x_in, at::ScalarType dtype, const std::string& mode, double eps) {
   TORCH_CHECK(x_in.dim() == 2, "row_normalize expects a 2-D tensor, got ", x_in.dim(), "-D");
-  TORCH_CHECK(mode == "mood" || mode == "unit", "row_normalize: mode must be 'mood' or 'unit', got '", mode, "'");
+  check_normalize_mode("row_normalize", mode);
   at::Tensor x = x_in.contiguous();
   const int64_t n = x.size(0);
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(dtype));
   for (int64_t s = 0; s < n; s += kChunkRows) {
     const int64_t e = std::min(n, s + kChunkRows);
-    at::Tensor xc = x.slice(0, s, e).to(dtype);
-    at::Tensor nrm = at::linalg_vector_norm(xc, 2.0, at::IntArrayRef{1}, true);
-    if (mode == "mood") out.slice(0, s, e).copy_(xc.div(nrm.add(eps)));
-    else out.slice(0, s, e).copy_(xc.div(nrm.add(nrm.eq(0).to(dtype))));
+    out.slice(0, s, e).copy_(normalize_chunk(x.slice(0, s, e), dtype, mode, eps));
   }
   return out;
 }
 
-// np.cov(x.T, bias=True)·N without an N x D centred copy: the mean (as x.mean(0, keepdim)), then
-// syrk over centred row chunks. Also Σ_k ‖c_k‖⁴ and Σ c² (Ledoit-Wolf's β and trace).
-std::vector<at::Tensor> centered_gram(const at::Tensor& x_in) {
+// np.cov(x.T, bias=True)·N of the rows normalised as `normalize_chunk` does, in `dtype`, without an
+// N x D copy: one pass for the mean, one for syrk over centred row chunks. Also Σ_k ‖c_k‖⁴ and Σ c²
+// (Ledoit-Wolf's β and trace). Returns the mean (1 x D), the Gram matrix, β and the trace.
+std::vector<at::Tensor> centered_gram(const at::Tensor& x_in, at::ScalarType dtype, const std::string& mode, double eps) {
   TORCH_CHECK(x_in.dim() == 2, "centered_gram expects a 2-D tensor, got ", x_in.dim(), "-D");
-  TORCH_CHECK(x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble, "centered_gram: float32 or float64");
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "centered_gram: float32 or float64");
+  check_normalize_mode("centered_gram", mode);
   at::Tensor x = x_in.contiguous();
   const int64_t n = x.size(0), d = x.size(1);
   TORCH_CHECK(n > 0 && d > 0, "centered_gram: empty matrix");
-  at::Tensor mean = x.mean(0, true);
-  at::Tensor acc = at::zeros({d, d}, x.options());
+  auto chunk = [&](int64_t s) { return normalize_chunk(x.slice(0, s, std::min(n, s + kChunkRows)), dtype, mode, eps); };
+  at::Tensor sum = at::zeros({1, d}, x.options().dtype(dtype));
+  for (int64_t s = 0; s < n; s += kChunkRows) sum.add_(chunk(s).sum(0, true));
+  at::Tensor mean = sum.div(n);
+  at::Tensor acc = at::zeros({d, d}, x.options().dtype(dtype));
   double beta = 0, trace = 0;
   for (int64_t s = 0; s < n; s += kChunkRows) {
-    const int64_t e = std::min(n, s + kChunkRows);
-    at::Tensor c = x.slice(0, s, e).sub(mean).contiguous();
+    at::Tensor c = chunk(s).sub(mean).contiguous();
     syrk_acc(c, acc, s > 0);
     at::Tensor rn = c.square().sum(1);
     beta += rn.square().sum().item<double>();
@@ -283,18 +297,21 @@ std::vector<at::Tensor> centered_gram(const at::Tensor& x_in) {
   return {mean, mirror_upper(acc), at::scalar_tensor(beta, opts), at::scalar_tensor(trace, opts)};
 }
 
-// (x−μ)ᵀ F (x−μ) per row. `factor`: F is the lower Cholesky factor L of the precision (score = ‖(x−μ)L‖²,
-// a trmm: half a gemm's flops); else F is the precision itself ((x−μ)F·(x−μ), a gemm).
-at::Tensor quad_form(const at::Tensor& x_in, const at::Tensor& mu, const at::Tensor& F_in, bool factor) {
+// (x−μ)ᵀ F (x−μ) per row of x normalised as `normalize_chunk` does (in μ's dtype). `factor`: F is
+// the lower Cholesky factor L of the precision (score = ‖(x−μ)L‖², a trmm: half a gemm's flops); else
+// F is the precision itself ((x−μ)F·(x−μ), a gemm).
+at::Tensor quad_form(const at::Tensor& x_in, const at::Tensor& mu, const at::Tensor& F_in, bool factor, const std::string& mode, double eps) {
   TORCH_CHECK(x_in.dim() == 2 && F_in.dim() == 2 && F_in.size(0) == F_in.size(1) && F_in.size(0) == x_in.size(1),
               "quad_form: x (N x D), mu (1 x D or D) and a D x D matrix expected");
+  check_normalize_mode("quad_form", mode);
+  const at::ScalarType dtype = mu.scalar_type();
   at::Tensor x = x_in.contiguous();
-  at::Tensor F = F_in.to(x.scalar_type()).contiguous();
+  at::Tensor F = F_in.to(dtype).contiguous();
   const int64_t n = x.size(0);
-  at::Tensor out = at::empty({n}, x.options());
+  at::Tensor out = at::empty({n}, x.options().dtype(dtype));
   for (int64_t s = 0; s < n; s += kChunkRows) {
     const int64_t e = std::min(n, s + kChunkRows);
-    at::Tensor c = x.slice(0, s, e).sub(mu).contiguous();
+    at::Tensor c = normalize_chunk(x.slice(0, s, e), dtype, mode, eps).sub(mu).contiguous();
     if (factor) {
       trmm_rows_lower(c, F);
       out.slice(0, s, e).copy_(c.square().sum(1));
@@ -1078,9 +1095,13 @@ Table build_table() {
                           return {row_normalize(in[0], parse_dtype(a.get_string("dtype", dtype_name(in[0].scalar_type()))),
                                                 a.get_string("mode", "mood"), a.get_double("eps", 1e-10))};
                         }};
-  t["centered_gram"] = {{1, 1, 4, H}, [](const Inputs& in, const OpArgs&) -> Outputs { return centered_gram(in[0]); }};
+  t["centered_gram"] = {{1, 1, 4, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+                          return centered_gram(in[0], parse_dtype(a.get_string("dtype", dtype_name(in[0].scalar_type()))),
+                                               a.get_string("normalize", "none"), a.get_double("eps", 1e-10));
+                        }};
   t["quad_form"] = {{3, 3, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
-                      return {quad_form(in[0], in[1], in[2], a.get_bool("factor", false))};
+                      return {quad_form(in[0], in[1], in[2], a.get_bool("factor", false), a.get_string("normalize", "none"),
+                                        a.get_double("eps", 1e-10))};
                     }};
   t["nn_scan"] = {{2, 2, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {nn_scan(in[0], in[1], a)}; }};
   t["kmeans_plusplus"] = {{3, 3, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {kmeans_plusplus(in[0], in[1], in[2], a)}; }};

@@ -246,6 +246,10 @@ export abstract class FeatureDetector extends BaseDetector {
     if (x === undefined || x === null) throw new DetectorInputError(`${caller}: ${what} are required by '${this.name}'`);
     const target = dtype ?? 'float64';
     if (!this.normalize) return toMatrix(x, what, caller, target);
+    if (this.normalizesInOps()) {
+      const m = await toMatrix(x, what, caller, x instanceof Tensor && x.dtype !== 'float32' && x.dtype !== 'float64' ? target : undefined);
+      return { ...m, dtype: target, pending: 'mood' };
+    }
     // Validate in the input's float dtype, then cast and normalise in one pass (other tensor dtypes,
     // e.g. int64, are cast to the target first, as before).
     const native = !(x instanceof Tensor) || x.dtype === 'float32' || x.dtype === 'float64';
@@ -281,6 +285,14 @@ export abstract class FeatureDetector extends BaseDetector {
     return out;
   }
 
+  /**
+   * Whether the detector's native ops normalise (and cast) the rows themselves, chunk by chunk: then
+   * prepare() hands over the validated input with `pending: 'mood'` instead of a normalised copy.
+   */
+  protected normalizesInOps(): boolean {
+    return false;
+  }
+
   /** Whether arithmetic follows the training input's dtype (float32 kept) instead of float64. */
   protected usesInputDType(): boolean {
     return false;
@@ -305,11 +317,13 @@ export function rowBlock(rows: number, cols: number, bytesPerElem: number, budge
 }
 
 /**
- * (x - mu)ᵀ P (x - mu) per row, over row chunks in one native op. With `factor` (the lower Cholesky
- * factor L of P, from `precisionFactor`), ‖(x - mu) L‖² instead: a triangular product, half the flops.
+ * (x - mu)ᵀ P (x - mu) per row, over row chunks in one native op (in mu's dtype; `normalize: 'mood'`
+ * normalises x's rows first, per chunk). With `factor` (the lower Cholesky factor L of P, from
+ * `precisionFactor`), ‖(x - mu) L‖² instead: a triangular product, half the flops.
  */
-export async function quadForm(x: Tensor, mu: Tensor, P: Tensor, factor?: Tensor | null): Promise<Tensor> {
-  const out = factor ? Tensor.runOp('quad_form', [x, mu, factor], { factor: true })[0] : Tensor.runOp('quad_form', [x, mu, P], { factor: false })[0];
+export async function quadForm(x: Tensor, mu: Tensor, P: Tensor, factor?: Tensor | null, normalize: 'mood' | 'none' = 'none'): Promise<Tensor> {
+  const attrs = { factor: !!factor, normalize, eps: 1e-10 };
+  const out = Tensor.runOp('quad_form', [x, mu, factor ?? P], attrs)[0];
   await out.ready();
   return out;
 }

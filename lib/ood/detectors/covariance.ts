@@ -25,7 +25,7 @@ import { tidy } from '../../scope';
 import { gram as linalgGram, pinv } from '../../linalg';
 import type { Orientation } from '../evaluation/types';
 import { FeatureDetector, precisionFactor, quadForm, rowBlock, type DetectorNeeds, type FeatureOptions, type ScoreInput } from './base';
-import { DetectorInputError, groupByClass, type CheckedMatrix } from './matrix';
+import { DetectorInputError, groupByClass, moodNormalize, type CheckedMatrix } from './matrix';
 
 /** numpy.linalg.pinv's default relative cutoff. */
 export const NUMPY_PINV_RCOND = 1e-15;
@@ -42,25 +42,36 @@ export function gram(c: Tensor): Tensor {
   return linalgGram(c);
 }
 
+/** How the rows reach the covariance ops: as they are, or cast and MOOD-normalised per chunk. */
+export interface RowPrep {
+  normalize?: 'mood' | 'none';
+  dtype?: 'float32' | 'float64';
+}
+
 /**
- * The mean (x.mean(0, keepdim)) and the Gram matrix of the centred rows, with Σ_k ‖x_k − μ‖⁴ and
- * Σ (x − μ)² (Ledoit-Wolf's β and trace): one native op over row chunks (syrk accumulated per chunk),
- * so no N x D centred copy is made.
+ * The mean and the Gram matrix of the centred rows, with Σ_k ‖x_k − μ‖⁴ and Σ (x − μ)² (Ledoit-Wolf's
+ * β and trace): one native op over row chunks (syrk accumulated per chunk), so no N x D centred (or
+ * normalised) copy is made.
  */
-function centredGram(x: Tensor): { mean: Tensor; gram: Tensor; beta: Tensor; trace: Tensor } {
-  const [mean, g, beta, trace] = Tensor.runOp('centered_gram', [x]);
+function centredGram(x: Tensor, prep: RowPrep = {}): { mean: Tensor; gram: Tensor; beta: Tensor; trace: Tensor } {
+  const [mean, g, beta, trace] = Tensor.runOp('centered_gram', [x], { normalize: prep.normalize ?? 'none', dtype: prep.dtype ?? x.dtype, eps: 1e-10 });
   return { mean, gram: g, beta, trace };
 }
 
 /** np.cov(x.T, bias=True) with the mean it used: centred Gram matrix over N. */
-export function biasedCov(x: Tensor): { mean: Tensor; cov: Tensor } {
+export function biasedCov(x: Tensor, prep: RowPrep = {}): { mean: Tensor; cov: Tensor } {
   const n = x.shape[0];
-  const { mean, gram: g, beta, trace } = centredGram(x);
+  const { mean, gram: g, beta, trace } = centredGram(x, prep);
   beta.dispose();
   trace.dispose();
   const cov = g.div(n);
   g.dispose();
   return { mean, cov };
+}
+
+/** RowPrep of a prepared matrix (float64 arithmetic, normalised in the ops when it is pending). */
+function prepOf(x: CheckedMatrix): RowPrep {
+  return { normalize: x.pending ?? 'none', dtype: x.dtype };
 }
 
 function indexOf(rows: Int32Array): Tensor {
@@ -88,15 +99,18 @@ export class MahalanobisDetector extends FeatureDetector {
   protected jsonOptions() {
     return { normalize: this.normalize };
   }
+  protected override normalizesInOps(): boolean {
+    return true;
+  }
   protected async fitFeatures(x: CheckedMatrix): Promise<void> {
-    const { mean, cov } = biasedCov(x.tensor);
+    const { mean, cov } = biasedCov(x.tensor, prepOf(x));
     this.setState('mean', mean);
     this.setState('precision', pinvSym(cov));
     await this.getState('precision').ready();
   }
   protected async scoreFeatures(x: CheckedMatrix): Promise<Tensor> {
     const P = this.getState('precision');
-    return quadForm(x.tensor, this.getState('mean'), P, await this.derived('precision_factor', () => precisionFactor(P)));
+    return quadForm(x.tensor, this.getState('mean'), P, await this.derived('precision_factor', () => precisionFactor(P)), x.pending);
   }
 }
 
@@ -253,14 +267,16 @@ export class RmdsDetector extends MdsDetector {
  * β uses Σ_ij (X²ᵀX²)_ij = Σ_k ‖x_k‖⁴ (O(N·D) instead of sklearn's O(N·D²) product); δ uses the same
  * centred Gram matrix as the covariance; all three come from one pass of `centered_gram`.
  */
-export async function ledoitWolf(x: Tensor): Promise<{ mean: Tensor; cov: Tensor; shrinkage: number }> {
+export async function ledoitWolf(x: Tensor, prep: RowPrep = {}): Promise<{ mean: Tensor; cov: Tensor; shrinkage: number }> {
   const [n, d] = x.shape;
   if (d === 1) {
-    const mean = x.mean(0, true);
-    const cov = tidy(() => x.sub(mean).square().mean().reshape([1, 1]));
-    return { mean, cov, shrinkage: 0 };
+    return tidy(() => {
+      const xs = prep.normalize === 'mood' ? moodNormalize(x, prep.dtype) : prep.dtype && prep.dtype !== x.dtype ? x.cast(prep.dtype) : x;
+      const mean = xs.mean(0, true);
+      return { mean, cov: xs.sub(mean).square().mean().reshape([1, 1]), shrinkage: 0 };
+    });
   }
-  const { mean, gram: gm, beta: beta_, trace } = centredGram(x);
+  const { mean, gram: gm, beta: beta_, trace } = centredGram(x, prep);
   const [betaRaw, traceSum, deltaRaw] = await Promise.all([beta_.item(), trace.item(), tidy(() => gm.square().sum()).item()]);
   beta_.dispose();
   trace.dispose();
@@ -301,8 +317,11 @@ export class GaussDetector extends FeatureDetector {
   protected jsonOptions() {
     return { normalize: this.normalize, log: this.log };
   }
+  protected override normalizesInOps(): boolean {
+    return true;
+  }
   protected async fitFeatures(x: CheckedMatrix): Promise<void> {
-    const lw = await ledoitWolf(x.tensor);
+    const lw = await ledoitWolf(x.tensor, prepOf(x));
     const P = pinvSym(lw.cov);
     lw.cov.dispose();
     this.setState('mean', lw.mean);
@@ -315,7 +334,7 @@ export class GaussDetector extends FeatureDetector {
   }
   protected async scoreFeatures(x: CheckedMatrix): Promise<Tensor> {
     const P = this.getState('precision');
-    const m = await quadForm(x.tensor, this.getState('mean'), P, await this.derived('precision_factor', () => precisionFactor(P)));
+    const m = await quadForm(x.tensor, this.getState('mean'), P, await this.derived('precision_factor', () => precisionFactor(P)), x.pending);
     const logp = m.mul(-0.5).add(this.values.log_k as number);
     m.dispose();
     if (this.log) return logp;

@@ -30,7 +30,13 @@ export interface CheckedMatrix {
   tensor: Tensor;
   rows: number;
   cols: number;
+  /** dtype of the arithmetic (the tensor's own, unless `pending` says it is still to be applied). */
   dtype: 'float32' | 'float64';
+  /**
+   * 'mood': `tensor` is the validated input as given; casting to `dtype` and MOOD's normalisation are
+   * left to the detector's native ops, which apply them chunk by chunk (no normalised N x D copy).
+   */
+  pending?: 'mood';
 }
 
 function checkFiniteArray(a: Float64Array | Float32Array, cols: number, what: string, caller: string): void {
