@@ -2,9 +2,12 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 #include <thread>
 
 #include "core/executor.h"
+#include "core/file_io.h"
 #include "core/ops.h"
 #include "core/runtime.h"
 #include "tests/test_harness.h"
@@ -120,3 +123,28 @@ MOOD_TEST(parse_device_errors) {
 }
 
 int main(int argc, char** argv) { return mood_test::run_all(argc, argv); }
+
+// read_storage splits large reads into chunks over helper threads: the bytes must land exactly
+// where a plain sequential read puts them, at an unaligned offset, for a size that is not a whole
+// number of chunks; a range past the end of the file is refused before any allocation.
+MOOD_TEST(read_storage_large_chunked_read_is_exact) {
+  const std::string path = "/tmp/mood_core_tests_read_storage.bin";
+  const int64_t offset = 4093, numel = (int64_t(23) << 20) / 8 + 5;  // > 5 chunks of 4 MiB
+  at::Tensor want = at::arange(numel, at::kLong) * 7 + 3;
+  {
+    std::ofstream f(path, std::ios::binary);
+    std::string pad(offset, 'x');
+    f.write(pad.data(), offset);
+    f.write(static_cast<const char*>(want.data_ptr()), numel * 8);
+  }
+  at::Tensor got = mood::read_storage(path, offset, numel, at::kLong);
+  CHECK(got.equal(want));
+  bool threw = false;
+  try {
+    mood::read_storage(path, offset + 8, numel, at::kLong);
+  } catch (const std::runtime_error& e) {
+    threw = std::string(e.what()).find("runs past the end of the file") != std::string::npos;
+  }
+  CHECK(threw);
+  std::remove(path.c_str());
+}
