@@ -65,8 +65,8 @@ export interface LoaderOptions {
   reprob?: number;
   /** Horizontal flip probability in training (default 0.5). */
   hflip?: number;
-  /** Evaluation of JPEG files: decode at a reduced DCT scale when the image is much larger than the
-   *  resize target (faster, no longer bit-identical to PIL; default false). */
+  /** Evaluation of JPEG files: decode at a reduced DCT scale (1/2, 1/4 or 1/8) when the image is at
+   *  least twice the resize target (faster, no longer bit-identical to PIL; default false). */
   fastDecode?: boolean;
   /** timm auto-augment for training, e.g. 'rand-m9-mstd0.5-inc1' (the reference's default); off when unset. */
   autoAugment?: string;

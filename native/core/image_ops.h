@@ -80,8 +80,8 @@ enum class DecodeStatus : int32_t {
 // Decodes JPEG (libjpeg-turbo) or PNG (libpng) bytes the way PIL's open(...).convert('RGB') sees them:
 // grey stays 1 plane (replicated later), palette -> RGB, alpha dropped, CMYK -> RGB with PIL's formula.
 // On failure returns the status and sets `message`.
-// `min_short` > 0 (opt-in fast path, not PIL-exact): JPEGs are decoded at the smallest DCT scale n/8
-// whose shorter side is still >= min_short.
+// `min_short` > 0 (opt-in fast path, not PIL-exact): JPEGs are decoded at the smallest DCT scale of
+// 1/8, 1/4, 1/2 whose shorter side is still >= min_short (full size when none is).
 DecodeStatus decode_image(const uint8_t* data, size_t size, Planar& out, std::string& message, int min_short = 0);
 
 // Partial JPEG decoding for transforms that keep only part of the image (center crop, random
