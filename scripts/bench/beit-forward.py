@@ -6,6 +6,7 @@ beit_base_patch16_224, per-block relative position bias, layer scale 0.1, mean p
 Run with Debian's torch:  OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 scripts/bench/beit-forward.py
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -53,7 +54,7 @@ def drop_path(x, p, training):
     if p == 0.0 or not training:
         return x
     keep = 1 - p
-    mask = (keep + torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype)).floor_()
+    mask = (keep + torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device)).floor_()
     return x.div(keep) * mask
 
 
@@ -93,12 +94,26 @@ class Beit(nn.Module):
         return self.head(self.fc_norm(x[:, 1:].mean(1)))
 
 
-def timed(fn, iters, min_seconds):
+CONFIGS = {  # the named configs of native/core/beit.cpp
+    "beit_base_patch16_224": dict(dim=768, depth=12, heads=12),
+    "beit_large_patch16_224": dict(dim=1024, depth=24, heads=16),
+}
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, iters, min_seconds, device="cpu"):
     fn()  # warm-up
+    fn()
+    sync(device)
     n, t0 = 0, time.perf_counter()
     while n < iters or time.perf_counter() - t0 < min_seconds:
         fn()
         n += 1
+    sync(device)
     return n, time.perf_counter() - t0
 
 
@@ -109,31 +124,47 @@ def main():
     ap.add_argument("--train-batch", type=int, default=4)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--min-seconds", type=float, default=0.0)
+    # GPU twin of native/tests/beit_step_bench.cpp (scripts/gpu-check.sh): same flags.
+    ap.add_argument("--model", default="beit_base_patch16_224", choices=sorted(CONFIGS))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
+    ap.add_argument("--train-only", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = Beit()
-    xe = torch.randn(a.eval_batch, 3, 224, 224)
-    xt = torch.randn(a.train_batch, 3, 224, 224)
-    yt = torch.arange(a.train_batch) % 1000
+    model = Beit(**CONFIGS[a.model]).to(a.device)
+    xe = torch.randn(a.eval_batch, 3, 224, 224, device=a.device)
+    xt = torch.randn(a.train_batch, 3, 224, 224, device=a.device)
+    yt = torch.arange(a.train_batch, device=a.device) % 1000
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.amp)
+
+    def amp():
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=a.device.split(":")[0], dtype=amp_dtype)
 
     model.eval()
 
     def eval_step():
-        with torch.no_grad():
+        with torch.no_grad(), amp():
             model(xe)
 
-    n_e, t_e = timed(eval_step, a.iters, a.min_seconds)
+    n_e, t_e = (0, 1.0) if a.train_only else timed(eval_step, a.iters, a.min_seconds, a.device)
     model.train()
 
     def train_step():
         for p in model.parameters():
             p.grad = None
-        F.cross_entropy(model(xt), yt).backward()
+        with amp():
+            loss = F.cross_entropy(model(xt).float(), yt)
+        loss.backward()
 
-    n_t, t_t = timed(train_step, a.iters, a.min_seconds)
+    n_t, t_t = timed(train_step, a.iters, a.min_seconds, a.device)
     print(json.dumps({
         "impl": "pytorch",
+        "model": a.model,
+        "device": a.device,
+        "amp": a.amp,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
