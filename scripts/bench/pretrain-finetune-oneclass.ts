@@ -19,10 +19,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { Beit, createModel } from '../../lib/models/beit';
-import { buildDataset, createLoader } from '../../lib/data';
-import type { ImageDataset } from '../../lib/data/types';
+import { buildDataset } from '../../lib/data';
 import { oneClassProtocol } from '../../lib/ood';
-import { Tensor } from '../../lib/tensor';
+import { features } from './pretrain-util';
 
 function args(name: string): string[] {
   const out: string[] = [];
@@ -32,22 +31,6 @@ function args(name: string): string[] {
   return out;
 }
 
-async function features(model: Beit, ds: ImageDataset): Promise<Tensor> {
-  const loader = createLoader(ds, { batchSize: 500, inputSize: 28 });
-  const parts: Tensor[] = [];
-  try {
-    for await (const b of loader) {
-      parts.push(model.forwardFeatures(b.images));
-      b.images.dispose();
-    }
-    const all = Tensor.cat(parts, 0);
-    await all.ready();
-    return all;
-  } finally {
-    for (const p of parts) p.dispose();
-    (loader as { dispose?: () => void }).dispose?.();
-  }
-}
 
 async function main(): Promise<void> {
   const ckpts = args('ckpt').map((s) => {

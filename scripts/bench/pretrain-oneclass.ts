@@ -16,35 +16,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { runPretrain, parsePretrainFlags } from '../../lib/pretrain';
 import { Beit, createModel } from '../../lib/models/beit';
-import { buildDataset, createLoader } from '../../lib/data';
+import { buildDataset } from '../../lib/data';
 import type { ImageDataset } from '../../lib/data/types';
 import { oneClassProtocol } from '../../lib/ood';
-import { Tensor } from '../../lib/tensor';
+import { arg, classList, features } from './pretrain-util';
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : dflt;
-}
 
-function classList(s: string): number[] {
-  return s.split(',').flatMap((p) => {
-    const [a, b] = p.split('-').map(Number);
-    return b === undefined ? [a] : Array.from({ length: b - a + 1 }, (_, i) => a + i);
-  });
-}
 
-async function features(model: Beit, ds: ImageDataset): Promise<Tensor> {
-  const loader = createLoader(ds, { batchSize: 500, inputSize: 28 });
-  const parts: Tensor[] = [];
-  for await (const b of loader) {
-    parts.push(model.forwardFeatures(b.images));
-    b.images.dispose();
-  }
-  const all = Tensor.cat(parts, 0);
-  await all.ready();
-  for (const p of parts) p.dispose();
-  return all;
-}
 
 async function main(): Promise<void> {
   const classes = classList(arg('classes', '0-9'));
