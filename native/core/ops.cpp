@@ -744,10 +744,17 @@ at::Tensor kmeans_pp_impl(const at::Tensor& x, const at::Tensor& xn2_t, int64_t 
   return at::tensor(ids, at::TensorOptions().dtype(at::kLong));
 }
 
-// sklearn's lloyd loop from given initial centres, one op per run: E-step as above (first minimum),
-// centre sums in double, empty clusters relocated to the farthest points, strict convergence on
-// unchanged labels, else the squared centre shift against `tol` (absolute); a last E-step gives the
-// inertia of the final centres.
+// sklearn's lloyd loop from given initial centres, one op per run: the labels of each E-step are
+// those of the brute-force E-step (nearest centre, first minimum, squared distances as above), the
+// centre sums are kept in double, empty clusters are relocated to the farthest points, and the loop
+// stops on unchanged labels (strict convergence) or when the squared centre shift is <= `tol`
+// (absolute); a last brute-force E-step gives the inertia of the final centres.
+//
+// After the first E-step most rows are settled by Hamerly's bounds instead of k distances: an upper
+// bound on the distance to the own centre and a lower bound on the second-nearest one, moved by
+// how far the centres moved. A row keeps its label only when the bounds separate by more than the
+// rounding of the distances can blur (see `margin`), so near-ties are always recomputed in full and
+// the labels stay the brute-force ones; the centre sums follow the rows that change.
 template <typename T>
 std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor& xn2_t, const at::Tensor& init, int64_t max_iter, double tol) {
   const int64_t n = x.size(0), d = x.size(1), kc = init.size(0);
@@ -755,49 +762,43 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
   const T* xn2 = xn2_t.data_ptr<T>();
   at::Tensor centres = init.contiguous().clone();
   std::vector<int64_t> labels(n), prev(n);
-  std::vector<T> d2(n, std::numeric_limits<T>::infinity());
-  auto assign = [&](const at::Tensor& c) {
-    at::Tensor cn2_t = c.square().sum(1).contiguous();
-    const T* cp = c.data_ptr<T>();
-    const T* cn2 = cn2_t.data_ptr<T>();
-    at::parallel_for(0, n, 512, [&](int64_t i0, int64_t i1) {
-      std::vector<T> ip(kc);
-      for (int64_t i = i0; i < i1; ++i) {
-        row_dots(xp + i * d, cp, kc, d, ip.data());
-        labels[i] = nearest_centre(xn2[i], cn2, ip.data(), kc, d2[i]);
-      }
-    });
+  std::vector<T> d2(n);
+  std::vector<double> upper(n), lower(n), last(static_cast<size_t>(kc * d));
+  const double xn2max = xn2_t.max().item<double>();
+  // Brute force for rows [i0, i1): labels, squared distance, both bounds.
+  auto full_rows = [&](const T* cp, const T* cn2, int64_t i0, int64_t i1) {
+    std::vector<T> ip(kc);
+    for (int64_t i = i0; i < i1; ++i) {
+      row_dots(xp + i * d, cp, kc, d, ip.data());
+      T second = std::numeric_limits<T>::infinity();
+      labels[i] = nearest_centre(xn2[i], cn2, ip.data(), kc, d2[i]);
+      for (int64_t j = 0; j < kc; ++j)
+        if (j != labels[i]) {
+          T v = (xn2[i] + cn2[j]) - ip[j] * static_cast<T>(2);
+          second = std::min(second, v < T(0) ? T(0) : v);
+        }
+      upper[i] = std::sqrt(static_cast<double>(d2[i]));
+      lower[i] = std::sqrt(static_cast<double>(second));
+    }
   };
-  // Per-chunk partial sums, reduced in chunk order: the result does not depend on the thread count.
   const int64_t chunk = 4096, nchunks = (n + chunk - 1) / chunk;
   std::vector<double> part(static_cast<size_t>(nchunks * kc * d));
   std::vector<int64_t> partc(static_cast<size_t>(nchunks * kc));
   std::vector<double> sums(static_cast<size_t>(kc * d));
   std::vector<int64_t> cnt(kc);
-  int64_t it = 0;
-  for (; it < max_iter; ++it) {
-    // E-step and the centre sums in one pass over x (each row is summed while it is in cache).
-    {
-      at::Tensor cn2_t = centres.square().sum(1).contiguous();
-      const T* cp = centres.data_ptr<T>();
-      const T* cn2 = cn2_t.data_ptr<T>();
-      at::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
-        std::vector<T> ip(kc);
-        for (int64_t q = q0; q < q1; ++q) {
-          double* ps = part.data() + q * kc * d;
-          int64_t* pc = partc.data() + q * kc;
-          std::fill(ps, ps + kc * d, 0.0);
-          std::fill(pc, pc + kc, 0);
-          for (int64_t i = q * chunk; i < std::min(n, (q + 1) * chunk); ++i) {
-            row_dots(xp + i * d, cp, kc, d, ip.data());
-            const int64_t arg = nearest_centre(xn2[i], cn2, ip.data(), kc, d2[i]);
-            labels[i] = arg;
-            add_row_f64(ps + arg * d, xp + i * d, d);
-            pc[arg] += 1;
-          }
+  auto recompute_sums = [&] {
+    at::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        double* ps = part.data() + q * kc * d;
+        int64_t* pc = partc.data() + q * kc;
+        std::fill(ps, ps + kc * d, 0.0);
+        std::fill(pc, pc + kc, 0);
+        for (int64_t i = q * chunk; i < std::min(n, (q + 1) * chunk); ++i) {
+          add_row_f64(ps + labels[i] * d, xp + i * d, d);
+          pc[labels[i]] += 1;
         }
-      });
-    }
+      }
+    });
     std::fill(sums.begin(), sums.end(), 0.0);
     std::fill(cnt.begin(), cnt.end(), 0);
     for (int64_t q = 0; q < nchunks; ++q) {
@@ -805,11 +806,96 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
       for (int64_t z = 0; z < kc * d; ++z) sums[z] += ps[z];
       for (int64_t c = 0; c < kc; ++c) cnt[c] += partc[q * kc + c];
     }
+  };
+  auto full_estep = [&](const T* cp, const T* cn2) {
+    at::parallel_for(0, n, 512, [&](int64_t i0, int64_t i1) { full_rows(cp, cn2, i0, i1); });
+  };
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> moves(nchunks);  // (row, old label) per chunk
+  bool full = true;
+  int64_t it = 0;
+  for (; it < max_iter; ++it) {
+    at::Tensor cn2_t = centres.square().sum(1).contiguous();
+    const T* cp = centres.data_ptr<T>();
+    const T* cn2 = cn2_t.data_ptr<T>();
+    bool changed = true;
+    if (full) {
+      prev = labels;
+      full_estep(cp, cn2);
+      recompute_sums();
+      changed = it == 0 || labels != prev;
+      full = false;
+    } else {
+      // Centre movement since the last E-step and half the distance to each centre's nearest other.
+      std::vector<double> move(kc), half(kc, std::numeric_limits<double>::infinity());
+      int64_t far = 0;
+      for (int64_t c = 0; c < kc; ++c) {
+        double m = 0;
+        for (int64_t f = 0; f < d; ++f) {
+          const double df = static_cast<double>(cp[c * d + f]) - last[c * d + f];
+          m += df * df;
+        }
+        move[c] = std::sqrt(m);
+        if (move[c] > move[far]) far = c;
+      }
+      double second_move = 0;
+      for (int64_t c = 0; c < kc; ++c)
+        if (c != far) second_move = std::max(second_move, move[c]);
+      for (int64_t a = 0; a < kc; ++a)
+        for (int64_t b = a + 1; b < kc; ++b) {
+          double m = 0;
+          for (int64_t f = 0; f < d; ++f) {
+            const double df = static_cast<double>(cp[a * d + f]) - static_cast<double>(cp[b * d + f]);
+            m += df * df;
+          }
+          half[a] = std::min(half[a], 0.5 * std::sqrt(m));
+          half[b] = std::min(half[b], 0.5 * std::sqrt(m));
+        }
+      // A squared distance (‖x‖² + ‖c‖²) − 2x·c carries an error below eps2 = 8u(‖x‖² + ‖c‖²), so its
+      // square root one below √eps2 (near zero) or eps2 / 2d: 2√eps2 covers both ends of a comparison.
+      const double unit = std::is_same<T, float>::value ? std::ldexp(1.0, -24) : std::ldexp(1.0, -53);
+      const double margin = 2 * std::sqrt(8 * unit * (xn2max + cn2_t.max().item<double>())) + 1e-30;
+      at::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
+        std::vector<T> ip(1);
+        for (int64_t q = q0; q < q1; ++q) {
+          moves[q].clear();
+          for (int64_t i = q * chunk; i < std::min(n, (q + 1) * chunk); ++i) {
+            const int64_t a = labels[i];
+            upper[i] += move[a];
+            lower[i] -= a == far ? second_move : move[far];
+            const double bound = std::max(half[a], lower[i]);
+            if (upper[i] + margin <= bound) continue;
+            row_dots(xp + i * d, cp + a * d, 1, d, ip.data());
+            const T v = (xn2[i] + cn2[a]) - ip[0] * static_cast<T>(2);
+            upper[i] = std::sqrt(static_cast<double>(v < T(0) ? T(0) : v));
+            if (upper[i] + margin <= bound) continue;
+            full_rows(cp, cn2, i, i + 1);
+            if (labels[i] != a) moves[q].emplace_back(i, a);
+          }
+        }
+      });
+      changed = false;
+      for (int64_t q = 0; q < nchunks; ++q)
+        for (auto& mv : moves[q]) {
+          const int64_t i = mv.first, from = mv.second, to = labels[i];
+          const T* xi = xp + i * d;
+          for (int64_t f = 0; f < d; ++f) {
+            sums[from * d + f] -= static_cast<double>(xi[f]);
+            sums[to * d + f] += static_cast<double>(xi[f]);
+          }
+          cnt[from] -= 1;
+          cnt[to] += 1;
+          changed = true;
+        }
+    }
+    for (int64_t z = 0; z < kc * d; ++z) last[z] = static_cast<double>(cp[z]);
     std::vector<int64_t> empty;
     for (int64_t c = 0; c < kc; ++c)
       if (cnt[c] == 0) empty.push_back(c);
     if (!empty.empty()) {
       // sklearn's _relocate_empty_clusters: the farthest points become the empty clusters' centres.
+      // Needs every row's exact distance: a brute-force E-step first (the same labels).
+      full_estep(cp, cn2);
+      recompute_sums();
       std::vector<int64_t> order(n);
       for (int64_t i = 0; i < n; ++i) order[i] = i;
       std::stable_sort(order.begin(), order.end(), [&](int64_t p, int64_t q) { return d2[p] > d2[q]; });
@@ -823,10 +909,10 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
         cnt[old] -= 1;
         cnt[c] = 1;
       }
+      full = true;  // the sums no longer follow the labels: the next E-step recomputes both
     }
     at::Tensor next = at::empty({kc, d}, x.options());
     T* np_ = next.data_ptr<T>();
-    const T* cp = centres.data_ptr<T>();
     double shift = 0;
     for (int64_t c = 0; c < kc; ++c)
       for (int64_t f = 0; f < d; ++f) {
@@ -834,15 +920,14 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
         const double df = static_cast<double>(np_[c * d + f]) - static_cast<double>(cp[c * d + f]);
         shift += df * df;
       }
-    const bool strict = it > 0 && labels == prev;
-    prev.swap(labels);
     centres = next;
-    if (strict || shift <= tol) {
+    if (!changed || shift <= tol) {
       ++it;
       break;
     }
   }
-  assign(centres);
+  at::Tensor cn2_t = centres.square().sum(1).contiguous();
+  full_estep(centres.data_ptr<T>(), cn2_t.data_ptr<T>());
   double inertia = 0;
   for (int64_t i = 0; i < n; ++i) inertia += static_cast<double>(d2[i]);
   return {centres, at::scalar_tensor(inertia, at::TensorOptions().dtype(at::kDouble)),

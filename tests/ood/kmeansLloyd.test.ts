@@ -1,0 +1,62 @@
+/**
+ * The native Lloyd loop (ops.cpp `kmeans_lloyd`, Hamerly's bounds after the first E-step) against
+ * sklearn's KMeans(algorithm='lloyd') started from the same centres on the same (centred, float64)
+ * data: same iteration count, inertia and centres. Clustered data so that most rows are settled by
+ * the bounds and only some are recomputed.
+ */
+import { describe, expect, it } from 'vitest';
+import { Tensor } from '../../lib/tensor';
+import { expectArrayClose, expectClose, haveSklearn, rng, runPython } from './helpers';
+
+const D = 24;
+const N = 3000;
+const K = 7;
+
+const SCRIPT = String.raw`
+import json, sys, os
+import numpy as np
+from sklearn.cluster import KMeans
+d = sys.argv[1]
+x = np.fromfile(os.path.join(d, 'x.bin'), dtype='<f8').reshape(-1, ${D})
+init = np.fromfile(os.path.join(d, 'init.bin'), dtype='<f8').reshape(-1, ${D})
+out = {}
+for max_iter in (300, 3):
+    km = KMeans(n_clusters=${K}, init=init, n_init=1, max_iter=max_iter, tol=1e-4, algorithm='lloyd').fit(x)
+    out[str(max_iter)] = dict(inertia=float(km.inertia_), n_iter=int(km.n_iter_), centres=km.cluster_centers_.ravel().tolist())
+out['tol'] = float(np.mean(np.var(x, axis=0)) * 1e-4)
+print(json.dumps(out))
+`;
+
+describe.skipIf(!haveSklearn())('kmeans_lloyd equals sklearn lloyd from the same initial centres', () => {
+  const r = rng(11);
+  const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  const centres = Array.from({ length: K + 2 }, () => Float64Array.from({ length: D }, () => 3 * gauss()));
+  const raw = new Float64Array(N * D);
+  for (let i = 0; i < N; i++) {
+    const c = centres[i % centres.length];
+    for (let f = 0; f < D; f++) raw[i * D + f] = c[f] + (0.5 + (i % 3) * 0.3) * gauss();
+  }
+  // Centred as kmeansFit centres the data; initial centres = rows 0..K-1 moved off (so it iterates).
+  const mean = new Float64Array(D);
+  for (let i = 0; i < N; i++) for (let f = 0; f < D; f++) mean[f] += raw[i * D + f] / N;
+  const x = raw.map((v, j) => v - mean[j % D]);
+  const init = new Float64Array(K * D);
+  for (let c = 0; c < K; c++) for (let f = 0; f < D; f++) init[c * D + f] = x[(c * 5) * D + f] + 0.7 * gauss();
+  const py = runPython<Record<string, { inertia: number; n_iter: number; centres: number[] }> & { tol: number }>(SCRIPT, { x, init });
+
+  it('same iterations, inertia and centres (converged, and stopped at max_iter = 3)', async () => {
+    const xt = Tensor.fromArray(x, [N, D]);
+    const xn2 = xt.square().sum(1);
+    const it0 = Tensor.fromArray(init, [K, D]);
+    for (const maxIter of [300, 3]) {
+      const ref = py[String(maxIter)];
+      const [c, inertia, iters] = Tensor.runOp('kmeans_lloyd', [xt, xn2, it0], { max_iter: maxIter, tol: py.tol });
+      expect(await iters.item()).toBe(ref.n_iter);
+      expectClose(await inertia.item(), ref.inertia, 1e-9, `inertia max_iter ${maxIter}`);
+      expectArrayClose((await c.data()) as Float64Array, ref.centres, 1e-9, `centres max_iter ${maxIter}`);
+      for (const t of [c, inertia, iters]) t.dispose();
+    }
+    expect(py['300'].n_iter).toBeGreaterThan(3);
+    for (const t of [xt, xn2, it0]) t.dispose();
+  });
+});
