@@ -504,8 +504,10 @@ bool jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, std::ve
   const size_t row = static_cast<size_t>(ow) * oc;
   buf.resize(static_cast<size_t>(rect[1] - first) * row);
   while (static_cast<int>(c.output_scanline) < rect[1]) {
-    JSAMPROW r = buf.data() + (c.output_scanline - first) * row;
-    if (jpeg_read_scanlines(&c, &r, 1) != 1) break;
+    JSAMPROW rows[16];  // several rows per call, straight into buf
+    const int y = static_cast<int>(c.output_scanline), k = std::min(16, rect[1] - y);
+    for (int i = 0; i < k; ++i) rows[i] = buf.data() + static_cast<size_t>(y + i - first) * row;
+    if (jpeg_read_scanlines(&c, rows, static_cast<JDIMENSION>(k)) == 0) break;
   }
   const bool complete = static_cast<int>(c.output_scanline) >= rect[1] && !src.truncated;
   jpeg_abort_decompress(&c);  // rows below the rectangle are never decoded
