@@ -147,4 +147,21 @@ np.stack(res).astype(np.float32).tofile(out)
       expect(maxAbsDiff(x, want.subarray(k * n, (k + 1) * n)), `${path.basename(jobs[k].file)} box ${jobs[k].box}`).toBeLessThanOrEqual(2e-6);
     });
   });
+
+  it('train batches (with erasing and RandAugment) are identical with 1 and 3 worker threads', async () => {
+    const run = async (workers: number): Promise<Float32Array[]> => {
+      const out: Float32Array[] = [];
+      const loader = createLoader(ds, { batchSize: 4, inputSize: 64, train: true, seed: 9, reprob: 0.5, autoAugment: 'rand-m9-mstd0.5-inc1', workers });
+      loader.setEpoch(1);
+      for await (const b of loader) {
+        out.push((await b.images.data()) as Float32Array);
+        b.images.dispose();
+      }
+      return out;
+    };
+    const one = await run(1);
+    const three = await run(3);
+    expect(three.length).toBe(one.length);
+    one.forEach((x, k) => expect(Buffer.compare(Buffer.from(x.buffer, x.byteOffset, x.byteLength), Buffer.from(three[k].buffer, three[k].byteOffset, three[k].byteLength))).toBe(0));
+  });
 });
