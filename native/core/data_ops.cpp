@@ -109,7 +109,6 @@ inline uint8_t luma(uint8_t r, uint8_t g, uint8_t b) { return static_cast<uint8_
 
 inline int pil_floor(double v) { return v < 0.0 ? static_cast<int>(std::floor(v)) : static_cast<int>(v); }
 
-// Image.transform(size, AFFINE, a, BICUBIC) with the fill colour: Geometry.c's generic transform.
 // The three channels of a pixel as doubles, (R, G) and (B, unused) in two SSE2 registers (GCC/Clang
 // vector extension): the channels go through the interpolation together. Each lane runs exactly the
 // scalar operations in the same order, so results are unchanged (no FMA on the baseline target).
@@ -122,6 +121,7 @@ inline Rgbd operator-(Rgbd x, Rgbd y) { return {x.rg - y.rg, x.bx - y.bx}; }
 inline Rgbd operator-(Rgbd x) { return {-x.rg, -x.bx}; }
 inline Rgbd operator*(double d, Rgbd x) { return {d * x.rg, d * x.bx}; }
 
+// Image.transform(size, AFFINE, a, BICUBIC) with the fill colour: Geometry.c's generic transform.
 void affine_bicubic(img::Planar& im, const double a[6], const uint8_t fill[3]) {
   const int W = im.w, H = im.h;
   const size_t n = static_cast<size_t>(W) * H;
@@ -492,10 +492,6 @@ void finish_sample(const img::Planar& geo, const TransformConfig& cfg, const dou
         }
   }
 }
-
-}  // namespace
-
-namespace {
 
 Geometry parse_geometry(const std::string& g) {
   if (g == "eval_small") return Geometry::kEvalSmall;

@@ -279,20 +279,6 @@ void pil_resize_bicubic(const Planar& in, int out_h, int out_w, Planar& out) {
   WindowResize(0, 0, in.h, in.w, out_h, out_w, 0, 0, out_h, out_w).run(PixelView::of(in), out.px.data());
 }
 
-void crop(const Planar& in, int top, int left, int h, int w, Planar& out) {
-  if (top < 0 || left < 0 || h <= 0 || w <= 0 || top + h > in.h || left + w > in.w)
-    throw std::invalid_argument("crop box (" + std::to_string(top) + ", " + std::to_string(left) + ", " + std::to_string(h) + ", " +
-                                std::to_string(w) + ") outside a " + std::to_string(in.h) + "x" + std::to_string(in.w) + " image");
-  out.c = in.c;
-  out.h = h;
-  out.w = w;
-  out.px.resize(static_cast<size_t>(in.c) * h * w);
-  for (int p = 0; p < in.c; ++p)
-    for (int y = 0; y < h; ++y)
-      std::memcpy(out.plane(p) + static_cast<size_t>(y) * w, in.plane(p) + static_cast<size_t>(y + top) * in.w + left, w);
-}
-
-
 // ---- decoding ---------------------------------------------------------------
 
 namespace {

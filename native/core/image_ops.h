@@ -65,8 +65,6 @@ struct WindowResize {
   void run(const PixelView& src, uint8_t* out) const;
 };
 
-// Copies rows [top, top+h) x cols [left, left+w) (inside the image).
-void crop(const Planar& in, int top, int left, int h, int w, Planar& out);
 
 // Outcome of decoding one file.
 enum class DecodeStatus : int32_t {
