@@ -241,82 +241,203 @@ at::Tensor gram(const at::Tensor& x_in) {
 
 constexpr int64_t kChunkRows = 2048;
 
-// Row normalisation of one chunk, cast to `dtype` first: "mood" is f / (‖f‖ + eps)
-// (eval_with_features.py), "unit" is sklearn's normalize (zero rows stay zero), "none" only casts.
-// The torch arithmetic of casting the whole matrix and normalising it, per chunk.
-at::Tensor normalize_chunk(const at::Tensor& x, at::ScalarType dtype, const std::string& mode, double eps) {
-  at::Tensor xc = x.to(dtype);
-  if (mode == "none") return xc;
-  at::Tensor nrm = at::linalg_vector_norm(xc, 2.0, at::IntArrayRef{1}, true);
-  if (mode == "mood") return xc.div(nrm.add(eps));
-  return xc.div(nrm.add(nrm.eq(0).to(dtype)));
+// dst += x (float32 or float64 row into a float64 accumulator).
+MOOD_SIMD_CLONES
+void add_row_f64(double* dst, const float* x, int64_t d) {
+  for (int64_t f = 0; f < d; ++f) dst[f] += static_cast<double>(x[f]);
 }
+MOOD_SIMD_CLONES
+void add_row_f64(double* dst, const double* x, int64_t d) {
+  for (int64_t f = 0; f < d; ++f) dst[f] += x[f];
+}
+
+// ---- row preparation: cast, normalise, centre -------------------------------------------------
+//
+// normalize "mood": f / (‖f‖ + eps) (eval_with_features.py); "unit": sklearn's normalize (zero rows stay
+// zero); "none": only the cast. Written as plain loops into buffers allocated once: per-chunk torch
+// temporaries of this size cost more in fresh pages (page faults) than the arithmetic.
 
 void check_normalize_mode(const char* op, const std::string& mode) {
-  TORCH_CHECK(mode == "mood" || mode == "unit" || mode == "none", op, ": normalize must be 'mood', 'unit' or 'none', got '", mode, "'");
+  TORCH_CHECK(mode == "mood" || mode == "unit" || mode == "none", op, ": normalize must be 'mood', 'unit' or 'none', got '", mode,
+              "'");
 }
 
-// Rows normalised chunk by chunk into a new tensor of `dtype`, without full-size temporaries.
+enum class RowNorm { kNone, kMood, kUnit };
+
+RowNorm row_norm_mode(const std::string& mode) { return mode == "mood" ? RowNorm::kMood : mode == "unit" ? RowNorm::kUnit : RowNorm::kNone; }
+
+MOOD_SIMD_CLONES
+double sum_sq(const float* x, int64_t d) {
+  double s[8] = {0};
+  int64_t f = 0;
+  for (; f + 8 <= d; f += 8)
+    for (int q = 0; q < 8; ++q) s[q] += static_cast<double>(x[f + q]) * x[f + q];
+  double r = 0;
+  for (; f < d; ++f) r += static_cast<double>(x[f]) * x[f];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + r;
+}
+MOOD_SIMD_CLONES
+double sum_sq(const double* x, int64_t d) {
+  double s[8] = {0};
+  int64_t f = 0;
+  for (; f + 8 <= d; f += 8)
+    for (int q = 0; q < 8; ++q) s[q] += x[f + q] * x[f + q];
+  double r = 0;
+  for (; f < d; ++f) r += x[f] * x[f];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + r;
+}
+
+// The divisor of a row under `mode` (1 for none).
+template <typename TI>
+double row_divisor(const TI* x, int64_t d, RowNorm mode, double eps) {
+  if (mode == RowNorm::kNone) return 1.0;
+  const double nrm = std::sqrt(sum_sq(x, d));
+  return mode == RowNorm::kMood ? nrm + eps : (nrm == 0 ? 1.0 : nrm);
+}
+
+// out = x / div − mean (mean may be null), in TO.
+MOOD_SIMD_CLONES
+void prep_row(double* out, const float* x, double div, const double* mean, int64_t d) {
+  if (mean)
+    for (int64_t f = 0; f < d; ++f) out[f] = static_cast<double>(x[f]) / div - mean[f];
+  else
+    for (int64_t f = 0; f < d; ++f) out[f] = static_cast<double>(x[f]) / div;
+}
+MOOD_SIMD_CLONES
+void prep_row(double* out, const double* x, double div, const double* mean, int64_t d) {
+  if (mean)
+    for (int64_t f = 0; f < d; ++f) out[f] = x[f] / div - mean[f];
+  else
+    for (int64_t f = 0; f < d; ++f) out[f] = x[f] / div;
+}
+void prep_row(float* out, const float* x, double div, const double* mean, int64_t d) {
+  const float dv = static_cast<float>(div);
+  for (int64_t f = 0; f < d; ++f) out[f] = static_cast<float>(x[f] / dv - (mean ? static_cast<float>(mean[f]) : 0.f));
+}
+void prep_row(float* out, const double* x, double div, const double* mean, int64_t d) {
+  for (int64_t f = 0; f < d; ++f) out[f] = static_cast<float>(x[f] / div - (mean ? mean[f] : 0.0));
+}
+
+// Rows [r0, r1) of x prepared into buf (row-major, d columns), rows in parallel.
+template <typename TO>
+void prep_rows(const at::Tensor& x, int64_t r0, int64_t r1, TO* buf, RowNorm mode, double eps, const double* mean) {
+  const int64_t d = x.size(1);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "prep_rows", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    at::parallel_for(r0, r1, 64, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) prep_row(buf + (i - r0) * d, xp + i * d, row_divisor(xp + i * d, d, mode, eps), mean, d);
+    });
+  });
+}
+
+constexpr int64_t kPrepRows = 4096;
+
+// Rows normalised into a new tensor of `dtype`.
 at::Tensor row_normalize(const at::Tensor& x_in, at::ScalarType dtype, const std::string& mode, double eps) {
   TORCH_CHECK(x_in.dim() == 2, "row_normalize expects a 2-D tensor, got ", x_in.dim(), "-D");
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "row_normalize: float32 or float64 output");
   check_normalize_mode("row_normalize", mode);
   at::Tensor x = x_in.contiguous();
-  const int64_t n = x.size(0);
+  if (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble) x = x.to(dtype);
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(dtype));
-  for (int64_t s = 0; s < n; s += kChunkRows) {
-    const int64_t e = std::min(n, s + kChunkRows);
-    out.slice(0, s, e).copy_(normalize_chunk(x.slice(0, s, e), dtype, mode, eps));
-  }
+  if (dtype == at::kDouble) prep_rows(x, 0, x.size(0), out.data_ptr<double>(), row_norm_mode(mode), eps, nullptr);
+  else prep_rows(x, 0, x.size(0), out.data_ptr<float>(), row_norm_mode(mode), eps, nullptr);
   return out;
 }
 
-// np.cov(x.T, bias=True)·N of the rows normalised as `normalize_chunk` does, in `dtype`, without an
-// N x D copy: one pass for the mean, one for syrk over centred row chunks. Also Σ_k ‖c_k‖⁴ and Σ c²
-// (Ledoit-Wolf's β and trace). Returns the mean (1 x D), the Gram matrix, β and the trace.
-std::vector<at::Tensor> centered_gram(const at::Tensor& x_in, at::ScalarType dtype, const std::string& mode, double eps) {
-  TORCH_CHECK(x_in.dim() == 2, "centered_gram expects a 2-D tensor, got ", x_in.dim(), "-D");
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "centered_gram: float32 or float64");
-  check_normalize_mode("centered_gram", mode);
-  at::Tensor x = x_in.contiguous();
-  const int64_t n = x.size(0), d = x.size(1);
-  TORCH_CHECK(n > 0 && d > 0, "centered_gram: empty matrix");
-  auto chunk = [&](int64_t s) { return normalize_chunk(x.slice(0, s, std::min(n, s + kChunkRows)), dtype, mode, eps); };
-  at::Tensor sum = at::zeros({1, d}, x.options().dtype(dtype));
-  for (int64_t s = 0; s < n; s += kChunkRows) sum.add_(chunk(s).sum(0, true));
-  at::Tensor mean = sum.div(n);
-  at::Tensor acc = at::zeros({d, d}, x.options().dtype(dtype));
-  double beta = 0, trace = 0;
-  for (int64_t s = 0; s < n; s += kChunkRows) {
-    at::Tensor c = chunk(s).sub(mean).contiguous();
-    syrk_acc(c, acc, s > 0);
-    at::Tensor rn = c.square().sum(1);
-    beta += rn.square().sum().item<double>();
-    trace += rn.sum().item<double>();
-  }
-  auto opts = at::TensorOptions().dtype(at::kDouble);
-  return {mean, mirror_upper(acc), at::scalar_tensor(beta, opts), at::scalar_tensor(trace, opts)};
+// Mean of the prepared rows (double, summed per fixed chunk so the result does not depend on threads).
+std::vector<double> prepared_mean(const at::Tensor& x, RowNorm mode, double eps) {
+  const int64_t n = x.size(0), d = x.size(1), nchunks = (n + kPrepRows - 1) / kPrepRows;
+  std::vector<double> part(static_cast<size_t>(nchunks * d), 0.0), mean(d, 0.0);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "prepared_mean", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    at::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
+      std::vector<double> row(d);
+      for (int64_t q = q0; q < q1; ++q)
+        for (int64_t i = q * kPrepRows; i < std::min(n, (q + 1) * kPrepRows); ++i) {
+          prep_row(row.data(), xp + i * d, row_divisor(xp + i * d, d, mode, eps), nullptr, d);
+          add_row_f64(part.data() + q * d, row.data(), d);
+        }
+    });
+  });
+  for (int64_t q = 0; q < nchunks; ++q) add_row_f64(mean.data(), part.data() + q * d, d);
+  for (auto& m : mean) m /= static_cast<double>(n);
+  return mean;
 }
 
-// (x−μ)ᵀ F (x−μ) per row of x normalised as `normalize_chunk` does (in μ's dtype). `factor`: F is
-// the lower Cholesky factor L of the precision (score = ‖(x−μ)L‖², a trmm: half a gemm's flops); else
-// F is the precision itself ((x−μ)F·(x−μ), a gemm).
-at::Tensor quad_form(const at::Tensor& x_in, const at::Tensor& mu, const at::Tensor& F_in, bool factor, const std::string& mode, double eps) {
-  TORCH_CHECK(x_in.dim() == 2 && F_in.dim() == 2 && F_in.size(0) == F_in.size(1) && F_in.size(0) == x_in.size(1),
+// np.cov(x.T, bias=True)·N of the prepared rows, in float64, without an N x D copy: one pass for the
+// mean, one filling a chunk buffer with centred rows for syrk. Also Σ_k ‖c_k‖⁴ and Σ c² (Ledoit-Wolf's
+// β and trace). Returns the mean (1 x D), the Gram matrix, β and the trace.
+std::vector<at::Tensor> centered_gram(const at::Tensor& x_in, at::ScalarType dtype, const std::string& mode, double eps) {
+  TORCH_CHECK(x_in.dim() == 2, "centered_gram expects a 2-D tensor, got ", x_in.dim(), "-D");
+  TORCH_CHECK(dtype == at::kDouble, "centered_gram: float64 arithmetic only (as np.cov)");
+  check_normalize_mode("centered_gram", mode);
+  at::Tensor x = x_in.contiguous();
+  if (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble) x = x.to(at::kDouble);
+  const int64_t n = x.size(0), d = x.size(1);
+  TORCH_CHECK(n > 0 && d > 0, "centered_gram: empty matrix");
+  const RowNorm rm = row_norm_mode(mode);
+  std::vector<double> mean = prepared_mean(x, rm, eps);
+  auto opts = at::TensorOptions().dtype(at::kDouble);
+  at::Tensor acc = at::zeros({d, d}, opts);
+  at::Tensor buf = at::empty({std::min(n, kPrepRows), d}, opts);
+  double* bp = buf.data_ptr<double>();
+  double beta = 0, trace = 0;
+  for (int64_t s = 0; s < n; s += kPrepRows) {
+    const int64_t e = std::min(n, s + kPrepRows);
+    prep_rows(x, s, e, bp, rm, eps, mean.data());
+    syrk_acc(buf.slice(0, 0, e - s), acc, s > 0);
+    for (int64_t i = 0; i < e - s; ++i) {
+      const double rn = sum_sq(bp + i * d, d);
+      beta += rn * rn;
+      trace += rn;
+    }
+  }
+  at::Tensor mean_t = at::empty({1, d}, opts);
+  std::copy(mean.begin(), mean.end(), mean_t.data_ptr<double>());
+  return {mean_t, mirror_upper(acc), at::scalar_tensor(beta, opts), at::scalar_tensor(trace, opts)};
+}
+
+// (x−μ)ᵀ F (x−μ) per prepared row of x, in float64. `factor`: F is the lower Cholesky factor L of the
+// precision (score = ‖(x−μ)L‖², a trmm: half a gemm's flops); else F is the precision itself
+// ((x−μ)F·(x−μ), a gemm).
+at::Tensor quad_form(const at::Tensor& x_in, const at::Tensor& mu_in, const at::Tensor& F_in, bool factor, const std::string& mode, double eps) {
+  TORCH_CHECK(x_in.dim() == 2 && F_in.dim() == 2 && F_in.size(0) == F_in.size(1) && F_in.size(0) == x_in.size(1) &&
+                  mu_in.numel() == x_in.size(1),
               "quad_form: x (N x D), mu (1 x D or D) and a D x D matrix expected");
   check_normalize_mode("quad_form", mode);
-  const at::ScalarType dtype = mu.scalar_type();
+  auto opts = at::TensorOptions().dtype(at::kDouble);
   at::Tensor x = x_in.contiguous();
-  at::Tensor F = F_in.to(dtype).contiguous();
-  const int64_t n = x.size(0);
-  at::Tensor out = at::empty({n}, x.options().dtype(dtype));
-  for (int64_t s = 0; s < n; s += kChunkRows) {
-    const int64_t e = std::min(n, s + kChunkRows);
-    at::Tensor c = normalize_chunk(x.slice(0, s, e), dtype, mode, eps).sub(mu).contiguous();
+  if (x.scalar_type() != at::kFloat && x.scalar_type() != at::kDouble) x = x.to(at::kDouble);
+  at::Tensor mu = mu_in.to(at::kDouble).contiguous().reshape({-1});
+  at::Tensor F = F_in.to(at::kDouble).contiguous();
+  const int64_t n = x.size(0), d = x.size(1);
+  at::Tensor out = at::empty({n}, opts);
+  double* op = out.data_ptr<double>();
+  at::Tensor buf = at::empty({std::min(n, kPrepRows), d}, opts);
+  at::Tensor prod = factor ? at::Tensor() : at::empty({std::min(n, kPrepRows), d}, opts);
+  double* bp = buf.data_ptr<double>();
+  const RowNorm rm = row_norm_mode(mode);
+  for (int64_t s = 0; s < n; s += kPrepRows) {
+    const int64_t e = std::min(n, s + kPrepRows), rows = e - s;
+    prep_rows(x, s, e, bp, rm, eps, mu.data_ptr<double>());
+    at::Tensor c = buf.slice(0, 0, rows);
     if (factor) {
       trmm_rows_lower(c, F);
-      out.slice(0, s, e).copy_(c.square().sum(1));
+      at::parallel_for(0, rows, 64, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) op[s + i] = sum_sq(bp + i * d, d);
+      });
     } else {
-      out.slice(0, s, e).copy_(c.matmul(F).mul(c).sum(1));
+      at::Tensor pr = prod.slice(0, 0, rows);
+      at::mm_out(pr, c, F);
+      const double* pp = pr.data_ptr<double>();
+      at::parallel_for(0, rows, 64, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          double acc = 0;
+          for (int64_t f = 0; f < d; ++f) acc += pp[i * d + f] * bp[i * d + f];
+          op[s + i] = acc;
+        }
+      });
     }
   }
   return out;
@@ -451,7 +572,8 @@ at::Tensor nn_scan_impl(const at::Tensor& x, const at::Tensor& t, bool knn, int6
   }
   at::Tensor out = at::empty({nt}, x.options());
   T* op = out.data_ptr<T>();
-  for (int64_t r0 = 0; r0 < nt; r0 += bt) {
+  // One block of test rows against all train tiles, then its selection.
+  auto block = [&](int64_t r0) {
     const int64_t r1 = std::min(nt, r0 + bt), rows = r1 - r0;
     at::Tensor xb = x.slice(0, r0, r1);
     at::Tensor xs = screen ? xb.to(at::kBFloat16) : xb;
@@ -541,6 +663,17 @@ at::Tensor nn_scan_impl(const at::Tensor& x, const at::Tensor& t, bool knn, int6
         }
       }
     });
+  };
+  const int64_t nblocks = (nt + bt - 1) / bt;
+  if (screen) {
+    // Row blocks in parallel, each thread with its own single-threaded bf16 gemm (oneDNN runs
+    // sequentially inside a parallel region): one synchronisation for the whole scan instead of two
+    // per tile, which matters on a loaded machine. (The OpenBLAS float path keeps its own threads.)
+    at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t q = b0; q < b1; ++q) block(q * bt);
+    });
+  } else {
+    for (int64_t q = 0; q < nblocks; ++q) block(q * bt);
   }
   return out;
 }
@@ -625,16 +758,6 @@ void row_dots_f32(const float* x, const float* c, int64_t k, int64_t d, float* o
       for (int q = 0; q < w; ++q) s[q] += s[q + w];
     out[j] = s[0] + r;
   }
-}
-
-// dst += x (float32 or float64 row into a float64 accumulator).
-MOOD_SIMD_CLONES
-void add_row_f64(double* dst, const float* x, int64_t d) {
-  for (int64_t f = 0; f < d; ++f) dst[f] += static_cast<double>(x[f]);
-}
-MOOD_SIMD_CLONES
-void add_row_f64(double* dst, const double* x, int64_t d) {
-  for (int64_t f = 0; f < d; ++f) dst[f] += x[f];
 }
 
 MOOD_SIMD_CLONES

@@ -42,7 +42,7 @@ export function gram(c: Tensor): Tensor {
   return linalgGram(c);
 }
 
-/** How the rows reach the covariance ops: as they are, or cast and MOOD-normalised per chunk. */
+/** How the rows reach the covariance ops (float64 arithmetic, as np.cov): as they are, or MOOD-normalised on the way. */
 export interface RowPrep {
   normalize?: 'mood' | 'none';
   dtype?: 'float32' | 'float64';
@@ -54,7 +54,7 @@ export interface RowPrep {
  * normalised) copy is made.
  */
 function centredGram(x: Tensor, prep: RowPrep = {}): { mean: Tensor; gram: Tensor; beta: Tensor; trace: Tensor } {
-  const [mean, g, beta, trace] = Tensor.runOp('centered_gram', [x], { normalize: prep.normalize ?? 'none', dtype: prep.dtype ?? x.dtype, eps: 1e-10 });
+  const [mean, g, beta, trace] = Tensor.runOp('centered_gram', [x], { normalize: prep.normalize ?? 'none', dtype: 'float64', eps: 1e-10 });
   return { mean, gram: g, beta, trace };
 }
 
