@@ -32,14 +32,6 @@ struct SplitMix {
 // Python's round(): half to even (the default FE_TONEAREST mode of nearbyint).
 inline int py_round(double x) { return static_cast<int>(std::nearbyint(x)); }
 
-void flip_h(img::Planar& p) {
-  for (int c = 0; c < p.c; ++c)
-    for (int y = 0; y < p.h; ++y) {
-      uint8_t* r = p.plane(c) + static_cast<size_t>(y) * p.w;
-      std::reverse(r, r + p.w);
-    }
-}
-
 }  // namespace
 
 void rrc_box(int img_h, int img_w, const double* plan, int box[4]) {
@@ -446,19 +438,23 @@ namespace {
 void finish_sample(const img::Planar& geo, const TransformConfig& cfg, const double* plan, float* out) {
   const int S = cfg.size;
   const img::Planar* cur = &geo;
-  img::Planar flipped;
-  if (plan && plan[kFlip] != 0) {
-    flipped = *cur;
-    flip_h(flipped);
-    cur = &flipped;
-  }
-  img::Planar ra;
+  // The flip is folded into the next copy (into the RandAugment buffer, or the normalisation).
+  bool flip = plan && plan[kFlip] != 0;
+  const int W = cur->w;
   const int nra = plan ? static_cast<int>(plan[kRaCount]) : 0;
   if (nra > 0) {
     if (nra > kRaMaxOps) throw std::invalid_argument("transform: too many RandAugment ops in the plan");
-    ra.c = 3, ra.h = cur->h, ra.w = cur->w;
-    ra.px.resize(static_cast<size_t>(3) * ra.h * ra.w);
-    for (int c = 0; c < 3; ++c) std::memcpy(ra.plane(c), cur->plane(cur->c == 1 ? 0 : c), static_cast<size_t>(ra.h) * ra.w);
+    thread_local img::Planar ra;
+    ra.c = 3, ra.h = cur->h, ra.w = W;
+    ra.px.resize(static_cast<size_t>(3) * ra.h * W);
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < ra.h; ++y) {
+        const uint8_t* r = cur->plane(cur->c == 1 ? 0 : c) + static_cast<size_t>(y) * W;
+        uint8_t* d = ra.plane(c) + static_cast<size_t>(y) * W;
+        if (flip) std::reverse_copy(r, r + W, d);
+        else std::memcpy(d, r, W);
+      }
+    flip = false;
     for (int k = 0; k < nra; ++k) {
       const int op = static_cast<int>(plan[kRaOps + 2 * k]);
       if (op >= 0) rand_augment_op(ra, op, plan[kRaOps + 2 * k + 1], cfg.fill);
@@ -474,7 +470,15 @@ void finish_sample(const img::Planar& geo, const TransformConfig& cfg, const dou
     const float m = cfg.mean[c], s = cfg.std[c];
     float lut[256];
     for (int v = 0; v < 256; ++v) lut[v] = (static_cast<float>(v) / 255.0f - m) / s;
-    for (size_t i = 0; i < n; ++i) o[i] = lut[p[i]];
+    if (!flip) {
+      for (size_t i = 0; i < n; ++i) o[i] = lut[p[i]];
+      continue;
+    }
+    for (int y = 0; y < S; ++y) {
+      const uint8_t* r = p + static_cast<size_t>(y) * W;
+      float* d = o + static_cast<size_t>(y) * S;
+      for (int x = 0; x < S; ++x) d[x] = lut[r[W - 1 - x]];
+    }
   }
   // timm RandomErasing, mode 'pixel': N(0, 1) per pixel and channel inside the box.
   if (plan && plan[kEraseH] > 0) {
