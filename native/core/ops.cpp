@@ -266,26 +266,24 @@ enum class RowNorm { kNone, kMood, kUnit };
 
 RowNorm row_norm_mode(const std::string& mode) { return mode == "mood" ? RowNorm::kMood : mode == "unit" ? RowNorm::kUnit : RowNorm::kNone; }
 
-MOOD_SIMD_CLONES
-double sum_sq(const float* x, int64_t d) {
-  double s[8] = {0};
-  int64_t f = 0;
-  for (; f + 8 <= d; f += 8)
-    for (int q = 0; q < 8; ++q) s[q] += static_cast<double>(x[f + q]) * x[f + q];
+// Σ a_i b_i accumulated in double (8 partial sums): inlined into the SIMD clones below.
+template <typename TA>
+__attribute__((always_inline)) inline double dot_f64acc_impl(const TA* a, const TA* b, int64_t d) {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8)
+    for (int q = 0; q < 8; ++q) s[q] += static_cast<double>(a[i + q]) * static_cast<double>(b[i + q]);
   double r = 0;
-  for (; f < d; ++f) r += static_cast<double>(x[f]) * x[f];
+  for (; i < d; ++i) r += static_cast<double>(a[i]) * static_cast<double>(b[i]);
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + r;
 }
+
 MOOD_SIMD_CLONES
-double sum_sq(const double* x, int64_t d) {
-  double s[8] = {0};
-  int64_t f = 0;
-  for (; f + 8 <= d; f += 8)
-    for (int q = 0; q < 8; ++q) s[q] += x[f + q] * x[f + q];
-  double r = 0;
-  for (; f < d; ++f) r += x[f] * x[f];
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + r;
-}
+double dot_f64acc(const float* a, const float* b, int64_t d) { return dot_f64acc_impl(a, b, d); }
+MOOD_SIMD_CLONES
+double dot_f64acc(const double* a, const double* b, int64_t d) { return dot_f64acc_impl(a, b, d); }
+inline double sum_sq(const float* x, int64_t d) { return dot_f64acc(x, x, d); }
+inline double sum_sq(const double* x, int64_t d) { return dot_f64acc(x, x, d); }
 
 // The divisor of a row under `mode` (1 for none).
 template <typename TI>
@@ -318,15 +316,19 @@ void prep_row(float* out, const double* x, double div, const double* mean, int64
   for (int64_t f = 0; f < d; ++f) out[f] = static_cast<float>(x[f] / div - (mean ? mean[f] : 0.0));
 }
 
-// Rows [r0, r1) of x prepared into buf (row-major, d columns), rows in parallel.
+// Rows [r0, r1) of x prepared into buf (row-major, d columns); rows in parallel unless `serial`.
+// Serial where the chunk alternates with an OpenBLAS call: OpenBLAS's pthread workers spin for a
+// while after each call, and OpenMP workers started in between would compete with them for the cores.
 template <typename TO>
-void prep_rows(const at::Tensor& x, int64_t r0, int64_t r1, TO* buf, RowNorm mode, double eps, const double* mean) {
+void prep_rows(const at::Tensor& x, int64_t r0, int64_t r1, TO* buf, RowNorm mode, double eps, const double* mean, bool serial = false) {
   const int64_t d = x.size(1);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "prep_rows", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
-    at::parallel_for(r0, r1, 64, [&](int64_t i0, int64_t i1) {
+    auto rows = [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) prep_row(buf + (i - r0) * d, xp + i * d, row_divisor(xp + i * d, d, mode, eps), mean, d);
-    });
+    };
+    if (serial) rows(r0, r1);
+    else at::parallel_for(r0, r1, 64, rows);
   });
 }
 
@@ -385,7 +387,7 @@ std::vector<at::Tensor> centered_gram(const at::Tensor& x_in, at::ScalarType dty
   double beta = 0, trace = 0;
   for (int64_t s = 0; s < n; s += kPrepRows) {
     const int64_t e = std::min(n, s + kPrepRows);
-    prep_rows(x, s, e, bp, rm, eps, mean.data());
+    prep_rows(x, s, e, bp, rm, eps, mean.data(), true);
     syrk_acc(buf.slice(0, 0, e - s), acc, s > 0);
     for (int64_t i = 0; i < e - s; ++i) {
       const double rn = sum_sq(bp + i * d, d);
@@ -420,24 +422,16 @@ at::Tensor quad_form(const at::Tensor& x_in, const at::Tensor& mu_in, const at::
   const RowNorm rm = row_norm_mode(mode);
   for (int64_t s = 0; s < n; s += kPrepRows) {
     const int64_t e = std::min(n, s + kPrepRows), rows = e - s;
-    prep_rows(x, s, e, bp, rm, eps, mu.data_ptr<double>());
+    prep_rows(x, s, e, bp, rm, eps, mu.data_ptr<double>(), true);
     at::Tensor c = buf.slice(0, 0, rows);
     if (factor) {
       trmm_rows_lower(c, F);
-      at::parallel_for(0, rows, 64, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) op[s + i] = sum_sq(bp + i * d, d);
-      });
+      for (int64_t i = 0; i < rows; ++i) op[s + i] = sum_sq(bp + i * d, d);
     } else {
       at::Tensor pr = prod.slice(0, 0, rows);
       at::mm_out(pr, c, F);
       const double* pp = pr.data_ptr<double>();
-      at::parallel_for(0, rows, 64, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-          double acc = 0;
-          for (int64_t f = 0; f < d; ++f) acc += pp[i * d + f] * bp[i * d + f];
-          op[s + i] = acc;
-        }
-      });
+      for (int64_t i = 0; i < rows; ++i) op[s + i] = dot_f64acc(pp + i * d, bp + i * d, d);
     }
   }
   return out;
@@ -486,18 +480,6 @@ void sel_compact(RowSel& s, int64_t k, bool screen) {
   if (screen) s.hi.resize(w);
   s.j.resize(w);
   if (w * 2 > s.cap) s.cap *= 2;  // many values inside the window: grow rather than reselect often
-}
-
-// Σ a_i b_i of float32 vectors accumulated in double (8 partial sums); an AVX2 clone where GCC can.
-MOOD_SIMD_CLONES
-double dot_f32_f64acc(const float* a, const float* b, int64_t d) {
-  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= d; i += 8)
-    for (int q = 0; q < 8; ++q) s[q] += static_cast<double>(a[i + q]) * static_cast<double>(b[i + q]);
-  double r = 0;
-  for (; i < d; ++i) r += static_cast<double>(a[i]) * static_cast<double>(b[i]);
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + r;
 }
 
 bool cpu_has_bf16_dot() {
@@ -649,7 +631,7 @@ at::Tensor nn_scan_impl(const at::Tensor& x, const at::Tensor& t, bool knn, int6
           for (size_t q = 0; q < s.lo.size(); ++q)
             if (s.lo[q] <= lim) {
               const int64_t j = s.j[q];
-              exact.push_back(a * static_cast<double>(tn2p[j]) - b * dot_f32_f64acc(xi, reinterpret_cast<const float*>(tp) + j * d, d));
+              exact.push_back(a * static_cast<double>(tn2p[j]) - b * dot_f64acc(xi, reinterpret_cast<const float*>(tp) + j * d, d));
             }
           kth = kth_smallest(exact, k);
         } else {
@@ -711,6 +693,20 @@ at::Tensor nn_scan(const at::Tensor& x_in, const at::Tensor& t_in, const OpArgs&
 // product (50k x 768 by 10 centres took ~150 ms, 5x a pass over x). Float32 data accumulates in
 // float32 (16 partial sums), float64 in float64.
 
+// Σ x_i c_i in T with W partial sums, reduced pairwise: inlined into the clones below.
+template <typename T, int W>
+__attribute__((always_inline)) inline T dot_lanes(const T* x, const T* c, int64_t d) {
+  T s[W] = {0};
+  int64_t i = 0;
+  for (; i + W <= d; i += W)
+    for (int q = 0; q < W; ++q) s[q] += x[i + q] * c[i + q];
+  T r = 0;
+  for (; i < d; ++i) r += x[i] * c[i];
+  for (int w = W / 2; w >= 1; w /= 2)
+    for (int q = 0; q < w; ++q) s[q] += s[q + w];
+  return s[0] + r;
+}
+
 MOOD_SIMD_CLONES
 void row_dots_f32(const float* x, const float* c, int64_t k, int64_t d, float* out) {
   int64_t j = 0;
@@ -746,34 +742,12 @@ void row_dots_f32(const float* x, const float* c, int64_t k, int64_t d, float* o
     out[j + 2] = s2[0] + r2;
     out[j + 3] = s3[0] + r3;
   }
-  for (; j < k; ++j) {
-    const float* cj = c + j * d;
-    float s[16] = {0};
-    int64_t i = 0;
-    for (; i + 16 <= d; i += 16)
-      for (int q = 0; q < 16; ++q) s[q] += x[i + q] * cj[i + q];
-    float r = 0;
-    for (; i < d; ++i) r += x[i] * cj[i];
-    for (int w = 8; w >= 1; w /= 2)
-      for (int q = 0; q < w; ++q) s[q] += s[q + w];
-    out[j] = s[0] + r;
-  }
+  for (; j < k; ++j) out[j] = dot_lanes<float, 16>(x, c + j * d, d);
 }
 
 MOOD_SIMD_CLONES
 void row_dots_f64(const double* x, const double* c, int64_t k, int64_t d, double* out) {
-  for (int64_t j = 0; j < k; ++j) {
-    const double* cj = c + j * d;
-    double s[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= d; i += 8)
-      for (int q = 0; q < 8; ++q) s[q] += x[i + q] * cj[i + q];
-    double r = 0;
-    for (; i < d; ++i) r += x[i] * cj[i];
-    for (int w = 4; w >= 1; w /= 2)
-      for (int q = 0; q < w; ++q) s[q] += s[q + w];
-    out[j] = s[0] + r;
-  }
+  for (int64_t j = 0; j < k; ++j) out[j] = dot_lanes<double, 8>(x, c + j * d, d);
 }
 
 inline void row_dots(const float* x, const float* c, int64_t k, int64_t d, float* out) { row_dots_f32(x, c, k, d, out); }
