@@ -12,7 +12,7 @@
  * unseen class, averaged. Neither the images nor the labels of the unseen classes reach training.
  *
  *   npx ts-node --transpile-only scripts/bench/pretrain-heldout.ts [--seen 0-4] [--mim-epochs 4]
- *       [--ft-epochs 6] [--model-opts '{"patch_size":7,"embed_dim":128,"depth":4,"num_heads":4}'] [--out f.json]
+ *       [--ft-epochs 6] [--seed 0] [--model-opts '{"patch_size":7,"embed_dim":128,"depth":4,"num_heads":4}'] [--out f.json]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -44,6 +44,8 @@ async function main(): Promise<void> {
   const unseen = Array.from({ length: 10 }, (_, i) => i).filter((c) => !seen.includes(c));
   const mimEpochs = Number(arg('mim-epochs', '4'));
   const ftEpochs = Number(arg('ft-epochs', '6'));
+  // Model init, data order, masks and the per-step generator.
+  const seed = Number(arg('seed', '0'));
   const arch = { patch_size: 7, embed_dim: 128, depth: 4, num_heads: 4, mlp_ratio: 2, ...JSON.parse(arg('model-opts', '{}')) };
   const beitOpts = { img_size: 28, num_classes: 10, use_abs_pos_emb: true, use_rel_pos_bias: true, init_values: 0.1, use_mean_pooling: true, drop_path_rate: 0, ...arch };
   const trainAll = await buildDataset({ dataSet: 'fashion_mnist', train: true });
@@ -52,7 +54,7 @@ async function main(): Promise<void> {
   const testSeen = only(testAll, seen);
   const loaders: DataLoader[] = [];
   const loader = (ds: ImageDataset, train: boolean, batchSize = 128) => {
-    const l = createLoader(ds, { batchSize, inputSize: 28, train, shuffle: train, dropLast: train, seed: 0, reprob: 0 });
+    const l = createLoader(ds, { batchSize, inputSize: 28, train, shuffle: train, dropLast: train, seed, reprob: 0 });
     loaders.push(l);
     return l;
   };
@@ -60,12 +62,12 @@ async function main(): Promise<void> {
   for (const arm of ['mim', 'scratch', 'random'] as const) {
     const c0 = process.cpuUsage();
     const t0 = Date.now();
-    const model = createModel({ ...beitOpts, seed: 0 } as never);
+    const model = createModel({ ...beitOpts, seed } as never);
     const row: Record<string, unknown> = {};
     let mimS = 0;
     if (arm === 'mim') {
       // MIM input: the training transform (crop + flip, no erasing), as `mood pretrain`.
-      await pretrain({ model, loader: loader(trainSeen, true), epochs: mimEpochs, lr: 2e-3, quiet: true, onEpoch: (e, l) => process.stderr.write(`[mim] MIM epoch ${e} loss ${l.toFixed(4)}\n`) });
+      await pretrain({ model, loader: loader(trainSeen, true), epochs: mimEpochs, lr: 2e-3, seed, quiet: true, onEpoch: (e, l) => process.stderr.write(`[mim] MIM epoch ${e} loss ${l.toFixed(4)}\n`) });
       mimS = cpuSeconds(process.cpuUsage(c0));
       row.mim_cpu_s = mimS;
     }
@@ -80,7 +82,7 @@ async function main(): Promise<void> {
         warmupLr: 1e-5,
         warmupEpochs: 0,
         warmupSteps: 100,
-        seed: 0,
+        seed,
         progress: false,
       });
       trainer.on('epoch', (l) => process.stderr.write(`[${arm}] fine-tune epoch ${l.epoch} acc@1 ${l.test_acc1}\n`));
@@ -108,7 +110,7 @@ async function main(): Promise<void> {
     process.stderr.write(`${arm}: ${JSON.stringify(row)}\n`);
   }
   for (const l of loaders) (l as { dispose?: () => void }).dispose?.();
-  const out = { bench: 'pretrain-heldout', seen, unseen, mim_epochs: mimEpochs, ft_epochs: ftEpochs, arch, load_avg: os.loadavg(), result };
+  const out = { bench: 'pretrain-heldout', seed, seen, unseen, mim_epochs: mimEpochs, ft_epochs: ftEpochs, arch, load_avg: os.loadavg(), result };
   const outFile = arg('out', '');
   if (outFile) fs.writeFileSync(outFile, JSON.stringify(out, null, 2) + '\n');
   process.stdout.write(JSON.stringify(out) + '\n');
