@@ -581,7 +581,7 @@ at::Tensor nn_scan_impl(const at::Tensor& x, const at::Tensor& t, bool knn, int6
         for (int64_t i = i0; i < i1; ++i) {
           RowSel& s = sel[i];
           const ST* row = sp + i * cols;
-          if (screen) {
+          if constexpr (screen) {
             // Hot loop in float against a per-row threshold that admits every j whose lower end can
             // reach tau (E_j ≤ emax); the exact ends are computed for the few that pass.
             const float af = static_cast<float>(a), bf = static_cast<float>(b);
@@ -624,14 +624,14 @@ at::Tensor nn_scan_impl(const at::Tensor& x, const at::Tensor& t, bool knn, int6
       for (int64_t i = i0; i < i1; ++i) {
         RowSel& s = sel[i];
         double kth;
-        if (screen) {
+        if constexpr (screen) {
           const double lim = kth_smallest(s.hi, k);
-          const float* xi = reinterpret_cast<const float*>(xp) + (r0 + i) * d;
+          const float* xi = xp + (r0 + i) * d;
           exact.clear();
           for (size_t q = 0; q < s.lo.size(); ++q)
             if (s.lo[q] <= lim) {
               const int64_t j = s.j[q];
-              exact.push_back(a * static_cast<double>(tn2p[j]) - b * dot_f64acc(xi, reinterpret_cast<const float*>(tp) + j * d, d));
+              exact.push_back(a * static_cast<double>(tn2p[j]) - b * dot_f64acc(xi, tp + j * d, d));
             }
           kth = kth_smallest(exact, k);
         } else {
