@@ -4,6 +4,7 @@
  * NaN/Inf, empty sets).
  */
 import { Tensor } from '../../tensor';
+import { tidy } from '../../scope';
 import { NdArray } from '../../npy/ndarray';
 
 /** A row-major N x D matrix as a typed array with its shape. */
@@ -50,14 +51,20 @@ function checkFiniteArray(a: Float64Array | Float32Array, cols: number, what: st
 }
 
 /** Row-major JS view of a matrix input (reads Tensor data; converts NdArray to C order). */
-export async function matrixToArray(x: MatrixInput, what: string, caller: string): Promise<{ data: Float64Array | Float32Array; rows: number; cols: number }> {
+export async function matrixToArray(
+  x: MatrixInput,
+  what: string,
+  caller: string,
+  opts: { checkFinite?: boolean } = {},
+): Promise<{ data: Float64Array | Float32Array; rows: number; cols: number }> {
+  const finite = opts.checkFinite ?? true;
   if (x instanceof Tensor) {
     const shape = x.shape;
     if (shape.length !== 2) throw new DetectorInputError(`${caller}: ${what} must be 2-D (N x D), got shape [${shape.join(', ')}]`);
     const t = x.dtype === 'float32' || x.dtype === 'float64' ? x : x.cast('float64');
     const data = (await t.data()) as Float64Array | Float32Array;
     if (t !== x) t.dispose();
-    return checked({ data, rows: shape[0], cols: shape[1] }, what, caller);
+    return checked({ data, rows: shape[0], cols: shape[1] }, what, caller, finite);
   }
   if (x instanceof NdArray) {
     const a = x.toCOrder();
@@ -66,22 +73,22 @@ export async function matrixToArray(x: MatrixInput, what: string, caller: string
     if (a.dtype === 'float64' || a.dtype === 'float32') data = a.typed() as Float64Array | Float32Array;
     else if (a.dtype === 'float16') throw new DetectorInputError(`${caller}: ${what} is float16; convert to float32 first`);
     else data = Float64Array.from(a.typed() as ArrayLike<number>, Number);
-    return checked({ data, rows: a.shape[0], cols: a.shape[1] }, what, caller);
+    return checked({ data, rows: a.shape[0], cols: a.shape[1] }, what, caller, finite);
   }
   if (x && typeof x === 'object' && 'data' in x && 'shape' in x) {
     const { data, shape } = x;
     if (!(data instanceof Float64Array || data instanceof Float32Array)) throw new TypeError(`${caller}: ${what}.data must be a Float64Array or Float32Array`);
     if (shape.length !== 2) throw new DetectorInputError(`${caller}: ${what} must be 2-D (N x D), got shape [${shape.join(', ')}]`);
     if (shape[0] * shape[1] !== data.length) throw new DetectorInputError(`${caller}: ${what} has ${data.length} values but shape [${shape.join(', ')}]`);
-    return checked({ data, rows: shape[0], cols: shape[1] }, what, caller);
+    return checked({ data, rows: shape[0], cols: shape[1] }, what, caller, finite);
   }
   throw new TypeError(`${caller}: ${what} must be a Tensor, an NdArray or { data, shape }`);
 }
 
-function checked<T extends { data: Float64Array | Float32Array; rows: number; cols: number }>(m: T, what: string, caller: string): T {
+function checked<T extends { data: Float64Array | Float32Array; rows: number; cols: number }>(m: T, what: string, caller: string, finite = true): T {
   if (m.rows === 0) throw new DetectorInputError(`${caller}: ${what} is empty (0 samples)`);
   if (m.cols === 0) throw new DetectorInputError(`${caller}: ${what} has 0 feature columns`);
-  checkFiniteArray(m.data, m.cols, what, caller);
+  if (finite) checkFiniteArray(m.data, m.cols, what, caller);
   return m;
 }
 
@@ -104,9 +111,18 @@ export async function toMatrix(x: MatrixInput, what: string, caller: string, dty
     }
     return { tensor: t, rows: shape[0], cols: shape[1], dtype: target };
   }
-  const a = await matrixToArray(x, what, caller);
+  // Finiteness is checked natively on the copy (two threads, no JS loop over N·D values); the JS
+  // scan runs only to name the first bad element.
+  const a = await matrixToArray(x, what, caller, { checkFinite: false });
   const target = dtype ?? (a.data instanceof Float64Array ? 'float64' : 'float32');
   const tensor = Tensor.fromArray(a.data, [a.rows, a.cols], { dtype: a.data instanceof Float64Array ? 'float64' : 'float32' });
+  const fin = tidy(() => tensor.isfinite().all());
+  const ok = (await fin.item()) !== 0;
+  fin.dispose();
+  if (!ok) {
+    tensor.dispose();
+    checkFiniteArray(a.data, a.cols, what, caller);
+  }
   const t = (a.data instanceof Float64Array ? 'float64' : 'float32') === target ? tensor : tensor.cast(target);
   if (t !== tensor) tensor.dispose();
   return { tensor: t, rows: a.rows, cols: a.cols, dtype: target };
