@@ -44,7 +44,8 @@ export interface NativeTensorStatic {
   op(name: string, inputs: Array<number | NativeTensorHandle>, attrs?: NativeAttrs, device?: string): number | number[];
   isReady(id: number): boolean;
   meta(id: number): NativeMeta;
-  read(id: number): Promise<ArrayBufferView>;
+  /** The values now when the tensor is ready on the CPU, else a Promise of them. */
+  read(id: number): ArrayBufferView | Promise<ArrayBufferView>;
   whenReady(id: number): Promise<void>;
   release(id: number): void;
   liveCount(): number;
@@ -95,7 +96,8 @@ export class NativeTensorHandle {
     return tensorNative().meta(this.id);
   }
   read(): Promise<ArrayBufferView> {
-    return tensorNative().read(this.id);
+    const r = tensorNative().read(this.id);
+    return r instanceof Promise ? r : Promise.resolve(r);
   }
   whenReady(): Promise<void> {
     return tensorNative().whenReady(this.id);

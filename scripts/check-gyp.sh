@@ -19,7 +19,7 @@ const m = require(process.argv[1]);
 const T = m.NativeTensor;
 const a = T.fromTypedArray(new Float32Array([1, 2, 3, 4]), [2, 2], "float32");  // handle ids
 const b = T.op("matmul", [a, a], {});
-T.read(b).then((d) => {
+Promise.resolve(T.read(b)).then((d) => {  // values now when ready, else a Promise
   const want = [7, 10, 15, 22];
   if (Array.from(d).join() !== want.join()) { console.error("node-gyp build: wrong matmul", d); process.exit(1); }
   console.log("node-gyp build OK: libtorch " + m.buildInfo().torchVersion + ", matmul =", Array.from(d).join(" "));

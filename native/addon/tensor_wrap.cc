@@ -264,6 +264,15 @@ Napi::Value TensorWrap::Read(const Napi::CallbackInfo& info) {
           return std::vector<at::Tensor>{in[0].to(at::kCPU).contiguous()};
         })[0];
   }
+  // A ready, readable tensor is returned as its TypedArray at once (lib/native.ts wraps it in a
+  // resolved Promise): a native promise costs more than a small op.
+  if (p->done() && p->ok()) {
+    try {
+      return tensor_to_typed_array(env, p->value());
+    } catch (const Napi::Error&) {
+      // falls through: the promise path rejects with the same error
+    }
+  }
   return promise_for(env, p, true);
 }
 

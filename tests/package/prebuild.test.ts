@@ -31,7 +31,7 @@ require('ts-node').register({ transpileOnly: true, compilerOptions: { module: 'c
 const { loadNative } = require('./lib/native.ts');
 const T = loadNative().NativeTensor;
 const a = T.fromTypedArray(new Float32Array([1, 2, 3, 4]), [2, 2], 'float32');
-T.read(T.op('matmul', [a, a], {})).then((d) => console.log(JSON.stringify(Array.from(d))));
+Promise.resolve(T.read(T.op('matmul', [a, a], {}))).then((d) => console.log(JSON.stringify(Array.from(d))));
 `;
 
 describe('prebuilds (npm run prebuild, node-gyp-build)', () => {
