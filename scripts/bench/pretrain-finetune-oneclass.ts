@@ -20,8 +20,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { Beit, createModel } from '../../lib/models/beit';
 import { buildDataset } from '../../lib/data';
-import { oneClassProtocol } from '../../lib/ood';
-import { features } from './pretrain-util';
+import { oneClassMahalanobis } from './pretrain-util';
 
 function args(name: string): string[] {
   const out: string[] = [];
@@ -47,18 +46,8 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     // 'random': the architecture at its initialisation (seed 0), the no-training baseline.
     const model = file === 'random' ? createModel({ img_size: 28, ...modelOpts, seed: 0 } as never) : await Beit.fromCheckpoint(file, { img_size: 28, ...modelOpts } as never);
-    const fTrain = await features(model, train);
-    const fTest = await features(model, test);
-    const res = await oneClassProtocol({
-      metric: 'mahalanobis',
-      train: { features: fTrain, labels: train.targets },
-      test: { features: fTest, labels: test.targets },
-      groups: Array.from({ length: 10 }, (_, k) => [k]),
-    });
-    const pct = (x: number) => (x <= 1 ? 100 * x : x);
-    result[name] = { per_class: res.groups.map((g) => pct(g.average.auroc)), mean: pct(res.average.auroc), seconds: (Date.now() - t0) / 1000 };
-    fTrain.dispose();
-    fTest.dispose();
+    const res = await oneClassMahalanobis(model, train, test, Array.from({ length: 10 }, (_, k) => [k]));
+    result[name] = { per_class: [...res.perGroup.values()], mean: res.mean, seconds: (Date.now() - t0) / 1000 };
     model.dispose();
   }
   const out = { bench: 'pretrain-finetune-oneclass', metric: 'mahalanobis', checkpoints: Object.fromEntries(ckpts.map((c) => [c.name, c.file])), load_avg: os.loadavg(), result };

@@ -19,10 +19,9 @@ import * as os from 'node:os';
 import { createModel } from '../../lib/models/beit';
 import { buildDataset, createLoader } from '../../lib/data';
 import type { DataLoader, ImageDataset } from '../../lib/data/types';
-import { oneClassProtocol } from '../../lib/ood';
 import { pretrain } from '../../lib/pretrain';
 import { Trainer } from '../../lib/train/trainer';
-import { arg, classList, features } from './pretrain-util';
+import { arg, classList, oneClassMahalanobis } from './pretrain-util';
 
 
 
@@ -92,19 +91,9 @@ async function main(): Promise<void> {
     }
     row.train_cpu_s = cpuSeconds(process.cpuUsage(c0));
     row.train_wall_s = (Date.now() - t0) / 1000;
-    const fTrain = await features(model, trainAll);
-    const fTest = await features(model, testAll);
-    const res = await oneClassProtocol({
-      metric: 'mahalanobis',
-      train: { features: fTrain, labels: trainAll.targets },
-      test: { features: fTest, labels: testAll.targets },
-      groups: unseen.map((c) => [c]),
-    });
-    const pct = (x: number) => (x <= 1 ? 100 * x : x);
-    row.unseen_auroc = Object.fromEntries(res.groups.map((g) => [g.classes[0], pct(g.average.auroc)]));
-    row.unseen_mean_auroc = pct(res.average.auroc);
-    fTrain.dispose();
-    fTest.dispose();
+    const res = await oneClassMahalanobis(model, trainAll, testAll, unseen.map((c) => [c]));
+    row.unseen_auroc = Object.fromEntries(res.perGroup);
+    row.unseen_mean_auroc = res.mean;
     model.dispose();
     result[arm] = row;
     process.stderr.write(`${arm}: ${JSON.stringify(row)}\n`);

@@ -18,8 +18,7 @@ import { runPretrain, parsePretrainFlags } from '../../lib/pretrain';
 import { Beit, createModel } from '../../lib/models/beit';
 import { buildDataset } from '../../lib/data';
 import type { ImageDataset } from '../../lib/data/types';
-import { oneClassProtocol } from '../../lib/ood';
-import { arg, classList, features } from './pretrain-util';
+import { arg, classList, oneClassMahalanobis } from './pretrain-util';
 
 
 
@@ -64,18 +63,7 @@ async function main(): Promise<void> {
       ['scratch', async () => createModel({ ...beitOpts, seed: 0 } as never)],
     ] as const) {
       const model = await make();
-      const fTrain = await features(model, train);
-      const fTest = await features(model, test);
-      const res = await oneClassProtocol({
-        metric: 'mahalanobis',
-        train: { features: fTrain, labels: train.targets },
-        test: { features: fTest, labels: test.targets },
-        groups: Array.from({ length: 10 }, (_, k) => [k]),
-        idGroups: [c],
-      });
-      auroc[name] = res.average.auroc * (res.average.auroc <= 1 ? 100 : 1);
-      fTrain.dispose();
-      fTest.dispose();
+      auroc[name] = (await oneClassMahalanobis(model, train, test, Array.from({ length: 10 }, (_, k) => [k]), [c])).mean;
       model.dispose();
     }
     const row = { class: c, steps: r.steps, pretrain_s: pretrainS, final_loss: r.epochs[r.epochs.length - 1].train_loss, auroc_mim: auroc.mim, auroc_scratch: auroc.scratch };

@@ -2,6 +2,7 @@
 import type { Beit } from '../../lib/models/beit';
 import { createLoader } from '../../lib/data';
 import type { ImageDataset } from '../../lib/data/types';
+import { oneClassProtocol } from '../../lib/ood';
 import { Tensor } from '../../lib/tensor';
 
 /** The value after `--name`, or the default. */
@@ -33,5 +34,35 @@ export async function features(model: Beit, ds: ImageDataset): Promise<Tensor> {
   } finally {
     for (const p of parts) p.dispose();
     (loader as { dispose?: () => void }).dispose?.();
+  }
+}
+
+/**
+ * One-class Mahalanobis AUROC in % (lib/ood `oneClassProtocol`) on `model`'s features of `train`
+ * and `test`: one entry per group (each a list of ID classes; `idGroups` limits which groups are
+ * evaluated as ID), and their mean. Features are freed.
+ */
+export async function oneClassMahalanobis(
+  model: Beit,
+  train: ImageDataset,
+  test: ImageDataset,
+  groups: number[][],
+  idGroups?: number[],
+): Promise<{ perGroup: Map<number, number>; mean: number }> {
+  const fTrain = await features(model, train);
+  const fTest = await features(model, test);
+  try {
+    const res = await oneClassProtocol({
+      metric: 'mahalanobis',
+      train: { features: fTrain, labels: train.targets },
+      test: { features: fTest, labels: test.targets },
+      groups,
+      ...(idGroups ? { idGroups } : {}),
+    });
+    const pct = (x: number): number => (x <= 1 ? 100 * x : x);
+    return { perGroup: new Map(res.groups.map((g) => [g.classes[0], pct(g.average.auroc)])), mean: pct(res.average.auroc) };
+  } finally {
+    fTrain.dispose();
+    fTest.dispose();
   }
 }
