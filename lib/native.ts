@@ -48,7 +48,6 @@ export interface NativeTensorStatic {
   read(id: number): ArrayBufferView | Promise<ArrayBufferView>;
   whenReady(id: number): Promise<void>;
   release(id: number): void;
-  liveCount(): number;
 }
 
 interface HandleRecord {
@@ -57,17 +56,16 @@ interface HandleRecord {
   owned: boolean;
 }
 
-const collected = { handles: 0, owned: 0 };
+let collectedOwned = 0;
 // The safety net for handles nobody disposed: the GC reclaims the JS object, this frees the slot.
 const handleRegistry = new FinalizationRegistry<HandleRecord>((rec) => {
-  collected.handles++;
-  if (rec.owned) collected.owned++;
+  if (rec.owned) collectedOwned++;
   binding?.NativeTensor.release(rec.id);
 });
 
-/** Handles the garbage collector reclaimed without dispose(): all, and those a Tensor owned. */
-export function collectedHandles(): { handles: number; owned: number } {
-  return { ...collected };
+/** How many Tensor-owned handles the garbage collector reclaimed without dispose(). */
+export function collectedOwnedHandles(): number {
+  return collectedOwned;
 }
 
 /**

@@ -8,7 +8,7 @@
  * FinalizationRegistry releases what is only garbage-collected.
  */
 import { AnyTypedArray, DType, TypedArrayOf, dtypeOfArray, isDType } from './dtype';
-import { NativeAttrs, NativeTensorHandle, collectedHandles, loadNative } from './native';
+import { NativeAttrs, NativeTensorHandle, collectedOwnedHandles, loadNative } from './native';
 import { track, Disposable } from './scope';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -26,7 +26,7 @@ const native = loadNative();
 const stats = { live: 0, created: 0 };
 
 export function tensorStats(): { live: number; created: number; collectedWithoutDispose: number } {
-  const gone = collectedHandles().owned;
+  const gone = collectedOwnedHandles();
   return { live: stats.live - gone, created: stats.created, collectedWithoutDispose: gone };
 }
 
@@ -173,11 +173,7 @@ export class Tensor implements Disposable {
       ids[i] = t.live(name).id;
     }
     const dev = device ?? (inputs.length ? inputs[0].device : 'cpu');
-    const out = native.NativeTensor.op(name, ids, attrs, dev);
-    if (typeof out === 'number') return [new Tensor(new NativeTensorHandle(out), dev)];
-    const result: Tensor[] = new Array(out.length);
-    for (let i = 0; i < out.length; i++) result[i] = new Tensor(new NativeTensorHandle(out[i]), dev);
-    return result;
+    return handlesOf(native.NativeTensor.op(name, ids, attrs, dev)).map((h) => new Tensor(h, dev));
   }
 
   // ---- metadata -------------------------------------------------------------

@@ -71,15 +71,9 @@ Napi::Value load_state_dict_call(const Napi::CallbackInfo& info, const std::stri
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "loadStateDict: state dict must be an object of tensors");
   bool strict = info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value() : true;
-  Napi::Object sd = info[0].As<Napi::Object>();
-  Napi::Array keys = sd.GetPropertyNames();
-  std::vector<std::string> names;
-  std::vector<mood::PendingPtr> inputs;
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
-    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
-    names.push_back(k);
-    inputs.push_back(TensorWrap::PendingOf(env, sd.Get(k), ("loadStateDict: '" + k + "'").c_str()));
-  }
+  TensorWrap::Named sd = TensorWrap::NamedPendingsOf(env, info[0].As<Napi::Object>(), "loadStateDict");
+  const std::vector<std::string>& names = sd.names;
+  std::vector<mood::PendingPtr>& inputs = sd.pendings;
   beit::LoadResult keys_result = check_keys(names);
   if (strict && (!keys_result.missing_keys.empty() || !keys_result.unexpected_keys.empty())) {
     std::string msg = "Error(s) in loading state_dict for " + model_name + " (strict):";

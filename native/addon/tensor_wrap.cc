@@ -58,7 +58,6 @@ Napi::Object TensorWrap::Init(Napi::Env env) {
   o.Set("read", Napi::Function::New(env, Read));
   o.Set("whenReady", Napi::Function::New(env, WhenReady));
   o.Set("release", Napi::Function::New(env, Release));
-  o.Set("liveCount", Napi::Function::New(env, LiveCount));
   return o;
 }
 
@@ -80,6 +79,17 @@ mood::PendingPtr TensorWrap::PendingOf(const Napi::Env& env, const Napi::Value& 
   if (v.IsObject()) idv = v.As<Napi::Object>().Get("id");
   if (!idv.IsNumber()) throw Napi::TypeError::New(env, std::string(what) + " is not a tensor");
   return slot_pending(env, idv.As<Napi::Number>().Int64Value());
+}
+
+TensorWrap::Named TensorWrap::NamedPendingsOf(const Napi::Env& env, const Napi::Object& o, const std::string& what) {
+  Named r;
+  Napi::Array keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
+    r.pendings.push_back(PendingOf(env, o.Get(k), (what + ": '" + k + "'").c_str()));
+    r.names.push_back(std::move(k));
+  }
+  return r;
 }
 
 static c10::Device device_arg(const Napi::Env& env, const Napi::Value& v) {
@@ -289,10 +299,6 @@ Napi::Value TensorWrap::Release(const Napi::CallbackInfo& info) {
     g_slots->erase(it);
   }
   return env.Undefined();
-}
-
-Napi::Value TensorWrap::LiveCount(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(g_slots->size()));
 }
 
 }  // namespace mood_addon

@@ -8,6 +8,9 @@
 #pragma once
 #include <napi.h>
 
+#include <string>
+#include <vector>
+
 #include "core/executor.h"
 
 namespace mood_addon {
@@ -20,6 +23,13 @@ class TensorWrap {
   static Napi::Object Wrap(Napi::Env env, mood::PendingPtr p);
   // The tensor behind a JS handle object or a bare id; throws a TypeError naming `what` otherwise.
   static mood::PendingPtr PendingOf(const Napi::Env& env, const Napi::Value& v, const char* what);
+  // The tensors of a {name: tensor} object (state dicts, EMA state), in property order; errors name
+  // `what` and the key.
+  struct Named {
+    std::vector<std::string> names;
+    std::vector<mood::PendingPtr> pendings;
+  };
+  static Named NamedPendingsOf(const Napi::Env& env, const Napi::Object& o, const std::string& what);
 
  private:
   static Napi::Value SetHandleClass(const Napi::CallbackInfo& info);  // (class with constructor(id))
@@ -30,7 +40,6 @@ class TensorWrap {
   static Napi::Value Read(const Napi::CallbackInfo& info);            // (id) Promise<TypedArray>
   static Napi::Value WhenReady(const Napi::CallbackInfo& info);       // (id) Promise<void>, rejects with the op's error
   static Napi::Value Release(const Napi::CallbackInfo& info);         // (id) frees the slot (idempotent)
-  static Napi::Value LiveCount(const Napi::CallbackInfo& info);       // slots in use (tests, leak checks)
 };
 
 }  // namespace mood_addon

@@ -298,15 +298,9 @@ Napi::Value TrainerWrap::SetEma(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto h = live(env);
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "trainer.setEma: expected {name: tensor}");
-  Napi::Object o = info[0].As<Napi::Object>();
-  Napi::Array keys = o.GetPropertyNames();
-  std::vector<std::string> names;
-  std::vector<mood::PendingPtr> inputs;
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
-    std::string k = keys.Get(i).As<Napi::String>().Utf8Value();
-    names.push_back(k);
-    inputs.push_back(TensorWrap::PendingOf(env, o.Get(k), ("trainer.setEma: '" + k + "'").c_str()));
-  }
+  TensorWrap::Named ema = TensorWrap::NamedPendingsOf(env, info[0].As<Napi::Object>(), "trainer.setEma");
+  const std::vector<std::string>& names = ema.names;
+  std::vector<mood::PendingPtr>& inputs = ema.pendings;
   mood::ScheduleOptions so;
   so.op = "trainer.setEma";
   so.device = device_;
