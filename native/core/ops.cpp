@@ -9,12 +9,14 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <type_traits>
 
 #include <climits>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -689,254 +691,379 @@ at::Tensor nn_scan(const at::Tensor& x_in, const at::Tensor& t_in, const OpArgs&
 
 // ---- k-means (k-means++ and Lloyd) -------------------------------------------------------------
 //
-// x·cᵀ for few centres by a row kernel instead of a gemm: OpenBLAS packs all of x for every narrow
-// product (50k x 768 by 10 centres took ~150 ms, 5x a pass over x). Float32 data accumulates in
-// float32 (16 partial sums), float64 in float64.
+// x·cᵀ for few centres by a register-tiled kernel instead of a gemm: OpenBLAS packs all of x for
+// every narrow product (50k x 768 by 10 centres took ~150 ms, 5x a pass over x). Float32 data
+// accumulates in float32, float64 in float64. Every dot product is summed the same way whatever
+// tile it falls in (64-byte lanes over d, a scalar tail, the lanes reduced pairwise), so a row's
+// distances do not depend on the rows or centres it is batched with: the bounds' shortcuts, the
+// joint passes of several initialisations and a brute-force E-step all give the same labels.
 
-// Σ x_i c_i in T with W partial sums, reduced pairwise: inlined into the clones below.
-template <typename T, int W>
-__attribute__((always_inline)) inline T dot_lanes(const T* x, const T* c, int64_t d) {
-  T s[W] = {0};
+// out[r * ldo + j] = xr[r] · c_j for an R x K tile (c: K rows of length d).
+template <typename T, int R, int K>
+__attribute__((always_inline)) inline void km_dot_tile(const T* const* xr, const T* c, int64_t d, T* out, int64_t ldo) {
+  constexpr int L = 64 / sizeof(T);
+  typedef T V __attribute__((vector_size(64)));
+  V acc[R][K];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < K; ++j) acc[r][j] = V{};
   int64_t i = 0;
-  for (; i + W <= d; i += W)
-    for (int q = 0; q < W; ++q) s[q] += x[i + q] * c[i + q];
-  T r = 0;
-  for (; i < d; ++i) r += x[i] * c[i];
-  for (int w = W / 2; w >= 1; w /= 2)
-    for (int q = 0; q < w; ++q) s[q] += s[q + w];
-  return s[0] + r;
-}
-
-MOOD_SIMD_CLONES
-void row_dots_f32(const float* x, const float* c, int64_t k, int64_t d, float* out) {
-  int64_t j = 0;
-  // Four centres at a time: four independent accumulator chains, x read once per group.
-  for (; j + 4 <= k; j += 4) {
-    const float *c0 = c + j * d, *c1 = c0 + d, *c2 = c1 + d, *c3 = c2 + d;
-    float s0[16] = {0}, s1[16] = {0}, s2[16] = {0}, s3[16] = {0};
-    int64_t i = 0;
-    for (; i + 16 <= d; i += 16)
-      for (int q = 0; q < 16; ++q) {
-        const float xv = x[i + q];
-        s0[q] += xv * c0[i + q];
-        s1[q] += xv * c1[i + q];
-        s2[q] += xv * c2[i + q];
-        s3[q] += xv * c3[i + q];
-      }
-    float r0 = 0, r1 = 0, r2 = 0, r3 = 0;
-    for (; i < d; ++i) {
-      r0 += x[i] * c0[i];
-      r1 += x[i] * c1[i];
-      r2 += x[i] * c2[i];
-      r3 += x[i] * c3[i];
+  for (; i + L <= d; i += L) {
+    V xv[R];
+    for (int r = 0; r < R; ++r) std::memcpy(&xv[r], xr[r] + i, sizeof(V));
+    for (int j = 0; j < K; ++j) {
+      V cv;
+      std::memcpy(&cv, c + j * d + i, sizeof(V));
+      for (int r = 0; r < R; ++r) acc[r][j] += xv[r] * cv;
     }
-    for (int w = 8; w >= 1; w /= 2)
-      for (int q = 0; q < w; ++q) {
-        s0[q] += s0[q + w];
-        s1[q] += s1[q + w];
-        s2[q] += s2[q + w];
-        s3[q] += s3[q + w];
-      }
-    out[j] = s0[0] + r0;
-    out[j + 1] = s1[0] + r1;
-    out[j + 2] = s2[0] + r2;
-    out[j + 3] = s3[0] + r3;
   }
-  for (; j < k; ++j) out[j] = dot_lanes<float, 16>(x, c + j * d, d);
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < K; ++j) {
+      T tail = 0;
+      for (int64_t f = i; f < d; ++f) tail += xr[r][f] * c[j * d + f];
+      T s[L];
+      std::memcpy(s, &acc[r][j], sizeof(V));
+      for (int w = L / 2; w >= 1; w /= 2)
+        for (int q = 0; q < w; ++q) s[q] += s[q + w];
+      out[r * ldo + j] = s[0] + tail;
+    }
 }
 
-MOOD_SIMD_CLONES
-void row_dots_f64(const double* x, const double* c, int64_t k, int64_t d, double* out) {
-  for (int64_t j = 0; j < k; ++j) out[j] = dot_lanes<double, 8>(x, c + j * d, d);
+// R rows against all k centres: tiles of K centres, then one tile of the k % K left.
+template <typename T, int R, int K>
+__attribute__((always_inline)) inline void km_dot_rows(const T* const* xr, const T* c, int64_t k, int64_t d, T* out, int64_t ldo) {
+  int64_t j = 0;
+  for (; j + K <= k; j += K) km_dot_tile<T, R, K>(xr, c + j * d, d, out + j, ldo);
+  if constexpr (K > 1) {
+    if (k - j == K - 1) km_dot_tile<T, R, K - 1>(xr, c + j * d, d, out + j, ldo);
+    else if (k > j) km_dot_rows<T, R, K - 1>(xr, c + j * d, k - j, d, out + j, ldo);
+  }
 }
 
-inline void row_dots(const float* x, const float* c, int64_t k, int64_t d, float* out) { row_dots_f32(x, c, k, d, out); }
-inline void row_dots(const double* x, const double* c, int64_t k, int64_t d, double* out) { row_dots_f64(x, c, k, d, out); }
+template <typename T, int R, int K>
+__attribute__((always_inline)) inline void km_dots_impl(const T* const* rows, int64_t nr, const T* c, int64_t k, int64_t d, T* out, int64_t ldo) {
+  int64_t r = 0;
+  for (; r + R <= nr; r += R) km_dot_rows<T, R, K>(rows + r, c, k, d, out + r * ldo, ldo);
+  for (; r < nr; ++r) km_dot_rows<T, 1, K>(rows + r, c, k, d, out + r * ldo, ldo);
+}
 
-// Squared distances of every row of x to the rows of c, (‖x‖² + ‖c‖²) − 2x·c clamped at 0 in T (the
-// arithmetic of the former torch code); calls f(i, j, v) per pair, rows in parallel.
-template <typename T, typename F>
-void sq_dists(const T* xp, const T* xn2, int64_t n, int64_t d, const at::Tensor& c_in, F&& f) {
-  at::Tensor c = c_in.contiguous();
-  at::Tensor cn2 = c.square().sum(1).contiguous();
-  const T* cp = c.data_ptr<T>();
-  const T* cnp = cn2.data_ptr<T>();
-  const int64_t k = c.size(0);
-  at::parallel_for(0, n, 512, [&](int64_t i0, int64_t i1) {
-    std::vector<T> ip(k);
-    for (int64_t i = i0; i < i1; ++i) {
-      row_dots(xp + i * d, cp, k, d, ip.data());
-      for (int64_t j = 0; j < k; ++j) {
-        T v = (xn2[i] + cnp[j]) - ip[j] * static_cast<T>(2);
-        f(i, j, v < T(0) ? T(0) : v);
+// Tile sizes per instruction set: 4 x 5 accumulators fill 20 of AVX-512's 32 registers; AVX2 has
+// 16 (a 64-byte lane block is two of them), plain SSE code keeps to one row.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((target("avx512f"))) void km_dots_avx512(const float* const* rows, int64_t nr, const float* c, int64_t k, int64_t d, float* out, int64_t ldo) {
+  km_dots_impl<float, 4, 5>(rows, nr, c, k, d, out, ldo);
+}
+__attribute__((target("avx512f"))) void km_dots_avx512(const double* const* rows, int64_t nr, const double* c, int64_t k, int64_t d, double* out, int64_t ldo) {
+  km_dots_impl<double, 4, 5>(rows, nr, c, k, d, out, ldo);
+}
+__attribute__((target("avx2,fma"))) void km_dots_avx2(const float* const* rows, int64_t nr, const float* c, int64_t k, int64_t d, float* out, int64_t ldo) {
+  km_dots_impl<float, 2, 2>(rows, nr, c, k, d, out, ldo);
+}
+__attribute__((target("avx2,fma"))) void km_dots_avx2(const double* const* rows, int64_t nr, const double* c, int64_t k, int64_t d, double* out, int64_t ldo) {
+  km_dots_impl<double, 2, 2>(rows, nr, c, k, d, out, ldo);
+}
+int km_isa() {
+  static const int isa = __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+  return isa;
+}
+#endif
+
+// rows[r] · c_j into out[r * ldo + j] (r < nr, j < k; c: k x d): one kernel per process, so every
+// dot product of a fit is computed by the same code.
+template <typename T>
+void km_dots(const T* const* rows, int64_t nr, const T* c, int64_t k, int64_t d, T* out, int64_t ldo) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+  if (km_isa() == 2) return km_dots_avx512(rows, nr, c, k, d, out, ldo);
+  if (km_isa() == 1) return km_dots_avx2(rows, nr, c, k, d, out, ldo);
+#endif
+  km_dots_impl<T, 1, 4>(rows, nr, c, k, d, out, ldo);
+}
+
+// The squared distance (‖x‖² + ‖c‖²) − 2x·c in T, clamped at 0 (the arithmetic of the former torch code).
+template <typename T>
+inline T km_sq_dist(T xn2, T cn2, T ip) {
+  const T v = (xn2 + cn2) - ip * static_cast<T>(2);
+  return v < T(0) ? T(0) : v;
+}
+
+// Row blocks of a k-means pass: per-block partial results are reduced in block order, so results do
+// not depend on the thread count; sub-blocks of kKmSub rows stay in cache while every run in the
+// pass reads them.
+constexpr int64_t kKmBlock = 1024, kKmSub = 64;
+
+// f(block) for every block of rows, blocks handed out dynamically (the bounds make their cost uneven).
+template <typename F>
+void km_blocks(int64_t n, F&& f) {
+  const int64_t nblocks = (n + kKmBlock - 1) / kKmBlock;
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), nblocks), 1, [&](int64_t, int64_t) {
+    for (int64_t b; (b = next.fetch_add(1)) < nblocks;) f(b, b * kKmBlock, std::min(n, (b + 1) * kKmBlock));
+  });
+}
+
+// sklearn's _kmeans_plusplus with the caller's uniform draws (u[0] picks the first centre, then
+// `trials` per further centre), so the JS generator's sequence is kept; `runs` initialisations side
+// by side (draws one run after the other), each step's candidates of all runs in one pass over x.
+// Returns the chosen row ids (runs x k).
+template <typename T>
+at::Tensor kmeans_pp_impl(const at::Tensor& x, const at::Tensor& xn2_t, int64_t k, int64_t runs, const at::Tensor& u_t) {
+  const int64_t n = x.size(0), d = x.size(1);
+  const int64_t trials = 2 + static_cast<int64_t>(std::floor(std::log(static_cast<double>(k))));
+  const int64_t per = 1 + (k - 1) * trials;
+  TORCH_CHECK(u_t.numel() == runs * per, "kmeans_plusplus: expected ", runs * per, " uniform draws (", runs, " x ", per, "), got ", u_t.numel());
+  at::Tensor ud = u_t.to(at::kDouble).contiguous();
+  const double* u = ud.data_ptr<double>();
+  const T* xp = x.data_ptr<T>();
+  const T* xn2 = xn2_t.data_ptr<T>();
+  // Squared distances of every row to the rows `cids` of x, into dist (n x cids.size(), double).
+  std::vector<double> dist;
+  std::vector<T> cbuf;
+  auto dists_to = [&](const std::vector<int64_t>& cids) {
+    const int64_t m = static_cast<int64_t>(cids.size());
+    cbuf.resize(static_cast<size_t>(m * d));
+    for (int64_t j = 0; j < m; ++j) std::copy(xp + cids[j] * d, xp + (cids[j] + 1) * d, cbuf.begin() + j * d);
+    dist.resize(static_cast<size_t>(n * m));
+    km_blocks(n, [&](int64_t, int64_t i0, int64_t i1) {
+      std::vector<const T*> rows(static_cast<size_t>(i1 - i0));
+      std::vector<T> ip(static_cast<size_t>((i1 - i0) * m));
+      for (int64_t i = i0; i < i1; ++i) rows[i - i0] = xp + i * d;
+      km_dots(rows.data(), i1 - i0, cbuf.data(), m, d, ip.data(), m);
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t j = 0; j < m; ++j) dist[i * m + j] = static_cast<double>(km_sq_dist(xn2[i], xn2[cids[j]], ip[(i - i0) * m + j]));
+    });
+  };
+  std::vector<std::vector<int64_t>> ids(runs);
+  std::vector<int64_t> cids;
+  for (int64_t r = 0; r < runs; ++r) {
+    ids[r].push_back(std::min(n - 1, static_cast<int64_t>(std::floor(u[r * per] * static_cast<double>(n)))));
+    cids.push_back(ids[r][0]);
+  }
+  dists_to(cids);
+  std::vector<double> closest(static_cast<size_t>(runs * n)), pot(runs, 0.0), cum(n);
+  for (int64_t r = 0; r < runs; ++r)
+    for (int64_t i = 0; i < n; ++i) pot[r] += closest[r * n + i] = dist[i * runs + r];
+  for (int64_t c = 1; c < k; ++c) {
+    cids.clear();
+    for (int64_t r = 0; r < runs; ++r) {
+      double acc = 0;
+      for (int64_t i = 0; i < n; ++i) cum[i] = acc += closest[r * n + i];
+      for (int64_t t = 0; t < trials; ++t) {
+        const double v = u[r * per + 1 + (c - 1) * trials + t] * pot[r];
+        // np.searchsorted(cum, v) (side='left'): first i with cum[i] >= v.
+        const int64_t lo = std::lower_bound(cum.begin(), cum.end(), v) - cum.begin();
+        cids.push_back(std::min(lo, n - 1));
+      }
+    }
+    dists_to(cids);
+    const int64_t m = runs * trials;
+    for (int64_t r = 0; r < runs; ++r) {
+      double* cl = closest.data() + r * n;
+      int64_t best = -1;
+      double best_pot = std::numeric_limits<double>::infinity();
+      for (int64_t l = 0; l < trials; ++l) {
+        double p = 0;
+        for (int64_t i = 0; i < n; ++i) p += std::min(cl[i], dist[i * m + r * trials + l]);
+        if (p < best_pot) {
+          best_pot = p;
+          best = l;
+        }
+      }
+      for (int64_t i = 0; i < n; ++i) cl[i] = std::min(cl[i], dist[i * m + r * trials + best]);
+      pot[r] = best_pot;
+      ids[r].push_back(cids[r * trials + best]);
+    }
+  }
+  at::Tensor out = at::empty({runs, k}, at::TensorOptions().dtype(at::kLong));
+  for (int64_t r = 0; r < runs; ++r) std::copy(ids[r].begin(), ids[r].end(), out.data_ptr<int64_t>() + r * k);
+  return out;
+}
+
+// One initialisation's Lloyd run (state between the joint passes).
+template <typename T>
+struct KmRun {
+  enum Mode { kFull, kBounds, kFinal, kDone };
+  Mode mode = kFull;
+  std::vector<T> centres, cn2;
+  std::vector<int64_t> labels, prev, cnt;
+  std::vector<T> d2;
+  std::vector<double> upper, lower, last, sums, move, half;
+  int64_t far = 0, it = 0;
+  double second_move = 0, margin = 0, inertia = 0;
+  bool one_dot = true;  // try the own centre's distance before all k (pays once most rows settle)
+  // Per block: (row, old label) of the rows that changed cluster; centre sums and counts (kFull);
+  // Σ d2 (kFinal); rows recomputed in full (kBounds).
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> moves;
+  std::vector<double> part, partin;
+  std::vector<int64_t> partc, nfull;
+};
+
+// One E-step of every run in `live` in one pass over x. kFull / kFinal: all k distances of every
+// row (kFull also sums the rows per centre, kFinal only Σ d2 for the inertia). kBounds: Hamerly's
+// bounds settle what they can, the rest gets all k distances and the rows that change cluster are
+// recorded. Only rows whose bounds separate by more than the rounding of the distances can blur
+// (`margin`) are settled, so near-ties are recomputed and the labels are the brute-force ones.
+template <typename T>
+void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, const std::vector<KmRun<T>*>& live) {
+  const int64_t nblocks = (n + kKmBlock - 1) / kKmBlock;
+  for (KmRun<T>* r : live) {
+    if (r->mode == KmRun<T>::kFull) {
+      r->part.resize(static_cast<size_t>(nblocks * kc * d));
+      r->partc.resize(static_cast<size_t>(nblocks * kc));
+    }
+    if (r->mode == KmRun<T>::kFinal) r->partin.assign(nblocks, 0.0);
+    if (r->mode == KmRun<T>::kBounds) r->nfull.assign(nblocks, 0);
+    r->moves.resize(nblocks);
+  }
+  km_blocks(n, [&](int64_t b, int64_t b0, int64_t b1) {
+    std::vector<const T*> rows(kKmSub);
+    std::vector<T> ip(static_cast<size_t>(kKmSub * kc));
+    std::vector<int64_t> idx(kKmSub);
+    for (KmRun<T>* r : live) {
+      r->moves[b].clear();
+      if (r->mode == KmRun<T>::kFull) {
+        std::fill_n(r->part.begin() + b * kc * d, kc * d, 0.0);
+        std::fill_n(r->partc.begin() + b * kc, kc, 0);
+      }
+    }
+    for (int64_t s0 = b0; s0 < b1; s0 += kKmSub) {
+      const int64_t s1 = std::min(b1, s0 + kKmSub);
+      for (KmRun<T>* r : live) {
+        const T* cp = r->centres.data();
+        const T* cn2 = r->cn2.data();
+        int64_t m = 0;
+        if (r->mode != KmRun<T>::kBounds) {
+          for (int64_t i = s0; i < s1; ++i) idx[m++] = i;
+        } else {
+          for (int64_t i = s0; i < s1; ++i) {
+            const int64_t a = r->labels[i];
+            double& up = r->upper[i];
+            double& lo = r->lower[i];
+            up += r->move[a];
+            lo -= a == r->far ? r->second_move : r->move[r->far];
+            const double bound = std::max(r->half[a], lo);
+            if (up + r->margin <= bound) continue;
+            if (r->one_dot) {
+              const T* xi = xp + i * d;
+              T v;
+              km_dots(&xi, 1, cp + a * d, 1, d, &v, 1);
+              up = std::sqrt(static_cast<double>(km_sq_dist(xn2[i], cn2[a], v)));
+              if (up + r->margin <= bound) continue;
+            }
+            idx[m++] = i;
+          }
+          r->nfull[b] += m;
+        }
+        if (m == 0) continue;
+        for (int64_t q = 0; q < m; ++q) rows[q] = xp + idx[q] * d;
+        km_dots(rows.data(), m, cp, kc, d, ip.data(), kc);
+        for (int64_t q = 0; q < m; ++q) {
+          const int64_t i = idx[q];
+          const T* v = ip.data() + q * kc;
+          // Nearest centre (first minimum) and the second-nearest distance.
+          T best = std::numeric_limits<T>::infinity(), second = best;
+          int64_t arg = 0;
+          for (int64_t j = 0; j < kc; ++j) {
+            const T dj = km_sq_dist(xn2[i], cn2[j], v[j]);
+            if (dj < best) {
+              second = best;
+              best = dj;
+              arg = j;
+            } else if (dj < second) {
+              second = dj;
+            }
+          }
+          if (r->mode == KmRun<T>::kFinal) {
+            r->partin[b] += static_cast<double>(best);
+            continue;
+          }
+          const int64_t old = r->labels[i];
+          r->labels[i] = arg;
+          r->d2[i] = best;
+          r->upper[i] = std::sqrt(static_cast<double>(best));
+          r->lower[i] = std::sqrt(static_cast<double>(second));
+          if (r->mode == KmRun<T>::kFull) {
+            add_row_f64(r->part.data() + (b * kc + arg) * d, xp + i * d, d);
+            r->partc[b * kc + arg] += 1;
+          } else if (arg != old) {
+            r->moves[b].emplace_back(i, old);
+          }
+        }
       }
     }
   });
 }
 
-// The nearest centre (first minimum) of a row from its dot products with the centres; d2 = its
-// squared distance, (‖x‖² + ‖c‖²) − 2x·c clamped at 0 in T.
-template <typename T>
-int64_t nearest_centre(T xn2, const T* cn2, const T* ip, int64_t kc, T& d2) {
-  T best = std::numeric_limits<T>::infinity();
-  int64_t arg = 0;
-  for (int64_t j = 0; j < kc; ++j) {
-    T v = (xn2 + cn2[j]) - ip[j] * static_cast<T>(2);
-    if (v < T(0)) v = T(0);
-    if (v < best) {
-      best = v;
-      arg = j;
-    }
-  }
-  d2 = best;
-  return arg;
-}
-
-// sklearn's _kmeans_plusplus with the caller's uniform draws (u[0] picks the first centre, then
-// `trials` per further centre), so the JS generator's sequence is kept. Returns the chosen row ids.
-template <typename T>
-at::Tensor kmeans_pp_impl(const at::Tensor& x, const at::Tensor& xn2_t, int64_t k, const at::Tensor& u_t) {
-  const int64_t n = x.size(0), d = x.size(1);
-  const int64_t trials = 2 + static_cast<int64_t>(std::floor(std::log(static_cast<double>(k))));
-  TORCH_CHECK(u_t.numel() == 1 + (k - 1) * trials, "kmeans_plusplus: expected ", 1 + (k - 1) * trials, " uniform draws, got ", u_t.numel());
-  at::Tensor ud = u_t.to(at::kDouble).contiguous();
-  const double* u = ud.data_ptr<double>();
-  const T* xp = x.data_ptr<T>();
-  const T* xn2 = xn2_t.data_ptr<T>();
-  auto rows_of = [&](const std::vector<int64_t>& ids) {
-    at::Tensor idx = at::tensor(ids, at::TensorOptions().dtype(at::kLong));
-    return x.index_select(0, idx);
-  };
-  std::vector<int64_t> ids{std::min(n - 1, static_cast<int64_t>(std::floor(u[0] * static_cast<double>(n))))};
-  std::vector<double> closest(n), cum(n);
-  sq_dists<T>(xp, xn2, n, d, rows_of(ids), [&](int64_t i, int64_t, T v) { closest[i] = static_cast<double>(v); });
-  double pot = 0;
-  for (int64_t i = 0; i < n; ++i) pot += closest[i];
-  std::vector<double> dist(static_cast<size_t>(n * trials));
-  for (int64_t c = 1; c < k; ++c) {
-    double acc = 0;
-    for (int64_t i = 0; i < n; ++i) cum[i] = acc += closest[i];
-    std::vector<int64_t> cand;
-    for (int64_t t = 0; t < trials; ++t) {
-      const double v = u[1 + (c - 1) * trials + t] * pot;
-      // np.searchsorted(cum, v) (side='left'): first i with cum[i] >= v.
-      const int64_t lo = std::lower_bound(cum.begin(), cum.end(), v) - cum.begin();
-      cand.push_back(std::min(lo, n - 1));
-    }
-    sq_dists<T>(xp, xn2, n, d, rows_of(cand), [&](int64_t i, int64_t j, T v) { dist[i * trials + j] = static_cast<double>(v); });
-    int64_t best = -1;
-    double best_pot = std::numeric_limits<double>::infinity();
-    for (int64_t l = 0; l < trials; ++l) {
-      double p = 0;
-      for (int64_t i = 0; i < n; ++i) p += std::min(closest[i], dist[i * trials + l]);
-      if (p < best_pot) {
-        best_pot = p;
-        best = l;
-      }
-    }
-    for (int64_t i = 0; i < n; ++i) closest[i] = std::min(closest[i], dist[i * trials + best]);
-    pot = best_pot;
-    ids.push_back(cand[best]);
-  }
-  return at::tensor(ids, at::TensorOptions().dtype(at::kLong));
-}
-
-// sklearn's lloyd loop from given initial centres, one op per run: the labels of each E-step are
-// those of the brute-force E-step (nearest centre, first minimum, squared distances as above), the
-// centre sums are kept in double, empty clusters are relocated to the farthest points, and the loop
-// stops on unchanged labels (strict convergence) or when the squared centre shift is <= `tol`
-// (absolute); a last brute-force E-step gives the inertia of the final centres.
-//
-// After the first E-step most rows are settled by Hamerly's bounds instead of k distances: an upper
-// bound on the distance to the own centre and a lower bound on the second-nearest one, moved by
-// how far the centres moved. A row keeps its label only when the bounds separate by more than the
-// rounding of the distances can blur (see `margin`), so near-ties are always recomputed in full and
-// the labels stay the brute-force ones; the centre sums follow the rows that change.
+// sklearn's lloyd loop from given initial centres, `runs` initialisations side by side (one pass
+// over x per iteration serves every run not yet converged; each follows exactly its own
+// trajectory): the labels of each E-step are those of the brute-force E-step (nearest centre, first
+// minimum, squared distances as above), the centre sums are kept in double, empty clusters are
+// relocated to the farthest points, and a run stops on unchanged labels (strict convergence) or
+// when its squared centre shift is <= `tol` (absolute); a last brute-force E-step gives the inertia
+// of its final centres. After a run's first E-step Hamerly's bounds (see km_pass) settle the rows
+// they can; its centre sums then follow the rows that change cluster.
 template <typename T>
 std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor& xn2_t, const at::Tensor& init, int64_t max_iter, double tol) {
-  const int64_t n = x.size(0), d = x.size(1), kc = init.size(0);
+  const int64_t n = x.size(0), d = x.size(1), runs = init.size(0), kc = init.size(1);
   const T* xp = x.data_ptr<T>();
   const T* xn2 = xn2_t.data_ptr<T>();
-  at::Tensor centres = init.contiguous().clone();
-  std::vector<int64_t> labels(n), prev(n);
-  std::vector<T> d2(n);
-  std::vector<double> upper(n), lower(n), last(static_cast<size_t>(kc * d));
   const double xn2max = xn2_t.max().item<double>();
-  // Brute force for rows [i0, i1): labels, squared distance, both bounds.
-  auto full_rows = [&](const T* cp, const T* cn2, int64_t i0, int64_t i1) {
-    std::vector<T> ip(kc);
-    for (int64_t i = i0; i < i1; ++i) {
-      row_dots(xp + i * d, cp, kc, d, ip.data());
-      T second = std::numeric_limits<T>::infinity();
-      labels[i] = nearest_centre(xn2[i], cn2, ip.data(), kc, d2[i]);
-      for (int64_t j = 0; j < kc; ++j)
-        if (j != labels[i]) {
-          T v = (xn2[i] + cn2[j]) - ip[j] * static_cast<T>(2);
-          second = std::min(second, v < T(0) ? T(0) : v);
-        }
-      upper[i] = std::sqrt(static_cast<double>(d2[i]));
-      lower[i] = std::sqrt(static_cast<double>(second));
+  at::Tensor init_c = init.contiguous();
+  const int64_t nblocks = (n + kKmBlock - 1) / kKmBlock;
+  std::vector<KmRun<T>> state(runs);
+  for (int64_t r = 0; r < runs; ++r) {
+    KmRun<T>& s = state[r];
+    s.centres.assign(init_c.data_ptr<T>() + r * kc * d, init_c.data_ptr<T>() + (r + 1) * kc * d);
+    s.labels.assign(n, 0);
+    s.d2.assign(n, T(0));
+    s.upper.assign(n, 0.0);
+    s.lower.assign(n, 0.0);
+    s.sums.assign(static_cast<size_t>(kc * d), 0.0);
+    s.cnt.assign(kc, 0);
+    if (max_iter <= 0) s.mode = KmRun<T>::kFinal;
+  }
+  // ‖c‖² by the same kernel as the dot products.
+  auto centre_norms = [&](KmRun<T>& s) {
+    s.cn2.resize(kc);
+    for (int64_t j = 0; j < kc; ++j) {
+      const T* cj = s.centres.data() + j * d;
+      km_dots(&cj, 1, cj, 1, d, &s.cn2[j], 1);
     }
   };
-  const int64_t chunk = 4096, nchunks = (n + chunk - 1) / chunk;
-  std::vector<double> part(static_cast<size_t>(nchunks * kc * d));
-  std::vector<int64_t> partc(static_cast<size_t>(nchunks * kc));
-  std::vector<double> sums(static_cast<size_t>(kc * d));
-  std::vector<int64_t> cnt(kc);
-  auto recompute_sums = [&] {
-    at::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
-      for (int64_t q = q0; q < q1; ++q) {
-        double* ps = part.data() + q * kc * d;
-        int64_t* pc = partc.data() + q * kc;
-        std::fill(ps, ps + kc * d, 0.0);
-        std::fill(pc, pc + kc, 0);
-        for (int64_t i = q * chunk; i < std::min(n, (q + 1) * chunk); ++i) {
-          add_row_f64(ps + labels[i] * d, xp + i * d, d);
-          pc[labels[i]] += 1;
-        }
-      }
-    });
-    std::fill(sums.begin(), sums.end(), 0.0);
-    std::fill(cnt.begin(), cnt.end(), 0);
-    for (int64_t q = 0; q < nchunks; ++q) {
-      const double* ps = part.data() + q * kc * d;
-      for (int64_t z = 0; z < kc * d; ++z) sums[z] += ps[z];
-      for (int64_t c = 0; c < kc; ++c) cnt[c] += partc[q * kc + c];
+  auto sums_from_parts = [&](KmRun<T>& s) {
+    std::fill(s.sums.begin(), s.sums.end(), 0.0);
+    std::fill(s.cnt.begin(), s.cnt.end(), 0);
+    for (int64_t b = 0; b < nblocks; ++b) {
+      add_row_f64(s.sums.data(), s.part.data() + b * kc * d, kc * d);
+      for (int64_t c = 0; c < kc; ++c) s.cnt[c] += s.partc[b * kc + c];
     }
   };
-  auto full_estep = [&](const T* cp, const T* cn2) {
-    at::parallel_for(0, n, 512, [&](int64_t i0, int64_t i1) { full_rows(cp, cn2, i0, i1); });
-  };
-  std::vector<std::vector<std::pair<int64_t, int64_t>>> moves(nchunks);  // (row, old label) per chunk
-  bool full = true;
-  int64_t it = 0;
-  for (; it < max_iter; ++it) {
-    at::Tensor cn2_t = centres.square().sum(1).contiguous();
-    const T* cp = centres.data_ptr<T>();
-    const T* cn2 = cn2_t.data_ptr<T>();
-    bool changed = true;
-    if (full) {
-      prev = labels;
-      full_estep(cp, cn2);
-      recompute_sums();
-      changed = it == 0 || labels != prev;
-      full = false;
-    } else {
+  const double unit = std::is_same<T, float>::value ? std::ldexp(1.0, -24) : std::ldexp(1.0, -53);
+  std::vector<KmRun<T>*> live;
+  for (;;) {
+    live.clear();
+    for (KmRun<T>& s : state)
+      if (s.mode != KmRun<T>::kDone) live.push_back(&s);
+    if (live.empty()) break;
+    for (KmRun<T>* s : live) {
+      centre_norms(*s);
+      if (s->mode == KmRun<T>::kFull) s->prev = s->labels;
+      if (s->mode != KmRun<T>::kBounds) continue;
       // Centre movement since the last E-step and half the distance to each centre's nearest other.
-      std::vector<double> move(kc), half(kc, std::numeric_limits<double>::infinity());
-      int64_t far = 0;
+      const T* cp = s->centres.data();
+      s->move.assign(kc, 0.0);
+      s->half.assign(kc, std::numeric_limits<double>::infinity());
+      s->far = 0;
       for (int64_t c = 0; c < kc; ++c) {
         double m = 0;
         for (int64_t f = 0; f < d; ++f) {
-          const double df = static_cast<double>(cp[c * d + f]) - last[c * d + f];
+          const double df = static_cast<double>(cp[c * d + f]) - s->last[c * d + f];
           m += df * df;
         }
-        move[c] = std::sqrt(m);
-        if (move[c] > move[far]) far = c;
+        s->move[c] = std::sqrt(m);
+        if (s->move[c] > s->move[s->far]) s->far = c;
       }
-      double second_move = 0;
+      s->second_move = 0;
       for (int64_t c = 0; c < kc; ++c)
-        if (c != far) second_move = std::max(second_move, move[c]);
+        if (c != s->far) s->second_move = std::max(s->second_move, s->move[c]);
       for (int64_t a = 0; a < kc; ++a)
         for (int64_t b = a + 1; b < kc; ++b) {
           double m = 0;
@@ -944,116 +1071,139 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
             const double df = static_cast<double>(cp[a * d + f]) - static_cast<double>(cp[b * d + f]);
             m += df * df;
           }
-          half[a] = std::min(half[a], 0.5 * std::sqrt(m));
-          half[b] = std::min(half[b], 0.5 * std::sqrt(m));
+          s->half[a] = std::min(s->half[a], 0.5 * std::sqrt(m));
+          s->half[b] = std::min(s->half[b], 0.5 * std::sqrt(m));
         }
       // A squared distance (‖x‖² + ‖c‖²) − 2x·c carries an error below eps2 = 8u(‖x‖² + ‖c‖²), so its
       // square root one below √eps2 (near zero) or eps2 / 2d: 2√eps2 covers both ends of a comparison.
-      const double unit = std::is_same<T, float>::value ? std::ldexp(1.0, -24) : std::ldexp(1.0, -53);
-      const double margin = 2 * std::sqrt(8 * unit * (xn2max + cn2_t.max().item<double>())) + 1e-30;
-      at::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
-        std::vector<T> ip(1);
-        for (int64_t q = q0; q < q1; ++q) {
-          moves[q].clear();
-          for (int64_t i = q * chunk; i < std::min(n, (q + 1) * chunk); ++i) {
-            const int64_t a = labels[i];
-            upper[i] += move[a];
-            lower[i] -= a == far ? second_move : move[far];
-            const double bound = std::max(half[a], lower[i]);
-            if (upper[i] + margin <= bound) continue;
-            row_dots(xp + i * d, cp + a * d, 1, d, ip.data());
-            const T v = (xn2[i] + cn2[a]) - ip[0] * static_cast<T>(2);
-            upper[i] = std::sqrt(static_cast<double>(v < T(0) ? T(0) : v));
-            if (upper[i] + margin <= bound) continue;
-            full_rows(cp, cn2, i, i + 1);
-            if (labels[i] != a) moves[q].emplace_back(i, a);
-          }
+      const double cn2max = static_cast<double>(*std::max_element(s->cn2.begin(), s->cn2.end()));
+      s->margin = 2 * std::sqrt(8 * unit * (xn2max + cn2max)) + 1e-30;
+    }
+    km_pass(xp, xn2, n, d, kc, live);
+    for (KmRun<T>* s : live) {
+      if (s->mode == KmRun<T>::kFinal) {
+        for (int64_t b = 0; b < nblocks; ++b) s->inertia += s->partin[b];
+        s->mode = KmRun<T>::kDone;
+        continue;
+      }
+      bool changed;
+      if (s->mode == KmRun<T>::kFull) {
+        sums_from_parts(*s);
+        changed = s->it == 0 || s->labels != s->prev;
+      } else {
+        // The rows that changed cluster move their sums, features split between the threads.
+        int64_t recomputed = 0;
+        changed = false;
+        for (int64_t b = 0; b < nblocks; ++b) {
+          recomputed += s->nfull[b];
+          changed = changed || !s->moves[b].empty();
         }
-      });
-      changed = false;
-      for (int64_t q = 0; q < nchunks; ++q)
-        for (auto& mv : moves[q]) {
-          const int64_t i = mv.first, from = mv.second, to = labels[i];
+        s->one_dot = 2 * recomputed < n;
+        at::parallel_for(0, d, 64, [&](int64_t f0, int64_t f1) {
+          for (int64_t b = 0; b < nblocks; ++b)
+            for (auto& mv : s->moves[b]) {
+              const int64_t i = mv.first, from = mv.second, to = s->labels[i];
+              const T* xi = xp + i * d;
+              for (int64_t f = f0; f < f1; ++f) {
+                s->sums[from * d + f] -= static_cast<double>(xi[f]);
+                s->sums[to * d + f] += static_cast<double>(xi[f]);
+              }
+            }
+        });
+        for (int64_t b = 0; b < nblocks; ++b)
+          for (auto& mv : s->moves[b]) {
+            s->cnt[mv.second] -= 1;
+            s->cnt[s->labels[mv.first]] += 1;
+          }
+      }
+      const T* cp = s->centres.data();
+      s->last.assign(cp, cp + kc * d);
+      s->mode = KmRun<T>::kBounds;
+      std::vector<int64_t> empty;
+      for (int64_t c = 0; c < kc; ++c)
+        if (s->cnt[c] == 0) empty.push_back(c);
+      if (!empty.empty()) {
+        // sklearn's _relocate_empty_clusters: the farthest points become the empty clusters' centres.
+        // Needs every row's exact distance: a brute-force E-step first (the same labels).
+        s->mode = KmRun<T>::kFull;
+        km_pass(xp, xn2, n, d, kc, std::vector<KmRun<T>*>{s});
+        sums_from_parts(*s);
+        std::vector<int64_t> order(n);
+        for (int64_t i = 0; i < n; ++i) order[i] = i;
+        std::stable_sort(order.begin(), order.end(), [&](int64_t p, int64_t q) { return s->d2[p] > s->d2[q]; });
+        for (size_t e = 0; e < empty.size() && e < order.size(); ++e) {
+          const int64_t c = empty[e], i = order[e], old = s->labels[i];
           const T* xi = xp + i * d;
           for (int64_t f = 0; f < d; ++f) {
-            sums[from * d + f] -= static_cast<double>(xi[f]);
-            sums[to * d + f] += static_cast<double>(xi[f]);
+            s->sums[old * d + f] -= static_cast<double>(xi[f]);
+            s->sums[c * d + f] = static_cast<double>(xi[f]);
           }
-          cnt[from] -= 1;
-          cnt[to] += 1;
-          changed = true;
+          s->cnt[old] -= 1;
+          s->cnt[c] = 1;
         }
-    }
-    for (int64_t z = 0; z < kc * d; ++z) last[z] = static_cast<double>(cp[z]);
-    std::vector<int64_t> empty;
-    for (int64_t c = 0; c < kc; ++c)
-      if (cnt[c] == 0) empty.push_back(c);
-    if (!empty.empty()) {
-      // sklearn's _relocate_empty_clusters: the farthest points become the empty clusters' centres.
-      // Needs every row's exact distance: a brute-force E-step first (the same labels).
-      full_estep(cp, cn2);
-      recompute_sums();
-      std::vector<int64_t> order(n);
-      for (int64_t i = 0; i < n; ++i) order[i] = i;
-      std::stable_sort(order.begin(), order.end(), [&](int64_t p, int64_t q) { return d2[p] > d2[q]; });
-      for (size_t e = 0; e < empty.size() && e < order.size(); ++e) {
-        const int64_t c = empty[e], i = order[e], old = labels[i];
-        const T* xi = xp + i * d;
+        // the sums no longer follow the labels: the next E-step recomputes both (kFull stays)
+      }
+      std::vector<T> next(static_cast<size_t>(kc * d));
+      double shift = 0;
+      for (int64_t c = 0; c < kc; ++c)
         for (int64_t f = 0; f < d; ++f) {
-          sums[old * d + f] -= static_cast<double>(xi[f]);
-          sums[c * d + f] = static_cast<double>(xi[f]);
+          next[c * d + f] = static_cast<T>(s->sums[c * d + f] / static_cast<double>(s->cnt[c]));
+          const double df = static_cast<double>(next[c * d + f]) - static_cast<double>(cp[c * d + f]);
+          shift += df * df;
         }
-        cnt[old] -= 1;
-        cnt[c] = 1;
-      }
-      full = true;  // the sums no longer follow the labels: the next E-step recomputes both
-    }
-    at::Tensor next = at::empty({kc, d}, x.options());
-    T* np_ = next.data_ptr<T>();
-    double shift = 0;
-    for (int64_t c = 0; c < kc; ++c)
-      for (int64_t f = 0; f < d; ++f) {
-        np_[c * d + f] = static_cast<T>(sums[c * d + f] / static_cast<double>(cnt[c]));
-        const double df = static_cast<double>(np_[c * d + f]) - static_cast<double>(cp[c * d + f]);
-        shift += df * df;
-      }
-    centres = next;
-    if (!changed || shift <= tol) {
-      ++it;
-      break;
+      s->centres.swap(next);
+      ++s->it;
+      if (!changed || shift <= tol || s->it >= max_iter) s->mode = KmRun<T>::kFinal;
     }
   }
-  at::Tensor cn2_t = centres.square().sum(1).contiguous();
-  full_estep(centres.data_ptr<T>(), cn2_t.data_ptr<T>());
-  double inertia = 0;
-  for (int64_t i = 0; i < n; ++i) inertia += static_cast<double>(d2[i]);
-  return {centres, at::scalar_tensor(inertia, at::TensorOptions().dtype(at::kDouble)),
-          at::scalar_tensor(it, at::TensorOptions().dtype(at::kLong))};
+  at::Tensor centres = at::empty({runs, kc, d}, x.options());
+  at::Tensor inertia = at::empty({runs}, at::TensorOptions().dtype(at::kDouble));
+  at::Tensor iters = at::empty({runs}, at::TensorOptions().dtype(at::kLong));
+  for (int64_t r = 0; r < runs; ++r) {
+    std::copy(state[r].centres.begin(), state[r].centres.end(), centres.data_ptr<T>() + r * kc * d);
+    inertia.data_ptr<double>()[r] = state[r].inertia;
+    iters.data_ptr<int64_t>()[r] = state[r].it;
+  }
+  return {centres, inertia, iters};
 }
 
+// init: K x D (one run: centres K x D, scalar inertia and iteration count) or R x K x D (R runs side
+// by side: R x K x D, R, R).
 std::vector<at::Tensor> kmeans_lloyd(const at::Tensor& x_in, const at::Tensor& xn2, const at::Tensor& init, const OpArgs& a) {
-  TORCH_CHECK(x_in.dim() == 2 && init.dim() == 2 && init.size(1) == x_in.size(1) && xn2.dim() == 1 && xn2.size(0) == x_in.size(0),
-              "kmeans_lloyd: x (N x D), squared row norms (N) and initial centres (K x D) expected");
+  TORCH_CHECK(x_in.dim() == 2 && (init.dim() == 2 || init.dim() == 3) && init.size(-1) == x_in.size(1) && xn2.dim() == 1 &&
+                  xn2.size(0) == x_in.size(0),
+              "kmeans_lloyd: x (N x D), squared row norms (N) and initial centres (K x D, or R x K x D for R runs) expected");
   TORCH_CHECK(x_in.scalar_type() == init.scalar_type() && x_in.scalar_type() == xn2.scalar_type() &&
                   (x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble),
               "kmeans_lloyd: x, norms and centres must share one float dtype");
-  TORCH_CHECK(init.size(0) >= 1 && init.size(0) <= x_in.size(0), "kmeans_lloyd: 1 <= K <= N");
+  TORCH_CHECK(init.size(-2) >= 1 && init.size(-2) <= x_in.size(0), "kmeans_lloyd: 1 <= K <= N");
+  TORCH_CHECK(init.dim() == 2 || init.size(0) >= 1, "kmeans_lloyd: no initial centres (R = 0)");
   const int64_t max_iter = a.get_int("max_iter", 300);
   const double tol = a.get_double("tol", 0.0);
   at::Tensor x = x_in.contiguous(), n2 = xn2.contiguous();
-  if (x.scalar_type() == at::kFloat) return kmeans_lloyd_impl<float>(x, n2, init, max_iter, tol);
-  return kmeans_lloyd_impl<double>(x, n2, init, max_iter, tol);
+  const bool one = init.dim() == 2;
+  at::Tensor i3 = one ? init.unsqueeze(0) : init;
+  std::vector<at::Tensor> out = x.scalar_type() == at::kFloat ? kmeans_lloyd_impl<float>(x, n2, i3, max_iter, tol)
+                                                              : kmeans_lloyd_impl<double>(x, n2, i3, max_iter, tol);
+  if (one)
+    for (auto& t : out) t = t.select(0, 0).clone();
+  return out;
 }
 
+// k: centres per run; runs (default 1): initialisations side by side, u holding runs x (1 + (k − 1)
+// trials) draws; returns k ids for one run, runs x k otherwise.
 at::Tensor kmeans_plusplus(const at::Tensor& x_in, const at::Tensor& xn2, const at::Tensor& u, const OpArgs& a) {
   TORCH_CHECK(x_in.dim() == 2 && xn2.dim() == 1 && xn2.size(0) == x_in.size(0), "kmeans_plusplus: x (N x D) and squared row norms (N) expected");
   TORCH_CHECK(x_in.scalar_type() == xn2.scalar_type() && (x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble),
               "kmeans_plusplus: x and norms must share one float dtype");
   const int64_t k = a.get_int("k");
   TORCH_CHECK(k >= 1 && k <= x_in.size(0), "kmeans_plusplus: 1 <= k <= N, got k = ", k);
+  const bool one = !a.has("runs");
+  const int64_t runs = a.get_int("runs", 1);
+  TORCH_CHECK(runs >= 1, "kmeans_plusplus: runs must be >= 1, got ", runs);
   at::Tensor x = x_in.contiguous(), n2 = xn2.contiguous();
-  if (x.scalar_type() == at::kFloat) return kmeans_pp_impl<float>(x, n2, k, u);
-  return kmeans_pp_impl<double>(x, n2, k, u);
+  at::Tensor ids = x.scalar_type() == at::kFloat ? kmeans_pp_impl<float>(x, n2, k, runs, u) : kmeans_pp_impl<double>(x, n2, k, runs, u);
+  return one ? ids.select(0, 0).clone() : ids;
 }
 
 Table build_table() {

@@ -56,16 +56,17 @@ export function seededRandom(seed: number): { next(): number; int(n: number): nu
 }
 
 /**
- * sklearn's _kmeans_plusplus (2 + ⌊ln k⌋ local trials), as one native op (`kmeans_plusplus`) fed
- * with this generator's draws in the order the algorithm consumes them. Returns the initial centres.
+ * sklearn's _kmeans_plusplus (2 + ⌊ln k⌋ local trials) for `runs` initialisations side by side, as
+ * one native op (`kmeans_plusplus`) fed with this generator's draws in the order the algorithm
+ * consumes them, one run after the other. Returns the initial centres (runs x k x D).
  */
-function kmeansPlusPlus(x: Tensor, xn2: Tensor, k: number, rnd: ReturnType<typeof seededRandom>): Tensor {
+function kmeansPlusPlus(x: Tensor, xn2: Tensor, k: number, runs: number, rnd: ReturnType<typeof seededRandom>): Tensor {
   const trials = 2 + Math.floor(Math.log(k));
-  const u = new Float64Array(1 + (k - 1) * trials);
+  const u = new Float64Array(runs * (1 + (k - 1) * trials));
   for (let i = 0; i < u.length; i++) u[i] = rnd.next();
   return tidy(() => {
-    const ids = Tensor.runOp('kmeans_plusplus', [x, xn2, Tensor.fromArray(u, [u.length], { dtype: 'float64' })], { k })[0];
-    return x.indexSelect(0, ids);
+    const ids = Tensor.runOp('kmeans_plusplus', [x, xn2, Tensor.fromArray(u, [u.length], { dtype: 'float64' })], { k, runs })[0];
+    return x.indexSelect(0, ids.reshape([runs * k])).reshape([runs, k, x.shape[1]]);
   });
 }
 
@@ -98,18 +99,23 @@ export interface KMeansResult {
 }
 
 /**
- * One run of Lloyd's algorithm from `init` (k x D) with sklearn's stopping rules, as one native op
- * (`kmeans_lloyd` in native/core/ops.cpp: E-step ‖x‖² + ‖c‖² − 2x·c in the data dtype, first
- * minimum; centre sums in float64; empty clusters relocated to the farthest points; strict
- * convergence or squared centre shift <= tolAbs; inertia of the final centres): no JS round trip
- * per iteration.
+ * Lloyd's algorithm from each of the initial centre sets `init` (runs x k x D) with sklearn's
+ * stopping rules, as one native op (`kmeans_lloyd` in native/core/ops.cpp: E-step ‖x‖² + ‖c‖² − 2x·c
+ * in the data dtype, first minimum; centre sums in float64; empty clusters relocated to the farthest
+ * points; strict convergence or squared centre shift <= tolAbs; inertia of the final centres): no JS
+ * round trip per iteration, and one pass over x per iteration serves every run not yet converged,
+ * each run following its own trajectory. Returns the run of lowest inertia (the first of equals).
  */
-async function lloyd(x: Tensor, xn2: Tensor, init: Tensor, maxIter: number, tolAbs: number): Promise<KMeansResult> {
+async function lloydBest(x: Tensor, xn2: Tensor, init: Tensor, maxIter: number, tolAbs: number): Promise<KMeansResult> {
   const [centres, inertiaT, itT] = Tensor.runOp('kmeans_lloyd', [x, xn2, init], { max_iter: maxIter, tol: tolAbs });
-  const [inertia, iterations] = await Promise.all([inertiaT.item(), itT.item()]);
+  const [inertias, iters] = await Promise.all([inertiaT.data(), itT.data()]);
   inertiaT.dispose();
   itT.dispose();
-  return { centres, inertia, iterations };
+  let best = 0;
+  for (let r = 1; r < inertias.length; r++) if ((inertias[r] as number) < (inertias[best] as number)) best = r;
+  const c = tidy(() => centres.select(0, best).clone());
+  centres.dispose();
+  return { centres: c, inertia: inertias[best] as number, iterations: Number(iters[best]) };
 }
 
 /** k-means on the rows of x (float32 or float64): the best of `nInit` seeded k-means++ runs. */
@@ -118,6 +124,7 @@ export async function kmeansFit(x: Tensor, k: number, opts: { nInit?: number; ma
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`kmeans: k must be a positive integer, got ${String(k)}`);
   if (n < k) throw new DetectorInputError(`kmeans: ${n} samples for k = ${k} clusters`);
   const nInit = opts.nInit ?? 10;
+  if (!Number.isInteger(nInit) || nInit < 1) throw new RangeError(`kmeans: nInit must be a positive integer, got ${String(nInit)}`);
   const maxIter = opts.maxIter ?? 300;
   const tol = opts.tol ?? 1e-4;
   const rnd = seededRandom(opts.seed ?? 0);
@@ -128,20 +135,13 @@ export async function kmeansFit(x: Tensor, k: number, opts: { nInit?: number; ma
   // squared column means of the centred data (zero up to rounding); no column-wise var pass needed.
   const [sq, m2] = await Promise.all([tidy(() => xn2.sum()).item(), tidy(() => xc.mean(0).square().sum()).item()]);
   const tolAbs = tol * (sq / (n * x.shape[1]) - m2 / x.shape[1]);
-  let best: KMeansResult | null = null;
-  for (let r = 0; r < nInit; r++) {
-    const init = kmeansPlusPlus(xc, xn2, k, rnd);
-    const res = await lloyd(xc, xn2, init, maxIter, tolAbs);
-    init.dispose();
-    if (!best || res.inertia < best.inertia) {
-      best?.centres.dispose();
-      best = res;
-    } else res.centres.dispose();
-  }
-  const centres = best!.centres.add(mean);
-  best!.centres.dispose();
+  const init = kmeansPlusPlus(xc, xn2, k, nInit, rnd);
+  const best = await lloydBest(xc, xn2, init, maxIter, tolAbs);
+  init.dispose();
+  const centres = best.centres.add(mean);
+  best.centres.dispose();
   for (const t of [mean, xc, xn2]) t.dispose();
-  return { centres, inertia: best!.inertia, iterations: best!.iterations };
+  return { centres, inertia: best.inertia, iterations: best.iterations };
 }
 
 export class KMeansDetector extends FeatureDetector {
