@@ -108,8 +108,29 @@ interface StoragePlan {
 /**
  * Tensors for `sources` (parallel array). Reads each storage once; on any failure disposes what it
  * made and throws a CheckpointError naming the tensor.
+ *
+ * `prefetched`: whole-storage reads already queued (see `loadTensors`); this takes ownership of them.
+ * Those a source uses serve as its storage; the others are released, and a released read that has
+ * not started yet is dropped by the executor rather than run.
  */
-export async function loadTensorSources(sources: ReadonlyArray<[string, TensorSource]>, opts: Pick<LoadTensorsOptions, 'dtype' | 'device'> = {}): Promise<Tensor[]> {
+export async function loadTensorSources(
+  sources: ReadonlyArray<[string, TensorSource]>,
+  opts: Pick<LoadTensorsOptions, 'dtype' | 'device'> = {},
+  prefetched: ReadonlyMap<StorageRef, Tensor> = new Map(),
+): Promise<Tensor[]> {
+  const unclaimed = new Map(prefetched);
+  try {
+    return await loadPlanned(sources, opts, unclaimed);
+  } finally {
+    for (const t of unclaimed.values()) t.dispose();
+  }
+}
+
+async function loadPlanned(
+  sources: ReadonlyArray<[string, TensorSource]>,
+  opts: Pick<LoadTensorsOptions, 'dtype' | 'device'>,
+  prefetched: Map<StorageRef, Tensor>,
+): Promise<Tensor[]> {
   const target = opts.dtype;
   if (target !== undefined && !(isDType(target) && isFloating(target))) {
     throw new TypeError(`dtype must be a floating-point dtype (float32, float64, float16, bfloat16), got '${String(target)}'`);
@@ -129,7 +150,8 @@ export async function loadTensorSources(sources: ReadonlyArray<[string, TensorSo
     }
     if (extent === 0) continue; // empty tensor: nothing to read
     const p = plans.get(st);
-    if (!p) plans.set(st, { storage: st, lo: s.storageOffset, hi: extent });
+    if (!p && prefetched.has(st)) plans.set(st, { storage: st, lo: 0, hi: st.numel }); // read whole
+    else if (!p) plans.set(st, { storage: st, lo: s.storageOffset, hi: extent });
     else {
       p.lo = Math.min(p.lo, s.storageOffset);
       p.hi = Math.max(p.hi, extent);
@@ -142,10 +164,13 @@ export async function loadTensorSources(sources: ReadonlyArray<[string, TensorSo
   const result: Tensor[] = new Array(sources.length);
   const owners: string[] = new Array(sources.length);
   try {
-    // One read (and at most one cast) per storage, all queued at once on the executor.
+    // One read (and at most one cast) per storage, all queued at once on the executor (unless it
+    // was already queued while the pickle was parsed).
     for (const p of plans.values()) {
       const st = p.storage;
-      let t = Tensor.fromFile(st.file, { byteOffset: st.byteOffset + p.lo * ELEMENT_SIZE[st.dtype], numel: p.hi - p.lo, dtype: st.dtype });
+      const pre = prefetched.get(st);
+      prefetched.delete(st); // claimed: disposed below with the other bases
+      let t = pre ?? Tensor.fromFile(st.file, { byteOffset: st.byteOffset + p.lo * ELEMENT_SIZE[st.dtype], numel: p.hi - p.lo, dtype: st.dtype });
       if (castTo(st.dtype) !== st.dtype) {
         const c = t.cast(castTo(st.dtype));
         t.dispose(); // the queued cast holds the read
@@ -225,12 +250,32 @@ function fromTensorData(Tensor: typeof import('../tensor').Tensor, key: string, 
  * path. The caller owns the tensors (dispose them, or load inside `tidy`).
  */
 export async function loadTensors(src: Source, opts: LoadTensorsOptions = {}): Promise<Map<string, Tensor>> {
-  const from = typeof src === 'string' ? readCheckpoint(src, opts.read) : src;
-  if (!isCheckpoint(from) && opts.key !== undefined) {
+  if (typeof src !== 'string' && !isCheckpoint(src) && opts.key !== undefined) {
     throw new TypeError('loadTensors: `key` picks a sub-tree of a checkpoint; pass the sub-dict itself for a state dict');
   }
-  const sources = collectTensorSources(from, opts);
-  const tensors = await loadTensorSources(sources, opts);
+  // From a path, each storage's read is queued the moment the pickle names it, so reading overlaps
+  // the rest of the parse (which costs 10-20 ms in a fresh process); reads of storages that `key` or
+  // `filter` then leave out are released, and dropped if they have not started.
+  const prefetched = new Map<StorageRef, Tensor>();
+  let from: Exclude<Source, string>;
+  let sources: Array<[string, TensorSource]>;
+  try {
+    if (typeof src === 'string') {
+      const Tensor = await TensorClass();
+      const prefetch = (st: StorageRef): void => {
+        if (st.numel > 0) prefetched.set(st, Tensor.fromFile(st.file, { byteOffset: st.byteOffset, numel: st.numel, dtype: st.dtype }));
+      };
+      const theirs = opts.read?.onStorage;
+      from = readCheckpoint(src, { ...opts.read, onStorage: theirs ? (st) => (theirs(st), prefetch(st)) : prefetch });
+    } else {
+      from = src;
+    }
+    sources = collectTensorSources(from, opts);
+  } catch (e) {
+    for (const t of prefetched.values()) t.dispose();
+    throw e;
+  }
+  const tensors = await loadTensorSources(sources, opts, prefetched);
   const out = new Map<string, Tensor>();
   sources.forEach(([k], i) => {
     const prev = out.get(k);

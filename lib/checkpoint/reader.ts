@@ -25,6 +25,13 @@ export interface ReadCheckpointOptions {
   limits?: Partial<UnpickleLimits>;
   /** Largest data.pkl / legacy pickle we agree to hold in memory (default 1 GiB). */
   maxPickleBytes?: number;
+  /**
+   * Called for each storage of a zip checkpoint as soon as the pickle references it (before the rest
+   * of the pickle is parsed), with its location already checked against the archive. Loaders use it
+   * to start reading tensor data while parsing goes on. Legacy files place their storages after the
+   * pickle, so it is not called for them.
+   */
+  onStorage?: (storage: StorageRef) => void;
 }
 
 export interface Checkpoint {
@@ -115,7 +122,10 @@ function readZipCheckpoint(fd: number, file: string, opts: ReadCheckpointOptions
   const storages = new Map<string, StorageRef>();
   const persistentLoad = (pid: PyValue, ctx: HandlerContext): PyValue => {
     const p = parseStoragePid(pid, ctx);
-    return zipStorage(dir, stem, p, storages, ctx);
+    const known = storages.size;
+    const ref = zipStorage(dir, stem, p, storages, ctx);
+    if (opts.onStorage && storages.size > known) opts.onStorage(ref);
+    return ref;
   };
   const { value } = unpickle(pkl, {
     file: `${file} (${pklEntry.name})`,

@@ -165,6 +165,7 @@ Napi::Value TensorWrap::Op(const Napi::CallbackInfo& info) {
   o.op = name;
   o.device = device;
   o.num_outputs = static_cast<size_t>(op->num_outputs);
+  o.skip_if_unobserved = true;  // every op of the table is functional: it only makes its outputs
   if (inputs.empty()) {
     // Creation: inline only when the result is small.
     int64_t numel = 1;

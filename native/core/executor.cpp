@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <thread>
@@ -235,8 +236,15 @@ std::vector<PendingPtr> schedule(const ScheduleOptions& opts, std::vector<Pendin
     run_task(opts, inputs, fn, outputs);
     return outputs;
   }
-  Executor::for_device(opts.device).submit(
-      [opts, inputs = std::move(inputs), fn = std::move(fn), outputs]() { run_task(opts, inputs, fn, outputs); });
+  Executor::for_device(opts.device).submit([opts, inputs = std::move(inputs), fn = std::move(fn), outputs]() {
+    // Only this task still owns its outputs: nobody can observe them, so a pure op need not run.
+    if (opts.skip_if_unobserved &&
+        std::all_of(outputs.begin(), outputs.end(), [](const PendingPtr& o) { return o.use_count() == 1; })) {
+      for (auto& o : outputs) o->reject(opts.op + ": skipped, its result was released before it ran");
+      return;
+    }
+    run_task(opts, inputs, fn, outputs);
+  });
   return outputs;
 }
 

@@ -70,6 +70,11 @@ struct ScheduleOptions {
   size_t num_outputs = 1;
   // Work so small that a thread hop costs more than the op itself runs on the caller's thread.
   bool allow_inline = true;
+  // A pure op (no side effects): when it reaches the front of the queue and nothing holds any of its
+  // outputs any more (all released before it ran), it is dropped instead of run. Loaders queue work
+  // speculatively (checkpoint storages read while the pickle is still being parsed) and release what
+  // turns out not to be wanted; this keeps that from costing more than what already ran.
+  bool skip_if_unobserved = false;
 };
 
 // Runs fn once every input is ready; each output slot gets one tensor. Errors (including failed

@@ -1,9 +1,11 @@
 // Tests of the op table and the executor, independent of Node.
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include "core/executor.h"
@@ -107,6 +109,46 @@ MOOD_TEST(schedule_chains_pending_inputs) {
   CHECK_CLOSE(cur->value()[999][999].item<float>(), 21.0, 0);
 }
 
+// A pure op whose outputs were all released while it waited in the queue is dropped, not run; one
+// whose outputs are still held runs, and ops without the flag always run.
+MOOD_TEST(schedule_skips_pure_ops_released_before_they_run) {
+  using namespace mood;
+  std::promise<void> gate;
+  std::shared_future<void> open = gate.get_future().share();
+  ScheduleOptions blocker;
+  blocker.op = "gate";
+  blocker.allow_inline = false;
+  auto held_queue = schedule(blocker, {}, [open](const std::vector<at::Tensor>&) {
+    open.wait();
+    return std::vector<at::Tensor>{at::zeros({1})};
+  });
+  std::atomic<int> ran_released{0}, ran_kept{0}, ran_plain{0};
+  ScheduleOptions pure;
+  pure.op = "pure";
+  pure.allow_inline = false;
+  pure.skip_if_unobserved = true;
+  auto count = [](std::atomic<int>& n) {
+    return [&n](const std::vector<at::Tensor>&) {
+      ++n;
+      return std::vector<at::Tensor>{at::ones({2})};
+    };
+  };
+  { auto released = schedule(pure, {}, count(ran_released)); }  // dropped here, before it runs
+  auto kept = schedule(pure, {}, count(ran_kept));
+  ScheduleOptions plain = pure;
+  plain.skip_if_unobserved = false;
+  { auto side = schedule(plain, {}, count(ran_plain)); }
+  auto last = schedule(plain, {}, [](const std::vector<at::Tensor>&) { return std::vector<at::Tensor>{at::zeros({1})}; });
+  gate.set_value();
+  last[0]->wait();
+  kept[0]->wait();
+  CHECK(ran_released.load() == 0);
+  CHECK(ran_kept.load() == 1);
+  CHECK(ran_plain.load() == 1);
+  CHECK(kept[0]->ok() && kept[0]->value().sum().item<float>() == 2.0f);
+  held_queue[0]->wait();
+}
+
 MOOD_TEST(configure_threads_sets_both_pools) {
   auto s = configure_threads(2, "test");
   CHECK(s.intra_op == 2);
@@ -124,9 +166,10 @@ MOOD_TEST(parse_device_errors) {
 
 int main(int argc, char** argv) { return mood_test::run_all(argc, argv); }
 
-// read_storage splits large reads into chunks over helper threads: the bytes must land exactly
-// where a plain sequential read puts them, at an unaligned offset, for a size that is not a whole
-// number of chunks; a range past the end of the file is refused before any allocation.
+// read_storage puts a large storage in its own populated anonymous mapping: the bytes must land
+// exactly where a plain sequential read puts them, at an unaligned offset, for a size that is not a
+// whole number of pages, and views of it must outlive the storage handle (the mapping goes with the
+// last one); a range past the end of the file is refused before any allocation.
 MOOD_TEST(read_storage_large_chunked_read_is_exact) {
   const std::string path = "/tmp/mood_core_tests_read_storage.bin";
   const int64_t offset = 4093, numel = (int64_t(23) << 20) / 8 + 5;  // > 5 chunks of 4 MiB
@@ -139,6 +182,9 @@ MOOD_TEST(read_storage_large_chunked_read_is_exact) {
   }
   at::Tensor got = mood::read_storage(path, offset, numel, at::kLong);
   CHECK(got.equal(want));
+  at::Tensor tail = got.slice(0, numel - 1000);
+  got = at::Tensor();
+  CHECK(tail.equal(want.slice(0, numel - 1000)));
   bool threw = false;
   try {
     mood::read_storage(path, offset + 8, numel, at::kLong);

@@ -206,6 +206,42 @@ describe.skipIf(!fixtures)('loadTensors on every fixture checkpoint', () => {
   });
 });
 
+describe.skipIf(!fixtures)('loadTensors from a path: reads start while the pickle is parsed', () => {
+  it('every storage is queued as the pickle names it; key/filter release the rest; values as from a parsed Checkpoint', async () => {
+    const file = fixturePath('ft_meanpool.pth');
+    const ck = readCheckpoint(file);
+    const want = await loadTensors(ck, { key: 'model', filter: (k) => k.endsWith('.bias') });
+    const live0 = tensorStats().live;
+    const spy = vi.spyOn(Tensor, 'fromFile');
+    let got: Map<string, Tensor>;
+    try {
+      got = await loadTensors(file, { key: 'model', filter: (k) => k.endsWith('.bias') });
+      // One read per storage of the whole file, each queued during the parse (before any plan).
+      expect(spy).toHaveBeenCalledTimes(ck.storages.filter((st) => st.numel > 0).length);
+    } finally {
+      spy.mockRestore();
+    }
+    expect([...got.keys()]).toEqual([...want.keys()]);
+    for (const [k, t] of want) expect(Array.from((await (got.get(k) as Tensor).data()) as Float32Array), k).toEqual(Array.from((await t.data()) as Float32Array));
+    expect(tensorStats().live).toBe(live0 + got.size); // the reads of the other storages were released
+    disposeAll(got);
+    disposeAll(want);
+  });
+
+  it('a parse that fails after storages were queued releases them', async () => {
+    // ft_meanpool holds an argparse.Namespace after the model's tensors: strict refuses it late.
+    const live0 = tensorStats().live;
+    const spy = vi.spyOn(Tensor, 'fromFile');
+    const err = await loadTensors(fixturePath('ft_meanpool.pth'), { read: { strict: true } }).catch((e: unknown) => e);
+    const queued = spy.mock.calls.length;
+    spy.mockRestore();
+    expect(err).toBeInstanceOf(CheckpointError);
+    expect(String((err as Error).message)).toMatch(/argparse/);
+    expect(queued).toBeGreaterThan(0);
+    expect(tensorStats().live).toBe(live0);
+  });
+});
+
 describe.skipIf(!fixtures)('loadTensors errors', () => {
   it('a file truncated after its structure was read: clean CheckpointError naming a tensor, nothing leaked', async () => {
     const copy = path.join(tmp, 'trunc.pth');
