@@ -887,38 +887,37 @@ struct KmRun {
   std::vector<T> d2;
   std::vector<double> upper, lower, last, sums, move, half;
   int64_t far = 0, it = 0;
-  double second_move = 0, margin = 0, inertia = 0;
+  double second_move = 0, cn2max = 0, inertia = 0;
   bool one_dot = true;  // try the own centre's distance before all k (pays once most rows settle)
-  // Per block: (row, old label) of the rows that changed cluster; centre sums and counts (kFull);
-  // Σ d2 (kFinal); rows recomputed in full (kBounds).
-  std::vector<std::vector<std::pair<int64_t, int64_t>>> moves;
+  // Per block: centre sums and counts (kFull) or their changes by the rows that changed cluster
+  // (kBounds, `nmoved` of them); Σ d2 (kFinal); rows recomputed in full (kBounds).
   std::vector<double> part, partin;
-  std::vector<int64_t> partc, nfull;
+  std::vector<int64_t> partc, nfull, nmoved;
 };
 
 // One E-step of every run in `live` in one pass over x. kFull / kFinal: all k distances of every
 // row (kFull also sums the rows per centre, kFinal only Σ d2 for the inertia). kBounds: Hamerly's
-// bounds settle what they can, the rest gets all k distances and the rows that change cluster are
-// recorded. Only rows whose bounds separate by more than the rounding of the distances can blur
-// (`margin`) are settled, so near-ties are recomputed and the labels are the brute-force ones.
+// bounds settle what they can, the rest gets all k distances and the rows that change cluster move
+// their sums. The bounds are kept on the exact distances: a computed squared distance is within
+// E = err·(‖x‖² + max‖c‖²) of the exact one (see kmeans_lloyd_impl), so the upper bound starts at
+// √(d̃² + E) and the lower at √(d̃² − E); a row keeps its label only when the bounds U (own centre)
+// and L (every other) guarantee that the computed distances order the same way, L² − U² > 2E, so
+// near-ties are recomputed and the labels are the brute-force ones.
 template <typename T>
-void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, const std::vector<KmRun<T>*>& live) {
+void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, double err, const std::vector<KmRun<T>*>& live) {
   const int64_t nblocks = (n + kKmBlock - 1) / kKmBlock;
   for (KmRun<T>* r : live) {
-    if (r->mode == KmRun<T>::kFull) {
-      r->part.resize(static_cast<size_t>(nblocks * kc * d));
-      r->partc.resize(static_cast<size_t>(nblocks * kc));
-    }
+    r->part.resize(static_cast<size_t>(nblocks * kc * d));
+    r->partc.resize(static_cast<size_t>(nblocks * kc));
     if (r->mode == KmRun<T>::kFinal) r->partin.assign(nblocks, 0.0);
-    if (r->mode == KmRun<T>::kBounds) r->nfull.assign(nblocks, 0);
-    r->moves.resize(nblocks);
+    r->nfull.assign(nblocks, 0);
+    r->nmoved.assign(nblocks, 0);
   }
   km_blocks(n, [&](int64_t b, int64_t b0, int64_t b1) {
     std::vector<const T*> rows(kKmSub);
     std::vector<T> ip(static_cast<size_t>(kKmSub * kc));
     std::vector<int64_t> idx(kKmSub);
     for (KmRun<T>* r : live) {
-      r->moves[b].clear();
       if (r->mode == KmRun<T>::kFull) {
         std::fill_n(r->part.begin() + b * kc * d, kc * d, 0.0);
         std::fill_n(r->partc.begin() + b * kc, kc, 0);
@@ -939,14 +938,19 @@ void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, const 
             double& lo = r->lower[i];
             up += r->move[a];
             lo -= a == r->far ? r->second_move : r->move[r->far];
-            const double bound = std::max(r->half[a], lo);
-            if (up + r->margin <= bound) continue;
+            const double e = err * (static_cast<double>(xn2[i]) + r->cn2max);
+            // Every other centre is at least max(L, ‖c_a − c_j‖ − U) away (triangle inequality).
+            auto settled = [&] {
+              const double lb = std::max(lo, 2 * r->half[a] - up);
+              return lb > up && (lb - up) * (lb + up) > 2 * e;
+            };
+            if (settled()) continue;
             if (r->one_dot) {
               const T* xi = xp + i * d;
               T v;
               km_dots(&xi, 1, cp + a * d, 1, d, &v, 1);
-              up = std::sqrt(static_cast<double>(km_sq_dist(xn2[i], cn2[a], v)));
-              if (up + r->margin <= bound) continue;
+              up = std::sqrt(static_cast<double>(km_sq_dist(xn2[i], cn2[a], v)) + e);
+              if (settled()) continue;
             }
             idx[m++] = i;
           }
@@ -976,15 +980,31 @@ void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, const 
             continue;
           }
           const int64_t old = r->labels[i];
+          const double e = err * (static_cast<double>(xn2[i]) + r->cn2max);
           r->labels[i] = arg;
           r->d2[i] = best;
-          r->upper[i] = std::sqrt(static_cast<double>(best));
-          r->lower[i] = std::sqrt(static_cast<double>(second));
+          r->upper[i] = std::sqrt(static_cast<double>(best) + e);
+          r->lower[i] = std::sqrt(std::max(0.0, static_cast<double>(second) - e));
+          double* ps = r->part.data() + b * kc * d;
+          int64_t* pc = r->partc.data() + b * kc;
           if (r->mode == KmRun<T>::kFull) {
-            add_row_f64(r->part.data() + (b * kc + arg) * d, xp + i * d, d);
-            r->partc[b * kc + arg] += 1;
+            add_row_f64(ps + arg * d, xp + i * d, d);
+            pc[arg] += 1;
           } else if (arg != old) {
-            r->moves[b].emplace_back(i, old);
+            // The block's changes of the centre sums, zeroed at its first move.
+            if (r->nmoved[b]++ == 0) {
+              std::fill_n(ps, kc * d, 0.0);
+              std::fill_n(pc, kc, 0);
+            }
+            const T* xi = xp + i * d;
+            double* from = ps + old * d;
+            double* to = ps + arg * d;
+            for (int64_t f = 0; f < d; ++f) {
+              from[f] -= static_cast<double>(xi[f]);
+              to[f] += static_cast<double>(xi[f]);
+            }
+            pc[old] -= 1;
+            pc[arg] += 1;
           }
         }
       }
@@ -1000,12 +1020,17 @@ void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, const 
 // when its squared centre shift is <= `tol` (absolute); a last brute-force E-step gives the inertia
 // of its final centres. After a run's first E-step Hamerly's bounds (see km_pass) settle the rows
 // they can; its centre sums then follow the rows that change cluster.
+//
+// The error of a computed squared distance (xn2 + ‖c‖²) − 2x·c: the dot products sum m = d/L + log2 L
+// + L + 1 rounded terms at most (lanes, their pairwise reduction, the tail), so 2x·c and ‖c‖² are off
+// by γ_m(‖x‖² + ‖c‖²) and γ_m‖c‖²; the caller's xn2 by up to γ_d‖x‖² (a plain sum of squares); the
+// additions by 2u. err = (2m + d + 8)u bounds the sum relative to ‖x‖² + ‖c‖², with slack for the
+// double arithmetic of the bounds.
 template <typename T>
 std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor& xn2_t, const at::Tensor& init, int64_t max_iter, double tol) {
   const int64_t n = x.size(0), d = x.size(1), runs = init.size(0), kc = init.size(1);
   const T* xp = x.data_ptr<T>();
   const T* xn2 = xn2_t.data_ptr<T>();
-  const double xn2max = xn2_t.max().item<double>();
   at::Tensor init_c = init.contiguous();
   const int64_t nblocks = (n + kKmBlock - 1) / kKmBlock;
   std::vector<KmRun<T>> state(runs);
@@ -1037,6 +1062,8 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
     }
   };
   const double unit = std::is_same<T, float>::value ? std::ldexp(1.0, -24) : std::ldexp(1.0, -53);
+  const int64_t lanes = 64 / static_cast<int64_t>(sizeof(T));
+  const double err = static_cast<double>(2 * (d / lanes + 6 + lanes + 1) + d + 8) * unit + std::ldexp(1.0, -46);
   std::vector<KmRun<T>*> live;
   for (;;) {
     live.clear();
@@ -1045,6 +1072,7 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
     if (live.empty()) break;
     for (KmRun<T>* s : live) {
       centre_norms(*s);
+      s->cn2max = static_cast<double>(*std::max_element(s->cn2.begin(), s->cn2.end()));
       if (s->mode == KmRun<T>::kFull) s->prev = s->labels;
       if (s->mode != KmRun<T>::kBounds) continue;
       // Centre movement since the last E-step and half the distance to each centre's nearest other.
@@ -1074,12 +1102,8 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
           s->half[a] = std::min(s->half[a], 0.5 * std::sqrt(m));
           s->half[b] = std::min(s->half[b], 0.5 * std::sqrt(m));
         }
-      // A squared distance (‖x‖² + ‖c‖²) − 2x·c carries an error below eps2 = 8u(‖x‖² + ‖c‖²), so its
-      // square root one below √eps2 (near zero) or eps2 / 2d: 2√eps2 covers both ends of a comparison.
-      const double cn2max = static_cast<double>(*std::max_element(s->cn2.begin(), s->cn2.end()));
-      s->margin = 2 * std::sqrt(8 * unit * (xn2max + cn2max)) + 1e-30;
     }
-    km_pass(xp, xn2, n, d, kc, live);
+    km_pass(xp, xn2, n, d, kc, err, live);
     for (KmRun<T>* s : live) {
       if (s->mode == KmRun<T>::kFinal) {
         for (int64_t b = 0; b < nblocks; ++b) s->inertia += s->partin[b];
@@ -1091,30 +1115,17 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
         sums_from_parts(*s);
         changed = s->it == 0 || s->labels != s->prev;
       } else {
-        // The rows that changed cluster move their sums, features split between the threads.
+        // The blocks' changes of the sums by the rows that changed cluster, in block order.
         int64_t recomputed = 0;
         changed = false;
         for (int64_t b = 0; b < nblocks; ++b) {
           recomputed += s->nfull[b];
-          changed = changed || !s->moves[b].empty();
+          if (s->nmoved[b] == 0) continue;
+          changed = true;
+          add_row_f64(s->sums.data(), s->part.data() + b * kc * d, kc * d);
+          for (int64_t c = 0; c < kc; ++c) s->cnt[c] += s->partc[b * kc + c];
         }
         s->one_dot = 2 * recomputed < n;
-        at::parallel_for(0, d, 64, [&](int64_t f0, int64_t f1) {
-          for (int64_t b = 0; b < nblocks; ++b)
-            for (auto& mv : s->moves[b]) {
-              const int64_t i = mv.first, from = mv.second, to = s->labels[i];
-              const T* xi = xp + i * d;
-              for (int64_t f = f0; f < f1; ++f) {
-                s->sums[from * d + f] -= static_cast<double>(xi[f]);
-                s->sums[to * d + f] += static_cast<double>(xi[f]);
-              }
-            }
-        });
-        for (int64_t b = 0; b < nblocks; ++b)
-          for (auto& mv : s->moves[b]) {
-            s->cnt[mv.second] -= 1;
-            s->cnt[s->labels[mv.first]] += 1;
-          }
       }
       const T* cp = s->centres.data();
       s->last.assign(cp, cp + kc * d);
@@ -1126,7 +1137,7 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
         // sklearn's _relocate_empty_clusters: the farthest points become the empty clusters' centres.
         // Needs every row's exact distance: a brute-force E-step first (the same labels).
         s->mode = KmRun<T>::kFull;
-        km_pass(xp, xn2, n, d, kc, std::vector<KmRun<T>*>{s});
+        km_pass(xp, xn2, n, d, kc, err, std::vector<KmRun<T>*>{s});
         sums_from_parts(*s);
         std::vector<int64_t> order(n);
         for (int64_t i = 0; i < n; ++i) order[i] = i;
@@ -1165,6 +1176,50 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
     iters.data_ptr<int64_t>()[r] = state[r].it;
   }
   return {centres, inertia, iters};
+}
+
+// k-means' data in two passes: the rows normalised (`normalize`, as row_normalize) and centred on
+// their mean (sklearn centres the data for precision) in x's dtype, their squared norms (summed in
+// double), the mean (1 x D, as subtracted) and sklearn's tolerance scale, the mean over features of
+// the (biased) variance: Σ‖x_i − μ‖² / (N·D) less the squared column means of the centred rows
+// (zero up to rounding). Row blocks are summed in order, so nothing depends on the thread count.
+std::vector<at::Tensor> kmeans_prepare(const at::Tensor& x_in, const OpArgs& a) {
+  TORCH_CHECK(x_in.dim() == 2 && x_in.size(0) >= 1 && (x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble),
+              "kmeans_prepare: x must be a non-empty float32 or float64 N x D matrix");
+  const std::string mode = a.get_string("normalize", "none");
+  check_normalize_mode("kmeans_prepare", mode);
+  const RowNorm rn = row_norm_mode(mode);
+  const double eps = a.get_double("eps", 1e-10);
+  at::Tensor x = x_in.contiguous();
+  const int64_t n = x.size(0), d = x.size(1), nchunks = (n + kPrepRows - 1) / kPrepRows;
+  const std::vector<double> mean = prepared_mean(x, rn, eps);
+  at::Tensor xc = at::empty({n, d}, x.options()), xn2 = at::empty({n}, x.options());
+  std::vector<double> colsum(static_cast<size_t>(nchunks * d), 0.0), sq(nchunks, 0.0);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kmeans_prepare", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    scalar_t* out = xc.data_ptr<scalar_t>();
+    scalar_t* n2 = xn2.data_ptr<scalar_t>();
+    at::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q)
+        for (int64_t i = q * kPrepRows; i < std::min(n, (q + 1) * kPrepRows); ++i) {
+          scalar_t* row = out + i * d;
+          prep_row(row, xp + i * d, row_divisor(xp + i * d, d, rn, eps), mean.data(), d);
+          const double s2 = sum_sq(row, d);
+          n2[i] = static_cast<scalar_t>(s2);
+          sq[q] += s2;
+          add_row_f64(colsum.data() + q * d, row, d);
+        }
+    });
+  });
+  double total = 0, m2 = 0;
+  for (int64_t q = 0; q < nchunks; ++q) {
+    total += sq[q];
+    if (q > 0) add_row_f64(colsum.data(), colsum.data() + q * d, d);
+  }
+  for (int64_t f = 0; f < d; ++f) m2 += (colsum[f] / static_cast<double>(n)) * (colsum[f] / static_cast<double>(n));
+  at::Tensor mean_t = at::tensor(mean, at::TensorOptions().dtype(at::kDouble)).to(x.scalar_type()).reshape({1, d});
+  const double var = total / (static_cast<double>(n) * static_cast<double>(d)) - m2 / static_cast<double>(d);
+  return {xc, xn2, mean_t, at::scalar_tensor(var, at::TensorOptions().dtype(at::kDouble))};
 }
 
 // init: K x D (one run: centres K x D, scalar inertia and iteration count) or R x K x D (R runs side
@@ -1436,6 +1491,7 @@ Table build_table() {
                                         a.get_double("eps", 1e-10))};
                     }};
   t["nn_scan"] = {{2, 2, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {nn_scan(in[0], in[1], a)}; }};
+  t["kmeans_prepare"] = {{1, 1, 4, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return kmeans_prepare(in[0], a); }};
   t["kmeans_plusplus"] = {{3, 3, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {kmeans_plusplus(in[0], in[1], in[2], a)}; }};
   t["kmeans_lloyd"] = {{3, 3, 3, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return kmeans_lloyd(in[0], in[1], in[2], a); }};
 

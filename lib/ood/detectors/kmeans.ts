@@ -14,7 +14,7 @@ import { Tensor } from '../../tensor';
 import { tidy } from '../../scope';
 import type { Orientation } from '../evaluation/types';
 import { FeatureDetector, rowBlock, type FeatureOptions, type FitInput } from './base';
-import { DetectorInputError, toLabels, toMatrix, type CheckedMatrix, type MatrixInput } from './matrix';
+import { DetectorInputError, moodNormalize, toLabels, toMatrix, type CheckedMatrix, type MatrixInput } from './matrix';
 
 export interface KMeansOptions extends FeatureOptions {
   /** Number of clusters; default = number of distinct training labels. */
@@ -118,8 +118,15 @@ async function lloydBest(x: Tensor, xn2: Tensor, init: Tensor, maxIter: number, 
   return { centres: c, inertia: inertias[best] as number, iterations: Number(iters[best]) };
 }
 
-/** k-means on the rows of x (float32 or float64): the best of `nInit` seeded k-means++ runs. */
-export async function kmeansFit(x: Tensor, k: number, opts: { nInit?: number; maxIter?: number; tol?: number; seed?: number } = {}): Promise<KMeansResult> {
+/**
+ * k-means on the rows of x (float32 or float64): the best of `nInit` seeded k-means++ runs.
+ * `normalize: 'mood'` fits the MOOD-normalised rows (normalised on the way, no copy of x first).
+ */
+export async function kmeansFit(
+  x: Tensor,
+  k: number,
+  opts: { nInit?: number; maxIter?: number; tol?: number; seed?: number; normalize?: 'mood' | 'none' } = {},
+): Promise<KMeansResult> {
   const [n] = x.shape;
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`kmeans: k must be a positive integer, got ${String(k)}`);
   if (n < k) throw new DetectorInputError(`kmeans: ${n} samples for k = ${k} clusters`);
@@ -128,13 +135,11 @@ export async function kmeansFit(x: Tensor, k: number, opts: { nInit?: number; ma
   const maxIter = opts.maxIter ?? 300;
   const tol = opts.tol ?? 1e-4;
   const rnd = seededRandom(opts.seed ?? 0);
-  const mean = x.mean(0, true);
-  const xc = x.sub(mean); // sklearn centres the data for precision
-  const xn2 = tidy(() => xc.square().sum(1));
-  // sklearn's tol × mean over features of the (biased) variance: Σ‖x_i − μ‖² / (N·D) minus the
-  // squared column means of the centred data (zero up to rounding); no column-wise var pass needed.
-  const [sq, m2] = await Promise.all([tidy(() => xn2.sum()).item(), tidy(() => xc.mean(0).square().sum()).item()]);
-  const tolAbs = tol * (sq / (n * x.shape[1]) - m2 / x.shape[1]);
+  // The rows normalised and centred (sklearn centres the data for precision), their squared norms,
+  // the mean and sklearn's tolerance scale (mean over features of the variance), in one native op.
+  const [xc, xn2, mean, varT] = Tensor.runOp('kmeans_prepare', [x], { normalize: opts.normalize ?? 'none', eps: 1e-10 });
+  const tolAbs = tol * (await varT.item());
+  varT.dispose();
   const init = kmeansPlusPlus(xc, xn2, k, nInit, rnd);
   const best = await lloydBest(xc, xn2, init, maxIter, tolAbs);
   init.dispose();
@@ -162,6 +167,9 @@ export class KMeansDetector extends FeatureDetector {
   protected override usesInputDType(): boolean {
     return true;
   }
+  protected override normalizesInOps(): boolean {
+    return true;
+  }
   /** Inertia of the fitted centres on the (normalised) training features. */
   get inertia(): number {
     return this.values.inertia as number;
@@ -173,7 +181,7 @@ export class KMeansDetector extends FeatureDetector {
       const labels = await toLabels(train.labels, x.rows, 'kmeans.fit');
       k = new Set(labels).size;
     }
-    const r = await kmeansFit(x.tensor, k, this.opts);
+    const r = await kmeansFit(x.tensor, k, { ...this.opts, normalize: x.pending ?? 'none' });
     this.setState('centres', r.centres);
     this.values.k = k;
     this.values.inertia = r.inertia;
@@ -192,9 +200,11 @@ export class KMeansDetector extends FeatureDetector {
   }
   protected async scoreFeatures(x: CheckedMatrix): Promise<Tensor> {
     const c = this.getState('centres');
-    const cc = c.dtype === x.tensor.dtype ? c : c.cast(x.tensor.dtype);
-    const d2 = tidy(() => nearestSqDist(x.tensor, x.tensor.square().sum(1), cc));
+    const xs = x.pending === 'mood' ? moodNormalize(x.tensor, x.dtype) : x.tensor;
+    const cc = c.dtype === xs.dtype ? c : c.cast(xs.dtype);
+    const d2 = tidy(() => nearestSqDist(xs, xs.square().sum(1), cc));
     if (cc !== c) cc.dispose();
+    if (xs !== x.tensor) xs.dispose();
     return tidy(() => d2.sqrt());
   }
 }
