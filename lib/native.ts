@@ -129,6 +129,11 @@ export interface NativeBinding {
  */
 function prepareThreadEnvironment(): void {
   if (process.env.OMP_WAIT_POLICY === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE';
+  // The native side sets intra-op threads per thread (cheap; see configure_threads): threads it does
+  // not configure, such as decode workers, start from OpenMP's default, which libgomp reads from
+  // here when libtorch loads.
+  const n = process.env.MOOD_NUM_THREADS;
+  if (process.env.OMP_NUM_THREADS === undefined && n !== undefined && /^[1-9][0-9]*$/.test(n)) process.env.OMP_NUM_THREADS = n;
 }
 
 interface PrebuildRecord {

@@ -135,7 +135,7 @@ void Executor::loop() {
     int gen = threads_generation();
     if (gen != applied_generation) {
       // OpenMP thread counts are per thread: re-apply the process-wide setting on this worker.
-      if (configured_threads() > 0) at::set_num_threads(configured_threads());
+      if (configured_threads() > 0) apply_threads_to_this_thread(configured_threads());
       applied_generation = gen;
     }
     task();

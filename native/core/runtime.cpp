@@ -1,5 +1,6 @@
 #include "core/runtime.h"
 
+#include <ATen/Config.h>
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
 #include <torch/cuda.h>
@@ -15,6 +16,8 @@ extern "C" {
 void openblas_set_num_threads(int) __attribute__((weak));
 int openblas_get_num_threads(void) __attribute__((weak));
 char* openblas_get_config(void) __attribute__((weak));
+// libgomp, which an OpenMP build of libtorch links: the per-thread intra-op count.
+void omp_set_num_threads(int) __attribute__((weak));
 }
 
 namespace mood {
@@ -28,12 +31,28 @@ int configured_threads() { return g_configured.load(std::memory_order_acquire); 
 
 int threads_generation() { return g_generation.load(std::memory_order_acquire); }
 
+void apply_threads_to_this_thread(int n) {
+#if AT_PARALLEL_OPENMP
+  // With OpenMP, ATen's intra-op count is this thread's OpenMP setting, so setting that alone is
+  // enough, and cheap. at::set_num_threads would also rebuild the caffe2 pthreadpool (12-30 ms on a
+  // 2-core VM, measured), and once called it makes every new thread that reaches a parallel region
+  // call it again (ATen's lazy per-thread init): the first op on each executor worker and each
+  // decode worker paid that. Threads we don't configure get libgomp's default (OMP_NUM_THREADS,
+  // which lib/native.ts sets from MOOD_NUM_THREADS before libtorch loads, else all cores).
+  if (omp_set_num_threads) {
+    omp_set_num_threads(n);
+    return;
+  }
+#endif
+  at::set_num_threads(n);
+}
+
 ThreadSettings configure_threads(int n, const std::string& source) {
   if (n <= 0) {
     unsigned hc = std::thread::hardware_concurrency();
     n = hc == 0 ? 1 : static_cast<int>(hc);
   }
-  at::set_num_threads(n);
+  apply_threads_to_this_thread(n);
   g_configured.store(n, std::memory_order_release);
   if (openblas_set_num_threads) openblas_set_num_threads(n);
   g_threads.source = source;

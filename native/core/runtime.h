@@ -18,9 +18,11 @@ struct ThreadSettings {
 ThreadSettings configure_threads(int n, const std::string& source);
 ThreadSettings current_threads();
 // Bumped by configure_threads. OpenMP thread counts are per thread, so each executor worker
-// re-applies the setting when this changes (at::set_num_threads is too costly to call per task:
-// it also rebuilds the caffe2 pthreadpool).
+// re-applies the setting (apply_threads_to_this_thread) when this changes.
 int threads_generation();
+// Sets the calling thread's intra-op thread count (OpenMP builds: that thread's OpenMP setting only;
+// other builds: at::set_num_threads).
+void apply_threads_to_this_thread(int n);
 // The intra-op thread count last configured (what workers apply).
 int configured_threads();
 

@@ -1,5 +1,6 @@
 // Tests of the op table and the executor, independent of Node.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <atomic>
 #include <cmath>
@@ -153,6 +154,23 @@ MOOD_TEST(configure_threads_sets_both_pools) {
   auto s = configure_threads(2, "test");
   CHECK(s.intra_op == 2);
   CHECK(s.blas == -1 || s.blas == 2);
+  // The setting is per thread: the executor's worker must pick up each change.
+  auto on_worker = [] {
+    ScheduleOptions o;
+    o.op = "threads";
+    o.allow_inline = false;
+    auto out = schedule(o, {}, [](const std::vector<at::Tensor>&) {
+      return std::vector<at::Tensor>{at::full({1}, at::get_num_threads(), at::kLong)};
+    });
+    out[0]->wait();
+    return out[0]->value().item<int64_t>();
+  };
+  CHECK(on_worker() == 2);
+  configure_threads(1, "test");
+  CHECK(at::get_num_threads() == 1);
+  CHECK(on_worker() == 1);
+  configure_threads(2, "test");
+  CHECK(on_worker() == 2);
 }
 
 MOOD_TEST(parse_device_errors) {
