@@ -2,7 +2,9 @@
  * loadTensors: checkpoint tensors -> native Tensors, without a JS copy of their data.
  *
  * Every storage is read once, straight from the file into native memory (`Tensor.fromFile`: pread on
- * the executor, only the byte range its views touch); shared storages are shared. A tensor that covers
+ * the executor into pages populated in bulk; from a parsed Checkpoint only the byte range its views
+ * touch, from a path the whole storage, queued while the pickle is still being parsed); shared
+ * storages are shared. A tensor that covers
  * its whole read range densely becomes a zero-copy reshape of the storage; any other view (offsets,
  * transposed strides) a contiguous copy via `asStrided`. Floating-point tensors are cast to
  * `opts.dtype` once per storage (fp16/bf16 -> float32 is exact). Loading a 1.2 GB checkpoint needs

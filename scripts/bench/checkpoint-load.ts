@@ -164,7 +164,7 @@ async function main(): Promise<void> {
       notes: [
         'seconds: each child times only its load (file already in the page cache), not interpreter or library start-up',
         'peak RSS includes what each runtime holds before loading (libtorch resident pages: ~200 MB for Node + addon, ~225 MB for python + torch); *_growth_* counts the load alone',
-        'both load paths are bound by first-touch page faults of freshly allocated tensor memory (one reader thread each)',
+        'both sides read with one thread; torch.load faults its fresh tensor memory in page by page, ours populates each storage mapping in one call and queues the reads while the pickle is parsed',
       ],
       targets: {
         time_at_most_python: o.seconds_median <= p.seconds_median,
