@@ -1027,7 +1027,7 @@ void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, double
 // additions by 2u. err = (2m + d + 8)u bounds the sum relative to ‖x‖² + ‖c‖², with slack for the
 // double arithmetic of the bounds.
 template <typename T>
-std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor& xn2_t, const at::Tensor& init, int64_t max_iter, double tol) {
+std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor& xn2_t, const at::Tensor& init, int64_t max_iter, double tol, bool bounds) {
   const int64_t n = x.size(0), d = x.size(1), runs = init.size(0), kc = init.size(1);
   const T* xp = x.data_ptr<T>();
   const T* xn2 = xn2_t.data_ptr<T>();
@@ -1129,7 +1129,7 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
       }
       const T* cp = s->centres.data();
       s->last.assign(cp, cp + kc * d);
-      s->mode = KmRun<T>::kBounds;
+      s->mode = bounds ? KmRun<T>::kBounds : KmRun<T>::kFull;
       std::vector<int64_t> empty;
       for (int64_t c = 0; c < kc; ++c)
         if (s->cnt[c] == 0) empty.push_back(c);
@@ -1235,11 +1235,13 @@ std::vector<at::Tensor> kmeans_lloyd(const at::Tensor& x_in, const at::Tensor& x
   TORCH_CHECK(init.dim() == 2 || init.size(0) >= 1, "kmeans_lloyd: no initial centres (R = 0)");
   const int64_t max_iter = a.get_int("max_iter", 300);
   const double tol = a.get_double("tol", 0.0);
+  // bounds: false makes every E-step brute force (the reference the bounds are tested against).
+  const bool bounds = a.get_bool("bounds", true);
   at::Tensor x = x_in.contiguous(), n2 = xn2.contiguous();
   const bool one = init.dim() == 2;
   at::Tensor i3 = one ? init.unsqueeze(0) : init;
-  std::vector<at::Tensor> out = x.scalar_type() == at::kFloat ? kmeans_lloyd_impl<float>(x, n2, i3, max_iter, tol)
-                                                              : kmeans_lloyd_impl<double>(x, n2, i3, max_iter, tol);
+  std::vector<at::Tensor> out = x.scalar_type() == at::kFloat ? kmeans_lloyd_impl<float>(x, n2, i3, max_iter, tol, bounds)
+                                                              : kmeans_lloyd_impl<double>(x, n2, i3, max_iter, tol, bounds);
   if (one)
     for (auto& t : out) t = t.select(0, 0).clone();
   return out;

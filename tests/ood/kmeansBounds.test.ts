@@ -1,0 +1,85 @@
+/**
+ * k-means' data preparation and its bounds on float32 data like the benchmark's (weakly clustered,
+ * MOOD-normalised, centred: every row nearly as far from each centre, the case where rounding and
+ * the bounds' allowance matter):
+ * - `kmeans_prepare` (normalise + centre + squared norms + sklearn's tolerance scale) against numpy;
+ * - `kmeans_lloyd` with its bounds against the same op with every E-step brute force
+ *   (`bounds: false`): the same iterations, inertia and centres for each of three runs.
+ */
+import { describe, expect, it } from 'vitest';
+import { Tensor } from '../../lib/tensor';
+import { expectArrayClose, expectClose, haveSklearn, rng, runPython } from './helpers';
+
+const N = 6000;
+const D = 96;
+const K = 8;
+const RUNS = 3;
+
+const SCRIPT = String.raw`
+import json, sys, os
+import numpy as np
+d = sys.argv[1]
+raw = np.fromfile(os.path.join(d, 'raw.bin'), dtype='<f8').reshape(-1, ${D}).astype(np.float32)
+x = raw / (np.linalg.norm(raw, axis=-1, keepdims=True) + 1e-10)
+x64 = x.astype(np.float64)
+mean = x64.mean(0)
+xc = x64 - mean
+print(json.dumps(dict(mean=mean.tolist(), xc=xc.ravel().tolist(), xn2=(xc ** 2).sum(1).tolist(), var=float(np.mean(np.var(x64, axis=0))))))
+`;
+
+describe.skipIf(!haveSklearn())('kmeans_prepare and the bounds of kmeans_lloyd on weakly clustered float32 data', () => {
+  const r = rng(31);
+  const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  // Class means 0.3 per dimension against unit noise (the benchmark's ratio is 0.1 at D = 768).
+  const means = Array.from({ length: K }, () => Float64Array.from({ length: D }, () => 0.3 * gauss()));
+  const raw = new Float64Array(N * D);
+  for (let i = 0; i < N; i++) for (let f = 0; f < D; f++) raw[i * D + f] = means[i % K][f] + gauss();
+  const py = runPython<{ mean: number[]; xc: number[]; xn2: number[]; var: number }>(SCRIPT, { raw });
+
+  it('kmeans_prepare: normalised centred rows, their squared norms, the mean and the variance scale as numpy', async () => {
+    const x = Tensor.fromArray(Float32Array.from(raw), [N, D]);
+    const [xc, xn2, mean, v] = Tensor.runOp('kmeans_prepare', [x], { normalize: 'mood', eps: 1e-10 });
+    expect(xc.dtype).toBe('float32');
+    expect(mean.shape).toEqual([1, D]);
+    const got = (await xc.data()) as Float32Array;
+    let worst = 0;
+    for (let j = 0; j < got.length; j++) worst = Math.max(worst, Math.abs(got[j] - py.xc[j]));
+    expect(worst).toBeLessThan(1e-7); // rows of norm 1: float32 rounding is ~6e-8 of 1
+    expectArrayClose((await xn2.data()) as Float32Array, py.xn2, 1e-6, 'squared norms');
+    const m = (await mean.data()) as Float32Array;
+    for (let f = 0; f < D; f++) expect(Math.abs(m[f] - py.mean[f])).toBeLessThan(1e-8);
+    expectClose(await v.item(), py.var, 1e-6, 'mean feature variance');
+    for (const t of [x, xc, xn2, mean, v]) t.dispose();
+  });
+
+  it('kmeans_lloyd: the bounds give the brute-force trajectory, run by run', async () => {
+    const x = Tensor.fromArray(Float32Array.from(raw), [N, D]);
+    const [xc, xn2, , v] = Tensor.runOp('kmeans_prepare', [x], { normalize: 'mood', eps: 1e-10 });
+    const tol = 1e-4 * (await v.item());
+    const trials = 2 + Math.floor(Math.log(K));
+    const u = Float64Array.from({ length: RUNS * (1 + (K - 1) * trials) }, () => r());
+    const [ids] = Tensor.runOp('kmeans_plusplus', [xc, xn2, Tensor.fromArray(u, [u.length], { dtype: 'float64' })], { k: K, runs: RUNS });
+    const init = xc.indexSelect(0, ids.reshape([RUNS * K])).reshape([RUNS, K, D]);
+    const out = async (bounds: boolean) => {
+      const [c, inertia, iters] = Tensor.runOp('kmeans_lloyd', [xc, xn2, init], { max_iter: 300, tol, bounds });
+      const res = {
+        centres: Float64Array.from((await c.data()) as Float32Array),
+        inertia: (await inertia.data()) as Float64Array,
+        iters: Array.from((await iters.data()) as BigInt64Array, Number),
+      };
+      for (const t of [c, inertia, iters]) t.dispose();
+      return res;
+    };
+    const fast = await out(true);
+    const brute = await out(false);
+    expect(fast.iters).toEqual(brute.iters);
+    // Enough iterations for the bounds to take over from the first E-step.
+    expect(Math.min(...brute.iters)).toBeGreaterThan(5);
+    for (let run = 0; run < RUNS; run++) expectClose(fast.inertia[run], brute.inertia[run], 1e-9, `inertia run ${run}`);
+    // Centre sums followed incrementally vs recomputed: float64 sums, centres equal to float32 rounding.
+    let worst = 0;
+    for (let j = 0; j < fast.centres.length; j++) worst = Math.max(worst, Math.abs(fast.centres[j] - brute.centres[j]));
+    expect(worst).toBeLessThan(1e-7);
+    for (const t of [x, xc, xn2, v, ids, init]) t.dispose();
+  });
+});
