@@ -4,7 +4,12 @@ beit_base_patch16_224, per-block relative position bias, layer scale 0.1, mean p
 0.1) written in plain PyTorch, timed the same way. Prints one JSON object.
 
 Run with Debian's torch:  OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 scripts/bench/beit-forward.py
+
+--serve: build the model, print "ready", then run one step per stdin line ("eval" or "train") and
+print its seconds as JSON. beit-forward.ts drives it step for step, alternating with its own steps,
+so that both see the same background load on a shared machine.
 """
+import sys
 import argparse
 import contextlib
 import json
@@ -117,6 +122,20 @@ def timed(fn, iters, min_seconds, device="cpu"):
     return n, time.perf_counter() - t0
 
 
+def serve(steps, model, device):
+    print("ready", flush=True)
+    for line in sys.stdin:
+        part = line.strip()
+        if part not in steps:
+            raise SystemExit("beit-forward.py --serve: unknown step %r (expected eval or train)" % part)
+        model.train(part == "train")
+        sync(device)
+        t0 = time.perf_counter()
+        steps[part]()
+        sync(device)
+        print(json.dumps({"part": part, "seconds": time.perf_counter() - t0}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
@@ -129,6 +148,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
     ap.add_argument("--train-only", action="store_true")
+    ap.add_argument("--serve", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -143,14 +163,9 @@ def main():
             return contextlib.nullcontext()
         return torch.autocast(device_type=a.device.split(":")[0], dtype=amp_dtype)
 
-    model.eval()
-
     def eval_step():
         with torch.no_grad(), amp():
             model(xe)
-
-    n_e, t_e = (0, 1.0) if a.train_only else timed(eval_step, a.iters, a.min_seconds, a.device)
-    model.train()
 
     def train_step():
         for p in model.parameters():
@@ -159,6 +174,12 @@ def main():
             loss = F.cross_entropy(model(xt).float(), yt)
         loss.backward()
 
+    if a.serve:
+        serve({"eval": eval_step, "train": train_step}, model, a.device)
+        return
+    model.eval()
+    n_e, t_e = (0, 1.0) if a.train_only else timed(eval_step, a.iters, a.min_seconds, a.device)
+    model.train()
     n_t, t_t = timed(train_step, a.iters, a.min_seconds, a.device)
     print(json.dumps({
         "impl": "pytorch",
