@@ -889,6 +889,7 @@ struct KmRun {
   int64_t far = 0, it = 0;
   double second_move = 0, cn2max = 0, inertia = 0;
   bool one_dot = true;  // try the own centre's distance before all k (pays once most rows settle)
+  bool bounded = false;  // the bounds hold (after the first E-step)
   // Per block: centre sums and counts (kFull) or their changes by the rows that changed cluster
   // (kBounds, `nmoved` of them); Σ d2 (kFinal); rows recomputed in full (kBounds).
   std::vector<double> part, partin;
@@ -929,7 +930,10 @@ void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, double
         const T* cp = r->centres.data();
         const T* cn2 = r->cn2.data();
         int64_t m = 0;
-        if (r->mode != KmRun<T>::kBounds) {
+        // kFinal after an E-step: the bounds settle the label, the own centre's distance (the value
+        // the brute-force E-step would compute: same kernel and summation) is the row's inertia.
+        const bool final = r->mode == KmRun<T>::kFinal;
+        if (r->mode == KmRun<T>::kFull || (final && !r->bounded)) {
           for (int64_t i = s0; i < s1; ++i) idx[m++] = i;
         } else {
           for (int64_t i = s0; i < s1; ++i) {
@@ -944,13 +948,17 @@ void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, double
               const double lb = std::max(lo, 2 * r->half[a] - up);
               return lb > up && (lb - up) * (lb + up) > 2 * e;
             };
-            if (settled()) continue;
-            if (r->one_dot) {
+            if (!final && settled()) continue;
+            if (r->one_dot || final) {
               const T* xi = xp + i * d;
               T v;
               km_dots(&xi, 1, cp + a * d, 1, d, &v, 1);
-              up = std::sqrt(static_cast<double>(km_sq_dist(xn2[i], cn2[a], v)) + e);
-              if (settled()) continue;
+              const T da = km_sq_dist(xn2[i], cn2[a], v);
+              up = std::sqrt(static_cast<double>(da) + e);
+              if (settled()) {
+                if (final) r->partin[b] += static_cast<double>(da);
+                continue;
+              }
             }
             idx[m++] = i;
           }
@@ -1074,7 +1082,7 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
       centre_norms(*s);
       s->cn2max = static_cast<double>(*std::max_element(s->cn2.begin(), s->cn2.end()));
       if (s->mode == KmRun<T>::kFull) s->prev = s->labels;
-      if (s->mode != KmRun<T>::kBounds) continue;
+      if (s->mode != KmRun<T>::kBounds && !(s->mode == KmRun<T>::kFinal && s->bounded)) continue;
       // Centre movement since the last E-step and half the distance to each centre's nearest other.
       const T* cp = s->centres.data();
       s->move.assign(kc, 0.0);
@@ -1130,6 +1138,7 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
       const T* cp = s->centres.data();
       s->last.assign(cp, cp + kc * d);
       s->mode = bounds ? KmRun<T>::kBounds : KmRun<T>::kFull;
+      s->bounded = bounds;
       std::vector<int64_t> empty;
       for (int64_t c = 0; c < kc; ++c)
         if (s->cnt[c] == 0) empty.push_back(c);
