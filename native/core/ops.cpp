@@ -3,6 +3,7 @@
 #include "core/data_ops.h"
 #include "core/file_io.h"
 #include "core/image_ops.h"
+#include "core/runtime.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -10,6 +11,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -790,14 +794,36 @@ inline T km_sq_dist(T xn2, T cn2, T ip) {
 // pass reads them.
 constexpr int64_t kKmBlock = 1024, kKmSub = 64;
 
-// f(block) for every block of rows, blocks handed out dynamically (the bounds make their cost uneven).
+// f(q) for q in [0, items), handed out dynamically (the bounds make the blocks' cost uneven) to the
+// configured number of threads. Plain threads: this library is compiled without -fopenmp, where
+// at::parallel_for (a header template) runs everything on the calling thread.
+template <typename F>
+void km_parallel(int64_t items, F&& f) {
+  const int configured = configured_threads();
+  const int64_t nth = std::min<int64_t>(items, std::max(1, configured > 0 ? configured : at::get_num_threads()));
+  std::atomic<int64_t> next{0};
+  std::exception_ptr err;
+  std::mutex err_m;
+  auto work = [&] {
+    try {
+      for (int64_t q; (q = next.fetch_add(1)) < items;) f(q);
+    } catch (...) {
+      std::lock_guard<std::mutex> g(err_m);
+      if (!err) err = std::current_exception();
+      next.store(items);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < nth; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (err) std::rethrow_exception(err);
+}
+
+// f(block, i0, i1) for every block of kKmBlock rows.
 template <typename F>
 void km_blocks(int64_t n, F&& f) {
-  const int64_t nblocks = (n + kKmBlock - 1) / kKmBlock;
-  std::atomic<int64_t> next{0};
-  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), nblocks), 1, [&](int64_t, int64_t) {
-    for (int64_t b; (b = next.fetch_add(1)) < nblocks;) f(b, b * kKmBlock, std::min(n, (b + 1) * kKmBlock));
-  });
+  km_parallel((n + kKmBlock - 1) / kKmBlock, [&](int64_t b) { f(b, b * kKmBlock, std::min(n, (b + 1) * kKmBlock)); });
 }
 
 // sklearn's _kmeans_plusplus with the caller's uniform draws (u[0] picks the first centre, then
@@ -1208,16 +1234,15 @@ std::vector<at::Tensor> kmeans_prepare(const at::Tensor& x_in, const OpArgs& a) 
     const scalar_t* xp = x.data_ptr<scalar_t>();
     scalar_t* out = xc.data_ptr<scalar_t>();
     scalar_t* n2 = xn2.data_ptr<scalar_t>();
-    at::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
-      for (int64_t q = q0; q < q1; ++q)
-        for (int64_t i = q * kPrepRows; i < std::min(n, (q + 1) * kPrepRows); ++i) {
-          scalar_t* row = out + i * d;
-          prep_row(row, xp + i * d, row_divisor(xp + i * d, d, rn, eps), mean.data(), d);
-          const double s2 = sum_sq(row, d);
-          n2[i] = static_cast<scalar_t>(s2);
-          sq[q] += s2;
-          add_row_f64(colsum.data() + q * d, row, d);
-        }
+    km_parallel(nchunks, [&](int64_t q) {
+      for (int64_t i = q * kPrepRows; i < std::min(n, (q + 1) * kPrepRows); ++i) {
+        scalar_t* row = out + i * d;
+        prep_row(row, xp + i * d, row_divisor(xp + i * d, d, rn, eps), mean.data(), d);
+        const double s2 = sum_sq(row, d);
+        n2[i] = static_cast<scalar_t>(s2);
+        sq[q] += s2;
+        add_row_f64(colsum.data() + q * d, row, d);
+      }
     });
   });
   double total = 0, m2 = 0;
