@@ -1227,7 +1227,16 @@ std::vector<at::Tensor> kmeans_prepare(const at::Tensor& x_in, const OpArgs& a) 
   const double eps = a.get_double("eps", 1e-10);
   at::Tensor x = x_in.contiguous();
   const int64_t n = x.size(0), d = x.size(1), nchunks = (n + kPrepRows - 1) / kPrepRows;
-  const std::vector<double> mean = prepared_mean(x, rn, eps);
+  // The mean from prepared_mean over row chunks on km_parallel's threads (at::parallel_for is serial
+  // here), combined in chunk order.
+  std::vector<double> cmean(static_cast<size_t>(nchunks * d)), mean(d, 0.0);
+  km_parallel(nchunks, [&](int64_t q) {
+    const int64_t r0 = q * kPrepRows, len = std::min(n, r0 + kPrepRows) - r0;
+    const std::vector<double> m = prepared_mean(x.narrow(0, r0, len), rn, eps);
+    for (int64_t f = 0; f < d; ++f) cmean[q * d + f] = m[f] * static_cast<double>(len);
+  });
+  for (int64_t q = 0; q < nchunks; ++q) add_row_f64(mean.data(), cmean.data() + q * d, d);
+  for (auto& m : mean) m /= static_cast<double>(n);
   at::Tensor xc = at::empty({n, d}, x.options()), xn2 = at::empty({n}, x.options());
   std::vector<double> colsum(static_cast<size_t>(nchunks * d), 0.0), sq(nchunks, 0.0);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kmeans_prepare", [&] {
