@@ -794,6 +794,14 @@ inline T km_sq_dist(T xn2, T cn2, T ip) {
 // pass reads them.
 constexpr int64_t kKmBlock = 1024, kKmSub = 64;
 
+// Bytes k-means may hold besides x (per-block centre sums, k-means++ distances of the runs side by
+// side): the op attribute `budget` (tests), else max(256 MB, half of x).
+double km_budget(const OpArgs& a, int64_t n, int64_t d, int64_t elem) {
+  const double b = a.get_double("budget", 0.0);
+  if (b > 0) return b;
+  return std::max(256.0 * (1 << 20), 0.5 * static_cast<double>(n) * static_cast<double>(d) * static_cast<double>(elem));
+}
+
 // f(q) for q in [0, items), handed out dynamically (the bounds make the blocks' cost uneven) to the
 // configured number of threads. Plain threads: this library is compiled without -fopenmp, where
 // at::parallel_for (a header template) runs everything on the calling thread.
@@ -820,10 +828,10 @@ void km_parallel(int64_t items, F&& f) {
   if (err) std::rethrow_exception(err);
 }
 
-// f(block, i0, i1) for every block of kKmBlock rows.
+// f(b, i0, i1) for every block b of `block` rows.
 template <typename F>
-void km_blocks(int64_t n, F&& f) {
-  km_parallel((n + kKmBlock - 1) / kKmBlock, [&](int64_t b) { f(b, b * kKmBlock, std::min(n, (b + 1) * kKmBlock)); });
+void km_blocks(int64_t n, int64_t block, F&& f) {
+  km_parallel((n + block - 1) / block, [&](int64_t b) { f(b, b * block, std::min(n, (b + 1) * block)); });
 }
 
 // sklearn's _kmeans_plusplus with the caller's uniform draws (u[0] picks the first centre, then
@@ -848,7 +856,7 @@ at::Tensor kmeans_pp_impl(const at::Tensor& x, const at::Tensor& xn2_t, int64_t 
     cbuf.resize(static_cast<size_t>(m * d));
     for (int64_t j = 0; j < m; ++j) std::copy(xp + cids[j] * d, xp + (cids[j] + 1) * d, cbuf.begin() + j * d);
     dist.resize(static_cast<size_t>(n * m));
-    km_blocks(n, [&](int64_t, int64_t i0, int64_t i1) {
+    km_blocks(n, kKmBlock, [&](int64_t, int64_t i0, int64_t i1) {
       std::vector<const T*> rows(static_cast<size_t>(i1 - i0));
       std::vector<T> ip(static_cast<size_t>((i1 - i0) * m));
       for (int64_t i = i0; i < i1; ++i) rows[i - i0] = xp + i * d;
@@ -931,8 +939,8 @@ struct KmRun {
 // and L (every other) guarantee that the computed distances order the same way, L² − U² > 2E, so
 // near-ties are recomputed and the labels are the brute-force ones.
 template <typename T>
-void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, double err, const std::vector<KmRun<T>*>& live) {
-  const int64_t nblocks = (n + kKmBlock - 1) / kKmBlock;
+void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, int64_t block, double err, const std::vector<KmRun<T>*>& live) {
+  const int64_t nblocks = (n + block - 1) / block;
   for (KmRun<T>* r : live) {
     r->part.resize(static_cast<size_t>(nblocks * kc * d));
     r->partc.resize(static_cast<size_t>(nblocks * kc));
@@ -940,7 +948,7 @@ void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, double
     r->nfull.assign(nblocks, 0);
     r->nmoved.assign(nblocks, 0);
   }
-  km_blocks(n, [&](int64_t b, int64_t b0, int64_t b1) {
+  km_blocks(n, block, [&](int64_t b, int64_t b0, int64_t b1) {
     std::vector<const T*> rows(kKmSub);
     std::vector<T> ip(static_cast<size_t>(kKmSub * kc));
     std::vector<int64_t> idx(kKmSub);
@@ -1061,12 +1069,17 @@ void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, double
 // additions by 2u. err = (2m + d + 8)u bounds the sum relative to ‖x‖² + ‖c‖², with slack for the
 // double arithmetic of the bounds.
 template <typename T>
-std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor& xn2_t, const at::Tensor& init, int64_t max_iter, double tol, bool bounds) {
+std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor& xn2_t, const at::Tensor& init, int64_t max_iter, double tol, bool bounds, double budget) {
   const int64_t n = x.size(0), d = x.size(1), runs = init.size(0), kc = init.size(1);
   const T* xp = x.data_ptr<T>();
   const T* xn2 = xn2_t.data_ptr<T>();
   at::Tensor init_c = init.contiguous();
-  const int64_t nblocks = (n + kKmBlock - 1) / kKmBlock;
+  // Blocks of kKmBlock rows, or fewer, larger ones where the runs' per-block centre sums
+  // (nblocks x runs x K x D doubles) would exceed the budget (large K on many rows).
+  const int64_t max_blocks = std::max<int64_t>(1, static_cast<int64_t>(budget / (8.0 * static_cast<double>(runs * kc * d))));
+  int64_t block = kKmBlock;
+  if ((n + block - 1) / block > max_blocks) block = ((n + max_blocks - 1) / max_blocks + kKmSub - 1) / kKmSub * kKmSub;
+  const int64_t nblocks = (n + block - 1) / block;
   std::vector<KmRun<T>> state(runs);
   for (int64_t r = 0; r < runs; ++r) {
     KmRun<T>& s = state[r];
@@ -1137,7 +1150,7 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
           s->half[b] = std::min(s->half[b], 0.5 * std::sqrt(m));
         }
     }
-    km_pass(xp, xn2, n, d, kc, err, live);
+    km_pass(xp, xn2, n, d, kc, block, err, live);
     for (KmRun<T>* s : live) {
       if (s->mode == KmRun<T>::kFinal) {
         for (int64_t b = 0; b < nblocks; ++b) s->inertia += s->partin[b];
@@ -1172,7 +1185,7 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
         // sklearn's _relocate_empty_clusters: the farthest points become the empty clusters' centres.
         // Needs every row's exact distance: a brute-force E-step first (the same labels).
         s->mode = KmRun<T>::kFull;
-        km_pass(xp, xn2, n, d, kc, err, std::vector<KmRun<T>*>{s});
+        km_pass(xp, xn2, n, d, kc, block, err, std::vector<KmRun<T>*>{s});
         sums_from_parts(*s);
         std::vector<int64_t> order(n);
         for (int64_t i = 0; i < n; ++i) order[i] = i;
@@ -1281,10 +1294,11 @@ std::vector<at::Tensor> kmeans_lloyd(const at::Tensor& x_in, const at::Tensor& x
   // bounds: false makes every E-step brute force (the reference the bounds are tested against).
   const bool bounds = a.get_bool("bounds", true);
   at::Tensor x = x_in.contiguous(), n2 = xn2.contiguous();
+  const double budget = km_budget(a, x.size(0), x.size(1), x.element_size());
   const bool one = init.dim() == 2;
   at::Tensor i3 = one ? init.unsqueeze(0) : init;
-  std::vector<at::Tensor> out = x.scalar_type() == at::kFloat ? kmeans_lloyd_impl<float>(x, n2, i3, max_iter, tol, bounds)
-                                                              : kmeans_lloyd_impl<double>(x, n2, i3, max_iter, tol, bounds);
+  std::vector<at::Tensor> out = x.scalar_type() == at::kFloat ? kmeans_lloyd_impl<float>(x, n2, i3, max_iter, tol, bounds, budget)
+                                                              : kmeans_lloyd_impl<double>(x, n2, i3, max_iter, tol, bounds, budget);
   if (one)
     for (auto& t : out) t = t.select(0, 0).clone();
   return out;
@@ -1302,7 +1316,19 @@ at::Tensor kmeans_plusplus(const at::Tensor& x_in, const at::Tensor& xn2, const 
   const int64_t runs = a.get_int("runs", 1);
   TORCH_CHECK(runs >= 1, "kmeans_plusplus: runs must be >= 1, got ", runs);
   at::Tensor x = x_in.contiguous(), n2 = xn2.contiguous();
-  at::Tensor ids = x.scalar_type() == at::kFloat ? kmeans_pp_impl<float>(x, n2, k, runs, u) : kmeans_pp_impl<double>(x, n2, k, runs, u);
+  const int64_t trials = 2 + static_cast<int64_t>(std::floor(std::log(static_cast<double>(k)))), per = 1 + (k - 1) * trials;
+  TORCH_CHECK(u.numel() == runs * per, "kmeans_plusplus: expected ", runs * per, " uniform draws (", runs, " x ", per, "), got ", u.numel());
+  // Runs side by side as far as their distances (n x trials doubles each) fit the budget.
+  const int64_t n = x.size(0);
+  const int64_t group = std::max<int64_t>(1, static_cast<int64_t>(km_budget(a, n, x.size(1), x.element_size()) / (8.0 * static_cast<double>(n * (trials + 1)))));
+  at::Tensor uf = u.reshape({-1});
+  std::vector<at::Tensor> parts;
+  for (int64_t r0 = 0; r0 < runs; r0 += group) {
+    const int64_t g = std::min(group, runs - r0);
+    at::Tensor ug = uf.narrow(0, r0 * per, g * per);
+    parts.push_back(x.scalar_type() == at::kFloat ? kmeans_pp_impl<float>(x, n2, k, g, ug) : kmeans_pp_impl<double>(x, n2, k, g, ug));
+  }
+  at::Tensor ids = at::cat(parts, 0);
   return one ? ids.select(0, 0).clone() : ids;
 }
 

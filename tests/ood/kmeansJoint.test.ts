@@ -19,6 +19,8 @@ const K = 6;
 const RUNS = 3;
 const TRIALS = 2 + Math.floor(Math.log(K));
 const PER = 1 + (K - 1) * TRIALS;
+// Bytes: k-means++ then holds one run's distances at a time, Lloyd 2 row blocks' centre sums.
+const SMALL_BUDGET = 2 * 8 * RUNS * K * D;
 
 const SCRIPT = String.raw`
 import json, sys, os
@@ -92,24 +94,29 @@ describe.skipIf(!haveSklearn())('k-means initialisations side by side equal skle
     const xt = Tensor.fromArray(x, [N, D]);
     const xn2 = xt.square().sum(1);
     const ut = Tensor.fromArray(u, [u.length], { dtype: 'float64' });
-    const [ids] = Tensor.runOp('kmeans_plusplus', [xt, xn2, ut], { k: K, runs: RUNS });
-    expect(ids.shape).toEqual([RUNS, K]);
-    const got = Array.from((await ids.data()) as BigInt64Array, Number);
-    for (let run = 0; run < RUNS; run++) expect(got.slice(run * K, (run + 1) * K), `run ${run}`).toEqual(py.pp[run]);
+    // A tiny memory budget makes the op take the runs one at a time: the same picks.
+    for (const extra of [{}, { budget: SMALL_BUDGET }]) {
+      const [ids] = Tensor.runOp('kmeans_plusplus', [xt, xn2, ut], { k: K, runs: RUNS, ...extra });
+      expect(ids.shape).toEqual([RUNS, K]);
+      const got = Array.from((await ids.data()) as BigInt64Array, Number);
+      for (let run = 0; run < RUNS; run++) expect(got.slice(run * K, (run + 1) * K), `run ${run} ${JSON.stringify(extra)}`).toEqual(py.pp[run]);
+      ids.dispose();
+    }
     // The draws are consumed run after run: too few is an error naming the expected count.
     const few = ut.slice(0, 0, PER);
     const [bad] = Tensor.runOp('kmeans_plusplus', [xt, xn2, few], { k: K, runs: RUNS });
     await expect(bad.data()).rejects.toThrow(new RegExp(`expected ${RUNS * PER} uniform draws`));
-    for (const t of [xt, xn2, ut, ids, few, bad]) t.dispose();
+    for (const t of [xt, xn2, ut, few, bad]) t.dispose();
   });
 
   it('kmeans_lloyd with 3 x K x D initial centres: each run has its own iterations, inertia and centres', async () => {
     const xt = Tensor.fromArray(x, [N, D]);
     const xn2 = xt.square().sum(1);
     const it0 = Tensor.fromArray(init, [RUNS, K, D]);
-    for (const maxIter of [300, 4]) {
+    // The tiny budget: two row blocks of 1280 instead of three of 1024 (per-block centre sums).
+    for (const [maxIter, extra] of [[300, {}], [4, {}], [300, { budget: SMALL_BUDGET }]] as const) {
       const ref = py.lloyd[String(maxIter)];
-      const [c, inertia, iters] = Tensor.runOp('kmeans_lloyd', [xt, xn2, it0], { max_iter: maxIter, tol: py.tol });
+      const [c, inertia, iters] = Tensor.runOp('kmeans_lloyd', [xt, xn2, it0], { max_iter: maxIter, tol: py.tol, ...extra });
       expect(c.shape).toEqual([RUNS, K, D]);
       const cs = (await c.data()) as Float64Array;
       const its = Array.from((await iters.data()) as BigInt64Array, Number);
