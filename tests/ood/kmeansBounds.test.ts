@@ -82,4 +82,54 @@ describe.skipIf(!haveSklearn())('kmeans_prepare and the bounds of kmeans_lloyd o
     expect(worst).toBeLessThan(1e-7);
     for (const t of [x, xc, xn2, v, ids, init]) t.dispose();
   });
+
+  // Odd shapes for the tiled kernel: D not a multiple of the 64-byte lanes (the scalar tail), K not a
+  // multiple of the 5-centre tile, K = 1 (no second centre), float64 lanes of 8.
+  it.each([
+    [17, 1, 'float32'],
+    [17, 7, 'float32'],
+    [33, 13, 'float64'],
+    [8, 3, 'float64'],
+  ] as const)('D = %i, K = %i, %s: the inertia of given centres as computed in float64 here; bounds = brute force', async (d, k, dtype) => {
+    const n = 701;
+    const rr = rng(d * 100 + k);
+    const g = () => Math.sqrt(-2 * Math.log(1 - rr())) * Math.cos(2 * Math.PI * rr());
+    const xs = Float64Array.from({ length: n * d }, (_, j) => g() + (Math.floor(j / d) % 3) * 0.8);
+    const cs = Float64Array.from({ length: 2 * k * d }, () => g());
+    const arr = (a: Float64Array) => (dtype === 'float32' ? Float32Array.from(a) : a);
+    const xt = Tensor.fromArray(arr(xs), [n, d]);
+    const xn2 = xt.square().sum(1);
+    const init = Tensor.fromArray(arr(cs), [2, k, d]);
+    // Σ_i min_j ‖x_i − c_j‖² in float64 from the same (rounded) values.
+    const xv = Float64Array.from((await xt.data()) as ArrayLike<number>);
+    const cv = Float64Array.from((await init.data()) as ArrayLike<number>);
+    const out0 = Tensor.runOp('kmeans_lloyd', [xt, xn2, init], { max_iter: 0 });
+    const got0 = (await out0[1].data()) as Float64Array;
+    for (let run = 0; run < 2; run++) {
+      let ref = 0;
+      for (let i = 0; i < n; i++) {
+        let best = Infinity;
+        for (let j = 0; j < k; j++) {
+          let s2 = 0;
+          for (let f = 0; f < d; f++) s2 += (xv[i * d + f] - cv[(run * k + j) * d + f]) ** 2;
+          best = Math.min(best, s2);
+        }
+        ref += best;
+      }
+      expectClose(got0[run], ref, dtype === 'float32' ? 1e-5 : 1e-12, `inertia of the initial centres, run ${run}`);
+    }
+    const res = async (bounds: boolean) => {
+      const [c, inertia, iters] = Tensor.runOp('kmeans_lloyd', [xt, xn2, init], { max_iter: 100, tol: 0, bounds });
+      const r2 = { c: Float64Array.from((await c.data()) as ArrayLike<number>), inertia: (await inertia.data()) as Float64Array, iters: Array.from((await iters.data()) as BigInt64Array, Number) };
+      for (const t of [c, inertia, iters]) t.dispose();
+      return r2;
+    };
+    const [fast, brute] = [await res(true), await res(false)];
+    expect(fast.iters).toEqual(brute.iters);
+    for (let run = 0; run < 2; run++) expectClose(fast.inertia[run], brute.inertia[run], 1e-9, `inertia run ${run}`);
+    let worst = 0;
+    for (let j = 0; j < fast.c.length; j++) worst = Math.max(worst, Math.abs(fast.c[j] - brute.c[j]));
+    expect(worst).toBeLessThan(dtype === 'float32' ? 1e-6 : 1e-12);
+    for (const t of [xt, xn2, init, ...out0]) t.dispose();
+  });
 });
