@@ -698,15 +698,15 @@ at::Tensor nn_scan(const at::Tensor& x_in, const at::Tensor& t_in, const OpArgs&
 // x·cᵀ for few centres by a register-tiled kernel instead of a gemm: OpenBLAS packs all of x for
 // every narrow product (50k x 768 by 10 centres took ~150 ms, 5x a pass over x). Float32 data
 // accumulates in float32, float64 in float64. Every dot product is summed the same way whatever
-// tile it falls in (64-byte lanes over d, a scalar tail, the lanes reduced pairwise), so a row's
+// tile it falls in (vector lanes over d, a scalar tail, the lanes reduced pairwise), so a row's
 // distances do not depend on the rows or centres it is batched with: the bounds' shortcuts, the
 // joint passes of several initialisations and a brute-force E-step all give the same labels.
 
-// out[r * ldo + j] = xr[r] · c_j for an R x K tile (c: K rows of length d).
-template <typename T, int R, int K>
+// out[r * ldo + j] = xr[r] · c_j for an R x K tile (c: K rows of length d), in lanes of VB bytes.
+template <int VB, typename T, int R, int K>
 __attribute__((always_inline)) inline void km_dot_tile(const T* const* xr, const T* c, int64_t d, T* out, int64_t ldo) {
-  constexpr int L = 64 / sizeof(T);
-  typedef T V __attribute__((vector_size(64)));
+  constexpr int L = VB / sizeof(T);
+  typedef T V __attribute__((vector_size(VB)));
   V acc[R][K];
   for (int r = 0; r < R; ++r)
     for (int j = 0; j < K; ++j) acc[r][j] = V{};
@@ -733,37 +733,38 @@ __attribute__((always_inline)) inline void km_dot_tile(const T* const* xr, const
 }
 
 // R rows against all k centres: tiles of K centres, then one tile of the k % K left.
-template <typename T, int R, int K>
+template <int VB, typename T, int R, int K>
 __attribute__((always_inline)) inline void km_dot_rows(const T* const* xr, const T* c, int64_t k, int64_t d, T* out, int64_t ldo) {
   int64_t j = 0;
-  for (; j + K <= k; j += K) km_dot_tile<T, R, K>(xr, c + j * d, d, out + j, ldo);
+  for (; j + K <= k; j += K) km_dot_tile<VB, T, R, K>(xr, c + j * d, d, out + j, ldo);
   if constexpr (K > 1) {
-    if (k - j == K - 1) km_dot_tile<T, R, K - 1>(xr, c + j * d, d, out + j, ldo);
-    else if (k > j) km_dot_rows<T, R, K - 1>(xr, c + j * d, k - j, d, out + j, ldo);
+    if (k - j == K - 1) km_dot_tile<VB, T, R, K - 1>(xr, c + j * d, d, out + j, ldo);
+    else if (k > j) km_dot_rows<VB, T, R, K - 1>(xr, c + j * d, k - j, d, out + j, ldo);
   }
 }
 
-template <typename T, int R, int K>
+template <int VB, typename T, int R, int K>
 __attribute__((always_inline)) inline void km_dots_impl(const T* const* rows, int64_t nr, const T* c, int64_t k, int64_t d, T* out, int64_t ldo) {
   int64_t r = 0;
-  for (; r + R <= nr; r += R) km_dot_rows<T, R, K>(rows + r, c, k, d, out + r * ldo, ldo);
-  for (; r < nr; ++r) km_dot_rows<T, 1, K>(rows + r, c, k, d, out + r * ldo, ldo);
+  for (; r + R <= nr; r += R) km_dot_rows<VB, T, R, K>(rows + r, c, k, d, out + r * ldo, ldo);
+  for (; r < nr; ++r) km_dot_rows<VB, T, 1, K>(rows + r, c, k, d, out + r * ldo, ldo);
 }
 
-// Tile sizes per instruction set: 4 x 5 accumulators fill 20 of AVX-512's 32 registers; AVX2 has
-// 16 (a 64-byte lane block is two of them), plain SSE code keeps to one row.
+// Lanes and tile sizes per instruction set: 64-byte lanes and 4 x 5 accumulators fill 20 of
+// AVX-512's 32 registers; AVX2 has 16 of 32 bytes (2 x 5 of them), SSE 16 of 16 bytes. The lane
+// width sets the summation order: one kernel per process (km_dots), so one order per fit.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 __attribute__((target("avx512f"))) void km_dots_avx512(const float* const* rows, int64_t nr, const float* c, int64_t k, int64_t d, float* out, int64_t ldo) {
-  km_dots_impl<float, 4, 5>(rows, nr, c, k, d, out, ldo);
+  km_dots_impl<64, float, 4, 5>(rows, nr, c, k, d, out, ldo);
 }
 __attribute__((target("avx512f"))) void km_dots_avx512(const double* const* rows, int64_t nr, const double* c, int64_t k, int64_t d, double* out, int64_t ldo) {
-  km_dots_impl<double, 4, 5>(rows, nr, c, k, d, out, ldo);
+  km_dots_impl<64, double, 4, 5>(rows, nr, c, k, d, out, ldo);
 }
 __attribute__((target("avx2,fma"))) void km_dots_avx2(const float* const* rows, int64_t nr, const float* c, int64_t k, int64_t d, float* out, int64_t ldo) {
-  km_dots_impl<float, 2, 2>(rows, nr, c, k, d, out, ldo);
+  km_dots_impl<32, float, 2, 5>(rows, nr, c, k, d, out, ldo);
 }
 __attribute__((target("avx2,fma"))) void km_dots_avx2(const double* const* rows, int64_t nr, const double* c, int64_t k, int64_t d, double* out, int64_t ldo) {
-  km_dots_impl<double, 2, 2>(rows, nr, c, k, d, out, ldo);
+  km_dots_impl<32, double, 2, 5>(rows, nr, c, k, d, out, ldo);
 }
 int km_isa() {
   static const int isa = __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
@@ -779,7 +780,7 @@ void km_dots(const T* const* rows, int64_t nr, const T* c, int64_t k, int64_t d,
   if (km_isa() == 2) return km_dots_avx512(rows, nr, c, k, d, out, ldo);
   if (km_isa() == 1) return km_dots_avx2(rows, nr, c, k, d, out, ldo);
 #endif
-  km_dots_impl<T, 1, 4>(rows, nr, c, k, d, out, ldo);
+  km_dots_impl<16, T, 2, 2>(rows, nr, c, k, d, out, ldo);
 }
 
 // The squared distance (‖x‖² + ‖c‖²) − 2x·c in T, clamped at 0 (the arithmetic of the former torch code).
@@ -1063,8 +1064,9 @@ void km_pass(const T* xp, const T* xn2, int64_t n, int64_t d, int64_t kc, int64_
 // of its final centres. After a run's first E-step Hamerly's bounds (see km_pass) settle the rows
 // they can; its centre sums then follow the rows that change cluster.
 //
-// The error of a computed squared distance (xn2 + ‖c‖²) − 2x·c: the dot products sum m = d/L + log2 L
-// + L + 1 rounded terms at most (lanes, their pairwise reduction, the tail), so 2x·c and ‖c‖² are off
+// The error of a computed squared distance (xn2 + ‖c‖²) − 2x·c: a product passes m = d/L + log2 L +
+// min(L − 1, d) + 2 roundings at most (itself unless fused, its lane of L, the pairwise reduction, the
+// tail, the final add; the largest m over the kernels' lane widths), so 2x·c and ‖c‖² are off
 // by γ_m(‖x‖² + ‖c‖²) and γ_m‖c‖²; the caller's xn2 by up to γ_d‖x‖² (a plain sum of squares); the
 // additions by 2u. err = (2m + d + 8)u bounds the sum relative to ‖x‖² + ‖c‖², with slack for the
 // double arithmetic of the bounds.
@@ -1109,8 +1111,15 @@ std::vector<at::Tensor> kmeans_lloyd_impl(const at::Tensor& x, const at::Tensor&
     }
   };
   const double unit = std::is_same<T, float>::value ? std::ldexp(1.0, -24) : std::ldexp(1.0, -53);
-  const int64_t lanes = 64 / static_cast<int64_t>(sizeof(T));
-  const double err = static_cast<double>(2 * (d / lanes + 6 + lanes + 1) + d + 8) * unit + std::ldexp(1.0, -46);
+  // The most rounded steps on one product's way into a dot product, over the kernels' lane widths.
+  int64_t m = 0;
+  for (int64_t bytes : {16, 32, 64}) {
+    const int64_t L = bytes / static_cast<int64_t>(sizeof(T));
+    int64_t lg = 0;
+    while ((int64_t{1} << lg) < L) ++lg;
+    m = std::max(m, d / L + lg + std::min(L - 1, d) + 2);
+  }
+  const double err = static_cast<double>(2 * m + d + 8) * unit + std::ldexp(1.0, -46);
   std::vector<KmRun<T>*> live;
   for (;;) {
     live.clear();
