@@ -40,6 +40,12 @@ void apply_threads_to_this_thread(int n) {
   // decode worker paid that. Threads we don't configure get libgomp's default (OMP_NUM_THREADS,
   // which lib/native.ts sets from MOOD_NUM_THREADS before libtorch loads, else all cores).
   if (omp_set_num_threads) {
+    // ATen initialises a thread's count lazily, at its first parallel query (get_num_threads,
+    // parallel_for), to intraop_default_num_threads() (physical cores: 1 on a 2-vCPU VM) unless
+    // at::set_num_threads ran somewhere. Done after our setting, that init silently overwrote it:
+    // every executor worker ran its intra-op work on one thread (measured: elementwise ops, and the
+    // BEiT train step's GELU / softmax / LayerNorm / reductions, on 1 of 2 cores). Let it run first.
+    (void)at::get_num_threads();
     omp_set_num_threads(n);
     return;
   }

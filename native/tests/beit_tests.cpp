@@ -1,14 +1,17 @@
 // Tests of the BEiT module (native/core/beit.*), independent of Node.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
 #include <cmath>
 #include <functional>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "core/beit.h"
+#include "core/runtime.h"
 #include "tests/test_harness.h"
 
 using namespace mood::beit;
@@ -344,6 +347,26 @@ MOOD_TEST(beit_named_configs) {
   }
   CHECK(config("beit_large_patch16_512").grid() == 32);
   CHECK(config("beit_base_patch16_384").img_size == 384);
+}
+
+// The train step runs on an executor worker, a thread that was never configured before: the count
+// set there must survive ATen's lazy per-thread init, which otherwise resets it to ATen's default on
+// the first parallel op (the step's GELU / softmax / LayerNorm then ran on one core of two). n is
+// chosen unlike that default so that the reset cannot pass unnoticed.
+MOOD_TEST(beit_step_intra_op_threads_on_a_fresh_thread) {
+  const int n = at::intraop_default_num_threads() + 1;
+  int before = 0, after = 0;
+  std::thread t([&] {
+    mood::apply_threads_to_this_thread(n);
+    before = at::get_num_threads();
+    BeitImpl m(tiny());
+    cross_entropy_backward(m, at::randn({2, 3, 32, 32}), at::arange(2, at::kLong));
+    // What the step's own parallel ops (compiled into libtorch with OpenMP) saw last.
+    after = at::get_num_threads();
+  });
+  t.join();
+  CHECK(before == n);
+  CHECK(after == n);
 }
 
 int main(int argc, char** argv) { return mood_test::run_all(argc, argv); }
