@@ -1287,6 +1287,55 @@ std::vector<at::Tensor> kmeans_prepare(const at::Tensor& x_in, const OpArgs& a) 
   return {xc, xn2, mean_t, at::scalar_tensor(var, at::TensorOptions().dtype(at::kDouble))};
 }
 
+// The kmeans detector's score: the distance of each row (normalised first under `normalize`, as
+// row_normalize does) to its nearest centre, √min_j ((‖x‖² + ‖c_j‖²) − 2x·c_j clamped at 0), in x's
+// dtype; ‖x‖² summed in double, the dot products by the k-means kernel, rows in parallel blocks.
+at::Tensor kmeans_score(const at::Tensor& x_in, const at::Tensor& c_in, const OpArgs& a) {
+  TORCH_CHECK(x_in.dim() == 2 && c_in.dim() == 2 && c_in.size(1) == x_in.size(1) && c_in.size(0) >= 1,
+              "kmeans_score: x (N x D) and centres (K x D, K >= 1) expected");
+  TORCH_CHECK(x_in.scalar_type() == c_in.scalar_type() && (x_in.scalar_type() == at::kFloat || x_in.scalar_type() == at::kDouble),
+              "kmeans_score: x and centres must share one float dtype (float32 or float64)");
+  const std::string mode = a.get_string("normalize", "none");
+  check_normalize_mode("kmeans_score", mode);
+  const RowNorm rn = row_norm_mode(mode);
+  const double eps = a.get_double("eps", 1e-10);
+  at::Tensor x = x_in.contiguous(), c = c_in.contiguous();
+  const int64_t n = x.size(0), d = x.size(1), kc = c.size(0);
+  at::Tensor out = at::empty({n}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "kmeans_score", [&] {
+    using T = scalar_t;
+    const T* xp = x.data_ptr<T>();
+    const T* cp = c.data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    std::vector<T> cn2(kc);
+    for (int64_t j = 0; j < kc; ++j) {
+      const T* cj = cp + j * d;
+      km_dots(&cj, 1, cj, 1, d, &cn2[j], 1);
+    }
+    km_blocks(n, kKmBlock, [&](int64_t, int64_t i0, int64_t i1) {
+      std::vector<T> buf(static_cast<size_t>(kKmSub * d)), ip(static_cast<size_t>(kKmSub * kc)), xn2(kKmSub);
+      std::vector<const T*> rows(kKmSub);
+      for (int64_t s0 = i0; s0 < i1; s0 += kKmSub) {
+        const int64_t m = std::min(i1, s0 + kKmSub) - s0;
+        for (int64_t q = 0; q < m; ++q) {
+          const T* xi = xp + (s0 + q) * d;
+          T* row = buf.data() + q * d;
+          prep_row(row, xi, row_divisor(xi, d, rn, eps), nullptr, d);
+          xn2[q] = static_cast<T>(sum_sq(row, d));
+          rows[q] = row;
+        }
+        km_dots(rows.data(), m, cp, kc, d, ip.data(), kc);
+        for (int64_t q = 0; q < m; ++q) {
+          T best = std::numeric_limits<T>::infinity();
+          for (int64_t j = 0; j < kc; ++j) best = std::min(best, km_sq_dist(xn2[q], cn2[j], ip[q * kc + j]));
+          op[s0 + q] = std::sqrt(best);
+        }
+      }
+    });
+  });
+  return out;
+}
+
 // init: K x D (one run: centres K x D, scalar inertia and iteration count) or R x K x D (R runs side
 // by side: R x K x D, R, R).
 std::vector<at::Tensor> kmeans_lloyd(const at::Tensor& x_in, const at::Tensor& xn2, const at::Tensor& init, const OpArgs& a) {
@@ -1571,6 +1620,7 @@ Table build_table() {
                                         a.get_double("eps", 1e-10))};
                     }};
   t["nn_scan"] = {{2, 2, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {nn_scan(in[0], in[1], a)}; }};
+  t["kmeans_score"] = {{2, 2, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {kmeans_score(in[0], in[1], a)}; }};
   t["kmeans_prepare"] = {{1, 1, 4, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return kmeans_prepare(in[0], a); }};
   t["kmeans_plusplus"] = {{3, 3, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {kmeans_plusplus(in[0], in[1], in[2], a)}; }};
   t["kmeans_lloyd"] = {{3, 3, 3, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return kmeans_lloyd(in[0], in[1], in[2], a); }};

@@ -83,6 +83,37 @@ describe.skipIf(!haveSklearn())('kmeans_prepare and the bounds of kmeans_lloyd o
     for (const t of [x, xc, xn2, v, ids, init]) t.dispose();
   });
 
+  it('KMeansDetector scores float32 features (normalised in the op) as the float64 distances computed here', async () => {
+    const { KMeansDetector } = await import('../../lib/ood/detectors');
+    const x32 = Float32Array.from(raw);
+    // Centres: the means of the normalised rows per class, in float32.
+    const cen = new Float32Array(K * D);
+    const nrm = (i: number) => {
+      let s2 = 0;
+      for (let f = 0; f < D; f++) s2 += x32[i * D + f] ** 2;
+      return Math.sqrt(s2) + 1e-10;
+    };
+    for (let i = 0; i < N; i++) {
+      const q = nrm(i);
+      for (let f = 0; f < D; f++) cen[(i % K) * D + f] += x32[i * D + f] / q / (N / K);
+    }
+    const det = await KMeansDetector.fromCentres({ data: cen, shape: [K, D] });
+    const got = await det.score({ features: { data: x32, shape: [N, D] } });
+    const want = new Float64Array(N);
+    for (let i = 0; i < N; i++) {
+      const q = nrm(i);
+      let best = Infinity;
+      for (let c = 0; c < K; c++) {
+        let s2 = 0;
+        for (let f = 0; f < D; f++) s2 += (x32[i * D + f] / q - cen[c * D + f]) ** 2;
+        best = Math.min(best, s2);
+      }
+      want[i] = Math.sqrt(best);
+    }
+    expectArrayClose(got, want, 1e-5, 'kmeans scores');
+    det.dispose();
+  });
+
   // Odd shapes for the tiled kernel: D not a multiple of the 64-byte lanes (the scalar tail), K not a
   // multiple of the 5-centre tile, K = 1 (no second centre), float64 lanes of 8.
   it.each([

@@ -13,8 +13,8 @@
 import { Tensor } from '../../tensor';
 import { tidy } from '../../scope';
 import type { Orientation } from '../evaluation/types';
-import { FeatureDetector, rowBlock, type FeatureOptions, type FitInput } from './base';
-import { DetectorInputError, moodNormalize, toLabels, toMatrix, type CheckedMatrix, type MatrixInput } from './matrix';
+import { FeatureDetector, type FeatureOptions, type FitInput } from './base';
+import { DetectorInputError, toLabels, toMatrix, type CheckedMatrix, type MatrixInput } from './matrix';
 
 export interface KMeansOptions extends FeatureOptions {
   /** Number of clusters; default = number of distinct training labels. */
@@ -68,28 +68,6 @@ function kmeansPlusPlus(x: Tensor, xn2: Tensor, k: number, runs: number, rnd: Re
     const ids = Tensor.runOp('kmeans_plusplus', [x, xn2, Tensor.fromArray(u, [u.length], { dtype: 'float64' })], { k, runs })[0];
     return x.indexSelect(0, ids.reshape([runs * k])).reshape([runs, k, x.shape[1]]);
   });
-}
-
-/** Squared distance of each row of x to its nearest centre, in row blocks (scoring). */
-function nearestSqDist(x: Tensor, xn2: Tensor, centres: Tensor): Tensor {
-  const n = x.shape[0];
-  const k = centres.shape[0];
-  const block = rowBlock(n, k, 8 * 2, 128 * 1024 * 1024);
-  const parts: Tensor[] = [];
-  for (let s = 0; s < n; s += block) {
-    parts.push(
-      tidy(() => {
-        const e = Math.min(n, s + block);
-        const xb = block >= n ? x : x.slice(0, s, e);
-        const nb = block >= n ? xn2 : xn2.slice(0, s, e);
-        return nb.unsqueeze(1).add(centres.square().sum(1).unsqueeze(0)).sub(xb.matmul(centres.T).mul(2)).clamp(0).min(1);
-      }),
-    );
-  }
-  if (parts.length === 1) return parts[0];
-  const out = Tensor.cat(parts, 0);
-  for (const p of parts) p.dispose();
-  return out;
 }
 
 export interface KMeansResult {
@@ -198,13 +176,18 @@ export class KMeansDetector extends FeatureDetector {
     (det as unknown as { setState(k: string, t: Tensor): void }).setState('centres', m.tensor);
     return det;
   }
+  /**
+   * Distance to the nearest centre, √min_j (‖x‖² + ‖c_j‖² − 2x·c_j), as one native op
+   * (`kmeans_score`: rows normalised on the way when pending, in the data dtype).
+   */
   protected async scoreFeatures(x: CheckedMatrix): Promise<Tensor> {
+    // In the fitted dtype (x.dtype), which a pending input may not have yet.
     const c = this.getState('centres');
-    const xs = x.pending === 'mood' ? moodNormalize(x.tensor, x.dtype) : x.tensor;
-    const cc = c.dtype === xs.dtype ? c : c.cast(xs.dtype);
-    const d2 = tidy(() => nearestSqDist(xs, xs.square().sum(1), cc));
+    const xt = x.tensor.dtype === x.dtype ? x.tensor : x.tensor.cast(x.dtype);
+    const cc = c.dtype === x.dtype ? c : c.cast(x.dtype);
+    const [d] = Tensor.runOp('kmeans_score', [xt, cc], { normalize: x.pending ?? 'none', eps: 1e-10 });
     if (cc !== c) cc.dispose();
-    if (xs !== x.tensor) xs.dispose();
-    return tidy(() => d2.sqrt());
+    if (xt !== x.tensor) xt.dispose();
+    return d;
   }
 }
