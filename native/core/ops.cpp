@@ -3,6 +3,7 @@
 #include "core/data_ops.h"
 #include "core/file_io.h"
 #include "core/image_ops.h"
+#include "core/parallel.h"
 #include "core/runtime.h"
 
 #include <ATen/ATen.h>
@@ -334,7 +335,7 @@ void prep_rows(const at::Tensor& x, int64_t r0, int64_t r1, TO* buf, RowNorm mod
       for (int64_t i = i0; i < i1; ++i) prep_row(buf + (i - r0) * d, xp + i * d, row_divisor(xp + i * d, d, mode, eps), mean, d);
     };
     if (serial) rows(r0, r1);
-    else at::parallel_for(r0, r1, 64, rows);
+    else mood::parallel_for(r0, r1, 64, rows);
   });
 }
 
@@ -359,7 +360,7 @@ std::vector<double> prepared_mean(const at::Tensor& x, RowNorm mode, double eps)
   std::vector<double> part(static_cast<size_t>(nchunks * d), 0.0), mean(d, 0.0);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "prepared_mean", [&] {
     const scalar_t* xp = x.data_ptr<scalar_t>();
-    at::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
+    mood::parallel_for(0, nchunks, 1, [&](int64_t q0, int64_t q1) {
       std::vector<double> row(d);
       for (int64_t q = q0; q < q1; ++q)
         for (int64_t i = q * kPrepRows; i < std::min(n, (q + 1) * kPrepRows); ++i) {
@@ -507,7 +508,7 @@ void row_norms_bf16(const at::Tensor& x, const at::Tensor& xs, std::vector<doubl
   err.assign(n, 0);
   const float* xp = x.data_ptr<float>();
   const at::BFloat16* sp = xs.data_ptr<at::BFloat16>();
-  at::parallel_for(0, n, 256, [&](int64_t i0, int64_t i1) {
+  mood::parallel_for(0, n, 256, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       double a = 0, e = 0;
       for (int64_t f = 0; f < d; ++f) {
@@ -583,7 +584,7 @@ at::Tensor nn_scan_impl(const at::Tensor& x, const at::Tensor& t, bool knn, int6
       const int64_t c1 = std::min(nn, c0 + bn), cols = c1 - c0;
       at::Tensor S = at::matmul(xs, ts.slice(0, c0, c1).t()).contiguous();
       const ST* sp = S.data_ptr<ST>();
-      at::parallel_for(0, rows, 16, [&](int64_t i0, int64_t i1) {
+      mood::parallel_for(0, rows, 16, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
           RowSel& s = sel[i];
           const ST* row = sp + i * cols;
@@ -625,7 +626,7 @@ at::Tensor nn_scan_impl(const at::Tensor& x, const at::Tensor& t, bool knn, int6
       });
     }
     const T* xn2p = xn2.data_ptr<T>();
-    at::parallel_for(0, rows, 16, [&](int64_t i0, int64_t i1) {
+    mood::parallel_for(0, rows, 16, [&](int64_t i0, int64_t i1) {
       std::vector<double> exact;
       for (int64_t i = i0; i < i1; ++i) {
         RowSel& s = sel[i];
@@ -654,10 +655,11 @@ at::Tensor nn_scan_impl(const at::Tensor& x, const at::Tensor& t, bool knn, int6
   };
   const int64_t nblocks = (nt + bt - 1) / bt;
   if (screen) {
-    // Row blocks in parallel, each thread with its own single-threaded bf16 gemm (oneDNN runs
-    // sequentially inside a parallel region): one synchronisation for the whole scan instead of two
-    // per tile, which matters on a loaded machine. (The OpenBLAS float path keeps its own threads.)
-    at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
+    // Row blocks in parallel, each thread with its own single-threaded bf16 gemm (libtorch calls
+    // inside a share run on that thread alone, see parallel.h): one synchronisation for the whole
+    // scan instead of two per tile, which matters on a loaded machine. (The OpenBLAS float path
+    // keeps its own threads.)
+    mood::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t q = b0; q < b1; ++q) block(q * bt);
     });
   } else {
@@ -803,36 +805,10 @@ double km_budget(const OpArgs& a, int64_t n, int64_t d, int64_t elem) {
   return std::max(256.0 * (1 << 20), 0.5 * static_cast<double>(n) * static_cast<double>(d) * static_cast<double>(elem));
 }
 
-// f(q) for q in [0, items), handed out dynamically (the bounds make the blocks' cost uneven) to the
-// configured number of threads. Plain threads: this library is compiled without -fopenmp, where
-// at::parallel_for (a header template) runs everything on the calling thread.
-template <typename F>
-void km_parallel(int64_t items, F&& f) {
-  const int configured = configured_threads();
-  const int64_t nth = std::min<int64_t>(items, std::max(1, configured > 0 ? configured : at::get_num_threads()));
-  std::atomic<int64_t> next{0};
-  std::exception_ptr err;
-  std::mutex err_m;
-  auto work = [&] {
-    try {
-      for (int64_t q; (q = next.fetch_add(1)) < items;) f(q);
-    } catch (...) {
-      std::lock_guard<std::mutex> g(err_m);
-      if (!err) err = std::current_exception();
-      next.store(items);
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < nth; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (err) std::rethrow_exception(err);
-}
-
 // f(b, i0, i1) for every block b of `block` rows.
 template <typename F>
 void km_blocks(int64_t n, int64_t block, F&& f) {
-  km_parallel((n + block - 1) / block, [&](int64_t b) { f(b, b * block, std::min(n, (b + 1) * block)); });
+  parallel_items((n + block - 1) / block, [&](int64_t b) { f(b, b * block, std::min(n, (b + 1) * block)); });
 }
 
 // sklearn's _kmeans_plusplus with the caller's uniform draws (u[0] picks the first centre, then
@@ -1249,10 +1225,9 @@ std::vector<at::Tensor> kmeans_prepare(const at::Tensor& x_in, const OpArgs& a) 
   const double eps = a.get_double("eps", 1e-10);
   at::Tensor x = x_in.contiguous();
   const int64_t n = x.size(0), d = x.size(1), nchunks = (n + kPrepRows - 1) / kPrepRows;
-  // The mean from prepared_mean over row chunks on km_parallel's threads (at::parallel_for is serial
-  // here), combined in chunk order.
+  // The mean from prepared_mean over row chunks in parallel, combined in chunk order.
   std::vector<double> cmean(static_cast<size_t>(nchunks * d)), mean(d, 0.0);
-  km_parallel(nchunks, [&](int64_t q) {
+  parallel_items(nchunks, [&](int64_t q) {
     const int64_t r0 = q * kPrepRows, len = std::min(n, r0 + kPrepRows) - r0;
     const std::vector<double> m = prepared_mean(x.narrow(0, r0, len), rn, eps);
     for (int64_t f = 0; f < d; ++f) cmean[q * d + f] = m[f] * static_cast<double>(len);
@@ -1265,7 +1240,7 @@ std::vector<at::Tensor> kmeans_prepare(const at::Tensor& x_in, const OpArgs& a) 
     const scalar_t* xp = x.data_ptr<scalar_t>();
     scalar_t* out = xc.data_ptr<scalar_t>();
     scalar_t* n2 = xn2.data_ptr<scalar_t>();
-    km_parallel(nchunks, [&](int64_t q) {
+    parallel_items(nchunks, [&](int64_t q) {
       for (int64_t i = q * kPrepRows; i < std::min(n, (q + 1) * kPrepRows); ++i) {
         scalar_t* row = out + i * d;
         prep_row(row, xp + i * d, row_divisor(xp + i * d, d, rn, eps), mean.data(), d);

@@ -7,11 +7,14 @@
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "core/executor.h"
 #include "core/file_io.h"
 #include "core/ops.h"
+#include "core/parallel.h"
 #include "core/runtime.h"
 #include "tests/test_harness.h"
 
@@ -171,6 +174,46 @@ MOOD_TEST(configure_threads_sets_both_pools) {
   CHECK(on_worker() == 1);
   configure_threads(2, "test");
   CHECK(on_worker() == 2);
+}
+
+// mood::parallel_for / parallel_items (parallel.h): every index once, on more than one thread when
+// configured so (at::parallel_for ran everything on the calling thread in this library), libtorch
+// calls inside a share on one thread, nested loops inline, the first exception rethrown.
+MOOD_TEST(parallel_loops_cover_everything_once_on_several_threads) {
+  configure_threads(2, "test");
+  const int64_t n = 100003;
+  std::vector<std::atomic<int>> hits(n);
+  std::mutex m;
+  std::set<std::thread::id> ids;
+  std::atomic<int> inner_threads{0}, nested_calls{0};
+  mood::parallel_for(0, n, 64, [&](int64_t b, int64_t e) {
+    {
+      std::lock_guard<std::mutex> g(m);
+      ids.insert(std::this_thread::get_id());
+    }
+    inner_threads.store(at::get_num_threads());
+    const auto self = std::this_thread::get_id();
+    mood::parallel_for(0, 4, 1, [&](int64_t, int64_t) {
+      if (std::this_thread::get_id() == self) ++nested_calls;
+    });
+    for (int64_t i = b; i < e; ++i) ++hits[i];
+  });
+  bool once = true;
+  for (auto& h : hits) once = once && h.load() == 1;
+  CHECK(once);
+  CHECK(ids.size() == 2);
+  CHECK(inner_threads.load() == 1);
+  CHECK(nested_calls.load() == 2);  // one inline call per share
+  CHECK(at::get_num_threads() == 2);  // the caller's setting is back
+  bool threw = false;
+  try {
+    mood::parallel_items(50, [](int64_t q) {
+      if (q == 7) throw std::runtime_error("item 7");
+    });
+  } catch (const std::runtime_error& e) {
+    threw = std::string(e.what()) == "item 7";
+  }
+  CHECK(threw);
 }
 
 MOOD_TEST(parse_device_errors) {

@@ -1,0 +1,118 @@
+// Parallel loops for the kernels written in this library.
+//
+// Why not at::parallel_for: with libtorch's OpenMP backend it is a header template whose `#pragma omp`
+// only takes effect in code compiled with -fopenmp. This library is not (a PyTorch wheel's libtorch
+// carries its own renamed libgomp; linking the system one would add a second OpenMP runtime, and our
+// thread settings would steer the wrong one), so there it silently ran every loop on the calling
+// thread. These loops use plain threads, as many as configure_threads set.
+#pragma once
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/runtime.h"
+
+namespace mood {
+namespace parallel_detail {
+
+// Set on a thread while it runs a share of a loop: a nested loop then runs inline, as OpenMP's
+// nested regions do by default.
+inline thread_local bool t_in_share = false;
+
+// While a thread runs a share, libtorch calls made inside it (a gemm per row block, say) run on
+// that thread alone, as they would inside an OpenMP region: n shares x n intra-op threads would
+// oversubscribe the cores.
+class ShareScope {
+ public:
+  ShareScope() : saved_(at::get_num_threads()) {
+    t_in_share = true;
+    if (saved_ != 1) apply_threads_to_this_thread(1);
+  }
+  ~ShareScope() {
+    t_in_share = false;
+    if (saved_ != 1) apply_threads_to_this_thread(saved_);
+  }
+  ShareScope(const ShareScope&) = delete;
+  ShareScope& operator=(const ShareScope&) = delete;
+
+ private:
+  int saved_;
+};
+
+// body(t) on threads t = 0 .. nth-1 (0 is the caller), each inside a ShareScope; the first
+// exception is rethrown once every thread has finished, and `stop` is called so that the others can
+// cut their work short.
+template <typename Body, typename Stop>
+void run_shares(int64_t nth, Body&& body, Stop&& stop) {
+  std::exception_ptr err;
+  std::mutex err_m;
+  auto work = [&](int64_t t) {
+    ShareScope scope;
+    try {
+      body(t);
+    } catch (...) {
+      std::lock_guard<std::mutex> g(err_m);
+      if (!err) err = std::current_exception();
+      stop();
+    }
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(static_cast<size_t>(nth - 1));
+  for (int64_t t = 1; t < nth; ++t) pool.emplace_back(work, t);
+  work(0);
+  for (auto& th : pool) th.join();
+  if (err) std::rethrow_exception(err);
+}
+
+}  // namespace parallel_detail
+
+// Threads a loop may use: the configured count (configure_threads), else libtorch's.
+inline int parallel_threads() {
+  const int configured = configured_threads();
+  return std::max(1, configured > 0 ? configured : at::get_num_threads());
+}
+
+// f(q) for every q in [0, items), handed out one at a time (for items of uneven cost). The first
+// exception stops the hand-out and is rethrown here once every thread has finished.
+template <typename F>
+void parallel_items(int64_t items, F&& f) {
+  if (items <= 0) return;
+  const int64_t nth = std::min<int64_t>(items, parallel_threads());
+  if (nth <= 1 || parallel_detail::t_in_share) {
+    for (int64_t q = 0; q < items; ++q) f(q);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  parallel_detail::run_shares(
+      nth, [&](int64_t) { for (int64_t q; (q = next.fetch_add(1)) < items;) f(q); }, [&] { next.store(items); });
+}
+
+// f(b, e) over [begin, end) cut into one contiguous range per thread (thread t gets range t), none
+// shorter than `grain` (at::parallel_for's contract: f must handle any sub-range).
+template <typename F>
+void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& f) {
+  const int64_t n = end - begin;
+  if (n <= 0) return;
+  const int64_t g = std::max<int64_t>(1, grain);
+  const int64_t parts = std::min<int64_t>(parallel_threads(), (n + g - 1) / g);
+  if (parts <= 1 || parallel_detail::t_in_share) {
+    f(begin, end);
+    return;
+  }
+  const int64_t chunk = (n + parts - 1) / parts;
+  parallel_detail::run_shares(
+      parts,
+      [&](int64_t t) {
+        const int64_t b = begin + t * chunk, e = std::min(end, b + chunk);
+        if (b < e) f(b, e);
+      },
+      [] {});
+}
+
+}  // namespace mood
