@@ -317,6 +317,8 @@ export class Tensor implements Disposable {
   relu(): Tensor { return this.op1('relu'); }
   isnan(): Tensor { return this.op1('isnan'); }
   isfinite(): Tensor { return this.op1('isfinite'); }
+  /** A 0-d bool tensor: true when no element is NaN or ±Inf (one native pass, no masks). */
+  allFinite(): Tensor { return this.op1('all_finite'); }
   logicalNot(): Tensor { return this.op1('logical_not'); }
   clone(): Tensor { return this.op1('clone'); }
   contiguous(): Tensor { return this.op1('contiguous'); }

@@ -1,5 +1,7 @@
 #include "addon/convert.h"
 
+#include "core/file_io.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -118,7 +120,8 @@ at::Tensor typed_array_to_tensor(const Napi::Env& env, const Napi::TypedArray& a
     throw Napi::RangeError::New(env, "shape " + s + " needs " + std::to_string(numel) + " elements, the array has " +
                                          std::to_string(arr.ElementLength()));
   }
-  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
+  // Filled in full below: a large buffer comes with its pages already present (see empty_prefaulted).
+  at::Tensor t = mood::empty_prefaulted(numel, dtype).view(shape);
   size_t bytes = static_cast<size_t>(numel) * t.element_size();
   if (bytes) {
     const uint8_t* src = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();

@@ -19,26 +19,22 @@ struct Fd {
   }
 };
 
-// Storages at least this large get their own anonymous mapping (below it, the page rounding would
+// Buffers at least this large get their own anonymous mapping (below it, the page rounding would
 // waste a noticeable share and malloc's own pools are as fast).
 constexpr int64_t kMappedMinBytes = 256 << 10;
+}  // namespace
 
-// A 1-D CPU tensor of `numel` x `dtype` whose pages are already present. Reading into freshly
-// allocated memory is bound by first-touch page faults (one trap, allocation and zeroing per 4 KiB
-// page: ~85k of them for a BEiT-base checkpoint); an anonymous mapping populated in one call faults
-// them in bulk, which made a 350 MB load ~30 % faster here. Falls back to at::empty when mapping fails.
-at::Tensor empty_populated(int64_t numel, at::ScalarType dtype) {
+at::Tensor empty_prefaulted(int64_t numel, at::ScalarType dtype) {
   const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(dtype));
   if (bytes < kMappedMinBytes) return at::empty({numel}, at::TensorOptions().dtype(dtype));
   const size_t len = static_cast<size_t>(bytes);
   void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (p == MAP_FAILED) return at::empty({numel}, at::TensorOptions().dtype(dtype));
   // The tensor owns the mapping: it is unmapped when the last view of the storage goes. Such a
-  // storage cannot be resized in place (from_blob), which nothing does to loaded weights.
+  // storage cannot be resized in place (from_blob), which nothing does to a filled buffer.
   return at::from_blob(
       p, {numel}, [len](void* q) { ::munmap(q, len); }, at::TensorOptions().dtype(dtype));
 }
-}  // namespace
 
 at::Tensor read_storage(const std::string& path, int64_t byte_offset, int64_t numel, at::ScalarType dtype) {
   if (byte_offset < 0 || numel < 0) throw std::runtime_error(path + ": negative offset or size");
@@ -54,7 +50,7 @@ at::Tensor read_storage(const std::string& path, int64_t byte_offset, int64_t nu
                              " bytes at offset " + std::to_string(byte_offset) + " runs past the end of the file (" +
                              std::to_string(static_cast<int64_t>(st.st_size)) + " bytes)");
   }
-  at::Tensor t = empty_populated(numel, dtype);
+  at::Tensor t = empty_prefaulted(numel, dtype);
   char* dst = static_cast<char*>(t.data_ptr());
   int64_t left = numel * elem, off = byte_offset;
   while (left > 0) {

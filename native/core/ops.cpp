@@ -4,10 +4,13 @@
 #include "core/file_io.h"
 #include "core/image_ops.h"
 #include "core/ood_ops.h"
+#include "core/parallel.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -156,6 +159,28 @@ void add_reduction(Table& t, const std::string& name,
              }};
 }
 
+// True when no element is NaN or ±Inf, in one parallel pass that stops early, with no temporaries
+// (at::isfinite(x).all() builds N-element masks first: 160-280 ms against ~20 ms for 50k x 768
+// float32 here). Integer and bool tensors are finite.
+bool all_finite(const at::Tensor& x_in) {
+  if (!at::isFloatingType(x_in.scalar_type())) return true;
+  if (!x_in.device().is_cpu()) return at::isfinite(x_in).all().item<bool>();
+  const at::Tensor x = x_in.contiguous();
+  std::atomic<bool> bad{false};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "all_finite", [&] {
+    const scalar_t* p = x.data_ptr<scalar_t>();
+    mood::parallel_for(0, x.numel(), 1 << 16, [&](int64_t b, int64_t e) {
+      constexpr int64_t kStep = 1 << 14;  // look at the flag between steps
+      for (int64_t s = b; s < e && !bad.load(std::memory_order_relaxed); s += kStep) {
+        bool ok = true;
+        for (int64_t i = s, end = std::min(e, s + kStep); i < end; ++i) ok &= std::isfinite(static_cast<double>(p[i]));  // exact for every floating type
+        if (!ok) bad.store(true, std::memory_order_relaxed);
+      }
+    });
+  });
+  return !bad.load();
+}
+
 std::vector<at::Tensor> list_of(const Inputs& in) { return std::vector<at::Tensor>(in.begin(), in.end()); }
 
 Table build_table() {
@@ -203,6 +228,9 @@ Table build_table() {
   add_unary(t, "relu", [](auto& a) { return at::relu(a); });
   add_unary(t, "isnan", [](auto& a) { return at::isnan(a); });
   add_unary(t, "isfinite", [](auto& a) { return at::isfinite(a); });
+  t["all_finite"] = {{1, 1, 1, OpCost::kHeavy}, [](const Inputs& in, const OpArgs&) -> Outputs {
+                       return {at::scalar_tensor(all_finite(in[0]), at::kBool)};
+                     }};
   add_unary(t, "logical_not", [](auto& a) { return at::logical_not(a); });
   add_unary(t, "contiguous", [](auto& a) { return a.contiguous(); });
   add_unary(t, "clone", [](auto& a) { return a.clone(at::MemoryFormat::Contiguous); });

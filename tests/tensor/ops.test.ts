@@ -139,3 +139,28 @@ describe('ordering, shape and indexing', () => {
     await expect(storage.asStrided([2, 3], [6, 2], 2).data()).rejects.toThrow(/reaches element 12 of a storage of 12/);
   });
 });
+
+describe('allFinite', () => {
+  // Independent truth: a JS scan of the same values (Number.isFinite), and torch's isfinite().all().
+  it('finds a NaN / ±Inf anywhere, in every floating dtype and in strided views; integers are finite', async () => {
+    const n = 300_007; // more than one parallel chunk, not a multiple of the step
+    for (const dtype of ['float32', 'float64', 'float16', 'bfloat16'] as const) {
+      for (const [pos, bad] of [[-1, 0], [0, NaN], [n - 1, NaN], [150_001, Infinity], [77_777, -Infinity]] as const) {
+        const v = new Float32Array(n);
+        for (let i = 0; i < n; i++) v[i] = Math.sin(i) * 100;
+        if (pos >= 0) v[pos] = bad;
+        const t = Tensor.fromArray(v, [n]).cast(dtype);
+        const want = v.every((x) => Number.isFinite(x));
+        expect(await t.allFinite().item(), `${dtype} bad at ${pos}`).toBe(want ? 1 : 0);
+        expect(await t.isfinite().all().item()).toBe(want ? 1 : 0);
+        t.dispose();
+      }
+    }
+    const big = Tensor.fromArray(Float64Array.of(1e300, -1e300, 5e-324), [3]); // finite in float64, not in float32
+    expect(await big.allFinite().item()).toBe(1);
+    const m = Tensor.fromArray(Float32Array.from({ length: 12 }, (_, i) => (i === 7 ? NaN : i)), [3, 4]);
+    expect(await m.transpose(0, 1).allFinite().item()).toBe(0);
+    expect(await Tensor.arange(10).allFinite().item()).toBe(1);
+    expect(await Tensor.zeros([0]).allFinite().item()).toBe(1);
+  });
+});

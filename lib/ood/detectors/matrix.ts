@@ -4,7 +4,6 @@
  * NaN/Inf, empty sets).
  */
 import { Tensor } from '../../tensor';
-import { tidy } from '../../scope';
 import { NdArray } from '../../npy/ndarray';
 
 /** A row-major N x D matrix as a typed array with its shape. */
@@ -102,7 +101,7 @@ export async function toMatrix(x: MatrixInput, what: string, caller: string, dty
     const src = x.dtype;
     const target = dtype ?? (src === 'float64' ? 'float64' : 'float32');
     const t = src === target ? x.clone() : x.cast(target);
-    const fin = t.isfinite().all();
+    const fin = t.allFinite();
     const ok = (await fin.item()) !== 0;
     fin.dispose();
     if (!ok) {
@@ -116,7 +115,7 @@ export async function toMatrix(x: MatrixInput, what: string, caller: string, dty
   const a = await matrixToArray(x, what, caller, { checkFinite: false });
   const target = dtype ?? (a.data instanceof Float64Array ? 'float64' : 'float32');
   const tensor = Tensor.fromArray(a.data, [a.rows, a.cols], { dtype: a.data instanceof Float64Array ? 'float64' : 'float32' });
-  const fin = tidy(() => tensor.isfinite().all());
+  const fin = tensor.allFinite();
   const ok = (await fin.item()) !== 0;
   fin.dispose();
   if (!ok) {
