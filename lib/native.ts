@@ -3,6 +3,7 @@
  * putting the thread environment in its good state, and explains load failures.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 /** The package root: lib/ (ts-node, vitest) and dist/ (published) both sit one level below it. */
@@ -129,11 +130,14 @@ export interface NativeBinding {
  */
 function prepareThreadEnvironment(): void {
   if (process.env.OMP_WAIT_POLICY === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE';
-  // The native side sets intra-op threads per thread (cheap; see configure_threads): threads it does
-  // not configure, such as decode workers, start from OpenMP's default, which libgomp reads from
-  // here when libtorch loads.
+  // The native side sets intra-op threads per thread (cheap; see apply_threads_to_this_thread):
+  // threads it does not configure, such as decode or c10d workers, take ATen's default on their first
+  // parallel op, which is OMP_NUM_THREADS when set and else the physical core count (1 on a 2-vCPU
+  // VM). Seed it with what configureThreads will use: MOOD_NUM_THREADS, else all cores.
   const n = process.env.MOOD_NUM_THREADS;
-  if (process.env.OMP_NUM_THREADS === undefined && n !== undefined && /^[1-9][0-9]*$/.test(n)) process.env.OMP_NUM_THREADS = n;
+  if (process.env.OMP_NUM_THREADS === undefined) {
+    process.env.OMP_NUM_THREADS = n !== undefined && /^[1-9][0-9]*$/.test(n) ? n : String(Math.max(1, os.cpus().length));
+  }
 }
 
 interface PrebuildRecord {

@@ -37,8 +37,8 @@ void apply_threads_to_this_thread(int n) {
   // enough, and cheap. at::set_num_threads would also rebuild the caffe2 pthreadpool (12-30 ms on a
   // 2-core VM, measured), and once called it makes every new thread that reaches a parallel region
   // call it again (ATen's lazy per-thread init): the first op on each executor worker and each
-  // decode worker paid that. Threads we don't configure get libgomp's default (OMP_NUM_THREADS,
-  // which lib/native.ts sets from MOOD_NUM_THREADS before libtorch loads, else all cores).
+  // decode worker paid that. Threads we don't configure get ATen's default on their first parallel
+  // op: OMP_NUM_THREADS, which lib/native.ts seeds (MOOD_NUM_THREADS, else all cores) when unset.
   if (omp_set_num_threads) {
     // ATen initialises a thread's count lazily, at its first parallel query (get_num_threads,
     // parallel_for), to intraop_default_num_threads() (physical cores: 1 on a 2-vCPU VM) unless
