@@ -137,7 +137,19 @@ function prepareThreadEnvironment(): void {
   const n = process.env.MOOD_NUM_THREADS;
   if (process.env.OMP_NUM_THREADS === undefined) {
     process.env.OMP_NUM_THREADS = n !== undefined && /^[1-9][0-9]*$/.test(n) ? n : String(Math.max(1, os.cpus().length));
+    ompSeeded = true;
   }
+}
+
+let ompSeeded = false;
+
+/**
+ * True when OMP_NUM_THREADS in this process's environment was set by us (above), not by the user:
+ * it then describes this process's thread count, and a launcher should not pass it on to ranks that
+ * get their own MOOD_NUM_THREADS.
+ */
+export function ompThreadsSeeded(): boolean {
+  return ompSeeded;
 }
 
 interface PrebuildRecord {

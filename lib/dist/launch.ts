@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { PACKAGE_ROOT } from '../native';
+import { PACKAGE_ROOT, ompThreadsSeeded } from '../native';
 import { DEFAULT_MASTER_PORT } from './env';
 
 export interface LaunchOptions {
@@ -136,7 +136,11 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
       MASTER_ADDR: masterAddr,
       MASTER_PORT: String(masterPort),
     };
-    if (env.MOOD_NUM_THREADS === undefined && nproc > 1) env.MOOD_NUM_THREADS = threadsPerRank(nproc);
+    if (env.MOOD_NUM_THREADS === undefined && nproc > 1) {
+      env.MOOD_NUM_THREADS = threadsPerRank(nproc);
+      // Our own seeded OMP_NUM_THREADS is this process's count: each rank seeds its own from the above.
+      if (ompThreadsSeeded() && opts.env?.OMP_NUM_THREADS === undefined) delete env.OMP_NUM_THREADS;
+    }
     const child = spawn(file, args, { env, stdio: ['inherit', 'pipe', 'pipe'] });
     const r: Rank = { rank, localRank: local, child, exited: false, code: null, signal: null, stderrTail: [] };
     ranks.push(r);

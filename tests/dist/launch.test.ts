@@ -3,8 +3,12 @@
  * forwarding, flag and environment validation.
  */
 import { spawn } from 'node:child_process';
+import * as os from 'node:os';
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { freePort, MOOD, runLaunch, WORKER } from './helpers';
+import { launch } from '../../lib/dist/launch';
+import { loadNative, ompThreadsSeeded } from '../../lib/native';
+import { freePort, MOOD, rankJson, runLaunch, WORKER } from './helpers';
 
 describe('mood launch', () => {
   it('mood launch: one rank fails -> the others are stopped, exit status and error of that rank', async () => {
@@ -38,6 +42,22 @@ describe('mood launch', () => {
     expect(out).toMatch(/\[rank 1\] got SIGTERM/);
     expect(err).toMatch(/mood launch: stopped by SIGTERM/);
     expect(code).toBe(143);
+  });
+
+  it('ranks get their own thread count, not the OMP_NUM_THREADS this process seeded for itself', async () => {
+    loadNative(); // seeds OMP_NUM_THREADS here when it was unset
+    const mine = process.env.OMP_NUM_THREADS;
+    let out = '';
+    const sink = new Writable({ write: (c, _e, cb) => ((out += c), cb()) });
+    const r = await launch({ nprocPerNode: 2, masterPort: await freePort(), command: [WORKER, 'threads'], env: { MOOD_NUM_THREADS: undefined }, stdout: sink, stderr: sink });
+    expect(r.exitCode, out).toBe(0);
+    const ranks = rankJson(out);
+    const perRank = String(Math.max(1, Math.floor(os.cpus().length / 2)));
+    for (const k of [0, 1]) {
+      expect(ranks[k].mood).toBe(perRank);
+      // Seeded here: each rank seeds its own from its MOOD_NUM_THREADS; set by the user: passed on.
+      expect(ranks[k].omp).toBe(ompThreadsSeeded() ? perRank : mine);
+    }
   });
 
   it('bad launcher flags and environment are named', async () => {

@@ -21,6 +21,13 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 600_000));
     return;
   }
+  if (mode === 'threads') {
+    // The thread environment this rank ends up with once the addon is loaded.
+    const t = Tensor.zeros([1]);
+    await t.data();
+    process.stdout.write(JSON.stringify({ omp: process.env.OMP_NUM_THREADS ?? null, mood: process.env.MOOD_NUM_THREADS ?? null }) + '\n');
+    return;
+  }
   if (mode === 'sleep') {
     // Waits for the launcher to forward a signal, then exits cleanly saying so.
     process.on('SIGTERM', () => {
