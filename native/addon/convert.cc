@@ -120,8 +120,8 @@ at::Tensor typed_array_to_tensor(const Napi::Env& env, const Napi::TypedArray& a
     throw Napi::RangeError::New(env, "shape " + s + " needs " + std::to_string(numel) + " elements, the array has " +
                                          std::to_string(arr.ElementLength()));
   }
-  // Filled in full below: a large buffer comes with its pages already present (see empty_prefaulted).
-  at::Tensor t = mood::empty_prefaulted(numel, dtype).view(shape);
+  // Filled in full below: a very large buffer comes with its pages already present (empty_prefaulted).
+  at::Tensor t = mood::empty_prefaulted(numel, dtype, mood::kPrefaultCopyBytes).view(shape);
   size_t bytes = static_cast<size_t>(numel) * t.element_size();
   if (bytes) {
     const uint8_t* src = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();

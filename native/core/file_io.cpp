@@ -19,14 +19,11 @@ struct Fd {
   }
 };
 
-// Buffers at least this large get their own anonymous mapping (below it, the page rounding would
-// waste a noticeable share and malloc's own pools are as fast).
-constexpr int64_t kMappedMinBytes = 256 << 10;
 }  // namespace
 
-at::Tensor empty_prefaulted(int64_t numel, at::ScalarType dtype) {
+at::Tensor empty_prefaulted(int64_t numel, at::ScalarType dtype, int64_t min_bytes) {
   const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(dtype));
-  if (bytes < kMappedMinBytes) return at::empty({numel}, at::TensorOptions().dtype(dtype));
+  if (bytes < min_bytes) return at::empty({numel}, at::TensorOptions().dtype(dtype));
   const size_t len = static_cast<size_t>(bytes);
   void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (p == MAP_FAILED) return at::empty({numel}, at::TensorOptions().dtype(dtype));
@@ -50,7 +47,7 @@ at::Tensor read_storage(const std::string& path, int64_t byte_offset, int64_t nu
                              " bytes at offset " + std::to_string(byte_offset) + " runs past the end of the file (" +
                              std::to_string(static_cast<int64_t>(st.st_size)) + " bytes)");
   }
-  at::Tensor t = empty_prefaulted(numel, dtype);
+  at::Tensor t = empty_prefaulted(numel, dtype, kPrefaultStorageBytes);
   char* dst = static_cast<char*>(t.data_ptr());
   int64_t left = numel * elem, off = byte_offset;
   while (left > 0) {
