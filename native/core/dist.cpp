@@ -219,6 +219,8 @@ class C10dGroup : public Group, public std::enable_shared_from_this<C10dGroup> {
   std::string store_addr() const { return opts_.master_addr + ":" + std::to_string(opts_.master_port); }
   c10::intrusive_ptr<c10d::TCPStore> connect_store(bool server);
   void check_membership();
+  // Throws the world-size mismatch error, after letting the `present` ranks that joined see it too.
+  [[noreturn]] void fail_mismatch(int other, const std::string& theirs, int present);
   void heartbeat_loop();
   std::vector<int> lost_ranks();
   c10::intrusive_ptr<PgBase> pg() {
@@ -270,6 +272,24 @@ c10::intrusive_ptr<c10d::TCPStore> C10dGroup::connect_store(bool server) {
   }
 }
 
+void C10dGroup::fail_mismatch(int other, const std::string& theirs, int present) {
+  const std::string msg = "distributed: world size mismatch: rank " + std::to_string(other) + " has WORLD_SIZE=" + theirs + ", rank " +
+                          std::to_string(opts_.rank) + " has WORLD_SIZE=" + std::to_string(opts_.world_size) +
+                          " (every process must be started with the same world size)";
+  // Rank 0 hosts the store: leaving at once would take it away from ranks that have not compared
+  // yet, and they would report a lost connection instead of this. Every rank that sees the mismatch
+  // counts itself; rank 0 waits (at most 2 s) until the ranks that joined have.
+  try {
+    store_->add("mood/mismatch_seen", 1);
+    const auto until = Clock::now() + std::chrono::seconds(2);
+    while (opts_.rank == 0 && Clock::now() < until && store_->add("mood/mismatch_seen", 0) < present)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  } catch (const std::exception&) {
+    // The store is already gone: the message below is still the right one.
+  }
+  throw std::runtime_error(msg);
+}
+
 void C10dGroup::check_membership() {
   const int r = opts_.rank, n = opts_.world_size;
   const std::string ws = std::to_string(n);
@@ -294,8 +314,7 @@ void C10dGroup::check_membership() {
       auto v = store_->get("mood/ws/" + std::to_string(i));
       std::string theirs(v.begin(), v.end());
       if (theirs != ws)
-        throw std::runtime_error("distributed: world size mismatch: rank " + std::to_string(i) + " has WORLD_SIZE=" + theirs + ", rank " +
-                                 std::to_string(r) + " has WORLD_SIZE=" + ws + " (every process must be started with the same world size)");
+        fail_mismatch(i, theirs, n - static_cast<int>(missing.size()));
     }
     if (Clock::now() > deadline) {
       throw std::runtime_error("distributed: rank(s) " + join_ranks(missing) + " did not join the group at " + store_addr() + " within " +
@@ -307,9 +326,7 @@ void C10dGroup::check_membership() {
   for (int i = 0; i < n; ++i) {
     auto v = store_->get("mood/ws/" + std::to_string(i));
     std::string theirs(v.begin(), v.end());
-    if (theirs != ws)
-      throw std::runtime_error("distributed: world size mismatch: rank " + std::to_string(i) + " has WORLD_SIZE=" + theirs + ", rank " +
-                               std::to_string(r) + " has WORLD_SIZE=" + ws + " (every process must be started with the same world size)");
+    if (theirs != ws) fail_mismatch(i, theirs, n);
   }
   // A rank with RANK >= our WORLD_SIZE is not seen above; it fails on its own (rank range check).
 }
