@@ -102,3 +102,31 @@ export function runPython<T>(script: string, arrays: Record<string, Float64Array
 
 /** Seeded PRNG for reproducible generated data (one shared implementation). */
 export const rng = mulberry32;
+
+/** Standard normal draws from the uniform stream r (Box-Muller, two uniforms per value). */
+export function gaussian(r: () => number): () => number {
+  return () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+}
+
+/**
+ * N x D rows around `blobs` (row i around blob i % blobs.length, noise scale noise(i)), drawn row by
+ * row from `gauss`. The k-means tests build their data this way.
+ */
+export function blobRows(blobs: Float64Array[], n: number, noise: (i: number) => number, gauss: () => number): Float64Array {
+  const d = blobs[0].length;
+  const raw = new Float64Array(n * d);
+  for (let i = 0; i < n; i++) {
+    const c = blobs[i % blobs.length];
+    const s = noise(i);
+    for (let f = 0; f < d; f++) raw[i * d + f] = c[f] + s * gauss();
+  }
+  return raw;
+}
+
+/** The rows minus their column means (how kmeansFit centres the data). */
+export function centreColumns(raw: Float64Array, d: number): Float64Array {
+  const n = raw.length / d;
+  const mean = new Float64Array(d);
+  for (let i = 0; i < n; i++) for (let f = 0; f < d; f++) mean[f] += raw[i * d + f] / n;
+  return raw.map((v, j) => v - mean[j % d]);
+}

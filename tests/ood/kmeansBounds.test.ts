@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../lib/tensor';
-import { expectArrayClose, expectClose, haveSklearn, rng, runPython } from './helpers';
+import { blobRows, expectArrayClose, expectClose, gaussian, haveSklearn, rng, runPython } from './helpers';
 
 const N = 6000;
 const D = 96;
@@ -29,11 +29,10 @@ print(json.dumps(dict(mean=mean.tolist(), xc=xc.ravel().tolist(), xn2=(xc ** 2).
 
 describe.skipIf(!haveSklearn())('kmeans_prepare and the bounds of kmeans_lloyd on weakly clustered float32 data', () => {
   const r = rng(31);
-  const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  const gauss = gaussian(r);
   // Class means 0.3 per dimension against unit noise (the benchmark's ratio is 0.1 at D = 768).
   const means = Array.from({ length: K }, () => Float64Array.from({ length: D }, () => 0.3 * gauss()));
-  const raw = new Float64Array(N * D);
-  for (let i = 0; i < N; i++) for (let f = 0; f < D; f++) raw[i * D + f] = means[i % K][f] + gauss();
+  const raw = blobRows(means, N, () => 1, gauss);
   const py = runPython<{ mean: number[]; xc: number[]; xn2: number[]; var: number }>(SCRIPT, { raw });
 
   it('kmeans_prepare: normalised centred rows, their squared norms, the mean and the variance scale as numpy', async () => {

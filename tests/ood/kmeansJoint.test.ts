@@ -11,7 +11,7 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../lib/tensor';
 import { kmeansFit } from '../../lib/ood/detectors';
-import { expectArrayClose, expectClose, haveSklearn, rng, runPython } from './helpers';
+import { blobRows, centreColumns, expectArrayClose, expectClose, gaussian, haveSklearn, rng, runPython } from './helpers';
 
 const D = 20;
 const N = 2500;
@@ -67,16 +67,9 @@ interface Py {
 
 describe.skipIf(!haveSklearn())('k-means initialisations side by side equal sklearn run on each alone', () => {
   const r = rng(23);
-  const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  const gauss = gaussian(r);
   const blobs = Array.from({ length: K + 1 }, () => Float64Array.from({ length: D }, () => 2.5 * gauss()));
-  const raw = new Float64Array(N * D);
-  for (let i = 0; i < N; i++) {
-    const c = blobs[i % blobs.length];
-    for (let f = 0; f < D; f++) raw[i * D + f] = c[f] + (0.6 + (i % 4) * 0.25) * gauss();
-  }
-  const mean = new Float64Array(D);
-  for (let i = 0; i < N; i++) for (let f = 0; f < D; f++) mean[f] += raw[i * D + f] / N;
-  const x = raw.map((v, j) => v - mean[j % D]);
+  const x = centreColumns(blobRows(blobs, N, (i) => 0.6 + (i % 4) * 0.25, gauss), D);
   // Run 0: rows moved off; run 1: other rows, moved further (more iterations); run 2: its last
   // centre far from every row, so its first E-step leaves that cluster empty (relocation).
   const init = new Float64Array(RUNS * K * D);

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../lib/tensor';
-import { expectArrayClose, expectClose, haveSklearn, rng, runPython } from './helpers';
+import { blobRows, centreColumns, expectArrayClose, expectClose, gaussian, haveSklearn, rng, runPython } from './helpers';
 
 const D = 24;
 const N = 3000;
@@ -29,17 +29,10 @@ print(json.dumps(out))
 
 describe.skipIf(!haveSklearn())('kmeans_lloyd equals sklearn lloyd from the same initial centres', () => {
   const r = rng(11);
-  const gauss = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+  const gauss = gaussian(r);
   const centres = Array.from({ length: K + 2 }, () => Float64Array.from({ length: D }, () => 3 * gauss()));
-  const raw = new Float64Array(N * D);
-  for (let i = 0; i < N; i++) {
-    const c = centres[i % centres.length];
-    for (let f = 0; f < D; f++) raw[i * D + f] = c[f] + (0.5 + (i % 3) * 0.3) * gauss();
-  }
   // Centred as kmeansFit centres the data; initial centres = rows 0..K-1 moved off (so it iterates).
-  const mean = new Float64Array(D);
-  for (let i = 0; i < N; i++) for (let f = 0; f < D; f++) mean[f] += raw[i * D + f] / N;
-  const x = raw.map((v, j) => v - mean[j % D]);
+  const x = centreColumns(blobRows(centres, N, (i) => 0.5 + (i % 3) * 0.3, gauss), D);
   const init = new Float64Array(K * D);
   for (let c = 0; c < K; c++) for (let f = 0; f < D; f++) init[c * D + f] = x[(c * 5) * D + f] + 0.7 * gauss();
   const py = runPython<Record<string, { inertia: number; n_iter: number; centres: number[] }> & { tol: number }>(SCRIPT, { x, init });
