@@ -1,13 +1,13 @@
 #include "core/data_ops.h"
 
+#include "core/parallel.h"
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <exception>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -523,30 +523,6 @@ TransformConfig read_config(const OpArgs& a) {
   return cfg;
 }
 
-// Runs fn(i) for i in [0, n) on `workers` threads; rethrows the first error.
-template <typename F>
-void parallel_samples(int64_t n, int workers, F fn) {
-  workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(workers, n)));
-  if (workers == 1) {
-    for (int64_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::exception_ptr err;
-  std::mutex mu;
-  std::vector<std::thread> pool;
-  for (int t = 0; t < workers; ++t)
-    pool.emplace_back([&, t] {
-      try {
-        for (int64_t i = t; i < n; i += workers) fn(i);
-      } catch (...) {
-        std::lock_guard<std::mutex> g(mu);
-        if (!err) err = std::current_exception();
-      }
-    });
-  for (auto& th : pool) th.join();
-  if (err) std::rethrow_exception(err);
-}
-
 int default_workers(const OpArgs& a) {
   int64_t w = a.get_int("workers", 0);
   if (w <= 0) w = std::max(1u, std::thread::hardware_concurrency());
@@ -588,7 +564,7 @@ void register_data_ops(const OpRegistry& add) {
     const uint8_t* base = px.data_ptr<uint8_t>();
     const double* pl = plan.defined() ? plan.data_ptr<double>() : nullptr;
     const size_t img_bytes = static_cast<size_t>(C) * H * W;
-    parallel_samples(B, default_workers(a), [&](int64_t i) {
+    parallel_items_on(default_workers(a), B, [&](int64_t i) {
       img::Planar src;
       src.c = C, src.h = H, src.w = W;
       src.px.assign(base + ix[i] * img_bytes, base + (ix[i] + 1) * img_bytes);

@@ -1,6 +1,7 @@
 #include "core/image_ops.h"
 
 #include "core/data_ops.h"
+#include "core/parallel.h"
 
 #include <csetjmp>
 #include <cstdio>
@@ -13,7 +14,6 @@
 #include <thread>
 #include <cerrno>
 #include <algorithm>
-#include <atomic>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -783,11 +783,8 @@ void register_image_ops(const OpRegistry& add) {
     const double* pl = plan.defined() ? plan.data_ptr<double>() : nullptr;
     int64_t workers = a.get_int("workers", 0);
     if (workers <= 0) workers = std::max(1u, std::thread::hardware_concurrency());
-    workers = std::max<int64_t>(1, std::min<int64_t>(workers, B));
-    std::vector<std::thread> pool;
     // Samples are handed out one at a time (an image's cost varies with its size and plan), so no
     // thread idles while another has a queue; each sample's output depends only on its own plan row.
-    std::atomic<int64_t> next{0};
     const size_t sample_floats = static_cast<size_t>(3) * S * S;
     // One sample: read, decode, transform into dst; false when nothing usable was written.
     auto sample = [&](int64_t i, float* dst, std::vector<uint8_t>& bytes) -> bool {
@@ -817,23 +814,18 @@ void register_image_ops(const OpRegistry& add) {
       data::transform_sample(im, cfg, row, dst);
       return true;
     };
-    auto work = [&](int64_t) {
+    parallel_items_on(workers, B, [&](int64_t i) {
       std::vector<uint8_t> bytes;
-      for (int64_t i; (i = next.fetch_add(1)) < B;) {
-        float* dst = o + i * static_cast<int64_t>(sample_floats);
-        bool written = false;
-        try {
-          written = sample(i, dst, bytes);
-        } catch (const std::exception& e) {
-          st[i] = static_cast<int32_t>(img::DecodeStatus::kCorrupt);
-          msgs[i] = e.what();
-        }
-        if (!written) std::fill(dst, dst + sample_floats, 0.0f);
+      float* dst = o + i * static_cast<int64_t>(sample_floats);
+      bool written = false;
+      try {
+        written = sample(i, dst, bytes);
+      } catch (const std::exception& e) {
+        st[i] = static_cast<int32_t>(img::DecodeStatus::kCorrupt);
+        msgs[i] = e.what();
       }
-    };
-    for (int64_t t = 1; t < workers; ++t) pool.emplace_back(work, t);
-    work(0);  // this thread is one of the workers
-    for (auto& th : pool) th.join();
+      if (!written) std::fill(dst, dst + sample_floats, 0.0f);
+    });
     std::string all;
     for (int64_t i = 0; i < B; ++i) {
       for (char ch : msgs[i]) all.push_back(ch == '\n' ? ' ' : ch);

@@ -14,6 +14,7 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/runtime.h"
@@ -78,12 +79,13 @@ inline int parallel_threads() {
   return std::max(1, configured > 0 ? configured : at::get_num_threads());
 }
 
-// f(q) for every q in [0, items), handed out one at a time (for items of uneven cost). The first
-// exception stops the hand-out and is rethrown here once every thread has finished.
+// f(q) for every q in [0, items) on at most `threads` threads, handed out one at a time (for items
+// of uneven cost). The first exception stops the hand-out and is rethrown here once every thread has
+// finished.
 template <typename F>
-void parallel_items(int64_t items, F&& f) {
+void parallel_items_on(int64_t threads, int64_t items, F&& f) {
   if (items <= 0) return;
-  const int64_t nth = std::min<int64_t>(items, parallel_threads());
+  const int64_t nth = std::min<int64_t>(items, std::max<int64_t>(1, threads));
   if (nth <= 1 || parallel_detail::t_in_share) {
     for (int64_t q = 0; q < items; ++q) f(q);
     return;
@@ -91,6 +93,12 @@ void parallel_items(int64_t items, F&& f) {
   std::atomic<int64_t> next{0};
   parallel_detail::run_shares(
       nth, [&](int64_t) { for (int64_t q; (q = next.fetch_add(1)) < items;) f(q); }, [&] { next.store(items); });
+}
+
+// parallel_items_on with the configured thread count.
+template <typename F>
+void parallel_items(int64_t items, F&& f) {
+  parallel_items_on(parallel_threads(), items, std::forward<F>(f));
 }
 
 // f(b, e) over [begin, end) cut into one contiguous range per thread (thread t gets range t), none
