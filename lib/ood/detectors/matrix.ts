@@ -91,6 +91,16 @@ function checked<T extends { data: Float64Array | Float32Array; rows: number; co
   return m;
 }
 
+/** True when no value of t is NaN or ±Inf (one native pass). */
+async function allFinite(t: Tensor): Promise<boolean> {
+  const fin = t.allFinite();
+  try {
+    return (await fin.item()) !== 0;
+  } finally {
+    fin.dispose();
+  }
+}
+
 /** Validate and bring a matrix to a CPU tensor (float32/float64 kept unless `dtype` is given). */
 export async function toMatrix(x: MatrixInput, what: string, caller: string, dtype?: 'float32' | 'float64'): Promise<CheckedMatrix> {
   if (x instanceof Tensor) {
@@ -101,10 +111,7 @@ export async function toMatrix(x: MatrixInput, what: string, caller: string, dty
     const src = x.dtype;
     const target = dtype ?? (src === 'float64' ? 'float64' : 'float32');
     const t = src === target ? x.clone() : x.cast(target);
-    const fin = t.allFinite();
-    const ok = (await fin.item()) !== 0;
-    fin.dispose();
-    if (!ok) {
+    if (!(await allFinite(t))) {
       t.dispose();
       throw new DetectorInputError(`${caller}: ${what} contains NaN or Inf; features must be finite`);
     }
@@ -115,10 +122,7 @@ export async function toMatrix(x: MatrixInput, what: string, caller: string, dty
   const a = await matrixToArray(x, what, caller, { checkFinite: false });
   const target = dtype ?? (a.data instanceof Float64Array ? 'float64' : 'float32');
   const tensor = Tensor.fromArray(a.data, [a.rows, a.cols], { dtype: a.data instanceof Float64Array ? 'float64' : 'float32' });
-  const fin = tensor.allFinite();
-  const ok = (await fin.item()) !== 0;
-  fin.dispose();
-  if (!ok) {
+  if (!(await allFinite(tensor))) {
     tensor.dispose();
     checkFiniteArray(a.data, a.cols, what, caller);
   }
