@@ -130,6 +130,12 @@ export interface NativeBinding {
  */
 function prepareThreadEnvironment(): void {
   if (process.env.OMP_WAIT_POLICY === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE';
+  // OpenBLAS's workers (read once, when it loads) spin on sched_yield for 2^28 cycles (~0.1 s)
+  // after each multi-threaded gemm, on the cores where libtorch's intra-op threads run next: they
+  // slowed the BEiT attention core (many single-threaded gemms side by side) from 5.5 / 8.2 ms
+  // to 9.3 / 15.8 ms per layer forward / backward (measured; train steps of the math path alike
+  // with either). 2^4 cycles: a worker sleeps as soon as its work is done.
+  if (process.env.OPENBLAS_THREAD_TIMEOUT === undefined) process.env.OPENBLAS_THREAD_TIMEOUT = '4';
   // The native side sets intra-op threads per thread (cheap; see apply_threads_to_this_thread):
   // threads it does not configure, such as decode or c10d workers, take ATen's default on their first
   // parallel op, which is OMP_NUM_THREADS when set and else the physical core count (1 on a 2-vCPU

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/attention_cpu.h"
 #include "core/ops.h"
 
 namespace mood {
@@ -361,8 +362,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& shared_
   const int64_t B = x.size(0), N = x.size(1);
   at::Tensor qkv_b;
   if (q_bias.defined()) qkv_b = at::cat({q_bias, at::zeros_like(v_bias), v_bias});  // k has no bias
-  at::Tensor t = at::linear(x, qkv->weight, qkv_b).reshape({B, N, 3, num_heads, -1}).permute({2, 0, 3, 1, 4});
-  at::Tensor q = t[0], k = t[1], v = t[2];
+  const at::Tensor qkv_out = at::linear(x, qkv->weight, qkv_b);
 
   at::Tensor bias = own_bias();
   if (shared_bias.defined()) bias = bias.defined() ? bias + shared_bias : shared_bias;
@@ -371,6 +371,12 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& shared_
                                 " tokens, the input has " + std::to_string(N));
 
   const bool train = is_training();
+  // CPU float32: the native attention core (no attention dropout there).
+  if (mode == AttentionMode::kAuto && !(train && attn_drop > 0.0) && attention_cpu_supported(qkv_out, bias, num_heads))
+    return proj->forward(attention_cpu(qkv_out, bias, num_heads, scale));
+
+  at::Tensor t = qkv_out.reshape({B, N, 3, num_heads, -1}).permute({2, 0, 3, 1, 4});
+  at::Tensor q = t[0], k = t[1], v = t[2];
   at::Tensor out;
   bool fused = false;
 #if TORCH_VERSION_MAJOR >= 2

@@ -26,7 +26,8 @@ namespace mood {
 namespace beit {
 
 enum class AttentionMode {
-  kAuto,   // fused scaled_dot_product_attention where libtorch has it (>= 2.0), else exact
+  kAuto,   // CPU float32: the native attention core (attention_cpu.h); elsewhere fused
+           // scaled_dot_product_attention where libtorch has it (>= 2.0), else exact
   kExact,  // float32 math as the reference: softmax(q*scale @ k^T + bias) @ v
   kFused,  // at::scaled_dot_product_attention with the bias as attn_mask (error if unavailable)
 };

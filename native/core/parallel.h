@@ -5,8 +5,13 @@
 // carries its own renamed libgomp; linking the system one would add a second OpenMP runtime, and our
 // thread settings would steer the wrong one), so there it silently ran every loop on the calling
 // thread. These loops use plain threads, as many as configure_threads set.
+//
+// parallel_items_aten is the exception: it runs on libtorch's own intra-op threads (through
+// TensorIterator::for_each, compiled inside libtorch with its OpenMP), for many short calls per
+// second where starting threads per call would cost more than the work.
 #pragma once
 #include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>
 
 #include <algorithm>
 #include <atomic>
@@ -121,6 +126,31 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& f) {
         if (b < e) f(b, e);
       },
       [] {});
+}
+
+// f(q) for every q in [0, items) on libtorch's intra-op threads (at most at::get_num_threads()),
+// in contiguous runs of at least `grain` items. Inside, libtorch ops run on the calling thread, as in
+// any ATen parallel region. The first exception is rethrown here (at::parallel_for's contract).
+// Worker threads have libtorch's default thread-local state (grad mode on, no inference mode):
+// callers that touch tensors there set what they need.
+template <typename F>
+void parallel_items_aten(int64_t items, int64_t grain, F&& f) {
+  if (items <= 0) return;
+  // A byte per item, only to give for_each a 1-D range to cut; its pointer offsets are the items.
+  at::Tensor range = at::empty({items}, at::TensorOptions().dtype(at::kByte));
+  at::TensorIterator iter = at::TensorIteratorConfig()
+                                .add_output(range)
+                                .resize_outputs(false)
+                                .declare_static_shape({items})
+                                .check_all_same_dtype(false)
+                                .build();
+  const char* base = static_cast<const char*>(range.data_ptr());
+  iter.for_each(
+      [&](char** data, const int64_t* /*strides*/, int64_t size0, int64_t size1) {
+        const int64_t first = data[0] - base;
+        for (int64_t q = first; q < first + size0 * size1; ++q) f(q);
+      },
+      std::max<int64_t>(1, grain));
 }
 
 }  // namespace mood

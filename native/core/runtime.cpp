@@ -7,6 +7,7 @@
 #include <torch/version.h>
 
 #include <atomic>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -64,6 +65,32 @@ ThreadSettings configure_threads(int n, const std::string& source) {
   g_threads.source = source;
   g_generation.fetch_add(1, std::memory_order_acq_rel);
   return current_threads();
+}
+
+namespace {
+std::mutex g_blas_scope_mutex;
+int g_blas_scopes = 0;      // open BlasSingleThreadScopes, all threads
+int g_blas_saved = -1;      // OpenBLAS's count when the first opened
+int g_blas_generation = 0;  // threads_generation() then
+}  // namespace
+
+BlasSingleThreadScope::BlasSingleThreadScope() {
+  if (!openblas_set_num_threads || !openblas_get_num_threads) return;
+  std::lock_guard<std::mutex> lock(g_blas_scope_mutex);
+  if (g_blas_scopes++ == 0) {
+    g_blas_saved = openblas_get_num_threads();
+    g_blas_generation = threads_generation();
+    if (g_blas_saved != 1) openblas_set_num_threads(1);
+  }
+}
+
+BlasSingleThreadScope::~BlasSingleThreadScope() {
+  if (!openblas_set_num_threads || !openblas_get_num_threads) return;
+  std::lock_guard<std::mutex> lock(g_blas_scope_mutex);
+  if (--g_blas_scopes == 0) {
+    const int restore = threads_generation() != g_blas_generation ? configured_threads() : g_blas_saved;
+    if (restore > 1) openblas_set_num_threads(restore);
+  }
 }
 
 ThreadSettings current_threads() {

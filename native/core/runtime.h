@@ -26,6 +26,20 @@ void apply_threads_to_this_thread(int n);
 // The intra-op thread count last configured (what workers apply).
 int configured_threads();
 
+// While one is alive, OpenBLAS (when it is the BLAS) runs every call on its calling thread. For
+// kernels that issue many small gemms from several intra-op threads at once: entering OpenBLAS's
+// pthread pool from two threads made a BEiT attention layer 3-8x slower (measured), while
+// single-threaded calls run side by side. Scopes nest and overlap across threads; the last to close
+// restores the count (configure_threads' count if it ran meanwhile). Without OpenBLAS: no effect
+// (MKL already runs single-threaded inside an OpenMP region).
+class BlasSingleThreadScope {
+ public:
+  BlasSingleThreadScope();
+  ~BlasSingleThreadScope();
+  BlasSingleThreadScope(const BlasSingleThreadScope&) = delete;
+  BlasSingleThreadScope& operator=(const BlasSingleThreadScope&) = delete;
+};
+
 // Parses "cpu", "cuda", "cuda:N"; throws std::invalid_argument with a clear message
 // (unknown device, CUDA not compiled in / not available, index out of range).
 c10::Device parse_device(const std::string& spec);

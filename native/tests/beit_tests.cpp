@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "core/attention_cpu.h"
 #include "core/beit.h"
 #include "core/runtime.h"
 #include "tests/test_harness.h"
@@ -234,6 +235,102 @@ MOOD_TEST(beit_attention_matches_naive) {
     CHECK(m.intermediate_layers(x).size() == 2);
     CHECK(r.features.abs().mean().item<double>() > 0.1);
   }
+}
+
+// The reference's math on the same operands: softmax((q * scale) @ k^T + bias) @ v.
+at::Tensor attention_math(const at::Tensor& qkv, const at::Tensor& bias, int64_t heads, double scale) {
+  const int64_t B = qkv.size(0), N = qkv.size(1);
+  at::Tensor t = qkv.reshape({B, N, 3, heads, -1}).permute({2, 0, 3, 1, 4});
+  at::Tensor a = at::matmul(t[0] * scale, t[1].transpose(-2, -1));
+  if (bias.defined()) a = a + bias.unsqueeze(0);
+  return at::matmul(a.softmax(-1), t[2]).transpose(1, 2).reshape({B, N, -1});
+}
+
+MOOD_TEST(beit_attention_cpu_matches_math_forward_and_backward) {
+  struct Case { int64_t B, N, heads, head_dim; bool bias; };
+  // head_dim 64: scale 1/8 (exact either way); 12 and 5: scale not a power of two; odd token counts.
+  for (const Case c : {Case{2, 17, 3, 64, true}, Case{3, 10, 2, 12, false}, Case{1, 50, 4, 5, true}}) {
+    const double scale = std::pow(static_cast<double>(c.head_dim), -0.5);
+    at::Tensor qkv = at::randn({c.B, c.N, 3 * c.heads * c.head_dim}).requires_grad_();
+    at::Tensor bias = c.bias ? at::randn({c.heads, c.N, c.N}).requires_grad_() : at::Tensor();
+    at::Tensor go = at::randn({c.B, c.N, c.heads * c.head_dim});
+    CHECK(attention_cpu_supported(qkv, bias, c.heads));
+
+    at::Tensor ref = attention_math(qkv, bias, c.heads, scale);
+    ref.backward(go);
+    at::Tensor gq_ref = qkv.grad().clone(), gb_ref = c.bias ? bias.grad().clone() : at::Tensor();
+    qkv.mutable_grad() = at::Tensor();
+    if (c.bias) bias.mutable_grad() = at::Tensor();
+
+    at::Tensor out = attention_cpu(qkv, bias, c.heads, scale);
+    CHECK(out.sizes() == ref.sizes());
+    CHECK(max_abs(out, ref) < 1e-5);
+    out.backward(go);
+    CHECK(max_abs(qkv.grad(), gq_ref) < 1e-5);
+    CHECK(qkv.grad().abs().max().item<double>() > 1e-2);  // the gradient is not trivially small
+    if (c.bias) CHECK(max_abs(bias.grad(), gb_ref) < 1e-5);
+
+    // Without grad (eval) and in inference mode: the same values, no graph.
+    {
+      at::NoGradGuard ng;
+      at::Tensor o = attention_cpu(qkv, bias, c.heads, scale);
+      CHECK(!o.requires_grad());
+      CHECK(max_abs(o, ref.detach()) < 1e-5);
+    }
+    {
+      c10::InferenceMode im;
+      at::Tensor qi = qkv.detach().clone(), bi = c.bias ? bias.detach().clone() : at::Tensor();
+      CHECK(max_abs(attention_cpu(qi, bi, c.heads, scale), ref.detach()) < 1e-5);
+    }
+  }
+}
+
+MOOD_TEST(beit_attention_cpu_same_result_on_one_thread_and_many) {
+  at::Tensor qkv = at::randn({3, 20, 3 * 4 * 8}), bias = at::randn({4, 20, 20});
+  const int saved = at::get_num_threads();
+  mood::apply_threads_to_this_thread(1);
+  at::Tensor one = attention_cpu(qkv, bias, 4, 0.3);
+  mood::apply_threads_to_this_thread(3);
+  at::Tensor many = attention_cpu(qkv, bias, 4, 0.3);
+  mood::apply_threads_to_this_thread(saved);
+  CHECK(max_abs(one, many) == 0);  // each (item, head) is computed whole by one thread either way
+}
+
+MOOD_TEST(beit_attention_cpu_rejects_what_it_does_not_take) {
+  CHECK(!attention_cpu_supported(at::randn({2, 5, 24}, at::kDouble), at::Tensor(), 2));
+  CHECK(!attention_cpu_supported(at::randn({2, 5, 24}), at::randn({3, 5, 5}), 2));  // bias heads
+  CHECK(!attention_cpu_supported(at::randn({2, 5, 25}), at::Tensor(), 2));          // not 3 * heads * dim
+  CHECK(throws_with([] { attention_cpu(at::randn({2, 5, 24}), at::randn({2, 4, 4}), 2, 0.5); },
+                    "bias [heads, N, N]"));
+}
+
+MOOD_TEST(beit_auto_attention_step_matches_exact) {
+  // A train step of the model through the native attention core (auto) and through the math path.
+  BeitImpl m(tiny(true, true, true, false, 0.2));
+  perturb(m, 3);
+  m.eval();  // no drop path: both steps see the same function
+  at::Tensor x = at::randn({2, 3, 32, 32});
+  at::Tensor y = at::arange(2, at::kLong);
+  auto grads = [&](AttentionMode mode) {
+    for (auto& b : m.block_list) b->attn->mode = mode;
+    for (auto& p : m.parameters()) p.mutable_grad() = at::Tensor();
+    cross_entropy_backward(m, x, y);
+    std::vector<at::Tensor> g;
+    for (auto& p : m.parameters()) g.push_back(p.grad().defined() ? p.grad().clone() : at::zeros_like(p));
+    return g;
+  };
+  std::vector<at::Tensor> exact = grads(AttentionMode::kExact), fast = grads(AttentionMode::kAuto);
+  CHECK(exact.size() == fast.size());
+  double worst = 0, biggest = 0;
+  for (size_t i = 0; i < exact.size(); ++i) {
+    worst = std::max(worst, max_abs(exact[i], fast[i]));
+    biggest = std::max(biggest, exact[i].abs().max().item<double>());
+  }
+  CHECK(biggest > 1e-3);
+  CHECK(worst < 1e-5 * std::max(1.0, biggest));
+  // The relative position tables (whose gradient comes from the core's bias gradient) moved.
+  CHECK(m.block_list[0]->attn->relative_position_bias_table.grad().abs().max().item<double>() > 0 ||
+        m.rel_pos_bias->relative_position_bias_table.grad().abs().max().item<double>() > 0);
 }
 
 MOOD_TEST(beit_rel_bias_matters_and_is_oriented) {

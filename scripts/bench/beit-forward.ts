@@ -6,6 +6,11 @@
  *
  *   npx ts-node --transpile-only scripts/bench/beit-forward.ts [--threads 2] [--steps 6] [--warmup 2]
  *                                                              [--parts eval,train] [--no-python]
+ *                                                              [--py-openblas-timeout same|default|N]
+ *
+ * PyTorch runs with our OPENBLAS_THREAD_TIMEOUT (lib/native.ts sets 4 when unset) unless
+ * --py-openblas-timeout says otherwise (`default`: unset, OpenBLAS's own 28), so that it gets
+ * whichever of the two is its best setting; the JSON records what each side ran with.
  *
  * Both models live side by side (the PyTorch twin as a `--serve` child process) and the timed steps
  * alternate one by one (ours, PyTorch, PyTorch, ours, ...), so that background load on a shared
@@ -51,10 +56,12 @@ class Twin {
   private readonly lines: AsyncIterator<string>;
   private stderr = '';
 
-  constructor(threads: number, evalBatch: number, trainBatch: number) {
+  constructor(threads: number, evalBatch: number, trainBatch: number, openblasTimeout: string | undefined) {
     const py = process.env.MOOD_BENCH_PYTHON ?? '/usr/bin/python3';
     const args = [path.join(__dirname, 'beit-forward.py'), '--serve', '--threads', String(threads), '--eval-batch', String(evalBatch), '--train-batch', String(trainBatch)];
-    this.proc = spawn(py, args, { env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } });
+    const env: NodeJS.ProcessEnv = { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', OPENBLAS_THREAD_TIMEOUT: openblasTimeout };
+    if (openblasTimeout === undefined) delete env.OPENBLAS_THREAD_TIMEOUT;
+    this.proc = spawn(py, args, { env });
     this.proc.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.lines = readline.createInterface({ input: this.proc.stdout })[Symbol.asyncIterator]();
   }
@@ -88,8 +95,14 @@ async function main(): Promise<void> {
   const trainBatch = arg('train-batch', 4);
   if (steps < 1) throw new Error('--steps must be >= 1');
   const withPython = !process.argv.includes('--no-python');
+  const torchVersion = info().torchVersion;  // loads the addon: our thread environment is set from here on
+  const oursTimeout = process.env.OPENBLAS_THREAD_TIMEOUT;
+  const pyTimeoutArg = process.argv.includes('--py-openblas-timeout') ? process.argv[process.argv.indexOf('--py-openblas-timeout') + 1] : 'same';
+  if (pyTimeoutArg !== 'same' && pyTimeoutArg !== 'default' && !/^[0-9]+$/.test(pyTimeoutArg ?? ''))
+    throw new Error(`--py-openblas-timeout expects same, default or a number, got '${pyTimeoutArg}'`);
+  const pyTimeout = pyTimeoutArg === 'same' ? oursTimeout : pyTimeoutArg === 'default' ? undefined : pyTimeoutArg;
   // Started first: its model builds while ours does.
-  const twin = withPython ? new Twin(threads, evalBatch, trainBatch) : null;
+  const twin = withPython ? new Twin(threads, evalBatch, trainBatch, pyTimeout) : null;
 
   setNumThreads(threads);
   // MOOD's fine-tuning model: per-block relative position bias, layer scale, mean pooling, drop path 0.1.
@@ -147,8 +160,8 @@ async function main(): Promise<void> {
       {
         benchmark: `beit_base_patch16_224 (MOOD fine-tune layout) on CPU: eval forward batch ${evalBatch}, train step (forward + cross-entropy + backward) batch ${trainBatch}; ${steps} timed steps each after ${warmup} warm-up, alternating step by step with PyTorch; ratio = median PyTorch step time / median ours`,
         machine: { cpus: os.cpus().length, loadavg: os.loadavg().map(round) },
-        ours: { impl: `mood-ood (attention ${model.options.attention})`, torch: info().torchVersion, threads, omp_wait_policy: process.env.OMP_WAIT_POLICY ?? null },
-        pytorch: twin ? { impl: 'pytorch', python: process.env.MOOD_BENCH_PYTHON ?? '/usr/bin/python3', threads, omp_wait_policy: 'PASSIVE' } : null,
+        ours: { impl: `mood-ood (attention ${model.options.attention})`, torch: torchVersion, threads, omp_wait_policy: process.env.OMP_WAIT_POLICY ?? null, openblas_thread_timeout: oursTimeout ?? null },
+        pytorch: twin ? { impl: 'pytorch', python: process.env.MOOD_BENCH_PYTHON ?? '/usr/bin/python3', threads, omp_wait_policy: 'PASSIVE', openblas_thread_timeout: pyTimeout ?? null } : null,
         ...result,
       },
       null,

@@ -41,7 +41,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** The options a fixture case's model was built with (the reference constructor's keywords). */
-function caseOptions(c: Case): BeitOptions {
+function caseOptions(c: Case, attention: 'exact' | 'auto' = 'exact'): BeitOptions {
   const m = c.model;
   return {
     img_size: m.img_size,
@@ -49,7 +49,7 @@ function caseOptions(c: Case): BeitOptions {
     num_classes: m.num_classes,
     drop_path_rate: m.drop_path_rate as number,
     init_scale: m.init_scale as number,
-    attention: 'exact',
+    attention,
   };
 }
 
@@ -66,14 +66,16 @@ afterAll(() => {
 });
 
 describe.skipIf(!haveFixtures())('BEiT vs the official MOOD code (shared fixtures)', () => {
-  it.each(cases)('%s: features, logits, hidden, blocks, pooled_prenorm within 1e-4', async (name, c) => {
+  // 'exact' is the reference's float32 math; 'auto' on the CPU is the native attention core.
+  const runs = cases.flatMap(([name, c]) => (['exact', 'auto'] as const).map((a) => [name, a, c] as const));
+  it.each(runs)('%s (attention %s): features, logits, hidden, blocks, pooled_prenorm within 1e-4', async (name, attention, c) => {
     const outs = outputsOf(name);
     const inputSpec = c.input.same_as ? manifest.cases[c.input.same_as.replace(/\.input\.bin$/, '')].input : c.input;
     const x = Tensor.fromArray(readBin(inputSpec) as Float32Array, inputSpec.shape);
-    const model = await Beit.fromCheckpoint(fixturePath(c.checkpoint.file), caseOptions(c));
+    const model = await Beit.fromCheckpoint(fixturePath(c.checkpoint.file), caseOptions(c, attention));
     // Logits of cases whose head is freshly initialised by the reference come from its adapted state dict.
     const headFromAdapted = c.adaptation.path.includes('head_reinit') || c.adaptation.path.startsWith('pretrain');
-    const logitModel = headFromAdapted && c.adapted_state_dict ? await Beit.fromCheckpoint(fixturePath(c.adapted_state_dict.file), { ...caseOptions(c), strict: true }) : model;
+    const logitModel = headFromAdapted && c.adapted_state_dict ? await Beit.fromCheckpoint(fixturePath(c.adapted_state_dict.file), { ...caseOptions(c, attention), strict: true }) : model;
     try {
       // The options the checkpoint implied are those the reference used.
       for (const k of ['embed_dim', 'depth', 'patch_size', 'use_mean_pooling', 'use_abs_pos_emb', 'use_rel_pos_bias', 'qkv_bias'] as const) {
@@ -101,7 +103,7 @@ describe.skipIf(!haveFixtures())('BEiT vs the official MOOD code (shared fixture
         expect(e, `${name} ${key}`).toBeLessThanOrEqual(TOL);
       }
       for (const k of ['features', 'logits', 'hidden', 'blocks']) expect(Object.keys(errs)).toContain(k);
-      measured[name] = errs;
+      measured[`${name} (${attention})`] = errs;
       for (const t of [r.features!, r.logits!, r.tokens!, r.pooledPrenorm!, ...r.blocks!, logits]) t.dispose();
     } finally {
       x.dispose();

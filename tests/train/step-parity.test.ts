@@ -33,6 +33,8 @@ interface Case {
   name: string;
   dtype: 'float32' | 'float64';
   soft: boolean;
+  // Our attention path ('exact' unless given): 'auto' takes the native CPU attention core in float32.
+  attention?: 'exact' | 'auto';
   opt: {
     lr: number; min_lr: number; warmup_lr: number; warmup_epochs: number; epochs: number; steps_per_epoch: number; steps: number;
     weight_decay: number; weight_decay_end: number; layer_decay: number; clip_grad: number; smoothing: number; update_freq: number;
@@ -53,6 +55,11 @@ const CASES: Case[] = [
   },
   {
     name: 'C', dtype: 'float32', soft: false,
+    opt: { lr: 1e-3, min_lr: 1e-6, warmup_lr: 1e-5, warmup_epochs: 1, epochs: 2, steps_per_epoch: 2, steps: 3, weight_decay: 0.05, weight_decay_end: 0.05,
+      layer_decay: 0.75, clip_grad: 1.0, smoothing: 0.1, update_freq: 1, eps: 1e-8, betas: [0.9, 0.999], l2_alpha: 0, l2_beta: 0, disable_weight_decay_on_rel_pos_bias: false },
+  },
+  {
+    name: 'D', dtype: 'float32', soft: false, attention: 'auto',
     opt: { lr: 1e-3, min_lr: 1e-6, warmup_lr: 1e-5, warmup_epochs: 1, epochs: 2, steps_per_epoch: 2, steps: 3, weight_decay: 0.05, weight_decay_end: 0.05,
       layer_decay: 0.75, clip_grad: 1.0, smoothing: 0.1, update_freq: 1, eps: 1e-8, betas: [0.9, 0.999], l2_alpha: 0, l2_beta: 0, disable_weight_decay_on_rel_pos_bias: false },
   },
@@ -77,7 +84,7 @@ async function f64(t: Tensor): Promise<Float64Array> {
 }
 
 async function runOurs(c: Case): Promise<void> {
-  const model = createModel({ ...MODEL, dtype: c.dtype, seed: 7 });
+  const model = createModel({ ...MODEL, dtype: c.dtype, seed: 7, attention: c.attention ?? MODEL.attention });
   // Non-trivial starting weights: the reference init leaves biases at 0 and the head near 0.
   const sd = model.stateDict();
   const rnd = lcg(11);
@@ -177,7 +184,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-describe.each(CASES)('fine-tuning step parity vs PyTorch, case $name ($dtype)', (c) => {
+describe.each(CASES)('fine-tuning step parity vs PyTorch, case $name ($dtype, attention $attention)', (c) => {
   const tol = 1e-5;
   const tight = c.dtype === 'float64' ? 1e-10 : 1e-5;
   it('losses and gradient norms per step', async () => {
