@@ -4,6 +4,8 @@ import { NativeBuildInfo, NativeThreads, loadNative } from './native';
 export interface RuntimeInfo extends NativeBuildInfo {
   threads: NativeThreads;
   ompWaitPolicy: string;
+  /** OPENBLAS_THREAD_TIMEOUT as OpenBLAS read it at load ('' when unset: OpenBLAS's own 28). */
+  openblasThreadTimeout: string;
   packageVersion: string;
 }
 
@@ -11,7 +13,7 @@ export function info(): RuntimeInfo {
   const b = loadNative();
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const pkg = require('../package.json') as { version: string };
-  return { ...b.buildInfo(), threads: b.threads(), ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? '', packageVersion: pkg.version };
+  return { ...b.buildInfo(), threads: b.threads(), ompWaitPolicy: process.env.OMP_WAIT_POLICY ?? '', openblasThreadTimeout: process.env.OPENBLAS_THREAD_TIMEOUT ?? '', packageVersion: pkg.version };
 }
 
 /** Sets intra-op and BLAS threads together (n <= 0: all cores). */

@@ -15,6 +15,7 @@ export function runInfo(opts: { json?: boolean }): void {
     `distributed     gloo: ${yes(i.gloo)}, nccl: ${yes(i.nccl)}`,
     `threads         intra-op ${i.threads.intraOp}, BLAS ${i.threads.blas < 0 ? 'n/a' : i.threads.blas} (${i.threads.source}; MOOD_NUM_THREADS overrides)`,
     `OMP_WAIT_POLICY ${i.ompWaitPolicy || '(unset)'}`,
+    `OPENBLAS_THREAD_TIMEOUT ${i.openblasThreadTimeout || '(unset)'}`,
     `BLAS            ${i.blas || 'unknown'}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

@@ -32,7 +32,11 @@ export interface NativeBeitOptions {
   dtype?: 'float32' | 'float64';
   /** >= 0: deterministic initialisation. */
   seed?: number;
-  /** 'auto' (fused SDPA when libtorch >= 2.0), 'exact' (float32 reference math), 'fused'. */
+  /**
+   * 'auto': on the CPU in float32 the native attention core (one op per layer, values as 'exact' to
+   * float32 rounding, ~2x faster), elsewhere fused SDPA when libtorch >= 2.0, else 'exact';
+   * 'exact': the reference's float32 math; 'fused': SDPA (libtorch >= 2.0).
+   */
   attention?: 'auto' | 'exact' | 'fused';
   /** CUDA only: autocast dtype for the blocks. */
   autocast?: 'float16' | 'bfloat16' | null;
