@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -174,6 +175,63 @@ MOOD_TEST(configure_threads_sets_both_pools) {
   CHECK(on_worker() == 1);
   configure_threads(2, "test");
   CHECK(on_worker() == 2);
+}
+
+// BlasSingleThreadScope: OpenBLAS on one thread while any scope is open (nested, or open on two
+// threads at once), its count back when the last closes, configure_threads' count if that ran meanwhile.
+MOOD_TEST(blas_single_thread_scope_nests_overlaps_and_restores) {
+  configure_threads(2, "test");
+  if (current_threads().blas < 0) return;  // not OpenBLAS: the scope does nothing (nothing to check)
+  CHECK(current_threads().blas == 2);
+  {
+    BlasSingleThreadScope outer;
+    CHECK(current_threads().blas == 1);
+    std::promise<void> opened, release;
+    std::thread other([&] {
+      BlasSingleThreadScope in_other;
+      opened.set_value();
+      release.get_future().wait();
+    });
+    opened.get_future().wait();
+    { BlasSingleThreadScope nested; }
+    CHECK(current_threads().blas == 1);  // nested closed, outer and the other thread's still open
+    release.set_value();
+    other.join();
+    CHECK(current_threads().blas == 1);
+  }
+  CHECK(current_threads().blas == 2);
+  {
+    BlasSingleThreadScope s;
+    configure_threads(3, "test");  // while open: the scope's close applies the new count
+  }
+  CHECK(current_threads().blas == 3);
+  configure_threads(2, "test");
+}
+
+// parallel_items_aten: every item once, on libtorch's intra-op threads (more than one when there are).
+MOOD_TEST(parallel_items_aten_covers_every_item_once) {
+  configure_threads(2, "test");
+  const int64_t n = 37;
+  std::vector<std::atomic<int>> hits(n);
+  std::mutex m;
+  std::set<std::thread::id> ids;
+  mood::parallel_items_aten(n, 1, [&](int64_t q) {
+    ++hits[q];
+    std::lock_guard<std::mutex> g(m);
+    ids.insert(std::this_thread::get_id());
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // give the other thread its share
+  });
+  for (int64_t q = 0; q < n; ++q) CHECK(hits[q].load() == 1);
+  CHECK(ids.size() == 2);
+  bool threw = false;
+  try {
+    mood::parallel_items_aten(n, 1, [&](int64_t q) {
+      if (q == 5) throw std::runtime_error("item 5");
+    });
+  } catch (const std::exception& e) {
+    threw = std::string(e.what()).find("item 5") != std::string::npos;
+  }
+  CHECK(threw);
 }
 
 // mood::parallel_for / parallel_items (parallel.h): every index once, on more than one thread when
