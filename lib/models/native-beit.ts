@@ -33,11 +33,12 @@ export interface NativeBeitOptions {
   /** >= 0: deterministic initialisation. */
   seed?: number;
   /**
-   * 'auto': on the CPU in float32 the native attention core (one op per layer, values as 'exact' to
-   * float32 rounding, ~2x faster), elsewhere fused SDPA when libtorch >= 2.0, else 'exact';
-   * 'exact': the reference's float32 math; 'fused': SDPA (libtorch >= 2.0).
+   * 'auto': on the CPU in float32 the native attention core where it pays (tokens^2 * head_dim >=
+   * 2^20, e.g. BEiT at 224 px: one op per layer, values as 'exact' to float32 rounding, ~2x faster),
+   * elsewhere fused SDPA when libtorch >= 2.0, else 'exact'; 'exact': the reference's float32 math;
+   * 'fused': SDPA (libtorch >= 2.0); 'core': the native CPU core at any size (CPU float32 only).
    */
-  attention?: 'auto' | 'exact' | 'fused';
+  attention?: 'auto' | 'exact' | 'fused' | 'core';
   /** CUDA only: autocast dtype for the blocks. */
   autocast?: 'float16' | 'bfloat16' | null;
 }

@@ -122,6 +122,8 @@ struct AttentionCpuFunction : public torch::autograd::Function<AttentionCpuFunct
 
 }  // namespace
 
+bool attention_cpu_pays(int64_t tokens, int64_t head_dim) { return tokens * tokens * head_dim >= (int64_t{1} << 20); }
+
 bool attention_cpu_supported(const at::Tensor& qkv, const at::Tensor& bias, int64_t heads) {
   if (!qkv.defined() || !qkv.device().is_cpu() || qkv.scalar_type() != at::kFloat || qkv.dim() != 3) return false;
   if (heads <= 0 || qkv.size(2) % (3 * heads) != 0) return false;

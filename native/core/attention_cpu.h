@@ -25,6 +25,13 @@ namespace beit {
 // [heads, N, N] or undefined.
 bool attention_cpu_supported(const at::Tensor& qkv, const at::Tensor& bias, int64_t heads);
 
+// Whether the core beats the math path at this size. Each (item, head) task costs ~30 ATen calls
+// forward and backward, so it pays once its gemms are large: N * N * head_dim >= 2^20. Measured
+// (depth-4 models, train step through the core vs the math path, alternating): N 197 / head_dim 64
+// (BEiT at 224 px, 2.5M) 1.35x; N 145 / 64 (1.3M) 1.63x; N 65 / 64 (0.27M) 0.64x; N 50 / 24 (the
+// Fashion-MNIST demo's model, 0.06M) 0.87x.
+bool attention_cpu_pays(int64_t tokens, int64_t head_dim);
+
 // qkv: the qkv projection's output, [B, N, 3 * D] with D = heads * head_dim (q | k | v, heads in
 // order within each); bias: [heads, N, N] or undefined. Returns [B, N, D], heads side by side.
 // Differentiable in qkv and bias (first order). No attention dropout: callers that need it take the

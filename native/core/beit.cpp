@@ -134,6 +134,7 @@ std::string attention_mode_name(AttentionMode m) {
     case AttentionMode::kAuto: return "auto";
     case AttentionMode::kExact: return "exact";
     case AttentionMode::kFused: return "fused";
+    case AttentionMode::kCore: return "core";
   }
   return "?";
 }
@@ -141,13 +142,14 @@ std::string attention_mode_name(AttentionMode m) {
 AttentionMode parse_attention_mode(const std::string& s) {
   if (s == "auto") return AttentionMode::kAuto;
   if (s == "exact") return AttentionMode::kExact;
+  if (s == "core") return AttentionMode::kCore;
   if (s == "fused") {
     if (!fused_attention_available())
       throw std::invalid_argument("attention 'fused' needs libtorch >= 2.0 (scaled_dot_product_attention); this is " +
                                   std::string(TORCH_VERSION));
     return AttentionMode::kFused;
   }
-  throw std::invalid_argument("attention must be 'auto', 'exact' or 'fused', got '" + s + "'");
+  throw std::invalid_argument("attention must be 'auto', 'exact', 'fused' or 'core', got '" + s + "'");
 }
 
 // ---- helpers -----------------------------------------------------------------------------------
@@ -372,7 +374,12 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& shared_
 
   const bool train = is_training();
   // CPU float32: the native attention core (no attention dropout there).
-  if (mode == AttentionMode::kAuto && !(train && attn_drop > 0.0) && attention_cpu_supported(qkv_out, bias, num_heads))
+  const bool core_takes = !(train && attn_drop > 0.0) && attention_cpu_supported(qkv_out, bias, num_heads);
+  if (mode == AttentionMode::kCore && !core_takes)
+    throw std::invalid_argument("BEiT attention 'core' runs on the CPU in float32 without attention dropout while "
+                                "training; got " + qkv_out.toString() + (train && attn_drop > 0.0 ? " with attn_drop_rate " + std::to_string(attn_drop) : std::string()) +
+                                " (use 'auto')");
+  if (mode == AttentionMode::kCore || (mode == AttentionMode::kAuto && core_takes && attention_cpu_pays(N, head_dim)))
     return proj->forward(attention_cpu(qkv_out, bias, num_heads, scale));
 
   at::Tensor t = qkv_out.reshape({B, N, 3, num_heads, -1}).permute({2, 0, 3, 1, 4});

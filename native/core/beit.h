@@ -26,8 +26,11 @@ namespace mood {
 namespace beit {
 
 enum class AttentionMode {
-  kAuto,   // CPU float32: the native attention core (attention_cpu.h); elsewhere fused
-           // scaled_dot_product_attention where libtorch has it (>= 2.0), else exact
+  kAuto,   // CPU float32: the native attention core (attention_cpu.h) where it pays
+           // (attention_cpu_pays); elsewhere fused scaled_dot_product_attention where libtorch has
+           // it (>= 2.0), else exact
+  kCore,   // the native CPU attention core whatever the size (CPU float32, no attention dropout
+           // while training; anything else is an error)
   kExact,  // float32 math as the reference: softmax(q*scale @ k^T + bias) @ v
   kFused,  // at::scaled_dot_product_attention with the bias as attn_mask (error if unavailable)
 };

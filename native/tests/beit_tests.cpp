@@ -304,8 +304,8 @@ MOOD_TEST(beit_attention_cpu_rejects_what_it_does_not_take) {
                     "bias [heads, N, N]"));
 }
 
-MOOD_TEST(beit_auto_attention_step_matches_exact) {
-  // A train step of the model through the native attention core (auto) and through the math path.
+MOOD_TEST(beit_core_attention_step_matches_exact) {
+  // A train step of the model through the native attention core and through the math path.
   BeitImpl m(tiny(true, true, true, false, 0.2));
   perturb(m, 3);
   m.eval();  // no drop path: both steps see the same function
@@ -319,7 +319,7 @@ MOOD_TEST(beit_auto_attention_step_matches_exact) {
     for (auto& p : m.parameters()) g.push_back(p.grad().defined() ? p.grad().clone() : at::zeros_like(p));
     return g;
   };
-  std::vector<at::Tensor> exact = grads(AttentionMode::kExact), fast = grads(AttentionMode::kAuto);
+  std::vector<at::Tensor> exact = grads(AttentionMode::kExact), fast = grads(AttentionMode::kCore);
   CHECK(exact.size() == fast.size());
   double worst = 0, biggest = 0;
   for (size_t i = 0; i < exact.size(); ++i) {
@@ -331,6 +331,28 @@ MOOD_TEST(beit_auto_attention_step_matches_exact) {
   // The relative position tables (whose gradient comes from the core's bias gradient) moved.
   CHECK(m.block_list[0]->attn->relative_position_bias_table.grad().abs().max().item<double>() > 0 ||
         m.rel_pos_bias->relative_position_bias_table.grad().abs().max().item<double>() > 0);
+}
+
+MOOD_TEST(beit_core_attention_where_it_pays_and_clear_errors) {
+  CHECK(attention_cpu_pays(197, 64));   // BEiT at 224 px
+  CHECK(attention_cpu_pays(145, 64));
+  CHECK(!attention_cpu_pays(65, 64));
+  CHECK(!attention_cpu_pays(50, 24));   // the Fashion-MNIST demo's model
+  CHECK(!attention_cpu_pays(17, 12));   // beit_test_tiny
+  CHECK(parse_attention_mode("core") == AttentionMode::kCore);
+  CHECK(attention_mode_name(AttentionMode::kCore) == "core");
+  BeitOptions o = tiny();
+  o.dtype = at::kDouble;
+  o.attention = AttentionMode::kCore;
+  BeitImpl m(o);
+  m.eval();
+  CHECK(throws_with([&] { m.forward(at::randn({1, 3, 32, 32}, at::kDouble)); }, "attention 'core' runs on the CPU in float32"));
+  BeitOptions d = tiny();
+  d.attn_drop_rate = 0.1;
+  d.attention = AttentionMode::kCore;
+  BeitImpl md(d);
+  md.train();
+  CHECK(throws_with([&] { md.forward(at::randn({1, 3, 32, 32})); }, "with attn_drop_rate 0.1"));
 }
 
 MOOD_TEST(beit_rel_bias_matters_and_is_oriented) {

@@ -33,8 +33,8 @@ interface Case {
   name: string;
   dtype: 'float32' | 'float64';
   soft: boolean;
-  // Our attention path ('exact' unless given): 'auto' takes the native CPU attention core in float32.
-  attention?: 'exact' | 'auto';
+  // Our attention path ('exact' unless given): 'core' is the native CPU attention core (float32).
+  attention?: 'exact' | 'core';
   opt: {
     lr: number; min_lr: number; warmup_lr: number; warmup_epochs: number; epochs: number; steps_per_epoch: number; steps: number;
     weight_decay: number; weight_decay_end: number; layer_decay: number; clip_grad: number; smoothing: number; update_freq: number;
@@ -59,7 +59,7 @@ const CASES: Case[] = [
       layer_decay: 0.75, clip_grad: 1.0, smoothing: 0.1, update_freq: 1, eps: 1e-8, betas: [0.9, 0.999], l2_alpha: 0, l2_beta: 0, disable_weight_decay_on_rel_pos_bias: false },
   },
   {
-    name: 'D', dtype: 'float32', soft: false, attention: 'auto',
+    name: 'D', dtype: 'float32', soft: false, attention: 'core',
     opt: { lr: 1e-3, min_lr: 1e-6, warmup_lr: 1e-5, warmup_epochs: 1, epochs: 2, steps_per_epoch: 2, steps: 3, weight_decay: 0.05, weight_decay_end: 0.05,
       layer_decay: 0.75, clip_grad: 1.0, smoothing: 0.1, update_freq: 1, eps: 1e-8, betas: [0.9, 0.999], l2_alpha: 0, l2_beta: 0, disable_weight_decay_on_rel_pos_bias: false },
   },
