@@ -208,30 +208,52 @@ MOOD_TEST(blas_single_thread_scope_nests_overlaps_and_restores) {
   configure_threads(2, "test");
 }
 
+// What a parallel loop did: how often each index ran, and on which threads.
+struct LoopCoverage {
+  explicit LoopCoverage(int64_t n) : hits(n) {}
+  void hit(int64_t i) {
+    ++hits[i];
+    std::lock_guard<std::mutex> g(m);
+    ids.insert(std::this_thread::get_id());
+  }
+  bool each_once() const {
+    for (auto& h : hits)
+      if (h.load() != 1) return false;
+    return true;
+  }
+  std::vector<std::atomic<int>> hits;
+  std::mutex m;
+  std::set<std::thread::id> ids;
+};
+
+// The message of what `loop` threw ("" when it returned).
+template <typename Loop>
+std::string thrown_by(Loop&& loop) {
+  try {
+    loop();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
 // parallel_items_aten: every item once, on libtorch's intra-op threads (more than one when there are).
 MOOD_TEST(parallel_items_aten_covers_every_item_once) {
   configure_threads(2, "test");
   const int64_t n = 37;
-  std::vector<std::atomic<int>> hits(n);
-  std::mutex m;
-  std::set<std::thread::id> ids;
+  LoopCoverage cover(n);
   mood::parallel_items_aten(n, 1, [&](int64_t q) {
-    ++hits[q];
-    std::lock_guard<std::mutex> g(m);
-    ids.insert(std::this_thread::get_id());
+    cover.hit(q);
     std::this_thread::sleep_for(std::chrono::milliseconds(1));  // give the other thread its share
   });
-  for (int64_t q = 0; q < n; ++q) CHECK(hits[q].load() == 1);
-  CHECK(ids.size() == 2);
-  bool threw = false;
-  try {
+  CHECK(cover.each_once());
+  CHECK(cover.ids.size() == 2);
+  const std::string msg = thrown_by([&] {
     mood::parallel_items_aten(n, 1, [&](int64_t q) {
       if (q == 5) throw std::runtime_error("item 5");
     });
-  } catch (const std::exception& e) {
-    threw = std::string(e.what()).find("item 5") != std::string::npos;
-  }
-  CHECK(threw);
+  });
+  CHECK(msg.find("item 5") != std::string::npos);
 }
 
 // mood::parallel_for / parallel_items (parallel.h): every index once, on more than one thread when
@@ -240,38 +262,27 @@ MOOD_TEST(parallel_items_aten_covers_every_item_once) {
 MOOD_TEST(parallel_loops_cover_everything_once_on_several_threads) {
   configure_threads(2, "test");
   const int64_t n = 100003;
-  std::vector<std::atomic<int>> hits(n);
-  std::mutex m;
-  std::set<std::thread::id> ids;
+  LoopCoverage cover(n);
   std::atomic<int> inner_threads{0}, nested_calls{0};
   mood::parallel_for(0, n, 64, [&](int64_t b, int64_t e) {
-    {
-      std::lock_guard<std::mutex> g(m);
-      ids.insert(std::this_thread::get_id());
-    }
     inner_threads.store(at::get_num_threads());
     const auto self = std::this_thread::get_id();
     mood::parallel_for(0, 4, 1, [&](int64_t, int64_t) {
       if (std::this_thread::get_id() == self) ++nested_calls;
     });
-    for (int64_t i = b; i < e; ++i) ++hits[i];
+    for (int64_t i = b; i < e; ++i) cover.hit(i);
   });
-  bool once = true;
-  for (auto& h : hits) once = once && h.load() == 1;
-  CHECK(once);
-  CHECK(ids.size() == 2);
+  CHECK(cover.each_once());
+  CHECK(cover.ids.size() == 2);
   CHECK(inner_threads.load() == 1);
   CHECK(nested_calls.load() == 2);  // one inline call per share
   CHECK(at::get_num_threads() == 2);  // the caller's setting is back
-  bool threw = false;
-  try {
+  const std::string msg = thrown_by([] {
     mood::parallel_items(50, [](int64_t q) {
       if (q == 7) throw std::runtime_error("item 7");
     });
-  } catch (const std::runtime_error& e) {
-    threw = std::string(e.what()) == "item 7";
-  }
-  CHECK(threw);
+  });
+  CHECK(msg == "item 7");
 }
 
 MOOD_TEST(parse_device_errors) {
