@@ -2,7 +2,7 @@
 
   write OUT   torch.save a synthetic BEiT-base checkpoint as MOOD's fine-tuning writes it
               ({'model': OrderedDict, 'epoch', 'args': argparse.Namespace, 'scaler'}), keys and shapes
-              from ../shared/fixtures/official_keys_beit_base_patch16_224.json (variant mood_finetune).
+              from tests/fixtures/official/official_keys_beit_base_patch16_224.json (variant mood_finetune).
               Prints {"file", "tensor_bytes", "tensors"} as JSON.
   load FILE   time torch.load(FILE, map_location='cpu') (every storage read into memory), with
               torch.set_num_threads(2) (the parent sets OMP_WAIT_POLICY=PASSIVE). Prints
@@ -59,7 +59,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument('mode', choices=['write', 'load'])
     p.add_argument('file')
-    p.add_argument('--keys', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'shared', 'fixtures', 'official_keys_beit_base_patch16_224.json'))
+    p.add_argument('--keys', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'tests', 'fixtures', 'official', 'official_keys_beit_base_patch16_224.json'))
     a = p.parse_args()
     if a.mode == 'write':
         write(a.file, a.keys)

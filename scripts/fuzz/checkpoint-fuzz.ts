@@ -22,7 +22,7 @@ function main(): number {
   const maxMs = arg('max-ms', 5000);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-fuzz-'));
   const seeds: Array<[string, Buffer]> = [['ours.zip', zipSeed(dir)], ['legacy', legacySeed()]];
-  const fixtures = process.env.MOOD_FIXTURES ?? path.resolve(__dirname, '..', '..', '..', 'shared', 'fixtures');
+  const fixtures = process.env.MOOD_FIXTURES ?? path.resolve(__dirname, '..', '..', 'tests', 'fixtures', 'official');
   for (const f of ['ft_meanpool.pth', 'ft_cls_abspos.pth', 'ft_meanpool_views.pth']) {
     const p = path.join(fixtures, f);
     if (fs.existsSync(p)) seeds.push([f, fs.readFileSync(p)]);

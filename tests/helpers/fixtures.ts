@@ -5,10 +5,11 @@ import * as path from 'node:path';
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
 /**
- * The shared fixtures made by the official MOOD code. They live beside the checkout
- * (`../shared/fixtures`), in CI as on developer machines; MOOD_FIXTURES overrides.
+ * The fixtures made by the official MOOD code (tests/fixtures/official/, see its README for
+ * provenance): part of the repository, so a fresh clone runs every parity test. MOOD_FIXTURES
+ * overrides (e.g. to try a regenerated set).
  */
-export const FIXTURES_DIR = process.env.MOOD_FIXTURES ?? path.resolve(REPO_ROOT, '..', 'shared', 'fixtures');
+export const FIXTURES_DIR = process.env.MOOD_FIXTURES ?? path.resolve(REPO_ROOT, 'tests', 'fixtures', 'official');
 
 export function fixturePath(...parts: string[]): string {
   return path.join(FIXTURES_DIR, ...parts);

@@ -1,5 +1,5 @@
 /**
- * Official layouts (fixtures made by the official BEiT/MOOD code, ../shared/fixtures): our MIM model has
+ * Official layouts (fixtures made by the official BEiT/MOOD code, tests/fixtures/official): our MIM model has
  * exactly the state-dict entries of modeling_pretrain.beit_{base,large}_patch16_224_8k_vocab as
  * run_beit_pretraining.py builds them (the layout of beit_*_pt22k.pth), and a pre-training checkpoint
  * written by the official code loads strictly, tensor for tensor.
