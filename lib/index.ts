@@ -13,6 +13,6 @@ export { createModel, Beit } from './models/beit';
 export * as data from './data';
 export type { ImageDataset, Batch, LoaderOptions, DataLoader } from './data/types';
 export * as train from './train';
-export * as dist from './dist';
+export * as distributed from './distributed';
 export * as pretrain from './pretrain';
 export * as report from './report';

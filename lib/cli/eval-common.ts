@@ -96,7 +96,7 @@ export interface DataProvider {
   loader(dataset: ImageDataset, opts: LoaderOptions): DataLoader;
 }
 
-/** The process group --dist_eval needs (structurally lib/dist's ProcessGroup). */
+/** The process group --dist_eval needs (structurally lib/distributed's ProcessGroup). */
 export interface EvalGroup {
   readonly rank: number;
   readonly worldSize: number;
@@ -106,7 +106,7 @@ export interface EvalGroup {
 
 export interface EvalDeps {
   data?: DataProvider;
-  /** --dist_eval: joins the process group (default: lib/dist's initFromEnv). */
+  /** --dist_eval: joins the process group (default: lib/distributed's initFromEnv). */
   group?: () => Promise<EvalGroup | null>;
   out?: (s: string) => void;
   err?: (s: string) => void;
@@ -225,9 +225,9 @@ export async function libDataProvider(): Promise<DataProvider> {
   };
 }
 
-/** lib/dist's initFromEnv (loaded only for --dist_eval; null when not launched distributed). */
+/** lib/distributed's initFromEnv (loaded only for --dist_eval; null when not launched distributed). */
 async function joinProcessGroup(): Promise<EvalGroup | null> {
-  const { initFromEnv } = await import('../dist');
+  const { initFromEnv } = await import('../distributed');
   return initFromEnv();
 }
 

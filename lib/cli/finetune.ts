@@ -169,10 +169,10 @@ export async function runFinetuneCommand(f: RawFinetuneFlags): Promise<number> {
   }
   // Under `mood launch` (RANK / WORLD_SIZE set): one process group, sharded sampling, rank 0's
   // weights everywhere, gradients averaged by the native step; only rank 0 prints and writes.
-  let group: import('../dist').ProcessGroup | null = null;
-  let sync: import('../dist').GradientSync | undefined;
+  let group: import('../distributed').ProcessGroup | null = null;
+  let sync: import('../distributed').GradientSync | undefined;
   try {
-    const { initFromEnv } = await import('../dist');
+    const { initFromEnv } = await import('../distributed');
     group = await initFromEnv();
     const pg = group;
     if (pg && pg.worldSize > 1) sync = pg.createGradientSync();

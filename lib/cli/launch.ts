@@ -24,7 +24,7 @@ function intFlag(name: string, v: string | undefined): number | undefined {
 }
 
 export async function runLaunchCommand(command: string[], opts: LaunchCliOptions): Promise<number> {
-  const { launch } = await import('../dist/launch');
+  const { launch } = await import('../distributed/launch');
   const nproc = intFlag('nproc_per_node', opts.nprocPerNode);
   if (nproc === undefined) throw new Error('mood launch: --nproc_per_node is required (processes on this node, e.g. one per GPU)');
   const r = await launch({

@@ -36,7 +36,7 @@ export interface StepOptions {
   /** AdamW betas / eps (fixed at the first step). */
   betas?: [number, number];
   eps?: number;
-  /** Distributed: lib/dist GradientSync id (`pg.createGradientSync().id`); gradients averaged over ranks. */
+  /** Distributed: lib/distributed GradientSync id (`pg.createGradientSync().id`); gradients averaged over ranks. */
   gradSyncId?: number;
 }
 

@@ -242,7 +242,7 @@ export async function runPretrain(o: PretrainOptions, log: (line: string) => voi
   const { buildDataset, createLoader } = await import('../data');
   const dataset: ImageDataset = await buildDataset({ dataSet: o.dataSet, dataPath: o.dataPath, train: true, classIdx: o.classIdx });
   // Under `mood launch` (RANK / WORLD_SIZE set): one process group, sharded sampling, averaged gradients.
-  const { initFromEnv } = await import('../dist');
+  const { initFromEnv } = await import('../distributed');
   const pg = await initFromEnv();
   const rank = pg?.rank ?? 0;
   const world = pg?.worldSize ?? 1;

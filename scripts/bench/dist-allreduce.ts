@@ -26,7 +26,7 @@ const sizesMb = (flag('sizes-mb') ?? (backend === 'nccl' ? '1,16,64,256' : '1,16
 const iters = Number(flag('iters') ?? 5);
 
 async function child(): Promise<void> {
-  const { initFromEnv, readDistEnv } = await import('../../lib/dist');
+  const { initFromEnv, readDistEnv } = await import('../../lib/distributed');
   const { Tensor } = await import('../../lib/tensor');
   const env = readDistEnv();
   const device: string = backend === 'nccl' ? `cuda:${env.localRank}` : 'cpu';
@@ -69,7 +69,7 @@ async function freePort(): Promise<number> {
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'child') return child();
-  const { launch } = await import('../../lib/dist/launch');
+  const { launch } = await import('../../lib/distributed/launch');
   const nproc = Number(flag('nproc') ?? 2);
   let buf = '';
   const stdout = new Writable({

@@ -47,7 +47,7 @@ interface ChildResult {
 
 /** All-reduce bandwidth of the group: sum of a 64 MB float32 tensor, bus bandwidth as nccl-tests defines it. */
 async function allReduceChild(): Promise<void> {
-  const { initFromEnv } = await import('../../lib/dist');
+  const { initFromEnv } = await import('../../lib/distributed');
   const { Tensor } = await import('../../lib/tensor');
   const pg = (await initFromEnv({ timeoutMs: 120_000 }))!;
   const n = 16 * 1024 * 1024;
@@ -69,7 +69,7 @@ async function allReduceChild(): Promise<void> {
 
 /** One process of a run: under `launch` (2 ranks) or alone. */
 async function child(): Promise<void> {
-  const { initFromEnv } = await import('../../lib/dist');
+  const { initFromEnv } = await import('../../lib/distributed');
   const { createModel } = await import('../../lib/models/beit');
   const { Tensor } = await import('../../lib/tensor');
   const { FinetuneOptimizer } = await import('../../lib/train/optimizer');
@@ -132,7 +132,7 @@ function collect(): { stream: Writable; results: () => ChildResult[] } {
 }
 
 async function runOurs(nproc: number, extra: string[], threads: number): Promise<ChildResult[]> {
-  const { launch } = await import('../../lib/dist/launch');
+  const { launch } = await import('../../lib/distributed/launch');
   const c = collect();
   const args = [__filename, 'child', ...process.argv.slice(2).filter((a) => a !== '--no-python'), ...extra];
   const r = await launch({ nprocPerNode: nproc, masterPort: await freePort(), command: args, env: { MOOD_NUM_THREADS: String(threads) }, stdout: c.stream });
@@ -159,7 +159,7 @@ async function main(): Promise<void> {
   const overlap = await runOurs(2, [], threads);
   const noOverlap = await runOurs(2, ['--no-overlap'], threads);
   const ar = await (async () => {
-    const { launch } = await import('../../lib/dist/launch');
+    const { launch } = await import('../../lib/distributed/launch');
     const c = collect();
     const r = await launch({ nprocPerNode: 2, masterPort: await freePort(), command: [__filename, 'allreduce'], env: { MOOD_NUM_THREADS: String(threads) }, stdout: c.stream });
     if (r.exitCode !== 0) throw new Error(`all-reduce run failed: ${r.message}`);

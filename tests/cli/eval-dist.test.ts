@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runEval, type EvalJson } from '../../lib/cli/eval-common';
-import { ProcessGroup } from '../../lib/dist';
+import { ProcessGroup } from '../../lib/distributed';
 import { FASHION_DIR, haveFashionMnist, writeMicroCheckpoint } from '../ood-features/memory-data';
 
 const ROOT = path.resolve(__dirname, '..', '..');

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import * as os from 'node:os';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { launch } from '../../lib/dist/launch';
+import { launch } from '../../lib/distributed/launch';
 import { loadNative, ompThreadsSeeded } from '../../lib/native';
 import { freePort, MOOD, rankJson, runLaunch, WORKER } from './helpers';
 
@@ -64,7 +64,7 @@ describe('mood launch', () => {
     const r = await runLaunch(['--nproc_per_node', '2', '--nnodes', '2', '--node_rank', '2', '--', WORKER]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--node_rank must be an integer in 0\.\.1, got 2/);
-    const { readDistEnv } = await import('../../lib/dist/env');
+    const { readDistEnv } = await import('../../lib/distributed/env');
     expect(() => readDistEnv({ WORLD_SIZE: '2', RANK: '2' })).toThrow(/RANK=2 is not below WORLD_SIZE=2/);
     expect(() => readDistEnv({ WORLD_SIZE: 'two' })).toThrow(/WORLD_SIZE='two' must be an integer/);
     expect(readDistEnv({})).toMatchObject({ rank: 0, worldSize: 1, launched: false, masterPort: 29500 });

@@ -9,7 +9,7 @@ describe('package index', () => {
     expect(typeof mood.data.createLoader).toBe('function');
     expect(typeof mood.train.Trainer).toBe('function');
     expect(typeof mood.train.finetune).toBe('function');
-    expect(typeof mood.dist.initFromEnv).toBe('function');
+    expect(typeof mood.distributed.initFromEnv).toBe('function');
     expect(typeof mood.pretrain.pretrain).toBe('function');
     expect(typeof mood.report.writeReport).toBe('function');
     expect(typeof mood.ood.features.evaluateOod).toBe('function');

@@ -160,7 +160,7 @@ export async function evaluateOod(input: EvaluateOodInput): Promise<EvaluateOodR
   const worldSize = group?.worldSize ?? input.worldSize ?? 1;
   const rank = group?.rank ?? input.rank ?? 0;
   if (worldSize > 1 && !group) {
-    throw new OodEvaluationError(`distributed evaluation (world size ${worldSize}) needs a process group to all-gather the shards (option group: lib/dist's ProcessGroup); run on one process or pass one`);
+    throw new OodEvaluationError(`distributed evaluation (world size ${worldSize}) needs a process group to all-gather the shards (option group: lib/distributed's ProcessGroup); run on one process or pass one`);
   }
   const oneClass = input.classIdx !== undefined && input.classIdx !== null;
   const oods = input.oods ?? [];

@@ -2,13 +2,13 @@
  * Distributed evaluation (--dist_eval): each rank extracts the rows its DistributedSampler gives it;
  * `gatherShards` all-gathers the shards (features, logits, and labels+indices) and reassembles the
  * whole set in dataset order, dropping the sampler's padding duplicates. Any group with an
- * `allGather(t): Tensor[]` collective works (lib/dist's ProcessGroup has one); nothing here imports
- * lib/dist, so single-process use needs no distributed build.
+ * `allGather(t): Tensor[]` collective works (lib/distributed's ProcessGroup has one); nothing here imports
+ * lib/distributed, so single-process use needs no distributed build.
  */
 import { Tensor } from '../../tensor';
 import type { ExtractedSet } from './types';
 
-/** The collective gatherShards needs (structurally lib/dist's ProcessGroup). */
+/** The collective gatherShards needs (structurally lib/distributed's ProcessGroup). */
 export interface RowGatherer {
   readonly rank: number;
   readonly worldSize: number;

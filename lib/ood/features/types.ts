@@ -55,7 +55,7 @@ export interface ExtractOptions {
   /**
    * This process's rank and the world size when the loader shards the dataset (--dist_eval). The
    * result then holds this rank's rows only (see `indices`); gathering across ranks is the caller's
-   * job (lib/dist).
+   * job (lib/distributed).
    */
   rank?: number;
   worldSize?: number;

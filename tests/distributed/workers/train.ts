@@ -5,7 +5,7 @@
  * (gradSyncId), start weights broadcast from rank 0. Prints {rank, params} as one JSON line.
  *   train.ts <updateFreq> <steps>
  */
-import { initFromEnv } from '../../../lib/dist';
+import { initFromEnv } from '../../../lib/distributed';
 import { createModel } from '../../../lib/models/beit';
 import { Tensor } from '../../../lib/tensor';
 import { FinetuneOptimizer } from '../../../lib/train/optimizer';

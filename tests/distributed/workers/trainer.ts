@@ -7,7 +7,7 @@
  * Prints {rank, params} as one JSON line.
  */
 import type { Batch, DataLoader, ImageDataset } from '../../../lib/data/types';
-import { initFromEnv } from '../../../lib/dist';
+import { initFromEnv } from '../../../lib/distributed';
 import { createModel } from '../../../lib/models/beit';
 import { Tensor } from '../../../lib/tensor';
 import { Trainer } from '../../../lib/train/trainer';

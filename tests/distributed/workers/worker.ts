@@ -2,7 +2,7 @@
  * A rank of the 2-process tests (run by `mood launch` or spawned directly with the torchrun
  * environment). argv[2] picks the scenario; results go to stdout as one JSON line.
  */
-import { initFromEnv, readDistEnv } from '../../../lib/dist';
+import { initFromEnv, readDistEnv } from '../../../lib/distributed';
 import { Tensor } from '../../../lib/tensor';
 
 async function values(t: Tensor): Promise<number[]> {
