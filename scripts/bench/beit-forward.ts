@@ -17,13 +17,12 @@
  * machine hits both alike at the grain of a step rather than of a multi-second round. The ratio is
  * PyTorch's median step time over ours; `paired` is the median of the per-pair ratios.
  */
-import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { createModel } from '../../lib/models/beit';
 import { info, setNumThreads } from '../../lib/runtime';
 import { Tensor } from '../../lib/tensor';
+import { PythonTwin, benchPython, median, round, seconds } from './twin';
 
 type Part = 'eval' | 'train';
 
@@ -43,47 +42,25 @@ function parts(): Part[] {
   return ps as Part[];
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const round = (x: number): number => Math.round(x * 1000) / 1000;
-const seconds = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
-
 /** The PyTorch twin in --serve mode: one step per request, its seconds back. */
 class Twin {
-  private readonly proc: ChildProcessWithoutNullStreams;
-  private readonly lines: AsyncIterator<string>;
-  private stderr = '';
+  private readonly py: PythonTwin;
 
   constructor(threads: number, evalBatch: number, trainBatch: number, openblasTimeout: string | undefined) {
-    const py = process.env.MOOD_BENCH_PYTHON ?? '/usr/bin/python3';
-    const args = [path.join(__dirname, 'beit-forward.py'), '--serve', '--threads', String(threads), '--eval-batch', String(evalBatch), '--train-batch', String(trainBatch)];
-    const env: NodeJS.ProcessEnv = { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', OPENBLAS_THREAD_TIMEOUT: openblasTimeout };
-    if (openblasTimeout === undefined) delete env.OPENBLAS_THREAD_TIMEOUT;
-    this.proc = spawn(py, args, { env });
-    this.proc.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.lines = readline.createInterface({ input: this.proc.stdout })[Symbol.asyncIterator]();
-  }
-
-  private async line(): Promise<string> {
-    const r = await this.lines.next();
-    if (r.done) throw new Error(`the PyTorch twin exited: ${this.stderr.trim().split('\n').slice(-3).join(' | ')}`);
-    return r.value;
+    this.py = new PythonTwin(path.join(__dirname, 'beit-forward.py'), ['--threads', String(threads), '--eval-batch', String(evalBatch), '--train-batch', String(trainBatch)], openblasTimeout);
   }
 
   async ready(): Promise<void> {
-    const l = await this.line();
+    const l = await this.py.line();
     if (l !== 'ready') throw new Error(`the PyTorch twin said '${l}' instead of 'ready'`);
   }
 
   async step(part: Part): Promise<number> {
-    this.proc.stdin.write(`${part}\n`);
-    return (JSON.parse(await this.line()) as { seconds: number }).seconds;
+    return (await this.py.request<{ seconds: number }>(part)).seconds;
   }
 
   close(): void {
-    this.proc.stdin.end();
+    this.py.close();
   }
 }
 
@@ -161,7 +138,7 @@ async function main(): Promise<void> {
         benchmark: `beit_base_patch16_224 (MOOD fine-tune layout) on CPU: eval forward batch ${evalBatch}, train step (forward + cross-entropy + backward) batch ${trainBatch}; ${steps} timed steps each after ${warmup} warm-up, alternating step by step with PyTorch; ratio = median PyTorch step time / median ours`,
         machine: { cpus: os.cpus().length, loadavg: os.loadavg().map(round) },
         ours: { impl: `mood-ood (attention ${model.options.attention})`, torch: torchVersion, threads, omp_wait_policy: process.env.OMP_WAIT_POLICY ?? null, openblas_thread_timeout: oursTimeout ?? null },
-        pytorch: twin ? { impl: 'pytorch', python: process.env.MOOD_BENCH_PYTHON ?? '/usr/bin/python3', threads, omp_wait_policy: 'PASSIVE', openblas_thread_timeout: pyTimeout ?? null } : null,
+        pytorch: twin ? { impl: 'pytorch', python: benchPython(), threads, omp_wait_policy: 'PASSIVE', openblas_thread_timeout: pyTimeout ?? null } : null,
         ...result,
       },
       null,

@@ -75,10 +75,20 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
+def drop_path(x, p, training):
+    """timm's drop_path: each sample's branch kept with probability 1 - p and scaled by 1 / (1 - p)."""
+    if p == 0.0 or not training:
+        return x
+    keep = 1 - p
+    mask = (keep + torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device)).floor_()
+    return x.div(keep) * mask
+
+
 class Block(nn.Module):
-    def __init__(self, o, grid):
+    def __init__(self, o, grid, dp=0.0):
         super().__init__()
         dim = o["embed_dim"]
+        self.dp = dp
         self.norm1 = nn.LayerNorm(dim, eps=o["layer_norm_eps"])
         self.attn = Attention(dim, o["num_heads"], grid, o["qkv_bias"], o["use_rel_pos_bias"])
         self.norm2 = nn.LayerNorm(dim, eps=o["layer_norm_eps"])
@@ -91,10 +101,10 @@ class Block(nn.Module):
 
     def forward(self, x):
         if self.gamma_1 is None:
-            x = x + self.attn(self.norm1(x))
-            return x + self.mlp(self.norm2(x))
-        x = x + self.gamma_1 * self.attn(self.norm1(x))
-        return x + self.gamma_2 * self.mlp(self.norm2(x))
+            x = x + drop_path(self.attn(self.norm1(x)), self.dp, self.training)
+            return x + drop_path(self.mlp(self.norm2(x)), self.dp, self.training)
+        x = x + drop_path(self.gamma_1 * self.attn(self.norm1(x)), self.dp, self.training)
+        return x + drop_path(self.gamma_2 * self.mlp(self.norm2(x)), self.dp, self.training)
 
 
 class PatchEmbed(nn.Module):
@@ -114,7 +124,10 @@ class Beit(nn.Module):
         self.patch_embed = PatchEmbed(o)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, dim)) if o["use_abs_pos_emb"] else None
-        self.blocks = nn.ModuleList([Block(o, grid) for _ in range(o["depth"])])
+        depth, rate = o["depth"], o.get("drop_path_rate", 0.0)
+        # Block i drops with rate * i / (depth - 1), as native/core/beit.cpp (the reference's
+        # torch.linspace(0, rate, depth), up to its float32 rounding).
+        self.blocks = nn.ModuleList([Block(o, grid, rate * i / (depth - 1) if depth > 1 else 0.0) for i in range(depth)])
         self.mean_pool = o["use_mean_pooling"]
         if self.mean_pool:
             self.fc_norm = nn.LayerNorm(dim, eps=o["layer_norm_eps"])
@@ -143,6 +156,13 @@ def cosine_scheduler(base_value, final_value, epochs, niter_per_ep, warmup_epoch
     iters = np.arange(epochs * niter_per_ep - warmup_iters)
     rest = np.array([final_value + 0.5 * (base_value - final_value) * (1 + math.cos(math.pi * i / (len(iters)))) for i in iters])
     return np.concatenate((warmup, rest))
+
+
+def label_smoothing_cross_entropy(out, y, smoothing):
+    """timm LabelSmoothingCrossEntropy (the reference's loss with --smoothing > 0)."""
+    logp = F.log_softmax(out, dim=-1)
+    nll = -logp.gather(dim=-1, index=y.unsqueeze(1)).squeeze(1)
+    return ((1 - smoothing) * nll + smoothing * -logp.mean(dim=-1)).mean()
 
 
 def layer_id_for_vit(name, num_max_layer):
@@ -224,9 +244,7 @@ def run_case(c):
             if soft is not None:
                 loss = torch.sum(-soft[k * b:(k + 1) * b] * F.log_softmax(out, dim=-1), dim=-1).mean()
             elif r["smoothing"] > 0:
-                logp = F.log_softmax(out, dim=-1)
-                nll = -logp.gather(dim=-1, index=y.unsqueeze(1)).squeeze(1)
-                loss = ((1 - r["smoothing"]) * nll + r["smoothing"] * -logp.mean(dim=-1)).mean()
+                loss = label_smoothing_cross_entropy(out, y, r["smoothing"])
             else:
                 loss = F.cross_entropy(out, y)
             a, be = r.get("l2_alpha", 0.0), r.get("l2_beta", 0.0)
