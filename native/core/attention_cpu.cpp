@@ -21,18 +21,6 @@ Geometry geometry_of(const at::Tensor& qkv, int64_t heads) {
   return {qkv.size(0), qkv.size(1), heads, D / heads, D};
 }
 
-// libtorch's intra-op worker threads start with grad mode on and outside inference mode. A task
-// takes the caller's inference mode (out= writes into inference tensors need it) and no grad mode
-// (its operands are detached; nothing here is recorded).
-class TaskState {
- public:
-  explicit TaskState(bool inference) : inference_(inference) {}
-
- private:
-  c10::InferenceMode inference_;
-  at::NoGradGuard no_grad_;
-};
-
 // q, k or v of one batch item and head: [N, C] rows of the qkv projection (row stride 3D).
 at::Tensor head_slice(const at::Tensor& rows, const Geometry& g, int64_t which, int64_t h) {
   return rows.narrow(1, which * g.D + h * g.C, g.C);
@@ -46,7 +34,7 @@ at::Tensor forward_impl(const at::Tensor& qkv, const at::Tensor& bias, const Geo
   const bool inference = c10::InferenceMode::is_enabled();
   BlasSingleThreadScope blas;
   parallel_items_aten(g.B * g.H, 1, [&](int64_t item) {
-    TaskState state(inference);
+    AtenTaskState state(inference);
     const int64_t b = item / g.H, h = item % g.H;
     const at::Tensor rows = qkv.select(0, b);
     const at::Tensor q = head_slice(rows, g, 0, h), k = head_slice(rows, g, 1, h), v = head_slice(rows, g, 2, h);
@@ -68,7 +56,7 @@ at::Tensor backward_impl(const at::Tensor& grad_out, const at::Tensor& qkv, cons
   at::Tensor dqkv = at::empty({g.B, g.N, 3 * g.D}, qkv.options());
   BlasSingleThreadScope blas;
   parallel_items_aten(g.H, 1, [&](int64_t h) {
-    TaskState state(false);
+    AtenTaskState state(false);
     at::Tensor dp = at::empty({g.N, g.N}, qkv.options()), ds = at::empty({g.N, g.N}, qkv.options());
     for (int64_t b = 0; b < g.B; ++b) {
       const at::Tensor rows = qkv.select(0, b), drows = dqkv.select(0, b);

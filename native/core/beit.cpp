@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "core/attention_cpu.h"
+#include "core/block_cpu.h"
 #include "core/ops.h"
 
 namespace mood {
@@ -156,13 +157,17 @@ AttentionMode parse_attention_mode(const std::string& s) {
 
 namespace {
 
+// timm's drop_path mask: 1 with probability keep, per sample, shaped [B, 1, ...] like x.
+at::Tensor drop_path_mask(const at::Tensor& x, double keep) {
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[0] = x.size(0);
+  return (at::rand(shape, x.options()) + keep).floor_();
+}
+
 at::Tensor apply_drop_path(const at::Tensor& x, double p, bool training) {
   if (p <= 0.0 || !training) return x;
   const double keep = 1.0 - p;
-  std::vector<int64_t> shape(x.dim(), 1);
-  shape[0] = x.size(0);
-  at::Tensor mask = (at::rand(shape, x.options()) + keep).floor_();
-  return x.div(keep) * mask;
+  return x.div(keep) * drop_path_mask(x, keep);
 }
 
 at::Tensor maybe_dropout(const at::Tensor& x, double p, bool training) {
@@ -435,6 +440,22 @@ BlockImpl::BlockImpl(const BeitOptions& o, double dp, const at::TensorOptions& t
 
 at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& shared_bias) {
   const bool train = is_training();
+  if (attn->mode == AttentionMode::kAuto && !(train && (mlp->drop > 0.0 || attn->attn_drop > 0.0))) {
+    at::Tensor bias = attn->own_bias();
+    if (shared_bias.defined()) bias = bias.defined() ? bias + shared_bias : shared_bias;
+    BlockCpuParams p{norm1->weight, norm1->bias, attn->qkv->weight, attn->q_bias, attn->v_bias, attn->proj->weight,
+                     attn->proj->bias, gamma_1, norm2->weight, norm2->bias, mlp->fc1->weight, mlp->fc1->bias,
+                     mlp->fc2->weight, mlp->fc2->bias, gamma_2, norm1->eps, norm2->eps};
+    if (block_cpu_supported(x, p, bias, attn->num_heads)) {
+      // The same draws, in the same order, as the module path below.
+      DropPathDraw d1, d2;
+      if (train && drop_path > 0.0) {
+        d1 = {drop_path_mask(x, 1.0 - drop_path), 1.0 - drop_path};
+        d2 = {drop_path_mask(x, 1.0 - drop_path), 1.0 - drop_path};
+      }
+      return block_cpu(x, p, bias, attn->num_heads, attn->scale, d1, d2);
+    }
+  }
   at::Tensor a = attn->forward(norm1->forward(x), shared_bias);
   if (gamma_1.defined()) a = gamma_1 * a;
   at::Tensor y = x + apply_drop_path(a, drop_path, train);

@@ -12,6 +12,8 @@
 #pragma once
 #include <ATen/Parallel.h>
 #include <ATen/TensorIterator.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/core/InferenceMode.h>
 
 #include <algorithm>
 #include <atomic>
@@ -127,6 +129,18 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& f) {
       },
       [] {});
 }
+
+// libtorch's intra-op worker threads start with grad mode on and outside inference mode. A task of
+// parallel_items_aten that calls ATen ops holds one: the caller's inference mode (out= writes into
+// inference tensors need it) and no grad mode (its operands are detached; nothing is recorded).
+class AtenTaskState {
+ public:
+  explicit AtenTaskState(bool inference) : inference_(inference) {}
+
+ private:
+  c10::InferenceMode inference_;
+  at::NoGradGuard no_grad_;
+};
 
 // f(q) for every q in [0, items) on libtorch's intra-op threads (at most at::get_num_threads()),
 // in contiguous runs of at least `grain` items. Inside, libtorch ops run on the calling thread, as in

@@ -7,9 +7,15 @@
 #include <torch/version.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 // OpenBLAS keeps its own thread pool that at::set_num_threads does not govern. Weak symbols let us
 // steer it when present without linking to it (libtorch may use another BLAS).
@@ -29,6 +35,24 @@ std::atomic<int> g_configured{0};
 }
 
 int configured_threads() { return g_configured.load(std::memory_order_acquire); }
+
+bool apply_malloc_policy() {
+#if defined(__GLIBC__)
+  // Whoever set glibc's malloc tunables for the process decides.
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables && std::strstr(tunables, "glibc.malloc.")) return false;
+  return mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+#else
+  return false;
+#endif
+}
+
+namespace {
+// At load, before any tensor: whatever hosts this library (the addon, the C++ tests).
+const bool g_malloc_policy = apply_malloc_policy();
+}  // namespace
+
+bool malloc_policy_applied() { return g_malloc_policy; }
 
 int threads_generation() { return g_generation.load(std::memory_order_acquire); }
 

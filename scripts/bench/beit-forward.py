@@ -21,6 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "parity"))
+from finetune_step import drop_path  # noqa: E402
+
 
 class Attention(nn.Module):
     def __init__(self, dim, heads, grid):
@@ -53,14 +56,6 @@ class Attention(nn.Module):
         rel = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(N, N, -1)
         attn = (attn + rel.permute(2, 0, 1).unsqueeze(0)).softmax(-1)
         return self.proj((attn @ v).transpose(1, 2).reshape(B, N, C))
-
-
-def drop_path(x, p, training):
-    if p == 0.0 or not training:
-        return x
-    keep = 1 - p
-    mask = (keep + torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device)).floor_()
-    return x.div(keep) * mask
 
 
 class Block(nn.Module):

@@ -10,9 +10,9 @@ JSON request per stdin line, one JSON answer per stdout line.
   {"cmd": "setup", "name", "model": {...}, "init": .pth, "images": .npy, "targets": .npy,
    "eval_images": .npy, "opt": {"lr", "weight_decay", "layer_decay", "clip_grad", "smoothing"}}
   {"cmd": "eval_loss", "name"}        -> {"loss"}: eval-mode loss on the training batch
-  {"cmd": "train", "name", "seed"}    -> {"seconds", "loss", "grad_norm"}: one step, the default
-                                          generator seeded first (drop path draws as ours)
-  {"cmd": "eval", "name"}             -> {"seconds"}: no-grad forward of the eval batch
+  {"cmd": "train", "name", "seed"}    -> {"seconds", "cpu_seconds", "loss", "grad_norm"}: one step,
+                                          the default generator seeded first (drop path draws as ours)
+  {"cmd": "eval", "name"}             -> {"seconds", "cpu_seconds"}: no-grad forward of the eval batch
   {"cmd": "rss"}                      -> {"max_rss_kb", "rss_kb"}
 """
 import argparse
@@ -60,22 +60,22 @@ class Run:
 
     def train(self, seed):
         self.model.train()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         self.opt.zero_grad(set_to_none=True)
         torch.manual_seed(seed)
         loss = self.loss(self.model(self.images))
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         self.opt.step()
-        seconds = time.perf_counter() - t0
-        return {"seconds": seconds, "loss": loss.item(), "grad_norm": norm.item()}
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return {"seconds": seconds, "cpu_seconds": cpu, "loss": loss.item(), "grad_norm": norm.item()}
 
     def eval(self):
         self.model.eval()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         with torch.no_grad():
             self.model(self.eval_images)
-        return {"seconds": time.perf_counter() - t0}
+        return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
 def rss_kb():

@@ -88,6 +88,10 @@ function lcg(seed: number): () => number {
   };
 }
 
+const cpuSeconds = (c0: NodeJS.CpuUsage): number => {
+  const d = process.cpuUsage(c0);
+  return (d.user + d.system) / 1e6;
+};
 const rssMb = (): number => round(process.memoryUsage().rss / 2 ** 20, 1);
 const loadavg = (): number[] => os.loadavg().map((x) => round(x, 2));
 
@@ -113,9 +117,15 @@ async function perturb(model: Beit, seed: number): Promise<void> {
   for (const t of sd.values()) t.dispose();
 }
 
+/** Wall and CPU seconds of one step (CPU: the whole process, every thread). */
+interface Timing {
+  seconds: number;
+  cpu_seconds: number;
+}
+
 interface Side {
-  train(seed: number): Promise<{ seconds: number; loss: number; grad_norm: number }>;
-  eval(): Promise<number>;
+  train(seed: number): Promise<Timing & { loss: number; grad_norm: number }>;
+  eval(): Promise<Timing>;
   evalLoss(): Promise<number>;
 }
 
@@ -154,23 +164,27 @@ async function ourSide(name: ModelName, dir: string): Promise<{ side: Side; twin
   const side: Side = {
     async train(seed) {
       model.train();
+      const c0 = process.cpuUsage();
       const t0 = process.hrtime.bigint();
       const r = opt.step(images, targets, { seed });
       const loss = await r.loss.item();
       const s = seconds(t0);
+      const cpu = cpuSeconds(c0);
       const gradNorm = await r.gradNorm.item();
       r.loss.dispose();
       r.gradNorm.dispose();
-      return { seconds: s, loss, grad_norm: gradNorm };
+      return { seconds: s, cpu_seconds: cpu, loss, grad_norm: gradNorm };
     },
     async eval() {
       model.eval();
+      const c0 = process.cpuUsage();
       const t0 = process.hrtime.bigint();
       const y = model.forward(evalImages);
       await y.ready();
       const s = seconds(t0);
+      const cpu = cpuSeconds(c0);
       y.dispose();
-      return s;
+      return { seconds: s, cpu_seconds: cpu };
     },
     async evalLoss() {
       model.eval();
@@ -199,7 +213,7 @@ async function ourSide(name: ModelName, dir: string): Promise<{ side: Side; twin
 function twinSide(twin: PythonTwin, name: ModelName): Side {
   return {
     train: (seed) => twin.request(JSON.stringify({ cmd: 'train', name, seed })),
-    eval: async () => (await twin.request<{ seconds: number }>(JSON.stringify({ cmd: 'eval', name }))).seconds,
+    eval: () => twin.request(JSON.stringify({ cmd: 'eval', name })),
     evalLoss: async () => (await twin.request<{ loss: number }>(JSON.stringify({ cmd: 'eval_loss', name }))).loss,
   };
 }
@@ -248,14 +262,14 @@ function stats(xs: number[], batch: number): Record<string, unknown> {
 
 async function race(part: Part, ours: Side, py: Side | null, steps: number, warmup: number, batch: number, twin: PythonTwin | null): Promise<Record<string, unknown>> {
   let seed = 2000;
-  const one = async (s: Side) => (part === 'train' ? (await s.train(seed)).seconds : s.eval());
+  const one = async (s: Side): Promise<Timing> => (part === 'train' ? s.train(seed) : s.eval());
   for (let i = 0; i < warmup; i++) {
     seed++;
     await one(ours);
     if (py) await one(py);
   }
   const load = loadavg();
-  const t: { ours: number[]; pytorch: number[] } = { ours: [], pytorch: [] };
+  const t: { ours: Timing[]; pytorch: Timing[] } = { ours: [], pytorch: [] };
   const rss: number[] = [];
   for (let i = 0; i < steps; i++) {
     seed++;
@@ -266,13 +280,19 @@ async function race(part: Part, ours: Side, py: Side | null, steps: number, warm
     rss.push(rssMb());
   }
   const pyRss = twin ? await twin.request<{ max_rss_kb: number; rss_kb: number }>(JSON.stringify({ cmd: 'rss' })) : null;
+  const wall = (xs: Timing[]) => xs.map((x) => x.seconds);
+  const cpu = (xs: Timing[]) => xs.map((x) => x.cpu_seconds);
+  const [ow, pw] = [wall(t.ours), wall(t.pytorch)];
   return {
     batch,
     loadavg: { before: load, after: loadavg() },
-    ours: { ...stats(t.ours, batch), rss_mb: { first: rss[0], last: rss[rss.length - 1], max: Math.max(...rss) } },
-    pytorch: py ? { ...stats(t.pytorch, batch), rss_mb: { now: round(pyRss!.rss_kb / 1024, 1), peak: round(pyRss!.max_rss_kb / 1024, 1) } } : null,
-    ratio: py ? round(median(t.pytorch) / median(t.ours)) : null,
-    paired: py ? round(median(t.ours.map((o, i) => t.pytorch[i] / o))) : null,
+    ours: { ...stats(ow, batch), cpu_median_s: round(median(cpu(t.ours))), rss_mb: { first: rss[0], last: rss[rss.length - 1], max: Math.max(...rss) } },
+    pytorch: py ? { ...stats(pw, batch), cpu_median_s: round(median(cpu(t.pytorch))), rss_mb: { now: round(pyRss!.rss_kb / 1024, 1), peak: round(pyRss!.max_rss_kb / 1024, 1) } } : null,
+    ratio: py ? round(median(pw) / median(ow)) : null,
+    paired: py ? round(median(ow.map((o, i) => pw[i] / o))) : null,
+    // CPU seconds per step, PyTorch / ours: the work each side does, much less sensitive to
+    // background load than wall time (which is what counts; see ratio).
+    cpu_ratio: py ? round(median(cpu(t.pytorch)) / median(cpu(t.ours))) : null,
   };
 }
 

@@ -41,7 +41,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** The options a fixture case's model was built with (the reference constructor's keywords). */
-function caseOptions(c: Case, attention: 'exact' | 'core' = 'exact'): BeitOptions {
+function caseOptions(c: Case, attention: 'exact' | 'core' | 'auto' = 'exact'): BeitOptions {
   const m = c.model;
   return {
     img_size: m.img_size,
@@ -66,9 +66,9 @@ afterAll(() => {
 });
 
 describe.skipIf(!haveFixtures())('BEiT vs the official MOOD code (shared fixtures)', () => {
-  // 'exact' is the reference's float32 math; 'core' the native CPU attention core ('auto' takes it
-  // only at sizes where it pays, larger than these models).
-  const runs = cases.flatMap(([name, c]) => (['exact', 'core'] as const).map((a) => [name, a, c] as const));
+  // 'exact' is the reference's float32 math through the modules; 'core' the native CPU attention
+  // core; 'auto' (the default) the fused CPU block (native/core/block_cpu.h) on float32 models.
+  const runs = cases.flatMap(([name, c]) => (['exact', 'core', 'auto'] as const).map((a) => [name, a, c] as const));
   it.each(runs)('%s (attention %s): features, logits, hidden, blocks, pooled_prenorm within 1e-4', async (name, attention, c) => {
     const outs = outputsOf(name);
     const inputSpec = c.input.same_as ? manifest.cases[c.input.same_as.replace(/\.input\.bin$/, '')].input : c.input;
