@@ -438,23 +438,37 @@ BlockImpl::BlockImpl(const BeitOptions& o, double dp, const at::TensorOptions& t
   mlp = register_module("mlp", Mlp(o.embed_dim, o.mlp_hidden(), o.drop_rate, to));
 }
 
-at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& shared_bias) {
-  const bool train = is_training();
-  if (attn->mode == AttentionMode::kAuto && !(train && (mlp->drop > 0.0 || attn->attn_drop > 0.0))) {
-    at::Tensor bias = attn->own_bias();
-    if (shared_bias.defined()) bias = bias.defined() ? bias + shared_bias : shared_bias;
-    BlockCpuParams p{norm1->weight, norm1->bias, attn->qkv->weight, attn->q_bias, attn->v_bias, attn->proj->weight,
+bool BlockImpl::fused_operands(const at::Tensor& x, const at::Tensor& shared_bias, BlockCpuParams& p, at::Tensor& bias) const {
+  if (attn->mode != AttentionMode::kAuto || (is_training() && (mlp->drop > 0.0 || attn->attn_drop > 0.0))) return false;
+  bias = attn->own_bias();
+  if (shared_bias.defined()) bias = bias.defined() ? bias + shared_bias : shared_bias;
+  p = BlockCpuParams{norm1->weight, norm1->bias, attn->qkv->weight, attn->q_bias, attn->v_bias, attn->proj->weight,
                      attn->proj->bias, gamma_1, norm2->weight, norm2->bias, mlp->fc1->weight, mlp->fc1->bias,
                      mlp->fc2->weight, mlp->fc2->bias, gamma_2, norm1->eps, norm2->eps};
-    if (block_cpu_supported(x, p, bias, attn->num_heads)) {
-      // The same draws, in the same order, as the module path below.
-      DropPathDraw d1, d2;
-      if (train && drop_path > 0.0) {
-        d1 = {drop_path_mask(x, 1.0 - drop_path), 1.0 - drop_path};
-        d2 = {drop_path_mask(x, 1.0 - drop_path), 1.0 - drop_path};
-      }
-      return block_cpu(x, p, bias, attn->num_heads, attn->scale, d1, d2);
+  return block_cpu_supported(x, p, bias, attn->num_heads) && block_cpu_pays(x.size(0), at::get_num_threads());
+}
+
+at::Tensor BlockImpl::forward_mean_pooled(const at::Tensor& x, const at::Tensor& shared_bias) {
+  BlockCpuParams p;
+  at::Tensor bias;
+  const bool no_grad = !at::GradMode::is_enabled() || !x.requires_grad();
+  if (!is_training() && no_grad && x.size(1) > 1 && fused_operands(x, shared_bias, p, bias))
+    return block_cpu_mean_pooled(x, p, bias, attn->num_heads, attn->scale);
+  return forward(x, shared_bias).slice(1, 1).mean(1);
+}
+
+at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& shared_bias) {
+  const bool train = is_training();
+  BlockCpuParams p;
+  at::Tensor bias;
+  if (fused_operands(x, shared_bias, p, bias)) {
+    // The same draws, in the same order, as the module path below.
+    DropPathDraw d1, d2;
+    if (train && drop_path > 0.0) {
+      d1 = {drop_path_mask(x, 1.0 - drop_path), 1.0 - drop_path};
+      d2 = {drop_path_mask(x, 1.0 - drop_path), 1.0 - drop_path};
     }
+    return block_cpu(x, p, bias, attn->num_heads, attn->scale, d1, d2);
   }
   at::Tensor a = attn->forward(norm1->forward(x), shared_bias);
   if (gamma_1.defined()) a = gamma_1 * a;
@@ -573,15 +587,22 @@ ForwardResult BeitImpl::run(const at::Tensor& input, const ForwardRequest& req) 
   if (rel_pos_bias) shared = rel_pos_bias->forward();
   ForwardResult r;
   if (req.blocks) r.blocks.reserve(block_list.size());
-  for (auto& b : block_list) {
-    x = b->forward(x, shared);
+  // Only the mean-pooled features wanted: the last block computes just their token mean.
+  const bool pooled_only = options_.use_mean_pooling && !req.tokens && !req.blocks;
+  at::Tensor pooled;
+  for (size_t i = 0; i < block_list.size(); ++i) {
+    if (pooled_only && i + 1 == block_list.size()) {
+      pooled = block_list[i]->forward_mean_pooled(x, shared);
+      break;
+    }
+    x = block_list[i]->forward(x, shared);
     if (req.blocks) r.blocks.push_back(x);
   }
   if (req.tokens) r.tokens = x;
   if (req.features || req.logits || req.pooled_prenorm) {
-    at::Tensor pooled, features;
+    at::Tensor features;
     if (options_.use_mean_pooling) {
-      pooled = x.slice(1, 1).mean(1);
+      if (!pooled.defined()) pooled = x.slice(1, 1).mean(1);
       features = fc_norm->forward(pooled);
     } else {
       pooled = x.select(1, 0);

@@ -25,6 +25,8 @@
 namespace mood {
 namespace beit {
 
+struct BlockCpuParams;  // core/block_cpu.h
+
 enum class AttentionMode {
   kAuto,   // CPU float32: the native attention core (attention_cpu.h) where it pays
            // (attention_cpu_pays); elsewhere fused scaled_dot_product_attention where libtorch has
@@ -160,11 +162,19 @@ class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const BeitOptions& o, double drop_path, const at::TensorOptions& to);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& shared_bias);
+  // forward(x).slice(1, 1).mean(1) (mean pooling), in eval without autograd through the fused CPU
+  // block's shortcut (core/block_cpu.h block_cpu_mean_pooled).
+  at::Tensor forward_mean_pooled(const at::Tensor& x, const at::Tensor& shared_bias);
   at::Tensor gamma_1, gamma_2;
   LayerNorm norm1{nullptr}, norm2{nullptr};
   Attention attn{nullptr};
   Mlp mlp{nullptr};
   double drop_path;
+
+ private:
+  // The fused CPU block's operands (core/block_cpu.h) when it takes this call ('auto' attention,
+  // CPU float32, no dropout while training, a batch that splits evenly over the threads).
+  bool fused_operands(const at::Tensor& x, const at::Tensor& shared_bias, BlockCpuParams& p, at::Tensor& bias) const;
 };
 TORCH_MODULE(Block);
 

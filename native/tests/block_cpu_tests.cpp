@@ -236,6 +236,40 @@ MOOD_TEST(block_cpu_drop_path_skips_dropped_samples_and_matches_the_math) {
   }
 }
 
+MOOD_TEST(block_cpu_mean_pooled_matches_the_block_then_the_mean) {
+  for (const Geometry& g : kGeometries) {
+    const BlockCpuParams p = random_params(g, 31);
+    const at::Tensor x = random_input({g.B, g.N, g.C}, 32), bias = random_bias(g, 33);
+    const double scale = std::pow(static_cast<double>(g.C / g.H), -0.5);
+    at::NoGradGuard ng;
+    const at::Tensor truth = reference_block(p, x, bias, g.H, scale, {}, {}).slice(1, 1).mean(1);
+    for (int n : {1, 2, 3}) {
+      Threads t(n);
+      at::Tensor got = block_cpu_mean_pooled(x.to(at::kFloat), cast(p, at::kFloat, false), bias.defined() ? bias.to(at::kFloat) : bias, g.H, scale);
+      CHECK(got.sizes() == truth.sizes());
+      CHECK(max_abs(got, truth) <= bound(g, truth));
+    }
+  }
+  // Through the model: forward_features (the shortcut) against the full pass's features.
+  BeitOptions o = config("beit_test_tiny");
+  o.use_rel_pos_bias = true;
+  o.init_values = 0.2;
+  o.seed = 5;
+  BeitImpl m(o);
+  m.eval();
+  {
+    at::NoGradGuard ng;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(8);
+    for (auto& e : m.state_dict_entries(false)) e.tensor.add_(at::normal(0, 0.2, e.tensor.sizes(), gen, e.tensor.options()));
+    at::Tensor x = at::randn({4, 3, 32, 32});
+    ForwardRequest all{true, true, true, true, true};
+    auto r = m.run(x, all);
+    at::Tensor f = m.forward_features(x);
+    CHECK(max_of(r.features) > 0.1);
+    CHECK(max_abs(f, r.features) <= 2 * (2 * 12 + 2) * 192 * std::ldexp(1.0, -24) * std::max(1.0, max_of(r.features)));
+  }
+}
+
 MOOD_TEST(block_cpu_gradients_only_where_wanted) {
   const Geometry g = kGeometries[0];
   const BlockCpuParams p = random_params(g, 21);
@@ -295,6 +329,16 @@ MOOD_TEST(block_cpu_model_step_matches_the_module_path) {
   CHECK(worst <= 2 * (2 * 12 + 4) * 192 * std::ldexp(1.0, -24));
   // The shared and own relative position tables get gradients through the fused block's bias.
   CHECK(max_of(m.rel_pos_bias->relative_position_bias_table.grad()) > 0);
+}
+
+MOOD_TEST(block_cpu_pays_where_threads_get_even_shares) {
+  CHECK(block_cpu_pays(1, 1));
+  CHECK(block_cpu_pays(128, 2));
+  CHECK(block_cpu_pays(4, 2));
+  CHECK(!block_cpu_pays(1, 2));   // one thread idle
+  CHECK(!block_cpu_pays(3, 2));   // 2 : 1
+  CHECK(block_cpu_pays(9, 2));    // 5 : 4
+  CHECK(!block_cpu_pays(7, 4));
 }
 
 MOOD_TEST(block_cpu_rejects_what_it_does_not_take) {
