@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -27,29 +28,41 @@ namespace mood {
 namespace beit {
 namespace {
 
-// ---- row kernels ------------------------------------------------------------------------------
-// Sums keep 16 independent lanes (a vectorisable order without -ffast-math), then add the lanes.
+// ---- row kernels ----
+// Reductions keep independent lanes (4 x 16: vectorisable without -ffast-math, and four chains
+// hide the add latency) and fold them as a tree.
+
+// combine over value(0..n-1), starting from init.
+template <typename Value, typename Combine>
+inline float lane_reduce(int64_t n, float init, Value value, Combine combine) {
+  float acc[64];
+  for (int l = 0; l < 64; ++l) acc[l] = init;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int l = 0; l < 64; ++l) acc[l] = combine(acc[l], value(i + l));
+  for (int l = 0; l < 16; ++l) acc[l] = combine(combine(acc[l], acc[l + 16]), combine(acc[l + 32], acc[l + 48]));
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) acc[l] = combine(acc[l], value(i + l));
+  for (int w = 8; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] = combine(acc[l], acc[l + w]);
+  float r = acc[0];
+  for (; i < n; ++i) r = combine(r, value(i));
+  return r;
+}
+
+inline float plus(float a, float b) { return a + b; }
+inline float larger(float a, float b) { return std::max(a, b); }
 
 inline float lane_sum(const float* x, int64_t n) {
-  float acc[16] = {0};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; ++l) acc[l] += x[i + l];
-  float s = 0;
-  for (; i < n; ++i) s += x[i];
-  for (int l = 0; l < 16; ++l) s += acc[l];
-  return s;
+  return lane_reduce(n, 0.f, [&](int64_t i) { return x[i]; }, plus);
 }
 
 inline float lane_dot(const float* x, const float* y, int64_t n) {
-  float acc[16] = {0};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; ++l) acc[l] += x[i + l] * y[i + l];
-  float s = 0;
-  for (; i < n; ++i) s += x[i] * y[i];
-  for (int l = 0; l < 16; ++l) s += acc[l];
-  return s;
+  return lane_reduce(n, 0.f, [&](int64_t i) { return x[i] * y[i]; }, plus);
+}
+
+inline float lane_max(const float* x, int64_t n) {
+  return lane_reduce(n, -std::numeric_limits<float>::infinity(), [&](int64_t i) { return x[i]; }, larger);
 }
 
 // LayerNorm over the C columns of R rows: out = (x - mean) * rstd * w + b, with the statistics of
@@ -93,32 +106,14 @@ MOOD_ROW_KERNEL void ln_backward(const float* dout, const float* x, int64_t R, i
     const float* xr = x + r * C;
     const float mu = mean[r], rs = rstd[r];
     for (int64_t c = 0; c < C; ++c) xhat[c] = (xr[c] - mu) * rs;
-    float s1[16] = {0}, s2[16] = {0};
-    int64_t c = 0;
-    for (; c + 16 <= C; c += 16)
-      for (int l = 0; l < 16; ++l) {
-        const float g = d[c + l] * w[c + l];
-        s1[l] += g;
-        s2[l] += g * xhat[c + l];
-      }
-    float m1 = 0, m2 = 0;
-    for (; c < C; ++c) {
-      const float g = d[c] * w[c];
-      m1 += g;
-      m2 += g * xhat[c];
-    }
-    for (int l = 0; l < 16; ++l) {
-      m1 += s1[l];
-      m2 += s2[l];
-    }
-    m1 *= inv_c;
-    m2 *= inv_c;
+    const float m1 = lane_reduce(C, 0.f, [&](int64_t c) { return d[c] * w[c]; }, plus) * inv_c;
+    const float m2 = lane_reduce(C, 0.f, [&](int64_t c) { return d[c] * w[c] * xhat[c]; }, plus) * inv_c;
     float* o = dx + r * C;
-    for (c = 0; c < C; ++c) o[c] += rs * (d[c] * w[c] - m1 - xhat[c] * m2);
+    for (int64_t c = 0; c < C; ++c) o[c] += rs * (d[c] * w[c] - m1 - xhat[c] * m2);
     if (dw)
-      for (c = 0; c < C; ++c) dw[c] += d[c] * xhat[c];
+      for (int64_t c = 0; c < C; ++c) dw[c] += d[c] * xhat[c];
     if (db)
-      for (c = 0; c < C; ++c) db[c] += d[c];
+      for (int64_t c = 0; c < C; ++c) db[c] += d[c];
   }
 }
 
@@ -262,14 +257,9 @@ MOOD_ROW_KERNEL void softmax_bias(float* s, int64_t rows, int64_t n, const float
     float* sr = s + r * n;
     if (bias)
       for (int64_t c = 0; c < n; ++c) sr[c] += bias[r * n + c];
-    float mx = sr[0];
-    for (int64_t c = 1; c < n; ++c) mx = std::max(mx, sr[c]);
-    float sum = 0.f;
-    for (int64_t c = 0; c < n; ++c) {
-      sr[c] = exp_approx(sr[c] - mx);
-      sum += sr[c];
-    }
-    const float inv = 1.f / sum;
+    const float mx = lane_max(sr, n);
+    for (int64_t c = 0; c < n; ++c) sr[c] = exp_approx(sr[c] - mx);
+    const float inv = 1.f / lane_sum(sr, n);
     for (int64_t c = 0; c < n; ++c) sr[c] *= inv;
   }
 }
