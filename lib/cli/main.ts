@@ -16,6 +16,7 @@ import { registerEvalLogits } from './eval-logits';
 import { registerScore } from './score';
 import { registerFinetune } from './finetune';
 import { registerData } from './data';
+import { registerDvae } from './dvae';
 
 function version(): string {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -65,6 +66,7 @@ export function buildProgram(): Command {
   registerEvalLogits(program);
   registerScore(program);
   registerFinetune(program);
+  registerDvae(program);
 
   return program;
 }
