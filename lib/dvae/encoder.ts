@@ -6,7 +6,7 @@
  */
 import { loadNative, NativeTensorHandle } from '../native';
 import { Device, Tensor } from '../tensor';
-import type { StateSpecEntry } from '../models/native-beit';
+import { loadNativeStateDict, nativeStateDict, StateSpecEntry } from '../models/native-beit';
 import { DalleEncoderFile, DalleEncoderStructure, readDalleEncoderFile } from './encoder-file';
 import { DvaeError } from './errors';
 
@@ -151,20 +151,11 @@ export class DalleEncoder {
 
   /** Parameters by name (views: the caller disposes them). */
   stateDict(): Map<string, Tensor> {
-    return new Map(Object.entries(this.live('stateDict').stateDict()).map(([k, h]) => [k, Tensor.fromNativeHandle(h, this.device)]));
+    return nativeStateDict(this.live('stateDict'), this.device);
   }
 
   async loadStateDict(sd: Map<string, Tensor>, opts: { strict?: boolean } = {}): Promise<{ missingKeys: string[]; unexpectedKeys: string[] }> {
-    const obj: Record<string, NativeTensorHandle> = {};
-    for (const [k, t] of sd) obj[k] = t.nativeHandle(`DalleEncoder.loadStateDict '${k}'`);
-    const r = this.live('loadStateDict').loadStateDict(obj, opts.strict ?? true);
-    const done = Tensor.fromNativeHandle(r.done, 'cpu');
-    try {
-      await done.ready();
-    } finally {
-      done.dispose();
-    }
-    return { missingKeys: r.missingKeys, unexpectedKeys: r.unexpectedKeys };
+    return loadNativeStateDict(this.live('loadStateDict'), sd, opts.strict ?? true, 'DalleEncoder.loadStateDict');
   }
 
   /** Logits float32 [N, vocab, h, w] and / or ids int64 [N, h, w] of x float32 [N, C, H, W] (queued; on the encoder's device). */

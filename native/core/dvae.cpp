@@ -1,10 +1,11 @@
 #include "core/dvae.h"
 
+#include "core/executor.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 
 namespace mood {
@@ -13,14 +14,6 @@ namespace dvae {
 namespace {
 
 constexpr double kLogitLaplaceEps = 0.1;  // dall_e.utils.logit_laplace_eps
-
-std::string shape_of(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << "]";
-  return o.str();
-}
 
 std::string joined(const std::vector<std::string>& v) {
   std::string s;
@@ -36,7 +29,7 @@ std::shared_ptr<torch::nn::Module> holder(torch::nn::Module& parent, const std::
 }  // namespace
 
 at::Tensor map_pixels(const at::Tensor& x) {
-  if (x.dim() != 4) throw std::invalid_argument("map_pixels: expected a 4-D input, got " + shape_of(x.sizes()));
+  if (x.dim() != 4) throw std::invalid_argument("map_pixels: expected a 4-D input, got " + shape_str(x.sizes()));
   if (x.scalar_type() != at::kFloat) throw std::invalid_argument("map_pixels: expected a float32 input");
   // Two scalar ops like the reference's expression (a float32 multiply, then a float32 add).
   return at::add(at::mul(x, 1.0 - 2.0 * kLogitLaplaceEps), kLogitLaplaceEps);
@@ -186,12 +179,12 @@ int64_t EncoderImpl::output_side(int64_t side) const {
 
 void EncoderImpl::check_input(const at::Tensor& x) const {
   // The reference Encoder.forward's checks, with the shape in the message.
-  if (x.dim() != 4) throw std::invalid_argument("dVAE encoder: input shape " + shape_of(x.sizes()) + " is not 4-D [N, C, H, W]");
+  if (x.dim() != 4) throw std::invalid_argument("dVAE encoder: input shape " + shape_str(x.sizes()) + " is not 4-D [N, C, H, W]");
   if (x.size(1) != options_.input_channels)
     throw std::invalid_argument("dVAE encoder: input has " + std::to_string(x.size(1)) + " channels but the encoder was built for " + std::to_string(options_.input_channels));
   if (x.scalar_type() != at::kFloat) throw std::invalid_argument("dVAE encoder: input must be float32, got " + std::string(c10::toString(x.scalar_type())));
   if (output_side(x.size(2)) < 1 || output_side(x.size(3)) < 1)
-    throw std::invalid_argument("dVAE encoder: input " + shape_of(x.sizes()) + " is too small for " + std::to_string(options_.group_count - 1) + " poolings");
+    throw std::invalid_argument("dVAE encoder: input " + shape_str(x.sizes()) + " is too small for " + std::to_string(options_.group_count - 1) + " poolings");
 }
 
 at::Tensor EncoderImpl::forward(const at::Tensor& input) {
@@ -247,7 +240,7 @@ beit::LoadResult EncoderImpl::load_state_dict(const std::map<std::string, at::Te
     const at::Tensor& src = it->second;
     if (!src.defined()) problems.push_back(e.name + ": no tensor");
     else if (src.sizes() != e.tensor.sizes())
-      problems.push_back("size mismatch for " + e.name + ": copying a param with shape " + shape_of(src.sizes()) + " from checkpoint, the shape in current model is " + shape_of(e.tensor.sizes()));
+      problems.push_back("size mismatch for " + e.name + ": copying a param with shape " + shape_str(src.sizes()) + " from checkpoint, the shape in current model is " + shape_str(e.tensor.sizes()));
     else if (!at::isFloatingType(src.scalar_type()))
       problems.push_back("dtype mismatch for " + e.name + ": checkpoint has " + std::string(c10::toString(src.scalar_type())) + ", expected a floating-point tensor");
   }
