@@ -9,11 +9,11 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { EvalJson } from '../../lib/cli/eval-common';
-import { ProcessGroup } from '../../lib/distributed';
 import { readNpy } from '../../lib/npy';
-import { FASHION_DIR, haveFashionMnist, writeMicroCheckpoint } from '../ood-features/memory-data';
+import { FASHION_DIR, writeMicroCheckpoint } from '../ood-features/memory-data';
+import { describeWith } from '../helpers/requirements';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-evdist-'));
@@ -45,7 +45,6 @@ function run(args: string[], limitMs: number): Promise<{ code: number | null; st
   });
 }
 
-const gloo = ProcessGroup.available().gloo;
 
 /**
  * Feature rows by dataset index, per extracted set, from the cache entries under `dir` (one directory
@@ -72,7 +71,7 @@ function cachedRows(dir: string): Map<string, Map<number, Float32Array>> {
   return out;
 }
 
-describe.skipIf(!haveFashionMnist() || !gloo)('mood eval-features --dist_eval (2 processes, Gloo)', () => {
+describeWith(['fashion-mnist', 'gloo'])('mood eval-features --dist_eval (2 processes, Gloo)', () => {
   const ckpt = path.join(dir, 'micro.pth');
   beforeAll(async () => {
     await writeMicroCheckpoint(ckpt, 10, 31);
