@@ -124,7 +124,8 @@ describe('full-size DALL-E encoder (OpenAI: n_hid 256, vocab 8192)', () => {
   });
 });
 
-describe.skipIf(!cuda.isAvailable())('DALL-E encoder on CUDA (reference mixed precision)', () => {
+const CUDA = cuda.isAvailable();
+describe.skipIf(!CUDA)(`DALL-E encoder on CUDA (reference mixed precision)${CUDA ? '' : ' (skipped: needs a CUDA device)'}`, () => {
   it('auto = float16 convs (all but the output conv): ids of the fixture mostly equal, logits close', async () => {
     const enc = await DalleEncoder.fromFile(DVAE_DIR, { device: 'cuda' });
     const ref = await DalleEncoder.fromFile(DVAE_DIR, { device: 'cuda', precision: 'float32' });

@@ -16,12 +16,12 @@ import { InMemoryDataset } from '../../lib/data/memory';
 import { createLoader } from '../../lib/data/loader';
 import { ImageFileDataset } from '../../lib/data/files';
 import { writePngRgb } from '../../lib/data/png-writer';
-import { havePython, py, PY_PHOTO } from '../data/helpers';
+import { py, PY_PHOTO } from '../data/helpers';
+import { describeWith } from '../helpers/requirements';
 import { tmpDir } from './helpers';
 
 const work = tmpDir('views');
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
-const PY = havePython();
 
 /** Photo-like uint8 images [N, 3, H, W] written by Python (shared by both sides). */
 function photos(file: string, n: number, h: number, w: number, seed: number): Uint8Array {
@@ -36,7 +36,7 @@ np.save(sys.argv[1], x)
   return readNpy(file).typed() as Uint8Array;
 }
 
-describe.skipIf(!PY)('Pillow resampling filters, bit for bit', () => {
+describeWith(['python', 'numpy', 'pil'])('Pillow resampling filters, bit for bit', () => {
   it('lanczos (BEiT second view), bilinear, hamming, bicubic: down- and up-scaling, RGB and grey', async () => {
     const file = path.join(work, 'resize-in.npy');
     const px = photos(file, 1, 45, 61, 3);
@@ -126,7 +126,7 @@ describe('BEiT view plans', () => {
   });
 });
 
-describe.skipIf(!PY)('BEiT two views vs Pillow + torchvision (the reference transform steps)', () => {
+describeWith(['python', 'numpy', 'pil', 'torch', 'torchvision'])('BEiT two views vs Pillow + torchvision (the reference transform steps)', () => {
   it('patch view (bicubic / random) and tokenizer view (lanczos + map_pixels) equal the reference, RGB and grey sources', async () => {
     const N = 6;
     const H = 57;
