@@ -7,7 +7,6 @@
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -22,6 +21,7 @@ import { loadTensors, readCheckpoint, PyDict } from '../../lib/checkpoint';
 import { Beit } from '../../lib/models/beit';
 import { REPO_ROOT } from '../helpers/fixtures';
 import { describeWith, FASHION_MNIST_DIR } from '../helpers/requirements';
+import { checkpointWeights, freePort, maxWeightDiff } from '../distributed/helpers';
 import { DVAE_DIR, tmpDir } from './helpers';
 
 const work = tmpDir('pretrain');
@@ -82,7 +82,7 @@ describeWith(['fashion-mnist'])('pretrain with DALL-E token targets', () => {
       expect(() => tok.checkGrid(7, 4)).toThrow(/--second_input_size 112 gives a 14x14 token grid \(the tokenizer downsamples by 8\) but the model's patch grid is 7x7 .* use --second_input_size 56/);
     } finally {
       tok.dispose();
-      (ds as { dispose(): void }).dispose();
+      (ds as unknown as { dispose(): void }).dispose();
     }
   });
 
@@ -121,17 +121,6 @@ describeWith(['fashion-mnist'])('pretrain with DALL-E token targets', () => {
   });
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 describeWith(['fashion-mnist', 'gloo'])('distributed pre-training with DALL-E token targets', () => {
   beforeAll(async () => {
     if (!fs.existsSync(FOLDER)) await writeFolder(48);
@@ -156,21 +145,8 @@ describeWith(['fashion-mnist', 'gloo'])('distributed pre-training with DALL-E to
     expect(log).toHaveLength(1); // rank 0 only
     expect(log[0].train_mlm_acc).toBeGreaterThanOrEqual(0); // logged for token targets (2 steps: near 0 yet)
     expect(log[0].train_mlm_acc).toBeLessThanOrEqual(1);
-    const load = async (f: string): Promise<Map<string, Float32Array>> => {
-      const sd = await loadTensors(f, { key: 'model' });
-      const m = new Map<string, Float32Array>();
-      for (const [k, t] of sd) {
-        if (!k.endsWith('relative_position_index')) m.set(k, Float32Array.from((await t.data()) as Float32Array));
-        t.dispose();
-      }
-      return m;
-    };
-    const [a, b] = await Promise.all([load(path.join(single, 'checkpoint-0.pth')), load(path.join(dist, 'checkpoint-0.pth'))]);
-    let d = 0;
-    for (const [k, x] of a) {
-      const y = b.get(k)!;
-      for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(x[i] - y[i]));
-    }
+    const [a, b] = await Promise.all([checkpointWeights(path.join(single, 'checkpoint-0.pth')), checkpointWeights(path.join(dist, 'checkpoint-0.pth'))]);
+    const d = maxWeightDiff(a, b);
     if (process.env.MOOD_VERBOSE) console.log({ d });
     // The only difference is the per-rank mean over masked patches (images whose masks came out short
     // of 75 weigh slightly differently): measured 4.1e-6. Training on one rank's half without the
