@@ -16,3 +16,4 @@ export * as train from './train';
 export * as distributed from './distributed';
 export * as pretrain from './pretrain';
 export * as report from './report';
+export * as tensorboard from './tensorboard';
