@@ -17,5 +17,6 @@ export type { ImageDataset, Batch, LoaderOptions, DataLoader } from './data/type
 export * as train from './train';
 export * as distributed from './distributed';
 export * as pretrain from './pretrain';
+export * as dvae from './dvae';
 export * as report from './report';
 export * as tensorboard from './tensorboard';

@@ -16,6 +16,7 @@ import { registerEvalLogits } from './eval-logits';
 import { registerScore } from './score';
 import { registerFinetune } from './finetune';
 import { registerData } from './data';
+import { registerDvae } from './dvae';
 import { FINETUNE_REFERENCE_FLAGS, PRETRAIN_REFERENCE_FLAGS, acceptReferenceFlags } from './reference-flags';
 
 function version(): string {
@@ -66,6 +67,7 @@ export function buildProgram(): Command {
   registerEvalLogits(program);
   registerScore(program);
   acceptReferenceFlags(registerFinetune(program), FINETUNE_REFERENCE_FLAGS);
+  registerDvae(program);
 
   return program;
 }

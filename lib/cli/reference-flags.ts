@@ -169,7 +169,17 @@ const PIXEL_TARGETS = (_: unknown, o: Record<string, unknown>): boolean => (o.di
 
 /** run_beit_pretraining.py flags `mood pretrain` does not define, and its own flags another one turns off. */
 export const PRETRAIN_REFERENCE_FLAGS: readonly ReferenceFlag[] = [
-  ...TRAINING_FLAGS,
+  // dall-e targets build the reference's two views with any of Pillow's filters (lib/data/beit-views.ts);
+  // pixel targets crop with lib/data's training transform, which is bicubic.
+  ...TRAINING_FLAGS.filter((f) => f.name !== 'train_interpolation'),
+  {
+    name: 'train_interpolation',
+    value: true,
+    why: "--discrete_vae_type pixel crops with lib/data's training transform (bicubic)",
+    honoured: (v, o) => PIXEL_TARGETS(v, o) || v === 'bicubic',
+    refuse: (v, o) => (PIXEL_TARGETS(v, o) || v === 'bicubic' ? undefined : 'with --discrete_vae_type pixel only bicubic (the reference default) is implemented'),
+  },
+  { name: 'color_jitter', value: true, why: "--discrete_vae_type pixel takes lib/data's training transform, which has no colour jitter", honoured: PIXEL_TARGETS },
   WARMUP_EPOCHS,
   { name: 'second_input_size', value: true, why: '--discrete_vae_type pixel regresses the pixels of the training view itself; there is no tokenizer view', honoured: PIXEL_TARGETS },
   { name: 'second_interpolation', value: true, why: '--discrete_vae_type pixel regresses the pixels of the training view itself; there is no tokenizer view', honoured: PIXEL_TARGETS },

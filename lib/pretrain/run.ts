@@ -11,7 +11,8 @@ import { MimModel, MimOptions, mimConfig } from './model';
 import { Tensor } from '../tensor';
 import { Progress } from '../util/progress';
 import { cosineScheduler } from '../train/schedule';
-import type { DataLoader, ImageDataset } from '../data/types';
+import type { Batch, DataLoader, ImageDataset } from '../data/types';
+import type { TokenTargets } from './targets';
 
 export type VaeType = 'dall-e' | 'customized' | 'pixel';
 
@@ -25,6 +26,10 @@ export interface PretrainOptions {
   classIdx?: number;
   discreteVaeType: VaeType;
   discreteVaeWeightPath?: string;
+  /** Token targets (dall-e): DataAugmentationForBEiT's --train_interpolation, --second_interpolation, --color_jitter. */
+  trainInterpolation?: string;
+  secondInterpolation?: string;
+  colorJitter?: number;
   numMaskPatches: number;
   maxMaskPatchesPerBlock?: number | null;
   minMaskPatchesPerBlock: number;
@@ -84,17 +89,9 @@ export function latestCheckpoint(dir: string): string | undefined {
   return best >= 0 ? path.join(dir, `checkpoint-${best}.pth`) : undefined;
 }
 
-/** Model options: named config + the script's flags (+ explicit --model_opts last). */
-export function modelOptions(o: PretrainOptions): MimOptions {
-  if (o.discreteVaeType !== 'pixel') {
-    // The DALL-E / customized dVAE encoders are not implemented (their weights cannot be fetched
-    // offline either); refuse early with the way out.
-    throw new PretrainError(
-      `--discrete_vae_type ${o.discreteVaeType}: the dVAE tokenizer is not available in this build ` +
-        `(DALL-E encoder.pkl / customized dVAE weights are not supported yet); use --discrete_vae_type pixel ` +
-        '(normalised-pixel regression of the masked patches, no tokenizer needed)',
-    );
-  }
+/** Model options: named config + the script's flags (+ explicit --model_opts last); token targets take the tokenizer's vocabulary. */
+export function modelOptions(o: PretrainOptions, tokens?: Pick<TokenTargets, 'vocabSize'>): MimOptions {
+  if (o.discreteVaeType !== 'pixel' && !tokens) throw new PretrainError(`--discrete_vae_type ${o.discreteVaeType}: no tokenizer was opened (lib/pretrain/targets.ts)`);
   const base = mimConfig(o.model);
   const opts: MimOptions = {
     ...base,
@@ -103,11 +100,13 @@ export function modelOptions(o: PretrainOptions): MimOptions {
     use_abs_pos_emb: o.absPosEmb,
     init_values: o.layerScaleInitValue,
     drop_path_rate: o.dropPath,
-    target: 'pixels',
+    target: tokens ? 'tokens' : 'pixels',
+    ...(tokens ? { vocab_size: tokens.vocabSize } : {}),
     seed: o.seed,
     device: o.device as MimOptions['device'],
     ...(o.modelOpts ?? {}),
   };
+  if (tokens && opts.vocab_size !== tokens.vocabSize) throw new PretrainError(`--model_opts vocab_size ${opts.vocab_size} contradicts the tokenizer's vocabulary of ${tokens.vocabSize}`);
   return opts;
 }
 
@@ -204,7 +203,11 @@ export async function mimEpoch(
   loader: DataLoader,
   masking: MaskingGenerator,
   epoch: number,
-  o: { seed: number; lr: Float64Array; wd: Float64Array; clipGrad?: number; betas?: [number, number]; eps?: number; quiet?: boolean; maxSteps?: number; label?: string; gradSyncId?: number },
+  o: {
+    seed: number; lr: Float64Array; wd: Float64Array; clipGrad?: number; betas?: [number, number]; eps?: number; quiet?: boolean; maxSteps?: number; label?: string; gradSyncId?: number;
+    /** Token targets of a batch (lib/pretrain/targets.ts); none: pixel targets. */
+    targets?: (batch: Batch) => Tensor;
+  },
 ): Promise<EpochRun> {
   const stepsPerEpoch = loader.numBatches;
   loader.setEpoch(epoch);
@@ -215,8 +218,9 @@ export async function mimEpoch(
     r.lr = o.lr[Math.min(it, o.lr.length - 1)];
     r.wd = o.wd[Math.min(it, o.wd.length - 1)];
     const mask = model.maskTensor(batchMasks(masking, o.seed, epoch, batch.indices), batch.indices.length);
+    const target = o.targets?.(batch);
     try {
-      const s = await model.step(batch.images, mask, undefined, { lr: r.lr, weightDecay: r.wd, clipGrad: o.clipGrad ?? 0, betas: o.betas, eps: o.eps, gradSyncId: o.gradSyncId });
+      const s = await model.step(batch.images, mask, target, { lr: r.lr, weightDecay: r.wd, clipGrad: o.clipGrad ?? 0, betas: o.betas, eps: o.eps, gradSyncId: o.gradSyncId });
       r.sumLoss += s.loss;
       if (Number.isFinite(s.accuracy)) r.sumAcc += s.accuracy;
       r.lastGrad = s.gradNorm;
@@ -224,7 +228,9 @@ export async function mimEpoch(
       progress.tick(1, `loss ${s.loss.toFixed(4)} lr ${r.lr.toExponential(2)}`);
     } finally {
       mask.dispose();
+      target?.dispose();
       batch.images.dispose();
+      batch.secondImages?.dispose();
       batch.softTargets?.dispose();
     }
     r.steps++;
@@ -238,7 +244,16 @@ export async function mimEpoch(
 }
 
 export async function runPretrain(o: PretrainOptions, log: (line: string) => void = (l) => process.stderr.write(l + '\n')): Promise<PretrainResult> {
-  const mopts = modelOptions(o);
+  const tokens = await (await import('./targets')).openTokenTargets(o);
+  try {
+    return await pretrainWith(o, tokens, log);
+  } finally {
+    tokens?.dispose();
+  }
+}
+
+async function pretrainWith(o: PretrainOptions, tokens: TokenTargets | undefined, log: (line: string) => void): Promise<PretrainResult> {
+  const mopts = modelOptions(o, tokens);
   const { buildDataset, createLoader } = await import('../data');
   const dataset: ImageDataset = await buildDataset({ dataSet: o.dataSet, dataPath: o.dataPath, train: true, classIdx: o.classIdx });
   // Under `mood launch` (RANK / WORLD_SIZE set): one process group, sharded sampling, averaged gradients.
@@ -252,6 +267,7 @@ export async function runPretrain(o: PretrainOptions, log: (line: string) => voi
   const model = new MimModel(mopts);
   try {
     const grid = model.grid;
+    tokens?.checkGrid(grid, model.options.patch_size);
     const masking = new MaskingGenerator({
       height: grid,
       width: grid,
@@ -272,13 +288,15 @@ export async function runPretrain(o: PretrainOptions, log: (line: string) => voi
       device: o.device,
       rank,
       worldSize: world,
+      ...tokens?.loaderOptions(),
     });
     const stepsPerEpoch = loader.numBatches;
     if (stepsPerEpoch === 0) throw new PretrainError(`--batch_size ${o.batchSize} is larger than the ${dataset.length} training images of ${o.dataSet}: no full batch (drop_last)`);
     const lrSchedule = cosineScheduler({ baseValue: o.lr, finalValue: o.minLr, epochs: o.epochs, stepsPerEpoch, warmupEpochs: o.warmupEpochs, startWarmupValue: o.warmupLr, warmupSteps: o.warmupSteps });
     const wdSchedule = cosineScheduler({ baseValue: o.weightDecay, finalValue: o.weightDecayEnd ?? o.weightDecay, epochs: o.epochs, stepsPerEpoch });
     const nParams = parameterCount(model);
-    log(`pretrain: ${o.model} (${nParams} parameters, ${mopts.target} targets), ${dataset.name}${o.classIdx !== undefined ? ` class ${o.classIdx}` : ''}: ${dataset.length} images, ${stepsPerEpoch} steps/epoch, mask ${masking}`);
+    const targetKind = tokens ? `${tokens.vocabSize}-token dall-e targets from ${tokens.encoder.source?.file}` : `${mopts.target} targets`;
+    log(`pretrain: ${o.model} (${nParams} parameters, ${targetKind}), ${dataset.name}${o.classIdx !== undefined ? ` class ${o.classIdx}` : ''}: ${dataset.length} images, ${stepsPerEpoch} steps/epoch, mask ${masking}`);
 
     let startEpoch = o.startEpoch;
     const resumeFrom = o.resume || (o.autoResume && o.outputDir ? latestCheckpoint(o.outputDir) : undefined);
@@ -301,6 +319,7 @@ export async function runPretrain(o: PretrainOptions, log: (line: string) => voi
     for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
       const ep = await mimEpoch(model, loader, masking, epoch, {
         seed: o.seed, lr: lrSchedule, wd: wdSchedule, clipGrad: o.clipGrad, betas: o.optBetas, eps: o.optEps, quiet: o.quiet || !main, gradSyncId: sync?.id,
+        targets: tokens && ((b) => tokens.targets(b)),
         maxSteps: o.maxSteps ? o.maxSteps - stepsDone : 0,
       });
       stepsDone += ep.steps;

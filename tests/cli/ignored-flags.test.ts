@@ -104,6 +104,16 @@ describe('mood pretrain', () => {
     const dalle = await mood(['pretrain', '--discrete_vae_type', 'dall-e', '--discrete_vae_weight_path', 'x', '--second_input_size', '100', '--data_set', 'nope']);
     expect(dalle.err).not.toMatch(/ignored/);
   });
+
+  it('the two-view flags: honoured under dVAE targets, named (or refused) under pixel targets', async () => {
+    const dalle = await mood(['pretrain', '--discrete_vae_type', 'dall-e', '--discrete_vae_weight_path', 'x', '--train_interpolation', 'bilinear', '--color_jitter', '0.2', '--data_set', 'nope']);
+    expect(dalle.err).not.toMatch(/ignored|only bicubic/);
+    const jitter = await mood(['pretrain', '--discrete_vae_type', 'pixel', '--color_jitter', '0.2', '--data_set', 'nope']);
+    expect(jitter.err).toMatch(own('pretrain', '--color_jitter'));
+    const bilinear = await mood(['pretrain', '--discrete_vae_type', 'pixel', '--train_interpolation', 'bilinear', '--data_set', 'nope']);
+    expect(bilinear.err).toBe('mood pretrain: --train_interpolation bilinear: with --discrete_vae_type pixel only bicubic (the reference default) is implemented\n');
+    expect(bilinear.status).toBe(1);
+  });
 });
 
 describe('options that have no effect on the inputs given', () => {
