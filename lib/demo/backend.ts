@@ -73,7 +73,7 @@ export async function loadTrainModule(): Promise<TrainModule> {
       await ck.saveTrainCheckpoint(file, { model, optimizer: real(optimizer), epoch, args: { source: 'mood demo' } });
     },
     loadCheckpoint: async (file, model, optimizer) => {
-      const info = await ck.loadTrainCheckpoint(file, model, real(optimizer));
+      const info = await ck.loadTrainCheckpoint(file, model, ck.finetuneOptimizerState(real(optimizer)));
       if (!info.restoredOptimizer) throw new Error(`${file}: no optimizer state to resume from`);
     },
   };
