@@ -102,6 +102,7 @@ export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: Imag
       outputDir: checkpointDir(s.outputDir),
       checkpointPrefix: 'epoch',
       saveCkptFreq: 1,
+      saveBest: false,
       resume: start > 0 ? epochCheckpoint(s.outputDir, start - 1) : undefined,
       startEpoch: start,
       args: ARGS,

@@ -51,6 +51,8 @@ export interface TrainerOptions<M extends TrainableModel = Beit> {
   checkpointPrefix?: string;
   /** Save a checkpoint every N epochs and after the last (default 1); 0: never. */
   saveCkptFreq?: number;
+  /** With evaluation: also save `<prefix>-best.pth` when test acc@1 improves (default true). */
+  saveBest?: boolean;
   /** Resume from this checkpoint file. */
   resume?: string;
   /** Resume from the latest checkpoint in outputDir when `resume` is not given. */
@@ -243,7 +245,7 @@ export class Trainer<M extends TrainableModel = Beit> extends EventEmitter<Train
         Object.assign(log, { epoch, n_parameters: nParams });
         if (saving && freq > 0) {
           if ((epoch + 1) % freq === 0 || epoch + 1 === o.epochs || stopped) lastCkpt = await this.saveCheckpoint(epoch, maxAccuracy);
-          if (improved) await this.saveCheckpoint('best', maxAccuracy);
+          if (improved && o.saveBest !== false) await this.saveCheckpoint('best', maxAccuracy);
         }
         log.seconds = (Date.now() - t0) / 1000;
         history.push(log);
