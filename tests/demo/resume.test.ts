@@ -8,10 +8,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { readResults } from '../../lib/report';
 import { jsonLines, runAndKill, runChild } from '../helpers/kill-resume';
-import { skip } from './common';
+import { describeWith } from '../helpers/requirements';
 
 const CHILD = path.join(__dirname, 'resume-child.ts');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-demo-resume-'));
@@ -22,7 +22,7 @@ const mimLosses = (s: string) => jsonLines<Line>(s).filter((l) => l.mim !== unde
 const ftSteps = (s: string) => jsonLines<Line>(s).filter((l) => l.ft !== undefined).map((l) => [l.ft, l.step, l.loss, l.gradNorm]);
 const logs = (s: string) => jsonLines<Line>(s).filter((l) => l.log !== undefined).map((l) => l.log!);
 
-describe.skipIf(Boolean(skip))(`mood demo: kill -9 mid-epoch in MIM pre-training and in fine-tuning, then the same command again${skip ? ` (skipped: ${skip})` : ''}`, () => {
+describeWith(['fashion-mnist'])('mood demo: kill -9 mid-epoch in MIM pre-training and in fine-tuning, then the same command again', () => {
   it('ends with the uninterrupted run\'s losses and results', async () => {
     const a = path.join(tmp, 'full');
     const b = path.join(tmp, 'killed');

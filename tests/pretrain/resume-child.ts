@@ -7,9 +7,10 @@
 import { parsePretrainFlags } from '../../lib/pretrain/options';
 import { runPretrain } from '../../lib/pretrain/run';
 import { pauseAt, pauseForKill } from '../helpers/kill-resume';
+import { FASHION_MNIST_DIR } from '../helpers/requirements';
 
 export const FLAGS = {
-  model: 'beit_test_micro_8k_vocab', modelOpts: '{"patch_size": 4}', inputSize: '28', dataSet: 'fashion_mnist', dataPath: '/usr/share/datasets/fashion-mnist',
+  model: 'beit_test_micro_8k_vocab', modelOpts: '{"patch_size": 4}', inputSize: '28', dataSet: 'fashion_mnist', dataPath: FASHION_MNIST_DIR,
   classIdx: '1', discreteVaeType: 'pixel', numMaskPatches: '19', minMaskPatchesPerBlock: '4', batchSize: '256', epochs: '3', warmupEpochs: '1',
   saveCkptFreq: '1', lr: '2e-3', clipGrad: '3', quiet: true,
 };

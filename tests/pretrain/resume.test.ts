@@ -8,11 +8,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { jsonLines, runAndKill, runChild } from '../helpers/kill-resume';
+import { describeWith } from '../helpers/requirements';
 
 const CHILD = path.join(__dirname, 'resume-child.ts');
-const haveData = fs.existsSync('/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-pretrain-resume-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -20,7 +20,7 @@ type Line = { epoch?: number; step?: number; loss?: number; gradNorm?: number; r
 const steps = (s: string) => jsonLines<Line>(s).filter((l) => l.loss !== undefined);
 const logTxt = (dir: string) => fs.readFileSync(path.join(dir, 'log.txt'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
 
-describe.skipIf(!haveData)('mood pretrain: kill -9 mid-epoch, then the same command again (Fashion-MNIST at /usr/share/datasets/fashion-mnist)', () => {
+describeWith(['fashion-mnist'])('mood pretrain: kill -9 mid-epoch, then the same command again', () => {
   it('continues exactly as the uninterrupted run', async () => {
     const a = path.join(tmp, 'full');
     const b = path.join(tmp, 'killed');

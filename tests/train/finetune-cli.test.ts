@@ -10,18 +10,18 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { MOOD, run } from '../distributed/helpers';
+import { describeWith, FASHION_MNIST_DIR } from '../helpers/requirements';
 
-const haveData = fs.existsSync('/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-ft-cli-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const flags = (out: string) => ['finetune', '--model', 'beit_test_micro', '--model_opts', '{"img_size":28,"patch_size":7}', '--input_size', '28', '--data_set', 'fashion_mnist',
+const flags = (out: string) => ['finetune', '--model', 'beit_test_micro', '--model_opts', '{"img_size":28,"patch_size":7}', '--input_size', '28', '--data_set', 'fashion_mnist', '--data_path', FASHION_MNIST_DIR,
   '--class_idx', '1', '--epochs', '2', '--warmup_epochs', '0', '--batch_size', '128', '--save_ckpt_freq', '1', '--seed', '4', '--quiet', '--output_dir', out];
 const logTxt = (dir: string) => fs.readFileSync(path.join(dir, 'log.txt'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
 
-describe.skipIf(!haveData)('mood finetune --class_idx (Fashion-MNIST at /usr/share/datasets/fashion-mnist)', () => {
+describeWith(['fashion-mnist'])('mood finetune --class_idx', () => {
   const a = path.join(tmp, 'a');
 
   it('evaluates the ID class only and logs its accuracy', async () => {
