@@ -7,7 +7,7 @@ export type { TrainerOptions, FitResult, Classifier } from './trainer';
 export { FinetuneStep, countParameters } from './step';
 export type { TrainStep, MicroStep, StepResult } from './step';
 export { progressSink, logTxtSink, standardSinks } from './sinks';
-export type { TrainingSink, StepEvent, EvalStats, EpochLog, EpochStart, ResumeEvent } from './sinks';
+export type { TrainingSink, StepEvent, MicroEvent, EvalStats, EpochLog, EpochStart, ResumeEvent } from './sinks';
 export { FinetuneOptimizer } from './optimizer';
 export type { OptimizerOptions, StepOutput } from './optimizer';
 export { parameterGroups, layerIdForVit, layerScales, skipList } from './param-groups';

@@ -35,6 +35,28 @@ export interface StepEvent {
   metrics?: Readonly<Record<string, number>>;
 }
 
+/**
+ * One micro-batch (update_freq of them make an optimizer step): the reference's fine-tuning logs its
+ * TensorBoard scalars per micro-batch, on a step axis that counts them (`index`).
+ */
+export interface MicroEvent {
+  epoch: number;
+  step: number;
+  it: number;
+  /** Micro-batch within the optimizer step. */
+  micro: number;
+  /** Micro-batches before this one since epoch 0: (epoch * stepsPerEpoch + step) * updateFreq + micro. */
+  index: number;
+  loss: number;
+  /** Before clipping; on the step's last micro-batch only. */
+  gradNorm?: number;
+  lr: number;
+  minLr: number;
+  weightDecay: number;
+  lossScale?: number;
+  metrics?: Readonly<Record<string, number>>;
+}
+
 /** Test statistics of the reference's evaluate(): acc@1 / acc@5 in percent, mean batch loss. */
 export interface EvalStats {
   acc1: number;
@@ -80,6 +102,8 @@ export interface EpochStart {
 export interface TrainingSink {
   resume?(e: ResumeEvent): void;
   epochStart?(e: EpochStart): void;
+  /** Every micro-batch (before `step` on the last one). */
+  micro?(e: MicroEvent): void;
   step?(e: StepEvent): void;
   /** The epoch is over (training, evaluation and its checkpoint). */
   epoch?(e: EpochLog): void;

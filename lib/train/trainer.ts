@@ -19,9 +19,9 @@ import type { OptimizerOptions } from './optimizer';
 import { cosineScheduler } from './schedule';
 import { checkpointPath, latestCheckpoint, loadTrainCheckpoint, saveTrainCheckpoint, type TrainableModel } from './checkpoint';
 import { FinetuneStep, type TrainStep } from './step';
-import { standardSinks, type EpochLog, type EpochStart, type EvalStats, type ResumeEvent, type StepEvent, type TrainingSink } from './sinks';
+import { standardSinks, type EpochLog, type EpochStart, type EvalStats, type MicroEvent, type ResumeEvent, type StepEvent, type TrainingSink } from './sinks';
 
-export type { EpochLog, EvalStats, StepEvent, TrainingSink } from './sinks';
+export type { EpochLog, EvalStats, MicroEvent, StepEvent, TrainingSink } from './sinks';
 
 export interface TrainerOptions<M extends TrainableModel = Beit> {
   model: M;
@@ -107,6 +107,7 @@ interface TrainerEvents {
   checkpoint: [string];
   resume: [ResumeEvent];
   epochStart: [EpochStart];
+  micro: [MicroEvent];
 }
 
 /** A 31-bit seed per (seed, iteration, micro-step), stable across resumes. */
@@ -289,8 +290,12 @@ export class Trainer<M extends TrainableModel = Beit> extends EventEmitter<Train
         sums.loss += r.loss;
         sums.n++;
         for (const [k, v] of Object.entries(r.metrics ?? {})) sums.metrics.set(k, (sums.metrics.get(k) ?? 0) + v);
-        if (micro === uf - 1) {
-          const ev: StepEvent = { epoch, step: s, it, loss: r.loss, ...step.rates(), gradNorm: r.gradNorm, ...(r.metrics ? { metrics: r.metrics } : {}) };
+        const rates = step.rates();
+        const extra = r.metrics ? { metrics: r.metrics } : {};
+        const last = micro === uf - 1;
+        this.notify('micro', { epoch, step: s, it, micro, index: it * uf + micro, loss: r.loss, ...(last ? { gradNorm: r.gradNorm } : {}), ...rates, ...extra });
+        if (last) {
+          const ev: StepEvent = { epoch, step: s, it, loss: r.loss, ...rates, gradNorm: r.gradNorm, ...extra };
           sums.lr += ev.lr;
           sums.minLr += ev.minLr;
           sums.wd += ev.weightDecay;
