@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { jsonLines, runAndKill, runChild } from '../helpers/kill-resume';
-import { describeWith } from '../helpers/requirements';
+import { describeWith, FASHION_MNIST_DIR } from '../helpers/requirements';
 
 const CHILD = path.join(__dirname, 'resume-child.ts');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-pretrain-resume-'));
@@ -24,7 +24,7 @@ describeWith(['fashion-mnist'])('mood pretrain: kill -9 mid-epoch, then the same
   it('continues exactly as the uninterrupted run', async () => {
     const a = path.join(tmp, 'full');
     const b = path.join(tmp, 'killed');
-    const [full, killed] = await Promise.all([runChild(CHILD, [a]), runAndKill(CHILD, [b], '1:5')]);
+    const [full, killed] = await Promise.all([runChild(CHILD, [a, FASHION_MNIST_DIR]), runAndKill(CHILD, [b, FASHION_MNIST_DIR], '1:5')]);
     expect(full.status, full.stderr).toBe(0);
     const ref = steps(full.stdout);
     expect(ref).toHaveLength(3 * 23);
@@ -37,7 +37,7 @@ describeWith(['fashion-mnist'])('mood pretrain: kill -9 mid-epoch, then the same
     expect(fs.readdirSync(b).filter((f) => f.endsWith('.pth'))).toEqual(['checkpoint-0.pth']);
     expect(logTxt(b).map((l) => l.epoch)).toEqual([0]);
 
-    const again = await runChild(CHILD, [b]);
+    const again = await runChild(CHILD, [b, FASHION_MNIST_DIR]);
     expect(again.status, again.stderr).toBe(0);
     expect(jsonLines<Line>(again.stdout)[0]).toEqual({ resume: 1 });
     const resumed = steps(again.stdout);
