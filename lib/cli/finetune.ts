@@ -190,7 +190,7 @@ export async function runFinetuneCommand(f: RawFinetuneFlags): Promise<number> {
     });
     if (!main) return 0;
     const summary = { checkpoint: r.checkpoint ?? null, max_accuracy: r.maxAccuracy ?? null, start_epoch: r.startEpoch, epochs_run: r.history.length, evaluation: r.evaluation ?? null, history: r.history };
-    process.stdout.write(f.json ? JSON.stringify(summary) + '\n' : r.evaluation ? `Accuracy of the network on the test images: ${r.evaluation.acc1.toFixed(1)}% (acc@5 ${r.evaluation.acc5.toFixed(1)}%, loss ${r.evaluation.loss.toFixed(4)})\n` : `Max accuracy: ${(r.maxAccuracy ?? NaN).toFixed(2)}%${r.checkpoint ? `, last checkpoint ${r.checkpoint}` : ''}\n`);
+    process.stdout.write(f.json ? JSON.stringify(summary) + '\n' : summaryLine(r));
     return 0;
   } catch (e) {
     process.stderr.write(`mood finetune: ${(e as Error).message}\n`);
@@ -199,6 +199,16 @@ export async function runFinetuneCommand(f: RawFinetuneFlags): Promise<number> {
     sync?.release();
     await group?.destroy();
   }
+}
+
+/** The reference's closing print: the --eval accuracy, or the best accuracy and the last checkpoint. */
+function summaryLine(r: import('../train/finetune').FinetuneResult): string {
+  if (r.evaluation) {
+    const e = r.evaluation;
+    return `Accuracy of the network on the ${e.n} test images: ${e.acc1.toFixed(1)}% (acc@5 ${e.acc5.toFixed(1)}%, loss ${e.loss.toFixed(4)})\n`;
+  }
+  const best = r.maxAccuracy === undefined ? 'Max accuracy: not recorded (no evaluation)' : `Max accuracy: ${r.maxAccuracy.toFixed(2)}%`;
+  return `${best}${r.checkpoint ? `, last checkpoint ${r.checkpoint}` : ''}\n`;
 }
 
 export function registerFinetune(program: Command): Command {
