@@ -84,7 +84,6 @@ function num(flag: string, v: string | undefined): number | undefined {
 /** Raw commander strings -> typed options (numbers checked; ranges are validateFinetuneOptions' job). */
 export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneOptions> {
   if (f.opt && f.opt.toLowerCase() !== 'adamw') throw new FlagError(`--opt: only adamw is implemented (the reference recipe), got '${f.opt}'`);
-  if (f.logDir) throw new FlagError('--log_dir: TensorBoard event files are not written yet; log.txt in --output_dir has the same numbers');
   let modelOpts: Record<string, unknown> | undefined;
   if (f.modelOpts) {
     const { parseModelOpts } = await import('./forward');
@@ -144,6 +143,7 @@ export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneO
     l2Beta: num('l2_beta', f.l2Beta),
     freezeBackbone: f.freezeBackbone,
     outputDir: f.outputDir || undefined,
+    logDir: f.logDir || undefined,
     resume: f.resume || undefined,
     autoResume: f.autoResume,
     saveCkpt: f.saveCkpt,
@@ -266,7 +266,7 @@ export function registerFinetune(program: Command): Command {
     .option('--l2-beta <x>', 'L2 weight on the head')
     .option('--freeze-backbone', 'train the head only')
     .option('--output-dir <dir>', 'checkpoints and log.txt')
-    .option('--log-dir <dir>', 'TensorBoard event files (not written yet: refused)')
+    .option('--log-dir <dir>', 'TensorBoard event files (rank 0): loss/opt scalars per micro-batch, perf/test_* per epoch')
     .option('--resume <file>', 'resume from this checkpoint')
     .option('--auto-resume', 'resume from the latest checkpoint-N.pth in --output_dir (default)')
     .option('--no-auto-resume', 'start afresh even when --output_dir has checkpoints')

@@ -46,6 +46,7 @@ export function registerPretrain(program: Command): Command {
     .option('--drop-path <x>', 'stochastic depth rate', '0')
     .option('--imagenet-default-mean-and-std', 'ImageNet normalisation instead of mean = std = 0.5')
     .option('--output-dir <dir>', 'checkpoints and log.txt')
+    .option('--log-dir <dir>', 'TensorBoard event files (rank 0): loss/mlm_acc and opt scalars per step')
     .option('--seed <n>', 'seed (init, sampling, masks)', '0')
     .option('--resume <file>', 'resume from this checkpoint')
     .option('--auto-resume', 'resume from the newest checkpoint-*.pth in --output_dir (default)')

@@ -91,6 +91,7 @@ export function parsePretrainFlags(raw: RawPretrainFlags): PretrainOptions {
     dropPath: num(raw, 'dropPath', 0, (v) => v >= 0 && v < 1, 'a rate in [0, 1)'),
     imagenetDefaultMeanAndStd: Boolean(raw.imagenetDefaultMeanAndStd),
     outputDir: typeof raw.outputDir === 'string' && raw.outputDir !== '' ? raw.outputDir : undefined,
+    logDir: typeof raw.logDir === 'string' && raw.logDir !== '' ? raw.logDir : undefined,
     seed: num(raw, 'seed', 0, int(0), 'an integer >= 0'),
     resume: typeof raw.resume === 'string' && raw.resume !== '' ? raw.resume : undefined,
     autoResume: raw.autoResume !== false,

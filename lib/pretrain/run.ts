@@ -53,6 +53,8 @@ export interface PretrainOptions {
   dropPath: number;
   imagenetDefaultMeanAndStd: boolean;
   outputDir?: string;
+  /** TensorBoard event files here (the reference's --log_dir; rank 0), in run_beit_pretraining.py's tags and cadence. */
+  logDir?: string;
   seed: number;
   resume?: string;
   autoResume: boolean;
@@ -178,6 +180,7 @@ async function pretrainWith(o: PretrainOptions, tokens: TokenTargets | undefined
       weightDecayEnd: o.weightDecayEnd,
       seed: o.seed,
       outputDir: o.outputDir,
+      ...(o.logDir ? { tensorboard: { logDir: o.logDir, cadence: 'pretrain' as const } } : {}),
       saveCkptFreq: o.saveCkptFreq,
       resume: o.resume,
       autoResume: o.autoResume,

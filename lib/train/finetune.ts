@@ -72,6 +72,8 @@ export interface FinetuneOptions {
   l2Beta?: number;
   freezeBackbone?: boolean;
   outputDir?: string;
+  /** TensorBoard event files here (the reference's --log_dir; rank 0), in run_class_finetuning.py's tags and cadence. */
+  logDir?: string;
   resume?: string;
   autoResume?: boolean;
   saveCkpt?: boolean;
@@ -397,6 +399,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       gradSyncId: o.gradSyncId,
       rank: o.rank,
       progress: o.progress,
+      ...(o.logDir ? { tensorboard: { logDir: o.logDir, cadence: 'finetune' as const } } : {}),
     };
     if (o.beforeTrain) await o.beforeTrain(model);
     const trainer = new Trainer({ ...topts, sinks: o.sinks });

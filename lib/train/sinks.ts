@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Progress } from '../util/progress';
+import { TensorBoardLogger, logFinetuneEpoch, logFinetuneStep, logPretrainStep } from '../tensorboard';
 
 /**
  * One optimizer step, with the values the reference's MetricLogger / TensorboardLogger record per step
@@ -141,10 +142,57 @@ export function logTxtSink(dir: string): TrainingSink {
   };
 }
 
-/** The sinks every training command attaches: progress (unless off) and log.txt (with an output dir). */
-export function standardSinks(o: { outputDir?: string; progress?: boolean; label?: (epoch: number) => string }): TrainingSink[] {
+/** Which of the reference's TensorBoard cadences a run writes (lib/tensorboard/logger.ts has both). */
+export interface TensorBoardOptions {
+  /** The reference's --log_dir: a new event file goes there. */
+  logDir: string;
+  /**
+   * 'finetune' (run_class_finetuning.py): loss/opt scalars per micro-batch on a micro-batch axis,
+   * perf/test_* per epoch at step = epoch. 'pretrain' (run_beit_pretraining.py): loss/mlm_acc + opt
+   * scalars per optimizer step.
+   */
+  cadence: 'finetune' | 'pretrain';
+}
+
+/**
+ * TensorBoard scalars under the reference's tags and cadence, flushed at the end of every epoch (as
+ * the reference flushes before appending log.txt) and closed with the run. Not written: `opt/loss_scale`
+ * (float32 training has no loss scaler) and fine-tuning's `loss/class_acc` (the native step returns no
+ * per-micro-batch accuracy).
+ */
+export function tensorboardSink(o: TensorBoardOptions): TrainingSink {
+  const tb = new TensorBoardLogger(o.logDir);
+  const finetune = o.cadence === 'finetune';
+  return {
+    micro: finetune
+      ? (e) => {
+          tb.setStep(e.index);
+          logFinetuneStep(tb, e);
+        }
+      : undefined,
+    step: finetune
+      ? undefined
+      : (e) => {
+          tb.setStep(e.it);
+          logPretrainStep(tb, { ...e, mlmAcc: e.metrics?.mlm_acc });
+        },
+    epoch(e) {
+      if (finetune && e.test_acc1 !== undefined && e.test_acc5 !== undefined && e.test_loss !== undefined)
+        logFinetuneEpoch(tb, e.epoch, { acc1: e.test_acc1, acc5: e.test_acc5, loss: e.test_loss });
+      tb.flush();
+    },
+    close: () => tb.close(),
+  };
+}
+
+/**
+ * The sinks every training command attaches: progress (unless off), log.txt (with an output dir) and
+ * TensorBoard (with a log dir).
+ */
+export function standardSinks(o: { outputDir?: string; progress?: boolean; label?: (epoch: number) => string; tensorboard?: TensorBoardOptions }): TrainingSink[] {
   const out: TrainingSink[] = [];
   if (o.progress !== false) out.push(progressSink(o.label));
   if (o.outputDir) out.push(logTxtSink(o.outputDir));
+  if (o.tensorboard) out.push(tensorboardSink(o.tensorboard));
   return out;
 }

@@ -19,7 +19,7 @@ import type { OptimizerOptions } from './optimizer';
 import { cosineScheduler } from './schedule';
 import { checkpointPath, latestCheckpoint, loadTrainCheckpoint, saveTrainCheckpoint, type TrainableModel } from './checkpoint';
 import { FinetuneStep, type TrainStep } from './step';
-import { standardSinks, type EpochLog, type EpochStart, type EvalStats, type MicroEvent, type ResumeEvent, type StepEvent, type TrainingSink } from './sinks';
+import { standardSinks, type TensorBoardOptions, type EpochLog, type EpochStart, type EvalStats, type MicroEvent, type ResumeEvent, type StepEvent, type TrainingSink } from './sinks';
 
 export type { EpochLog, EvalStats, MicroEvent, StepEvent, TrainingSink } from './sinks';
 
@@ -71,6 +71,8 @@ export interface TrainerOptions<M extends TrainableModel = Beit> {
   progress?: boolean;
   /** log.txt in outputDir (default true). */
   logTxt?: boolean;
+  /** TensorBoard event files in the reference's tags and cadence (the reference's --log_dir). */
+  tensorboard?: TensorBoardOptions;
   /** Progress label of an epoch (default 'epoch <n>'). */
   label?: (epoch: number) => string;
   /** More sinks, after the standard ones (progress, log.txt). */
@@ -161,8 +163,10 @@ export class Trainer<M extends TrainableModel = Beit> extends EventEmitter<Train
       warmupSteps: o.warmupSteps ?? -1,
     });
     this.wdSchedule = cosineScheduler({ baseValue: wd, finalValue: o.weightDecayEnd ?? wd, epochs: o.epochs, stepsPerEpoch: this.stepsPerEpoch });
-    const standard = standardSinks({ outputDir: o.logTxt === false ? undefined : o.outputDir, progress: o.progress, label: o.label });
-    this.sinks = this.isMain ? [...standard, ...(o.sinks ?? [])] : [];
+    // Rank 0 alone reports (and opens files: log.txt, the TensorBoard event file).
+    this.sinks = this.isMain
+      ? [...standardSinks({ outputDir: o.logTxt === false ? undefined : o.outputDir, progress: o.progress, label: o.label, tensorboard: o.tensorboard }), ...(o.sinks ?? [])]
+      : [];
   }
 
   private get isMain(): boolean {
