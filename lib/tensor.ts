@@ -8,7 +8,8 @@
  * FinalizationRegistry releases what is only garbage-collected.
  */
 import { AnyTypedArray, DType, TypedArrayOf, dtypeOfArray, isDType } from './dtype';
-import { NativeAttrs, NativeTensorHandle, collectedOwnedHandles, loadNative } from './native';
+import type { NativeAttrs } from './binding';
+import { NativeTensorHandle, collectedOwnedHandles, loadNative } from './native';
 import { track, Disposable } from './scope';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
