@@ -535,7 +535,9 @@ int default_workers(const OpArgs& a) {
 void register_data_ops(const OpRegistry& add) {
   using namespace data;
   // data_batch(pixels uint8 [N,C,H,W], indices int [B], plan float64 [B, kPlanCols]?) -> float32 [B,3,S,S]
-  add("data_batch", {2, 3, 1, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  // Takes image_batch's transform attributes (lib/data/plan.ts nativeAttrs); fast_decode concerns
+  // decoding only, so decoded pixels accept and ignore it.
+  add("data_batch", {2, 3, 1, OpCost::kHeavy, {"geometry", "size", "resize_short", "pad", "mean0", "mean1", "mean2", "std0", "std1", "std2", "fill0", "fill1", "fill2", "fast_decode", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     at::Tensor px = in[0];
     if (px.scalar_type() != at::kByte || px.dim() != 4 || (px.size(1) != 1 && px.size(1) != 3))
       throw std::invalid_argument("data_batch: pixels must be uint8 [N, 1|3, H, W]");
@@ -612,7 +614,7 @@ void register_data_ops(const OpRegistry& add) {
   });
 
   // data_ra_op(uint8 [3,H,W]) with attrs op, arg, fill -> one RandAugment op (tests compare it with PIL).
-  add("data_ra_op", {1, 1, 1, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("data_ra_op", {1, 1, 1, OpCost::kHeavy, {"op", "arg", "fill0", "fill1", "fill2"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     at::Tensor x = in[0].contiguous();
     if (x.scalar_type() != at::kByte || x.dim() != 3 || x.size(0) != 3) throw std::invalid_argument("data_ra_op: expected uint8 [3, H, W]");
     img::Planar p;
@@ -626,7 +628,7 @@ void register_data_ops(const OpRegistry& add) {
   });
 
   // torch.randperm(n, generator=torch.Generator().manual_seed(seed)), as DistributedSampler draws it.
-  add("data_randperm", {0, 0, 1, OpCost::kLight}, [](const std::vector<at::Tensor>&, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("data_randperm", {0, 0, 1, OpCost::kLight, {"n", "seed"}}, [](const std::vector<at::Tensor>&, const OpArgs& a) -> std::vector<at::Tensor> {
     int64_t n = a.get_int("n");
     if (n < 0) throw std::invalid_argument("data_randperm: n must be >= 0");
     auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(a.get_int("seed", 0)));
@@ -634,7 +636,7 @@ void register_data_ops(const OpRegistry& add) {
   });
 
   // rrc_box for tests: plan float64 [kPlanCols] + height/width -> int64 [4] (top, left, h, w).
-  add("data_rrc_box", {1, 1, 1, OpCost::kLight}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("data_rrc_box", {1, 1, 1, OpCost::kLight, {"height", "width"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     at::Tensor p = in[0].to(at::kDouble).contiguous();
     if (p.numel() != kPlanCols) throw std::invalid_argument("data_rrc_box: plan must have " + std::to_string(kPlanCols) + " values");
     int box[4];

@@ -715,7 +715,7 @@ bool decode_jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, 
 
 void register_image_ops(const OpRegistry& add) {
   // image_resize: uint8 [C,H,W] -> uint8 [C,oh,ow], Pillow bicubic (tests and previews).
-  add("image_resize", {1, 1, 1, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("image_resize", {1, 1, 1, OpCost::kHeavy, {"size"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     at::Tensor x = in[0].contiguous();
     if (x.scalar_type() != at::kByte || x.dim() != 3) throw std::invalid_argument("image_resize: expected a uint8 [C, H, W] tensor");
     auto size = a.get_ints("size");
@@ -735,7 +735,7 @@ void register_image_ops(const OpRegistry& add) {
   // image_batch([plan float64 [B, kPlanCols]]) with attrs paths ('\0'-separated) + transform attrs ->
   // images float32 [B,3,S,S], status int32 [B] (DecodeStatus), messages uint8 ('\n'-separated per
   // sample). Files are read and decoded on the sample threads, straight into the batch tensor.
-  add("image_batch", {0, 1, 3, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("image_batch", {0, 1, 3, OpCost::kHeavy, {"paths", "geometry", "size", "resize_short", "pad", "mean0", "mean1", "mean2", "std0", "std1", "std2", "fill0", "fill1", "fill2", "fast_decode", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     const std::string joined = a.get_string("paths", "");
     std::vector<std::string> paths;
     for (size_t s = 0;;) {

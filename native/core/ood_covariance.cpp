@@ -157,11 +157,11 @@ at::Tensor quad_form(const at::Tensor& x_in, const at::Tensor& mu_in, const at::
 void register_ood_covariance_ops(const OpRegistry& add) {
   const auto H = OpCost::kHeavy;
   add("gram", {1, 1, 1, H}, [](const Inputs& in, const OpArgs&) -> Outputs { return {gram(in[0])}; });
-  add("centered_gram", {1, 1, 4, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  add("centered_gram", {1, 1, 4, H, {"normalize", "dtype", "eps"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                           return centered_gram(in[0], parse_dtype(a.get_string("dtype", dtype_name(in[0].scalar_type()))),
                                                a.get_string("normalize", "none"), a.get_double("eps", 1e-10));
                         });
-  add("quad_form", {3, 3, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  add("quad_form", {3, 3, 1, H, {"factor", "normalize", "eps"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                       return {quad_form(in[0], in[1], in[2], a.get_bool("factor", false), a.get_string("normalize", "none"),
                                         a.get_double("eps", 1e-10))};
                     });

@@ -696,10 +696,10 @@ at::Tensor kmeans_plusplus(const at::Tensor& x_in, const at::Tensor& xn2, const 
 
 void register_ood_kmeans_ops(const OpRegistry& add) {
   const auto H = OpCost::kHeavy;
-  add("kmeans_score", {2, 2, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {kmeans_score(in[0], in[1], a)}; });
-  add("kmeans_prepare", {1, 1, 4, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return kmeans_prepare(in[0], a); });
-  add("kmeans_plusplus", {3, 3, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {kmeans_plusplus(in[0], in[1], in[2], a)}; });
-  add("kmeans_lloyd", {3, 3, 3, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return kmeans_lloyd(in[0], in[1], in[2], a); });
+  add("kmeans_score", {2, 2, 1, H, {"normalize", "eps"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {kmeans_score(in[0], in[1], a)}; });
+  add("kmeans_prepare", {1, 1, 4, H, {"normalize", "eps"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return kmeans_prepare(in[0], a); });
+  add("kmeans_plusplus", {3, 3, 1, H, {"k", "runs", "budget"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {kmeans_plusplus(in[0], in[1], in[2], a)}; });
+  add("kmeans_lloyd", {3, 3, 3, H, {"max_iter", "tol", "bounds", "budget"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return kmeans_lloyd(in[0], in[1], in[2], a); });
 }
 
 }  // namespace mood

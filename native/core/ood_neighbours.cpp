@@ -278,7 +278,7 @@ at::Tensor nn_scan(const at::Tensor& x_in, const at::Tensor& t_in, const OpArgs&
 
 void register_ood_neighbour_ops(const OpRegistry& add) {
   const auto H = OpCost::kHeavy;
-  add("nn_scan", {2, 2, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {nn_scan(in[0], in[1], a)}; });
+  add("nn_scan", {2, 2, 1, H, {"mode", "k", "row_block", "col_block", "screen"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {nn_scan(in[0], in[1], a)}; });
 }
 
 }  // namespace mood

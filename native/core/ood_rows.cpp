@@ -145,7 +145,7 @@ at::Tensor row_normalize(const at::Tensor& x_in, at::ScalarType dtype, const std
 
 void register_ood_row_ops(const OpRegistry& add) {
   const auto H = OpCost::kHeavy;
-  add("row_normalize", {1, 1, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  add("row_normalize", {1, 1, 1, H, {"mode", "dtype", "eps"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                           return {row_normalize(in[0], parse_dtype(a.get_string("dtype", dtype_name(in[0].scalar_type()))),
                                                 a.get_string("mode", "mood"), a.get_double("eps", 1e-10))};
                         });
