@@ -50,7 +50,7 @@ export interface ResolvedDalleEncoderOptions {
   precision: DvaePrecision;
 }
 
-interface NativeDalleEncoderInstance {
+export interface NativeDalleEncoderInstance {
   options(): ResolvedDalleEncoderOptions;
   stateSpec(): StateSpecEntry[];
   stateDict(): Record<string, NativeTensorHandle>;
@@ -60,12 +60,10 @@ interface NativeDalleEncoderInstance {
   dispose(): void;
 }
 
-type NativeDalleEncoderClass = new (options: DalleEncoderOptions) => NativeDalleEncoderInstance;
+export type NativeDalleEncoderClass = new (options: DalleEncoderOptions) => NativeDalleEncoderInstance;
 
 function nativeClass(): NativeDalleEncoderClass {
-  const b = loadNative() as unknown as { NativeDalleEncoder?: NativeDalleEncoderClass };
-  if (!b.NativeDalleEncoder) throw new Error('mood-ood: the native addon has no NativeDalleEncoder class: rebuild it (npm run build:native)');
-  return b.NativeDalleEncoder;
+  return loadNative().NativeDalleEncoder;
 }
 
 /** Constructor options for the encoder a file describes. */

@@ -82,9 +82,7 @@ export interface NativeBeitStatic {
 }
 
 export function nativeBeit(): NativeBeitStatic {
-  const b = loadNative() as unknown as { NativeBeit?: NativeBeitStatic };
-  if (!b.NativeBeit) throw new Error('mood-ood: the native addon has no NativeBeit class: rebuild it (npm run build:native)');
-  return b.NativeBeit;
+  return loadNative().NativeBeit;
 }
 
 /** A Tensor over a handle the addon returned. */

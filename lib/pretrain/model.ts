@@ -49,7 +49,7 @@ export interface StepStats {
   masked: number;
 }
 
-interface NativeMimInstance {
+export interface NativeMimInstance {
   options(): ResolvedMimOptions;
   stateSpec(): StateSpecEntry[];
   stateDict(): Record<string, NativeTensorHandle>;
@@ -65,16 +65,14 @@ interface NativeMimInstance {
   dispose(): void;
 }
 
-interface NativeMimStatic {
+export interface NativeMimStatic {
   new (options: MimOptions): NativeMimInstance;
   configNames(): string[];
   config(name: string): ResolvedMimOptions;
 }
 
 function nativeMim(): NativeMimStatic {
-  const b = loadNative() as unknown as { NativeMim?: NativeMimStatic };
-  if (!b.NativeMim) throw new Error('mood-ood: the native addon has no NativeMim class: rebuild it (npm run build:native)');
-  return b.NativeMim;
+  return loadNative().NativeMim;
 }
 
 function stripUndefined<T extends object>(o: T): T {

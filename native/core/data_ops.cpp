@@ -640,7 +640,9 @@ void beit_views(const img::Planar& src, const BeitViewsConfig& cfg, const double
 void register_data_ops(const OpRegistry& add) {
   using namespace data;
   // data_batch(pixels uint8 [N,C,H,W], indices int [B], plan float64 [B, kPlanCols]?) -> float32 [B,3,S,S]
-  add("data_batch", {2, 3, 1, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  // Takes image_batch's transform attributes (lib/data/plan.ts nativeAttrs); fast_decode concerns
+  // decoding only, so decoded pixels accept and ignore it.
+  add("data_batch", {2, 3, 1, OpCost::kHeavy, {"geometry", "size", "resize_short", "pad", "mean0", "mean1", "mean2", "std0", "std1", "std2", "fill0", "fill1", "fill2", "fast_decode", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     const TransformConfig cfg = read_config(a);
     const bool train = cfg.geometry == Geometry::kTrainCrop || cfg.geometry == Geometry::kTrainRrc;
     const PixelBatch pb = pixel_batch(in, "data_batch", kPlanCols, train);
@@ -657,7 +659,7 @@ void register_data_ops(const OpRegistry& add) {
 
   // data_beit_batch(pixels uint8 [N,C,H,W], indices int [B], plan float64 [B, kBeitPlanCols]) ->
   // patches float32 [B,3,S,S] (normalised), tokens float32 [B,3,S2,S2] (map_pixels): beit_views per sample.
-  add("data_beit_batch", {3, 3, 2, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("data_beit_batch", {3, 3, 2, OpCost::kHeavy, {"size", "second_size", "interpolation", "second_interpolation", "mean0", "mean1", "mean2", "std0", "std1", "std2", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     const BeitViewsConfig cfg = read_beit_config(a);
     const PixelBatch pb = pixel_batch(in, "data_beit_batch", kBeitPlanCols, true);
     const int64_t S = cfg.size, S2 = cfg.second_size;
@@ -711,7 +713,7 @@ void register_data_ops(const OpRegistry& add) {
   });
 
   // data_ra_op(uint8 [3,H,W]) with attrs op, arg, fill -> one RandAugment op (tests compare it with PIL).
-  add("data_ra_op", {1, 1, 1, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("data_ra_op", {1, 1, 1, OpCost::kHeavy, {"op", "arg", "fill0", "fill1", "fill2"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     at::Tensor x = in[0].contiguous();
     if (x.scalar_type() != at::kByte || x.dim() != 3 || x.size(0) != 3) throw std::invalid_argument("data_ra_op: expected uint8 [3, H, W]");
     img::Planar p;
@@ -725,7 +727,7 @@ void register_data_ops(const OpRegistry& add) {
   });
 
   // torch.randperm(n, generator=torch.Generator().manual_seed(seed)), as DistributedSampler draws it.
-  add("data_randperm", {0, 0, 1, OpCost::kLight}, [](const std::vector<at::Tensor>&, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("data_randperm", {0, 0, 1, OpCost::kLight, {"n", "seed"}}, [](const std::vector<at::Tensor>&, const OpArgs& a) -> std::vector<at::Tensor> {
     int64_t n = a.get_int("n");
     if (n < 0) throw std::invalid_argument("data_randperm: n must be >= 0");
     auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(a.get_int("seed", 0)));
@@ -733,7 +735,7 @@ void register_data_ops(const OpRegistry& add) {
   });
 
   // rrc_box for tests: plan float64 [kPlanCols] + height/width -> int64 [4] (top, left, h, w).
-  add("data_rrc_box", {1, 1, 1, OpCost::kLight}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("data_rrc_box", {1, 1, 1, OpCost::kLight, {"height", "width"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     at::Tensor p = in[0].to(at::kDouble).contiguous();
     if (p.numel() != kPlanCols) throw std::invalid_argument("data_rrc_box: plan must have " + std::to_string(kPlanCols) + " values");
     int box[4];

@@ -814,7 +814,7 @@ int workers_attr(const OpArgs& a) {
 void register_image_ops(const OpRegistry& add) {
   // image_resize: uint8 [C,H,W] -> uint8 [C,oh,ow], Pillow resize with attr 'filter' (default bicubic;
   // tests and previews).
-  add("image_resize", {1, 1, 1, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("image_resize", {1, 1, 1, OpCost::kHeavy, {"size", "filter"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     at::Tensor x = in[0].contiguous();
     if (x.scalar_type() != at::kByte || x.dim() != 3) throw std::invalid_argument("image_resize: expected a uint8 [C, H, W] tensor");
     auto size = a.get_ints("size");
@@ -834,7 +834,7 @@ void register_image_ops(const OpRegistry& add) {
   // image_batch([plan float64 [B, kPlanCols]]) with attrs paths ('\0'-separated) + transform attrs ->
   // images float32 [B,3,S,S], status int32 [B] (DecodeStatus), messages uint8 ('\n'-separated per
   // sample). Files are read and decoded on the sample threads, straight into the batch tensor.
-  add("image_batch", {0, 1, 3, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("image_batch", {0, 1, 3, OpCost::kHeavy, {"paths", "geometry", "size", "resize_short", "pad", "mean0", "mean1", "mean2", "std0", "std1", "std2", "fill0", "fill1", "fill2", "fast_decode", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     const std::vector<std::string> paths = split_paths(a.get_string("paths", ""));
     const int64_t B = static_cast<int64_t>(paths.size());
     data::TransformConfig cfg;
@@ -910,7 +910,7 @@ void register_image_ops(const OpRegistry& add) {
   // data::read_beit_config) -> patches float32 [B,3,S,S], tokens float32 [B,3,S2,S2], status int32 [B],
   // messages uint8: files read and decoded on the sample threads, then data::beit_views. Failed
   // samples are zeros with their status set (the loader drops or reports them).
-  add("image_beit_batch", {1, 1, 4, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("image_beit_batch", {1, 1, 4, OpCost::kHeavy, {"paths", "size", "second_size", "interpolation", "second_interpolation", "mean0", "mean1", "mean2", "std0", "std1", "std2", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     const std::vector<std::string> paths = split_paths(a.get_string("paths", ""));
     const int64_t B = static_cast<int64_t>(paths.size());
     const data::BeitViewsConfig cfg = data::read_beit_config(a);
