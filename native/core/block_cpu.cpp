@@ -890,10 +890,6 @@ at::Tensor block_cpu_mean_pooled(const at::Tensor& x, const BlockCpuParams& prm,
   return pooled;
 }
 
-bool block_cpu_pays(int64_t batch, int64_t threads) {
-  return threads <= 1 || batch % threads == 0 || batch >= 4 * threads;
-}
-
 at::Tensor block_cpu(const at::Tensor& x, const BlockCpuParams& prm, const at::Tensor& bias, int64_t heads, double scale,
                      const DropPathDraw& path1, const DropPathDraw& path2) {
   TORCH_CHECK(block_cpu_supported(x, prm, bias, heads),

@@ -45,12 +45,6 @@ struct DropPathDraw {
 // shapes, bias [heads, N, N] or undefined.
 bool block_cpu_supported(const at::Tensor& x, const BlockCpuParams& p, const at::Tensor& bias, int64_t heads);
 
-// Whether the fused block beats the modules for a batch of B on `threads` intra-op threads: each
-// thread takes whole samples, so a batch that does not divide evenly leaves threads idle (B = 3 on
-// 2 threads: one does twice the other's work), where the modules' gemms split any batch. Taken when
-// every thread gets the same number of samples or at least 4 (then at most 25 % more than another).
-bool block_cpu_pays(int64_t batch, int64_t threads);
-
 // The block's output [B, N, C]. Differentiable (first order) in x, every parameter and bias.
 at::Tensor block_cpu(const at::Tensor& x, const BlockCpuParams& p, const at::Tensor& bias, int64_t heads, double scale,
                      const DropPathDraw& path1, const DropPathDraw& path2);

@@ -305,8 +305,10 @@ MOOD_TEST(block_cpu_model_step_matches_the_module_path) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(9);
     for (auto& e : m.state_dict_entries(false)) e.tensor.add_(at::normal(0, 0.2, e.tensor.sizes(), gen, e.tensor.options()));
   }
-  at::Tensor x = at::randn({6, 3, 32, 32});
-  at::Tensor y = at::arange(6, at::kLong);
+  // 5 samples on 2 threads: a batch that does not split evenly still takes the fused block.
+  Threads two(2);
+  at::Tensor x = at::randn({5, 3, 32, 32});
+  at::Tensor y = at::arange(5, at::kLong);
   auto step = [&](AttentionMode mode) {
     for (auto& b : m.block_list) b->attn->mode = mode;
     at::manual_seed(77);
@@ -323,22 +325,13 @@ MOOD_TEST(block_cpu_model_step_matches_the_module_path) {
     biggest = std::max(biggest, max_of(exact[i]));
   }
   CHECK(biggest > 1e-2);
-  // Both are float32 paths, each within S * K * u of the truth: K = 192 (the MLP width; B * N = 102
+  CHECK(worst > 0);  // the fused block ran (its sums go in another order than the modules')
+  // Both are float32 paths, each within S * K * u of the truth: K = 192 (the MLP width; B * N = 85
   // rows), S = 2 blocks * 12 + 4 (patch embedding, pooling, head, loss); so within twice that of
   // each other.
   CHECK(worst <= 2 * (2 * 12 + 4) * 192 * std::ldexp(1.0, -24));
   // The shared and own relative position tables get gradients through the fused block's bias.
   CHECK(max_of(m.rel_pos_bias->relative_position_bias_table.grad()) > 0);
-}
-
-MOOD_TEST(block_cpu_pays_where_threads_get_even_shares) {
-  CHECK(block_cpu_pays(1, 1));
-  CHECK(block_cpu_pays(128, 2));
-  CHECK(block_cpu_pays(4, 2));
-  CHECK(!block_cpu_pays(1, 2));   // one thread idle
-  CHECK(!block_cpu_pays(3, 2));   // 2 : 1
-  CHECK(block_cpu_pays(9, 2));    // 5 : 4
-  CHECK(!block_cpu_pays(7, 4));
 }
 
 MOOD_TEST(block_cpu_rejects_what_it_does_not_take) {

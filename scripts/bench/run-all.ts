@@ -45,14 +45,17 @@ const BENCHES: Bench[] = [
     script: 'tiny-train.ts',
     args: [],
     quickArgs: ['--steps', '10', '--warmup', '2'],
-    // Written by the tiny-model work; rows are whatever parts it reports with ours/twin medians.
+    // tiny-train.ts prints one object per model ('tiny', 'demo'), each with a 'train' and an
+    // 'eval' race (batch, ours / pytorch median_s, ratio = PyTorch median / ours).
     rows: (j) =>
-      Object.entries<any>(j.results ?? j.parts ?? {}).map(([k, v]) => ({
-        case: k,
-        ours: `${n(v.ours?.median_s)} s`,
-        twin: `${n(v.pytorch?.median_s)} s`,
-        speedup: num(v.ratio),
-      })),
+      ['tiny', 'demo'].flatMap((m) =>
+        ['train', 'eval'].filter((p) => j[m]?.[p]).map((p) => ({
+          case: `${m} ${p} batch ${j[m][p].batch}`,
+          ours: `${n(j[m][p].ours?.median_s)} s`,
+          twin: `${n(j[m][p].pytorch?.median_s)} s`,
+          speedup: num(j[m][p].ratio),
+        })),
+      ),
   },
   {
     name: 'beit-forward',
