@@ -448,7 +448,7 @@ bool BlockImpl::fused_operands(const at::Tensor& x, const at::Tensor& shared_bia
   // Taken for every batch size and thread count: each thread runs whole samples, so a batch that
   // does not split evenly (3 on 2 threads) leaves a thread part idle, yet the fused block still ran
   // as fast as the modules or faster there (tiny BEiT, 2 threads, batches 1-9, eval and train step:
-  // modules / fused 0.91-2.6, 1.24-1.72 in training; scripts-free measurement in the perf branch log).
+  // modules / fused wall 0.91-2.6, 1.24-1.72 in training; measured with the fused block forced on).
   return block_cpu_supported(x, p, bias, attn->num_heads);
 }
 
