@@ -746,22 +746,7 @@ void register_image_ops(const OpRegistry& add) {
     }
     if (joined.empty()) paths.clear();
     const int64_t B = static_cast<int64_t>(paths.size());
-    data::TransformConfig cfg;
-    cfg.size = static_cast<int>(a.get_int("size"));
-    const std::string g = a.get_string("geometry", "eval_resize");
-    cfg.geometry = g == "eval_small" ? data::Geometry::kEvalSmall
-                   : g == "eval_resize" ? data::Geometry::kEvalResize
-                   : g == "train_crop" ? data::Geometry::kTrainCrop
-                   : g == "train_rrc" ? data::Geometry::kTrainRrc
-                                      : throw std::invalid_argument("image_batch: unknown geometry '" + g + "'");
-    cfg.resize_short = static_cast<int>(a.get_int("resize_short", cfg.size));
-    cfg.pad = static_cast<int>(a.get_int("pad", 4));
-    for (int c = 0; c < 3; ++c) {
-      cfg.mean[c] = static_cast<float>(a.get_double("mean" + std::to_string(c), 0.5));
-      cfg.std[c] = static_cast<float>(a.get_double("std" + std::to_string(c), 0.5));
-      cfg.fill[c] = static_cast<uint8_t>(std::min<int64_t>(255, std::max<int64_t>(0, a.get_int("fill" + std::to_string(c), 128))));
-    }
-    if (cfg.size <= 0 || cfg.size > 4096) throw std::invalid_argument("image_batch: 'size' must be in 1..4096");
+    const data::TransformConfig cfg = data::read_transform_config(a, "image_batch", "eval_resize");
     const bool train = cfg.geometry == data::Geometry::kTrainCrop || cfg.geometry == data::Geometry::kTrainRrc;
     at::Tensor plan;
     if (!in.empty()) {
