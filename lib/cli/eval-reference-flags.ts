@@ -175,6 +175,7 @@ export function ignoredFlagsGiven(opts: Record<string, unknown>): Array<[flag: s
  */
 export function referenceFlagNotes(kind: EvalKind, opts: Record<string, unknown>, trainFeatures: TrainFeatureTransform | null, augment: TrainAugment): string[] {
   const notes = ignoredFlagsGiven(opts).map(([flag, reason]) => `${flag} ignored: ${reason}`);
+  if (kind === 'logits' && opts.trainFeatures !== undefined) notes.push('--train-features ignored: logit metrics use no training features');
   const given = (Object.keys(FLAG) as Array<keyof AugmentFlags>).filter((k) => opts[k] !== undefined);
   for (const k of given) {
     if (kind === 'logits') notes.push(`${FLAG[k]} ignored: eval_with_logits.py builds no training set, so no augmentation runs (in the reference either)`);
