@@ -322,7 +322,8 @@ MOOD_TEST(dist_lost_rank0_is_named) {
 
 int main(int argc, char** argv) {
   if (!mood::dist::gloo_available()) {
-    std::printf("skipped: built without c10d/Gloo headers (libgloo-dev), nothing to test\n");
+    for (auto& c : mood_test::registry()) std::printf("[skip] %s: built without c10d/Gloo headers (libgloo-dev)\n", c.name);
+    std::printf("0 passed, 0 failed, %zu skipped\n", mood_test::registry().size());
     return 0;
   }
   return mood_test::run_all(argc, argv);
@@ -333,10 +334,7 @@ int main(int argc, char** argv) {
 // MOOD_TEST_NCCL_RANKS (default 1; NCCL needs one GPU per rank). Skipped, saying why, on builds
 // without NCCL (every CPU libtorch, e.g. Debian's).
 MOOD_TEST(dist_nccl_on_cuda) {
-  if (!dist::nccl_available()) {
-    std::printf("  skipped: this libtorch has no NCCL backend (CPU build)\n");
-    return;
-  }
+  if (!dist::nccl_available()) MOOD_SKIP("this libtorch has no NCCL backend (CPU build)");
   const char* env = std::getenv("MOOD_TEST_NCCL_RANKS");
   const int world = env ? std::atoi(env) : 1;
   const int port = free_port();

@@ -22,15 +22,25 @@ inline int& failures() {
 struct Register {
   Register(const char* name, std::function<void()> fn) { registry().push_back({name, std::move(fn)}); }
 };
+// Thrown by MOOD_SKIP: the test cannot run here (hardware or build feature missing) and says why.
+struct Skipped {
+  std::string why;
+};
 
 inline int run_all(int argc, char** argv) {
   std::string filter = argc > 1 ? argv[1] : "";
-  int passed = 0, failed = 0;
+  int passed = 0, failed = 0, skipped = 0;
   for (auto& c : registry()) {
     if (!filter.empty() && std::string(c.name).find(filter) == std::string::npos) continue;
     int before = failures();
     try {
       c.fn();
+    } catch (const Skipped& s) {
+      if (failures() == before) {
+        std::printf("[skip] %s: %s\n", c.name, s.why.c_str());
+        ++skipped;
+        continue;
+      }
     } catch (const std::exception& e) {
       std::printf("  exception: %s\n", e.what());
       ++failures();
@@ -39,7 +49,11 @@ inline int run_all(int argc, char** argv) {
     std::printf("%s %s\n", ok ? "[pass]" : "[FAIL]", c.name);
     (ok ? passed : failed)++;
   }
-  std::printf("%d passed, %d failed\n", passed, failed);
+  // The closing line scripts/run-tests.js sums (", N skipped" only when there are any).
+  if (skipped)
+    std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+  else
+    std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
 
@@ -49,6 +63,9 @@ inline int run_all(int argc, char** argv) {
   static void name();                                                          \
   static mood_test::Register name##_reg(#name, name);                          \
   static void name()
+
+// Ends the test as skipped, naming what this machine or build lacks (counted apart from passes).
+#define MOOD_SKIP(why) throw mood_test::Skipped{why}
 
 #define CHECK(cond)                                                                        \
   do {                                                                                     \

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { haveFixtures, fixturePath } from '../helpers/fixtures';
-import { loadManifest, readBinF32, ManifestCase, havePython, python } from './helpers';
+import { fixturePath } from '../helpers/fixtures';
+import { loadManifest, readBinF32, ManifestCase, python } from './helpers';
 import { readCheckpoint } from '../../lib/checkpoint/reader';
 import { materialize } from '../../lib/checkpoint/materialize';
 import { adaptStateDict, relPosOffsets, TargetModel, AdaptTensor, interpolatePosEmbed } from '../../lib/checkpoint/adapt';
@@ -9,9 +9,9 @@ import { cubicSplineWeights } from '../../lib/checkpoint/spline';
 import { PyDict } from '../../lib/checkpoint/pyvalues';
 import { TensorRef } from '../../lib/checkpoint/tensorref';
 import { isTensorData } from '../../lib/checkpoint/writer';
+import { describeWith } from '../helpers/requirements';
 
-const fixtures = haveFixtures();
-const manifest = fixtures ? loadManifest() : { cases: {} as Record<string, ManifestCase> };
+const manifest = loadManifest();
 
 function values(t: AdaptTensor): Float32Array {
   if (isTensorData(t)) return t.data as Float32Array;
@@ -40,7 +40,7 @@ function targetOf(c: ManifestCase, expected: Array<[string, number[], string]>):
   };
 }
 
-describe.skipIf(!fixtures)('BEiT adaptation vs the official code', () => {
+describe('BEiT adaptation vs the official code', () => {
   for (const [name, c] of Object.entries(manifest.cases)) {
     it(`${name} (${c.adaptation.path})`, () => {
       const ck = readCheckpoint(fixturePath(c.checkpoint.file));
@@ -102,7 +102,7 @@ describe.skipIf(!fixtures)('BEiT adaptation vs the official code', () => {
   });
 });
 
-describe.skipIf(!fixtures || !havePython())('pos_embed resize vs torch', () => {
+describeWith(['torch', 'numpy'])('pos_embed resize vs torch', () => {
   it('equals F.interpolate(bicubic, align_corners=False) in float64 bit for bit', () => {
     const ck = readCheckpoint(fixturePath('abspos_interp_headreinit.pth'));
     const pe = ((ck.root as PyDict).get('model') as PyDict).get('pos_embed') as TensorRef;
@@ -148,7 +148,7 @@ describe('interpolation primitives', () => {
   });
 });
 
-describe.skipIf(!fixtures)('official full-size key layouts', () => {
+describe('official full-size key layouts', () => {
   for (const size of ['base', 'large']) {
     it(`beit_${size}: pt22k checkpoint layout -> MOOD fine-tuning model`, async () => {
       const { readFileSync } = await import('node:fs');

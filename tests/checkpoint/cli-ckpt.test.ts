@@ -10,13 +10,12 @@ import * as path from 'node:path';
 import * as crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, fixturePath, haveFixtures } from '../helpers/fixtures';
-import { ManifestCase, havePython, loadManifest, python } from './helpers';
+import { REPO_ROOT, fixturePath } from '../helpers/fixtures';
+import { loadManifest, python } from './helpers';
 import { CliIO, InspectReport, runConvert, runInspect } from '../../lib/cli/ckpt';
+import { itWith } from '../helpers/requirements';
 
-const fixtures = haveFixtures();
-const manifest = fixtures ? loadManifest() : { cases: {} as Record<string, ManifestCase> };
-const withPython = havePython();
+const manifest = loadManifest();
 
 function capture(): CliIO & { stdout: () => string; stderr: () => string } {
   let out = '';
@@ -66,7 +65,7 @@ afterAll(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-describe.skipIf(!fixtures)('mood ckpt inspect', () => {
+describe('mood ckpt inspect', () => {
   for (const [name, c] of Object.entries(manifest.cases)) {
     it(`${name}: every state-dict tensor with PyTorch dtype names and the parameter count`, async () => {
       const { code, report } = await inspect(fixturePath(c.checkpoint.file));
@@ -143,7 +142,7 @@ describe.skipIf(!fixtures)('mood ckpt inspect', () => {
   });
 });
 
-describe.skipIf(!fixtures)('mood ckpt convert', () => {
+describe('mood ckpt convert', () => {
   it('refuses to overwrite its input (same path, other spelling, hard link); input untouched', async () => {
     const input = path.join(tmp, 'in.pth');
     fs.copyFileSync(fixturePath('ft_meanpool.pth'), input);
@@ -176,7 +175,7 @@ describe.skipIf(!fixtures)('mood ckpt convert', () => {
     expect(fs.readdirSync(tmp).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 
-  it.skipIf(!withPython)('converted files load in torch (weights_only=True) with identical values', async () => {
+  itWith(['torch', 'numpy'])('converted files load in torch (weights_only=True) with identical values', async () => {
     const o = (n: string): string => path.join(tmp, n);
     const runs: Array<[string, string, Record<string, string>]> = [
       ['ft_meanpool.pth', 'keep.pth', {}],
@@ -285,7 +284,7 @@ print(json.dumps(out))
     expect(views.float_storages).toBe(1);
   });
 
-  it.skipIf(!withPython)('a pickle that would call os.system is recorded, never run; convert writes it as a plain dict', async () => {
+  itWith(['torch', 'numpy'])('a pickle that would call os.system is recorded, never run; convert writes it as a plain dict', async () => {
     const marker = path.join(tmp, 'pwned');
     const evil = path.join(tmp, 'evil.pth');
     python(
@@ -312,7 +311,7 @@ torch.save({'model': {'w': torch.arange(3.0)}, 'evil': Evil()}, sys.argv[1])
   });
 });
 
-describe.skipIf(!fixtures)('the command in a child process', () => {
+describe('the command in a child process', () => {
   it('inspect --json, inspect of a bad file, convert, --help', () => {
     const ok = cli(['inspect', fixturePath('ft_cls_abspos.pth'), '--json']);
     expect(ok.status, ok.stderr).toBe(0);

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { haveFixtures, fixturePath } from '../helpers/fixtures';
-import { havePython, python, sha256, torchDigest, torchDigests } from './helpers';
+import { fixturePath } from '../helpers/fixtures';
+import { python, sha256, torchDigest, torchDigests } from './helpers';
 import { readCheckpoint } from '../../lib/checkpoint/reader';
 import { materialize } from '../../lib/checkpoint/materialize';
 import { saveCheckpoint, pyFloat, TensorData } from '../../lib/checkpoint/writer';
@@ -12,8 +12,8 @@ import { TensorRef } from '../../lib/checkpoint/tensorref';
 import { CheckpointError } from '../../lib/checkpoint/errors';
 import { readZipDirectory } from '../../lib/checkpoint/zip';
 import { makeTuple } from '../../lib/checkpoint/pyvalues';
+import { describeWith } from '../helpers/requirements';
 
-const py = havePython();
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mood-ckpt-'));
 
 function sample(): Map<string, TensorData> {
@@ -32,7 +32,7 @@ function sample(): Map<string, TensorData> {
   return sd;
 }
 
-describe.skipIf(!py)('saveCheckpoint -> torch.load', () => {
+describeWith(['torch', 'numpy'])('saveCheckpoint -> torch.load', () => {
   it('state dict of every dtype loads with weights_only=True, values identical', () => {
     const dir = tmp();
     const file = path.join(dir, 'sd.pth');
@@ -91,7 +91,7 @@ print(json.dumps({'lr': ck['lr'], 'scale_type': type(ck['scale']).__name__, 'nan
     fs.rmSync(dir, { recursive: true });
   });
 
-  it.skipIf(!haveFixtures())('read -> write round trip keeps views, shared storages, fp16/bf16 and _metadata', () => {
+  it('read -> write round trip keeps views, shared storages, fp16/bf16 and _metadata', () => {
     const dir = tmp();
     const names = ['ft_meanpool_views', 'fp16_storage', 'bf16_storage', 'ft_cls_abspos'];
     const jobs = names.map((name) => {

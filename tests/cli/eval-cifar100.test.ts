@@ -9,17 +9,17 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runEval } from '../../lib/cli/eval-common';
 import { CIFAR100_SUPERCLASSES } from '../../lib/ood/protocols';
 import { SYSTEM_PYTHON } from '../helpers/fixtures';
 import { writeMicroCheckpoint } from '../ood-features/memory-data';
+import { describeWith } from '../helpers/requirements';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-evc100-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-const haveSklearn = spawnSync(SYSTEM_PYTHON, ['-c', 'import sklearn, numpy'], { encoding: 'utf8' }).status === 0;
 
-describe.skipIf(!haveSklearn)('mood eval-features --data_set cifar100 --class_idx (superclasses)', () => {
+describeWith(['sklearn', 'numpy'])('mood eval-features --data_set cifar100 --class_idx (superclasses)', () => {
   const ckpt = path.join(dir, 'm32.pth');
   const groups = JSON.stringify(CIFAR100_SUPERCLASSES);
   beforeAll(async () => {

@@ -9,18 +9,18 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Command } from 'commander';
 import { normalizeFlags } from '../../lib/cli/argv';
 import { pyFixed2, runEval, type DataProvider, type EvalJson } from '../../lib/cli/eval-common';
 import { registerEvalFeatures } from '../../lib/cli/eval-features';
 import { registerEvalLogits } from '../../lib/cli/eval-logits';
 import { SYSTEM_PYTHON } from '../helpers/fixtures';
-import { FASHION_DIR, fashionDataset, haveFashionMnist, MemoryDataProvider as TestData, writeMicroCheckpoint } from '../ood-features/memory-data';
+import { FASHION_DIR, fashionDataset, MemoryDataProvider as TestData, writeMicroCheckpoint } from '../ood-features/memory-data';
+import { describeWith, itWith } from '../helpers/requirements';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-eval-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-const haveSklearn = spawnSync(SYSTEM_PYTHON, ['-c', 'import sklearn, numpy'], { encoding: 'utf8' }).status === 0;
 
 async function cli(name: 'eval-features' | 'eval-logits', args: string[], data: DataProvider): Promise<{ out: string; err: string; json?: EvalJson }> {
   let out = '';
@@ -72,7 +72,7 @@ function sklearn(arg: unknown): Record<string, { auroc: number; aupr: number; fp
 
 const close = (a: number, b: number, rel = 1e-6) => expect(Math.abs(a - b)).toBeLessThanOrEqual(rel * Math.max(Math.abs(b), 1e-3));
 
-describe.skipIf(!haveFashionMnist())('mood eval-features / eval-logits', () => {
+describeWith(['fashion-mnist'])('mood eval-features / eval-logits', () => {
   const ckpt = path.join(dir, 'micro.pth');
   const cacheDir = path.join(dir, 'cache');
   const resultsDir = path.join(dir, 'results');
@@ -81,7 +81,7 @@ describe.skipIf(!haveFashionMnist())('mood eval-features / eval-logits', () => {
     await writeMicroCheckpoint(ckpt, 10, 2);
   });
 
-  it.skipIf(!haveSklearn)('multi-class mahalanobis: numbers equal sklearn on the cached features; reference lines; JSON file', async () => {
+  itWith(['sklearn', 'numpy'])('multi-class mahalanobis: numbers equal sklearn on the cached features; reference lines; JSON file', async () => {
     const data = new TestData();
     const { out, json } = await cli('eval-features', [...base(), '--metric', 'mahalanobis', '--ood_dataset', 'noise,fashion_inverted'], data);
     const j = json!;
@@ -169,7 +169,7 @@ describe.skipIf(!haveFashionMnist())('mood eval-features / eval-logits', () => {
     expect(maha[9]).toMatch(/^mahalanobis\tDataset: fashion_mnist\tID: 3\tOOD: all\t/);
   });
 
-  it.skipIf(!haveSklearn)('eval-logits softmax (= max logit, AUPR-In as the reference) equals sklearn; one-class lines say MOOD', async () => {
+  itWith(['sklearn', 'numpy'])('eval-logits softmax (= max logit, AUPR-In as the reference) equals sklearn; one-class lines say MOOD', async () => {
     const data = new TestData();
     const { json } = await cli('eval-logits', [...base(), '--metric', 'softmax', '--ood_dataset', 'noise'], data);
     const j = json!;

@@ -8,14 +8,14 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { runEval } from '../../lib/cli/eval-common';
 import { SYSTEM_PYTHON } from '../helpers/fixtures';
-import { FASHION_DIR, haveFashionMnist, writeMicroCheckpoint } from '../ood-features/memory-data';
+import { FASHION_DIR, writeMicroCheckpoint } from '../ood-features/memory-data';
+import { describeWith } from '../helpers/requirements';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-evlib-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-const haveSklearn = spawnSync(SYSTEM_PYTHON, ['-c', 'import sklearn, numpy'], { encoding: 'utf8' }).status === 0;
 
 const PY = String.raw`
 import json, sys, numpy as np
@@ -33,7 +33,7 @@ for d in range(1, 10):
 print(json.dumps(dict(rows=out, n_train=len(tr), train_labels=sorted(set(np.load(tr_dir + '/labels.npy').tolist())))))
 `;
 
-describe.skipIf(!haveFashionMnist() || !haveSklearn)('mood eval-features through lib/data (Fashion-MNIST)', () => {
+describeWith(['fashion-mnist', 'sklearn', 'numpy'])('mood eval-features through lib/data (Fashion-MNIST)', () => {
   const ckpt = path.join(dir, 'micro.pth');
   beforeAll(async () => {
     await writeMicroCheckpoint(ckpt, 10, 21);

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ndarray, readNpy, writeNpy } from '../../lib/npy';
 import { parseModelOpts } from '../../lib/cli/forward';
-import { REPO_ROOT, SYSTEM_PYTHON, fixturePath, haveFixtures } from '../helpers/fixtures';
+import { REPO_ROOT, SYSTEM_PYTHON, fixturePath } from '../helpers/fixtures';
 
 const execFileP = promisify(execFile);
 const BIN = path.join(REPO_ROOT, 'bin', 'mood.js');
@@ -65,7 +65,7 @@ function expectCleanFailure(r: Run, message: RegExp): void {
   expect(r.stdout).toBe('');
 }
 
-describe.skipIf(!haveFixtures())('mood forward (CLI, shared fixtures)', () => {
+describe('mood forward (CLI, shared fixtures)', () => {
   let dir: string;
   const inputs: Record<string, string> = {};
   const ckpt = {

@@ -7,18 +7,18 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Command } from 'commander';
 import { normalizeFlags } from '../../lib/cli/argv';
 import { runEval, type EvalJson } from '../../lib/cli/eval-common';
 import { registerScore, runScore, type ScoreResult } from '../../lib/cli/score';
 import { ndarray, readNpy, writeNpy } from '../../lib/npy';
 import { SYSTEM_PYTHON } from '../helpers/fixtures';
-import { FASHION_DIR, fashionDataset, haveFashionMnist, MemoryDataProvider, writeMicroCheckpoint } from '../ood-features/memory-data';
+import { FASHION_DIR, fashionDataset, MemoryDataProvider, writeMicroCheckpoint } from '../ood-features/memory-data';
+import { describeWith, itWith } from '../helpers/requirements';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-score-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-const haveNumpy = spawnSync(SYSTEM_PYTHON, ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0;
 
 async function cli(args: string[]): Promise<string> {
   const program = new Command().exitOverride();
@@ -37,7 +37,7 @@ async function cli(args: string[]): Promise<string> {
   return out;
 }
 
-describe.skipIf(!haveFashionMnist())('mood score', () => {
+describeWith(['fashion-mnist'])('mood score', () => {
   const ckpt = path.join(dir, 'micro.pth');
   const det = path.join(dir, 'maha.npz');
   const batch = path.join(dir, 'batch.npy');
@@ -60,7 +60,7 @@ describe.skipIf(!haveFashionMnist())('mood score', () => {
     writeNpy(featFile, ndarray('float32', [20, 16], (cached.typed() as Float32Array).slice(0, 20 * 16)));
   });
 
-  it.skipIf(!haveNumpy)('image batch through --ckpt and precomputed features give numpy Mahalanobis scores', async () => {
+  itWith(['numpy'])('image batch through --ckpt and precomputed features give numpy Mahalanobis scores', async () => {
     const r = JSON.parse(await cli(['--detector', det, '--ckpt', ckpt, '--model', 'beit_test_micro', '--nb_classes', '10', '--batch_size', '7', batch])) as ScoreResult;
     expect(r.metric).toBe('mahalanobis');
     expect(r.orientation).toBe('higher_is_ood');

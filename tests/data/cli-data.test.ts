@@ -6,7 +6,8 @@ import { normalizeFlags } from '../../lib/cli/argv';
 import { readNpy } from '../../lib/npy';
 import { buildDataset, createLoader } from '../../lib/data';
 import { IMAGENET30_WNIDS } from '../../lib/data/imagenet30';
-import { havePython, makeCifar, tmpDir, maxAbsDiff } from './helpers';
+import { makeCifar, tmpDir, maxAbsDiff } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
 async function mood(...args: string[]): Promise<string> {
   const out: string[] = [];
@@ -20,7 +21,7 @@ async function mood(...args: string[]): Promise<string> {
   return out.join('');
 }
 
-describe.skipIf(!havePython())('mood data preview', () => {
+describeWith(['torch', 'torchvision', 'pil', 'numpy'])('mood data preview', () => {
   it('saves exactly the evaluation batch (first --count samples) as .npy + a PNG, snake_case flags work', async () => {
     const dir = tmpDir('cli');
     makeCifar(dir, 'cifar10', 10, 12);

@@ -1,13 +1,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { expect, it, beforeAll, afterAll } from 'vitest';
 import { buildDataset, createLoader, DataError, InMemoryDataset, FASHION_MNIST_DEFAULT_PATH } from '../../lib/data';
-import { havePython, makeCifar, py, pyJson, readF32, sha256, tmpDir, maxAbsDiff } from './helpers';
+import { makeCifar, py, pyJson, readF32, sha256, tmpDir, maxAbsDiff } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
-const PY = havePython();
-const FMNIST = fs.existsSync(path.join(FASHION_MNIST_DEFAULT_PATH, 't10k-images-idx3-ubyte.gz'));
 
-describe.skipIf(!PY || !FMNIST)('fashion_mnist (Debian dataset-fashion-mnist) vs numpy + gzip', () => {
+describeWith(['torch', 'torchvision', 'pil', 'numpy', 'fashion-mnist'])('fashion_mnist (Debian dataset-fashion-mnist) vs numpy + gzip', () => {
   it('test split: labels and every pixel equal numpy reading the idx files', async () => {
     const ds = (await buildDataset({ dataSet: 'fashion_mnist', train: false })) as InMemoryDataset;
     expect(ds.length).toBe(10000);
@@ -59,7 +58,7 @@ out.astype(np.float32).tofile(sys.argv[2])
   });
 });
 
-describe.skipIf(!PY)('cifar10 / cifar100 python pickles vs pickle.load', () => {
+describeWith(['torch', 'torchvision', 'pil', 'numpy'])('cifar10 / cifar100 python pickles vs pickle.load', () => {
   let dir = '';
   beforeAll(() => {
     dir = tmpDir('cifar');
@@ -148,7 +147,7 @@ print(json.dumps({'img': hashlib.sha256(x.tobytes()).hexdigest(), 'lbl': hashlib
   });
 });
 
-describe.skipIf(!PY)('svhn .mat (MATLAB v5) vs scipy.io.loadmat + torchvision SVHN conventions', () => {
+describeWith(['torch', 'torchvision', 'pil', 'numpy'])('svhn .mat (MATLAB v5) vs scipy.io.loadmat + torchvision SVHN conventions', () => {
   it('compressed and plain .mat files give torchvision SVHN arrays and labels', async () => {
     const dir = tmpDir('svhn');
     py(

@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildDataset, createLoader, DataError, ImageFileDataset } from '../../lib/data';
-import { havePython, py, pyJson, PY_PHOTO, readF32, tmpDir } from './helpers';
+import { py, pyJson, PY_PHOTO, readF32, tmpDir } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
-const PY = havePython();
 
 /** Generated odd images (JPEG/PNG, grey, palette, CMYK, alpha, progressive, tiny, large, truncated). */
 const GEN = `
@@ -51,7 +51,7 @@ np.stack([ds[i][0].numpy() for i in range(len(ds))]).astype(np.float32).tofile(o
 print(json.dumps({'classes': ds.classes, 'samples': [[p, t] for p, t in ds.samples]}))
 `;
 
-describe.skipIf(!PY)('image files: native decode + eval transform vs torchvision ImageFolder + PIL', () => {
+describeWith(['torch', 'torchvision', 'pil', 'numpy'])('image files: native decode + eval transform vs torchvision ImageFolder + PIL', () => {
   let dir = '';
   beforeAll(() => {
     dir = tmpDir('img');

@@ -6,13 +6,13 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Tensor } from '../../lib/tensor';
 import { buildDataset, createLoader, ImageFileDataset, transformSpec } from '../../lib/data';
 import { drawSamplePlan, PLAN } from '../../lib/data/plan';
-import { havePython, maxAbsDiff, py, pyJson, PY_PHOTO, readF32, tmpDir } from './helpers';
+import { maxAbsDiff, py, pyJson, PY_PHOTO, readF32, tmpDir } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
-const PY = havePython();
 
 const GEN = `
 import numpy as np, os, sys, json
@@ -35,7 +35,7 @@ photo(400, 256, 30).save(d + '/short256.jpg', quality=90)  # eval: shorter side 
 print(json.dumps(sorted(os.listdir(d))))
 `;
 
-describe.skipIf(!PY)('partial JPEG decode (only the cropped region) equals PIL on the whole file', () => {
+describeWith(['torch', 'torchvision', 'pil', 'numpy'])('partial JPEG decode (only the cropped region) equals PIL on the whole file', () => {
   let dir = '';
   let ds: ImageFileDataset;
   let sizes: [number, number][] = []; // [h, w] per file, dataset order

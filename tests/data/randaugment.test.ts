@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../lib/tensor';
-import { havePython, py, tmpDir } from './helpers';
+import { py, tmpDir } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
 // Op ids and PIL calls of timm 0.3's increasing RandAugment ops (fill 128, bicubic), one magnitude each.
 const OPS: Array<[number, string, number, string]> = [
@@ -28,7 +29,7 @@ const OPS: Array<[number, string, number, string]> = [
   [14, 'TranslateYRel', -0.405, 'img.transform(img.size, Image.AFFINE, (1, 0, 0, 0, 1, A * img.size[1]), resample=Image.BICUBIC, fillcolor=F)'],
 ];
 
-describe.skipIf(!havePython())('RandAugment ops (timm 0.3 increasing set) vs PIL at fixed magnitudes', () => {
+describeWith(['torch', 'torchvision', 'pil', 'numpy'])('RandAugment ops (timm 0.3 increasing set) vs PIL at fixed magnitudes', () => {
   it('every op equals its PIL ImageOps/ImageEnhance/transform result', async () => {
     const dir = tmpDir('ra');
     const H = 45;

@@ -1,8 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { epochIndices, shardSize } from '../../lib/data';
-import { havePython, pyJson } from './helpers';
+import { pyJson } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
-describe.skipIf(!havePython())('samplers vs torch.utils.data.DistributedSampler', () => {
+describeWith(['torch', 'torchvision', 'pil', 'numpy'])('samplers vs torch.utils.data.DistributedSampler', () => {
   it('shuffle/seed/epoch/padding/drop_last/rank stride all match', async () => {
     const cases: Array<[number, number, boolean, boolean, number, number]> = [];
     for (const [n, world] of [[10, 3], [17, 4], [5, 8], [100, 1], [64, 2]] as const)

@@ -4,9 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Tensor } from '../../lib/tensor';
 import { buildDataset, createLoader, InMemoryDataset, transformSpec } from '../../lib/data';
 import { drawSamplePlan, PLAN } from '../../lib/data/plan';
-import { havePython, makeCifar, py, readF32, tmpDir, maxAbsDiff } from './helpers';
+import { makeCifar, py, readF32, tmpDir, maxAbsDiff } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
-const PY = havePython();
 
 /** A dataset over explicit pixels (uint8 [N, C, H, W]). */
 function memDataset(px: Uint8Array, shape: [number, number, number, number]): InMemoryDataset {
@@ -24,7 +24,7 @@ async function allBatches(ds: InMemoryDataset, opts: Parameters<typeof createLoa
   return { x, idx };
 }
 
-describe.skipIf(!PY)('Pillow-compatible bicubic resize', () => {
+describeWith(['torch', 'torchvision', 'pil', 'numpy'])('Pillow-compatible bicubic resize', () => {
   it('equals PIL Image.resize(BICUBIC) bit for bit (up, down, mixed, 1 channel and 3)', async () => {
     const dir = tmpDir('resize');
     const cases: Array<[number, number, number, number, number]> = [
@@ -74,7 +74,7 @@ np.ascontiguousarray(y).tofile(sys.argv[1] + '/out.bin')
   });
 });
 
-describe.skipIf(!PY)('evaluation transform vs torchvision (the reference build_transform)', () => {
+describeWith(['torch', 'torchvision', 'pil', 'numpy'])('evaluation transform vs torchvision (the reference build_transform)', () => {
   let dir = '';
   beforeAll(() => {
     dir = tmpDir('evaltf');
@@ -205,7 +205,7 @@ describe('training plans: RandomCrop(padding 4), flip, random erasing', () => {
   });
 });
 
-describe.skipIf(!PY)('RandomResizedCrop (timm 0.3 get_params, bicubic)', () => {
+describeWith(['torch', 'torchvision', 'pil', 'numpy'])('RandomResizedCrop (timm 0.3 get_params, bicubic)', () => {
   it('box from the plan uniforms equals timm get_params fed the same numbers; pixels equal PIL crop+resize', async () => {
     const dir = tmpDir('rrc');
     const N = 12;

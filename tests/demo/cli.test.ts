@@ -8,15 +8,14 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { readResults } from '../../lib/report';
 import { REPO_ROOT } from '../helpers/fixtures';
-import { FASHION_DIR, haveFashionMnist } from '../ood-features/memory-data';
+import { describeWith } from '../helpers/requirements';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'mood.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-demo-cli-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
-const skip = haveFashionMnist() ? '' : `Fashion-MNIST not installed at ${FASHION_DIR} (apt-get install dataset-fashion-mnist)`;
 
 interface Run {
   code: number | null;
@@ -46,7 +45,7 @@ const TINY = [
   '--batch_size', '64', '--classes', '0-3', '--metrics', 'mahalanobis,msp', '--far_ood', 'uniform', '--time_budget', '0', '--quiet',
 ];
 
-describe.skipIf(Boolean(skip))(`mood demo CLI${skip ? ` (skipped: ${skip})` : ''}`, () => {
+describeWith(['fashion-mnist'])('mood demo CLI', () => {
   it('Ctrl-C (SIGINT) exits 130 with partial results; the same command resumes and completes', async () => {
     const out = path.join(tmp, 'run');
     let sent = false;

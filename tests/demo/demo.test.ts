@@ -7,19 +7,20 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { parseDemoOptions } from '../../lib/demo/options';
 import { runDemo } from '../../lib/demo/run';
 import { Interrupt } from '../../lib/demo/stages';
 import { readResults } from '../../lib/report';
 import { SYSTEM_PYTHON } from '../helpers/fixtures';
-import { TINY, quiet, skip } from './common';
+import { TINY, quiet } from './common';
 import { fakeDataModule } from './fake-data';
+import { describeWith } from '../helpers/requirements';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-demo-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-describe.skipIf(Boolean(skip))(`mood demo, tiny configuration${skip ? ` (skipped: ${skip})` : ''}`, () => {
+describeWith(['fashion-mnist'])('mood demo, tiny configuration', () => {
   const data = fakeDataModule({ train: 600, test: 300 });
 
   it('writes results.json whose AUROCs sklearn recomputes from the saved scores, and the report', async () => {

@@ -5,18 +5,19 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { parseDemoOptions } from '../../lib/demo/options';
 import { runDemo } from '../../lib/demo/run';
 import { Interrupt } from '../../lib/demo/stages';
 import { loadTrainModule } from '../../lib/demo/backend';
-import { TINY, quiet, skip } from './common';
+import { TINY, quiet } from './common';
 import { fakeDataModule, fakeTrainModule } from './fake-data';
+import { describeWith } from '../helpers/requirements';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-demo-stages-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-describe.skipIf(Boolean(skip))(`mood demo fine-tuning stage${skip ? ` (skipped: ${skip})` : ''}`, () => {
+describeWith(['fashion-mnist'])('mood demo fine-tuning stage', () => {
   const data = fakeDataModule({ train: 400, test: 200 });
 
   it('records the curve, saves per-epoch weights, and resumes after the last finished epoch when interrupted mid-epoch', async () => {
@@ -59,7 +60,7 @@ describe.skipIf(Boolean(skip))(`mood demo fine-tuning stage${skip ? ` (skipped: 
   });
 });
 
-describe.skipIf(Boolean(skip))(`mood demo with MIM pre-training${skip ? ` (skipped: ${skip})` : ''}`, () => {
+describeWith(['fashion-mnist'])('mood demo with MIM pre-training', () => {
   it('pre-trains the backbone with lib/pretrain, says so, and reuses the pre-trained init on resume', async () => {
     const data = fakeDataModule({ train: 300, test: 150 });
     const dir = path.join(tmp, 'mim');
@@ -81,7 +82,7 @@ describe.skipIf(Boolean(skip))(`mood demo with MIM pre-training${skip ? ` (skipp
   });
 });
 
-describe.skipIf(Boolean(skip))(`mood demo --checkpoint${skip ? ` (skipped: ${skip})` : ''}`, () => {
+describeWith(['fashion-mnist'])('mood demo --checkpoint', () => {
   it('starts from given weights (architecture from the file, head re-sized) and names a bad file', async () => {
     const { writeMicroCheckpoint } = await import('../ood-features/memory-data');
     const ck = path.join(tmp, 'micro.pth');
@@ -98,7 +99,7 @@ describe.skipIf(Boolean(skip))(`mood demo --checkpoint${skip ? ` (skipped: ${ski
   });
 });
 
-describe.skipIf(Boolean(skip))(`mood demo fine-tuning with lib/train${skip ? ` (skipped: ${skip})` : ''}`, () => {
+describeWith(['fashion-mnist'])('mood demo fine-tuning with lib/train', () => {
   it('Ctrl-C after epoch 0, resume: epoch 1 equals the uninterrupted run (weights and AdamW moments restored)', async () => {
     const data = fakeDataModule({ train: 300, test: 100 });
     const base = { ...TINY, epochs: 2, batchSize: 60, classes: '0', metrics: 'mahalanobis', farOod: 'none' };

@@ -6,11 +6,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { loadTensors } from '../../lib/checkpoint/load-tensors';
 import { freePort, MOOD, run } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
-const FMNIST = '/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-ft-dist-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -18,7 +18,7 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const common = ['--model', 'beit_test_micro', '--model_opts', '{"img_size":28,"patch_size":7}', '--input_size', '28', '--data_set', 'fashion_mnist',
   '--class_idx', '0', '--epochs', '1', '--warmup_epochs', '0', '--drop_path', '0', '--mixup', '0', '--cutmix', '0', '--seed', '3', '--quiet'];
 
-describe.skipIf(!fs.existsSync(FMNIST))('mood launch -- finetune', () => {
+describeWith(['fashion-mnist'])('mood launch -- finetune', () => {
   it('2 ranks x batch 16 equal 1 process x batch 32; rank 0 alone writes', async () => {
     const port = await freePort();
     const two = await run(process.execPath, [MOOD, 'launch', '--nproc_per_node', '2', '--master_port', String(port), '--', 'finetune', ...common,

@@ -1,4 +1,3 @@
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 /** Repository root (tests/helpers/ is two levels down). */
@@ -15,9 +14,6 @@ export function fixturePath(...parts: string[]): string {
   return path.join(FIXTURES_DIR, ...parts);
 }
 
-export function haveFixtures(): boolean {
-  return fs.existsSync(path.join(FIXTURES_DIR, 'manifest.json'));
-}
 
 /** Debian's python3 with python3-torch/sklearn (not the pyenv python first on PATH). */
 export const SYSTEM_PYTHON = process.env.MOOD_TEST_PYTHON ?? '/usr/bin/python3';

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Beit, beitConfig, beitConfigNames, createModel } from '../../lib/models/beit';
 import { Tensor } from '../../lib/tensor';
-import { fixturePath, haveFixtures } from '../helpers/fixtures';
+import { fixturePath } from '../helpers/fixtures';
 
 type KeyEntry = [string, number[], string, 'parameter' | 'buffer'];
 interface Variant {
@@ -19,7 +19,7 @@ function officialKeys(model: string): Record<string, Variant> {
   return JSON.parse(fs.readFileSync(fixturePath(`official_keys_${model}.json`), 'utf8')).variants;
 }
 
-describe.skipIf(!haveFixtures())('official key layouts', () => {
+describe('official key layouts', () => {
   for (const name of ['beit_base_patch16_224', 'beit_large_patch16_224']) {
     for (const variant of ['mood_finetune', 'mood_finetune_cls', 'factory_default']) {
       it(`${name} ${variant}: names, shapes, dtypes, kinds, order`, () => {
@@ -125,7 +125,7 @@ describe('forward, state dict, modes', () => {
   });
 });
 
-describe.skipIf(!haveFixtures())('fromCheckpoint option inference', () => {
+describe('fromCheckpoint option inference', () => {
   it('infers everything the checkpoint implies', async () => {
     const m = await Beit.fromCheckpoint(fixturePath('ft_meanpool.pth'));
     expect(m.options).toMatchObject({ img_size: 32, patch_size: 8, embed_dim: 48, depth: 2, num_heads: 4, mlp_ratio: 4, num_classes: 10, qkv_bias: true, use_mean_pooling: true, use_rel_pos_bias: true, use_abs_pos_emb: false });

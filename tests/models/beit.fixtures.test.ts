@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Beit, BeitOptions } from '../../lib/models/beit';
 import { Tensor } from '../../lib/tensor';
-import { fixturePath, haveFixtures } from '../helpers/fixtures';
+import { fixturePath } from '../helpers/fixtures';
 
 interface OutputSpec {
   file: string;
@@ -24,7 +24,7 @@ interface Case {
 }
 
 const TOL = 1e-4;
-const manifest = haveFixtures() ? (JSON.parse(fs.readFileSync(fixturePath('manifest.json'), 'utf8')) as { cases: Record<string, Case> }) : { cases: {} };
+const manifest = JSON.parse(fs.readFileSync(fixturePath('manifest.json'), 'utf8')) as { cases: Record<string, Case> };
 const cases = Object.entries(manifest.cases);
 
 function readBin(spec: OutputSpec): Float32Array | Float64Array {
@@ -65,7 +65,7 @@ afterAll(() => {
   if (Object.keys(measured).length) console.log('BEiT fixture parity (max abs error):\n' + JSON.stringify(measured, null, 1));
 });
 
-describe.skipIf(!haveFixtures())('BEiT vs the official MOOD code (shared fixtures)', () => {
+describe('BEiT vs the official MOOD code (shared fixtures)', () => {
   // 'exact' is the reference's float32 math; 'core' the native CPU attention core ('auto' takes it
   // only at sizes where it pays, larger than these models).
   const runs = cases.flatMap(([name, c]) => (['exact', 'core'] as const).map((a) => [name, a, c] as const));

@@ -10,16 +10,8 @@ import { CheckpointError } from '../../lib/checkpoint/errors';
 import { unpickle } from '../../lib/checkpoint/pickle';
 import { SAFE_GLOBALS } from '../../lib/checkpoint/reader';
 import { PyDict } from '../../lib/checkpoint/pyvalues';
+import { describeWith } from '../helpers/requirements';
 
-function havePython(): boolean {
-  try {
-    execFileSync(SYSTEM_PYTHON, ['-c', 'import numpy'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const py = havePython();
 const run = (script: string, ...args: string[]) => execFileSync(SYSTEM_PYTHON, ['-c', script, ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mood-npy-'));
 const sha = (a: NdArray) => crypto.createHash('sha256').update(a.toCOrder().bytes).digest('hex');
@@ -51,7 +43,7 @@ else:
     print(json.dumps([h(a), list(a.shape), a.dtype.str, bool(np.isfortran(a))]))
 `;
 
-describe.skipIf(!py)('npy / npz round trips with numpy', () => {
+describeWith(['numpy'])('npy / npz round trips with numpy', () => {
   it('every dtype and Fortran order: TS writes, numpy reads identical values', () => {
     const dir = tmp();
     for (const [k, a] of Object.entries(samples())) {

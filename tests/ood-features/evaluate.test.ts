@@ -8,16 +8,17 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Beit } from '../../lib/models/beit';
 import { evaluateOod } from '../../lib/ood/features';
 import { multiClassProtocol, oneClassProtocol } from '../../lib/ood/protocols';
-import { fashionDataset, haveFashionMnist, MemoryLoader, noiseDataset, writeMicroCheckpoint, type MemoryDataset } from './memory-data';
+import { fashionDataset, MemoryLoader, noiseDataset, writeMicroCheckpoint, type MemoryDataset } from './memory-data';
+import { describeWith } from '../helpers/requirements';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-evalood-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-describe.skipIf(!haveFashionMnist())('evaluateOod', () => {
+describeWith(['fashion-mnist'])('evaluateOod', () => {
   let model: Beit;
   let train: MemoryDataset;
   let test: MemoryDataset;

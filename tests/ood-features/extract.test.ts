@@ -7,17 +7,18 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Beit } from '../../lib/models/beit';
 import { Tensor, tensorStats } from '../../lib/tensor';
 import type { Batch, DataLoader } from '../../lib/data/types';
 import { extractCached, extractFeatures, readEntry, cacheKeyParts } from '../../lib/ood/features';
-import { fashionDataset, haveFashionMnist, MemoryLoader, writeMicroCheckpoint, type MemoryDataset } from './memory-data';
+import { fashionDataset, MemoryLoader, writeMicroCheckpoint, type MemoryDataset } from './memory-data';
+import { describeWith } from '../helpers/requirements';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-feat-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-describe.skipIf(!haveFashionMnist())('feature extraction (Fashion-MNIST at /usr/share/datasets/fashion-mnist)', () => {
+describeWith(['fashion-mnist'])('feature extraction (Fashion-MNIST at /usr/share/datasets/fashion-mnist)', () => {
   let ds: MemoryDataset;
   let model: Beit;
   const ckpt = path.join(dir, 'micro.pth');

@@ -6,11 +6,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Beit } from '../../lib/models/beit';
 import { Tensor, tensorStats } from '../../lib/tensor';
 import { assembleRows, evaluateOod, extractFeatures, gatherShards, type ExtractedSet, type RowGatherer } from '../../lib/ood/features';
-import { fashionDataset, haveFashionMnist, MemoryLoader, noiseDataset, writeMicroCheckpoint, type MemoryDataset } from './memory-data';
+import { fashionDataset, MemoryLoader, noiseDataset, writeMicroCheckpoint, type MemoryDataset } from './memory-data';
+import { describeWith } from '../helpers/requirements';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-gather-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -25,7 +26,7 @@ function expectSameSet(a: ExtractedSet, b: ExtractedSet): void {
   expect(m).toBeLessThan(1e-5);
 }
 
-describe.skipIf(!haveFashionMnist())('distributed extraction: shards and gather', () => {
+describeWith(['fashion-mnist'])('distributed extraction: shards and gather', () => {
   let model: Beit;
   let ds: MemoryDataset;
   beforeAll(async () => {

@@ -11,9 +11,9 @@ import { registerOodScore, runOodScore, type OodScoreResult } from '../../lib/cl
 import { normalizeFlags } from '../../lib/cli/argv';
 import { ndarray, readNpz, writeNpy } from '../../lib/npy';
 import { fixturePath } from '../helpers/fixtures';
-import { expectArrayClose, expectClose, haveOodFixtures, loadOodManifest, readFloat64 } from './helpers';
+import { expectArrayClose, expectClose, loadOodManifest, readFloat64 } from './helpers';
 
-const manifest = haveOodFixtures() ? loadOodManifest() : null;
+const manifest = loadOodManifest();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-cli-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -34,7 +34,7 @@ async function cli(args: string[]): Promise<string> {
   return out;
 }
 
-describe.skipIf(!manifest)('mood ood-score', () => {
+describe('mood ood-score', () => {
   const m = manifest!;
   const f = (name: string): string => {
     const e = m.files[name];

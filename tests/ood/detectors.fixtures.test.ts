@@ -7,11 +7,11 @@
 import { describe, expect, it } from 'vitest';
 import { createDetector, KMeansDetector, type Detector, type FitInput, type ScoreInput } from '../../lib/ood/detectors';
 import { evaluate } from '../../lib/ood/evaluation';
-import { expectArrayClose, expectClose, haveOodFixtures, loadOodManifest, readFloat64, type OodFileEntry } from './helpers';
+import { expectArrayClose, expectClose, loadOodManifest, readFloat64, type OodFileEntry } from './helpers';
 import * as fs from 'node:fs';
 import { fixturePath } from '../helpers/fixtures';
 
-const manifest = haveOodFixtures() ? loadOodManifest() : null;
+const manifest = loadOodManifest();
 
 function readInt64(entry: OodFileEntry): BigInt64Array {
   const buf = fs.readFileSync(fixturePath('ood', entry.file));
@@ -20,7 +20,7 @@ function readInt64(entry: OodFileEntry): BigInt64Array {
   return out;
 }
 
-describe.skipIf(!manifest)('detectors vs ood/ fixture scores', () => {
+describe('detectors vs ood/ fixture scores', () => {
   const m = manifest!;
   const D = m.files.ftrain.shape[1];
   const C = m.files.logits_test.shape[1];

@@ -3,15 +3,15 @@
  * cross-checked against an independent numpy/sklearn computation (Debian's /usr/bin/python3) on the
  * fixture's features, labels and head. Also: blocked computation equals one block.
  */
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { createDetector, KMeansDetector, kthNearestDistance, maxInnerProduct } from '../../lib/ood/detectors';
 import { Tensor } from '../../lib/tensor';
-import { expectArrayClose, expectClose, haveOodFixtures, haveSklearn, loadOodManifest, readFloat64, runPython } from './helpers';
+import { expectArrayClose, expectClose, loadOodManifest, readFloat64, runPython } from './helpers';
 import * as fs from 'node:fs';
 import { fixturePath } from '../helpers/fixtures';
+import { describeWith } from '../helpers/requirements';
 
-const manifest = haveOodFixtures() ? loadOodManifest() : null;
-const sk = haveSklearn();
+const manifest = loadOodManifest();
 
 const SCRIPT = String.raw`
 import json, sys, os
@@ -74,7 +74,7 @@ interface Py {
   kmeans_inertia: number;
 }
 
-describe.skipIf(!manifest || !sk)('extra detectors vs numpy/sklearn', () => {
+describeWith(['sklearn', 'numpy'])('extra detectors vs numpy/sklearn', () => {
   const m = manifest!;
   const mat = (name: string) => ({ data: readFloat64(m.files[name]), shape: m.files[name].shape });
   const train = mat('ftrain_raw');

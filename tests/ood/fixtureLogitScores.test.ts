@@ -4,11 +4,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { energy, entropy, gradnorm, LOGIT_SCORE_ORIENTATION, maxlogit, msp, type LogitScoreName } from '../../lib/ood/logits';
-import { expectArrayClose, haveOodFixtures, loadOodManifest, readFloat64 } from './helpers';
+import { expectArrayClose, loadOodManifest, readFloat64 } from './helpers';
 
-const manifest = haveOodFixtures() ? loadOodManifest() : null;
+const manifest = loadOodManifest();
 
-describe.skipIf(!manifest)('logit scores vs ood/ fixtures', () => {
+describe('logit scores vs ood/ fixtures', () => {
   const m = manifest!;
   const C = m.files.logits_test.shape[1];
   const D = m.files.ftest_raw.shape[1];

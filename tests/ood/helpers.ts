@@ -39,10 +39,6 @@ export interface OodManifest {
   scores: Record<string, OodScoreEntry>;
 }
 
-export function haveOodFixtures(): boolean {
-  return fs.existsSync(fixturePath('ood', 'manifest.json'));
-}
-
 export function loadOodManifest(): OodManifest {
   return JSON.parse(fs.readFileSync(fixturePath('ood', 'manifest.json'), 'utf8')) as OodManifest;
 }

@@ -6,9 +6,10 @@
  * - `kmeans_lloyd` with its bounds against the same op with every E-step brute force
  *   (`bounds: false`): the same iterations, inertia and centres for each of three runs.
  */
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { Tensor } from '../../lib/tensor';
-import { blobRows, expectArrayClose, expectClose, gaussian, haveSklearn, rng, runPython } from './helpers';
+import { blobRows, expectArrayClose, expectClose, gaussian, rng, runPython } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
 const N = 6000;
 const D = 96;
@@ -27,7 +28,7 @@ xc = x64 - mean
 print(json.dumps(dict(mean=mean.tolist(), xc=xc.ravel().tolist(), xn2=(xc ** 2).sum(1).tolist(), var=float(np.mean(np.var(x64, axis=0))))))
 `;
 
-describe.skipIf(!haveSklearn())('kmeans_prepare and the bounds of kmeans_lloyd on weakly clustered float32 data', () => {
+describeWith(['sklearn', 'numpy'])('kmeans_prepare and the bounds of kmeans_lloyd on weakly clustered float32 data', () => {
   const r = rng(31);
   const gauss = gaussian(r);
   // Class means 0.3 per dimension against unit noise (the benchmark's ratio is 0.1 at D = 768).

@@ -8,10 +8,11 @@
  *   the same inertia and centres for every run, also when the runs converge at different iterations
  *   and when one run has an empty cluster to relocate while the others go on with their bounds.
  */
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { Tensor } from '../../lib/tensor';
 import { kmeansFit } from '../../lib/ood/detectors';
-import { blobRows, centreColumns, expectArrayClose, expectClose, gaussian, haveSklearn, rng, runPython } from './helpers';
+import { blobRows, centreColumns, expectArrayClose, expectClose, gaussian, rng, runPython } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
 const D = 20;
 const N = 2500;
@@ -65,7 +66,7 @@ interface Py {
   lloyd: Record<string, Array<{ inertia: number; n_iter: number; centres: number[] }>>;
 }
 
-describe.skipIf(!haveSklearn())('k-means initialisations side by side equal sklearn run on each alone', () => {
+describeWith(['sklearn', 'numpy'])('k-means initialisations side by side equal sklearn run on each alone', () => {
   const r = rng(23);
   const gauss = gaussian(r);
   const blobs = Array.from({ length: K + 1 }, () => Float64Array.from({ length: D }, () => 2.5 * gauss()));

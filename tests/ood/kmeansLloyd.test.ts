@@ -4,9 +4,10 @@
  * data: same iteration count, inertia and centres. Clustered data so that most rows are settled by
  * the bounds and only some are recomputed.
  */
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { Tensor } from '../../lib/tensor';
-import { blobRows, centreColumns, expectArrayClose, expectClose, gaussian, haveSklearn, rng, runPython } from './helpers';
+import { blobRows, centreColumns, expectArrayClose, expectClose, gaussian, rng, runPython } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
 const D = 24;
 const N = 3000;
@@ -27,7 +28,7 @@ out['tol'] = float(np.mean(np.var(x, axis=0)) * 1e-4)
 print(json.dumps(out))
 `;
 
-describe.skipIf(!haveSklearn())('kmeans_lloyd equals sklearn lloyd from the same initial centres', () => {
+describeWith(['sklearn', 'numpy'])('kmeans_lloyd equals sklearn lloyd from the same initial centres', () => {
   const r = rng(11);
   const gauss = gaussian(r);
   const centres = Array.from({ length: K + 2 }, () => Float64Array.from({ length: D }, () => 3 * gauss()));

@@ -5,10 +5,11 @@
  * 1e-4-perturbed duplicates, so many candidates fall inside the screening window), and agree with the
  * unscreened float32 path. Screening is forced here ('bf16'); 'auto' uses it for large products only.
  */
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { kthNearestDistance, maxInnerProduct } from '../../lib/ood/detectors';
 import { Tensor } from '../../lib/tensor';
-import { haveSklearn, rng, runPython } from './helpers';
+import { rng, runPython } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
 const D = 96;
 const N_TRAIN = 3000;
@@ -55,7 +56,7 @@ for k in (1, 5, 50):
 print(json.dumps(out))
 `;
 
-describe.skipIf(!haveSklearn())('nn_scan: bfloat16 screening gives the exact float32 answer', () => {
+describeWith(['sklearn', 'numpy'])('nn_scan: bfloat16 screening gives the exact float32 answer', () => {
   const { train, test } = makeData();
   const py = runPython<Record<string, number[]>>(SCRIPT, { train: Float64Array.from(train), test: Float64Array.from(test) });
   const tr = Tensor.fromArray(train, [N_TRAIN, D]);

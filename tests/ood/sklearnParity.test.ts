@@ -17,7 +17,8 @@ import {
   rocCurve,
   type Orientation,
 } from '../../lib/ood/evaluation';
-import { expectArrayClose, expectClose, haveSklearn, rng, runPython } from './helpers';
+import { expectArrayClose, expectClose, rng, runPython } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
 interface Case {
   name: string;
@@ -117,9 +118,8 @@ for c in cases:
 print(json.dumps(res))
 `;
 
-const python = haveSklearn();
 
-describe.skipIf(!python)('sklearn parity (live /usr/bin/python3)', () => {
+describeWith(['sklearn', 'numpy'])('sklearn parity (live /usr/bin/python3)', () => {
   let results: Record<string, PyResult> = {};
 
   it('runs the reference script', () => {

@@ -35,7 +35,7 @@ Promise.resolve(T.read(T.op('matmul', [a, a], {}))).then((d) => console.log(JSON
 `;
 
 describe('prebuilds (npm run prebuild, node-gyp-build)', () => {
-  it.skipIf(!prebuilt)('a package with only the prebuild loads it and runs an op', () => {
+  it.skipIf(!prebuilt)(`a package with only the prebuild loads it and runs an op${prebuilt ? '' : ' (skipped: no prebuilds/ here; npm run build makes one)'}`, () => {
     const dir = path.join(scratch, 'good');
     makePackage(dir, fs.readFileSync(path.join(prebuildDir, prebuilt!)), JSON.parse(fs.readFileSync(path.join(prebuildDir, 'mood-build.json'), 'utf8')));
     const out = execFileSync(process.execPath, ['-e', probe], { cwd: dir, encoding: 'utf8' });

@@ -3,14 +3,13 @@
  * backbone tensors change to what the MIM twin learned, the head and pooling norm are untouched,
  * the MIM loss falls.
  */
-import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { pretrain, defaultMasking } from '../../lib/pretrain';
 import { createModel } from '../../lib/models/beit';
 import { buildDataset, createLoader } from '../../lib/data';
+import { describeWith } from '../helpers/requirements';
 
 const FMNIST = '/usr/share/datasets/fashion-mnist';
-const haveData = fs.existsSync(`${FMNIST}/train-labels-idx1-ubyte.gz`);
 
 describe('defaultMasking', () => {
   it('is the reference setting at 14 x 14 and ~38% elsewhere', () => {
@@ -20,7 +19,7 @@ describe('defaultMasking', () => {
   });
 });
 
-describe.skipIf(!haveData)('pretrain a BEiT in place', () => {
+describeWith(['fashion-mnist'])('pretrain a BEiT in place', () => {
   it('changes the backbone, keeps the head, lowers the loss', async () => {
     const model = createModel({ img_size: 28, patch_size: 4, embed_dim: 32, depth: 2, num_heads: 2, num_classes: 3, use_rel_pos_bias: true, use_abs_pos_emb: false, init_values: 0.1, seed: 1 } as never);
     const before = model.stateDict();

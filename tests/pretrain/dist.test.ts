@@ -11,12 +11,11 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { loadTensors, readCheckpoint, PyDict } from '../../lib/checkpoint';
 import { REPO_ROOT } from '../helpers/fixtures';
+import { describeWith } from '../helpers/requirements';
 
-const FMNIST = '/usr/share/datasets/fashion-mnist';
-const haveData = fs.existsSync(`${FMNIST}/train-labels-idx1-ubyte.gz`);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-pretrain-dist-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const execFileP = promisify(execFile);
@@ -58,7 +57,7 @@ function maxDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): nu
   return m;
 }
 
-describe.skipIf(!haveData)('distributed pre-training', () => {
+describeWith(['fashion-mnist'])('distributed pre-training', () => {
   it('2 Gloo ranks x 32 images agree with 1 process x 64', async () => {
     const single = path.join(tmp, 'single'), dist = path.join(tmp, 'dist');
     const env = { ...process.env, WORLD_SIZE: '', RANK: '', LOCAL_RANK: '', MOOD_NUM_THREADS: '1' };

@@ -8,11 +8,11 @@ import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { MimModel, mimConfig } from '../../lib/pretrain/model';
 import { loadTensors } from '../../lib/checkpoint';
-import { fixturePath, haveFixtures } from '../helpers/fixtures';
+import { fixturePath } from '../helpers/fixtures';
 
 type Entry = [string, number[], string, 'parameter' | 'buffer'];
 
-describe.skipIf(!haveFixtures())('official pre-training layouts', () => {
+describe('official pre-training layouts', () => {
   for (const size of ['base', 'large'] as const) {
     it(`beit_${size}_patch16_224_8k_vocab: names, shapes, dtypes, kinds, order`, () => {
       const file = fixturePath(`official_keys_beit_${size}_patch16_224.json`);

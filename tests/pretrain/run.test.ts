@@ -14,9 +14,9 @@ import { runPretrain, latestCheckpoint } from '../../lib/pretrain/run';
 import { readCheckpoint, PyDict } from '../../lib/checkpoint';
 import { Beit } from '../../lib/models/beit';
 import { REPO_ROOT, SYSTEM_PYTHON } from '../helpers/fixtures';
+import { describeWith, itWith } from '../helpers/requirements';
 
 const FMNIST = '/usr/share/datasets/fashion-mnist';
-const haveData = fs.existsSync(path.join(FMNIST, 'train-labels-idx1-ubyte.gz'));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-pretrain-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const execFileP = promisify(execFile);
@@ -26,7 +26,7 @@ const base = {
   discreteVaeType: 'pixel', numMaskPatches: '20', minMaskPatchesPerBlock: '4', batchSize: '32', epochs: '3', warmupEpochs: '1', saveCkptFreq: '1', quiet: true,
 };
 
-describe.skipIf(!haveData)('pretrain run (Fashion-MNIST at /usr/share/datasets/fashion-mnist)', () => {
+describeWith(['fashion-mnist'])('pretrain run (Fashion-MNIST at /usr/share/datasets/fashion-mnist)', () => {
   const out = path.join(tmp, 'run');
   it('trains, checkpoints, logs, and resumes', async () => {
     const quiet = () => {};
@@ -94,7 +94,7 @@ describe('pretrain flag errors', () => {
     expect(() => parsePretrainFlags({ ...base, modelOpts: '{' })).toThrow(/--model_opts: not valid JSON/);
     expect(() => parsePretrainFlags({ ...base, optBetas: ['0.9'] })).toThrow(/--opt_betas: expected two numbers/);
   });
-  it.skipIf(!haveData)('impossible masks and unavailable tokenizers fail before training', async () => {
+  itWith(['fashion-mnist'])('impossible masks and unavailable tokenizers fail before training', async () => {
     await expect(runPretrain(parsePretrainFlags({ ...base, numMaskPatches: '75' }), () => {})).rejects.toThrow(/--num_mask_patches 75 is more than the 49 patches of the 7x7 window/);
     const dalle = parsePretrainFlags({ ...base, discreteVaeType: 'dall-e', discreteVaeWeightPath: '/nonexistent' });
     await expect(runPretrain(dalle, () => {})).rejects.toThrow(/dVAE tokenizer is not available.*use --discrete_vae_type pixel/);

@@ -9,10 +9,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { writeReport } from '../../lib/report';
 import { SYSTEM_PYTHON } from '../helpers/fixtures';
 import { sampleResults } from './sample';
+import { describeWith } from '../helpers/requirements';
 
 const execFileP = promisify(execFile);
 const CHROMIUM = [process.env.MOOD_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p): p is string => !!p && fs.existsSync(p));
@@ -37,7 +38,7 @@ async function chromium(...args: string[]): Promise<string> {
   return r.stdout;
 }
 
-describe.skipIf(Boolean(skipWhy))(`report in headless Chromium${skipWhy ? ` (skipped: ${skipWhy})` : ''}`, () => {
+describeWith(['chromium'])('report in headless Chromium', () => {
   const res = sampleResults();
   const out = path.join(tmp, 'rep');
   const { html } = writeReport(res, out, { png: false });

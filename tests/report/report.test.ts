@@ -12,11 +12,11 @@ import { Bitmap, parseColor } from '../../lib/report/bitmap';
 import { encodePng, readResults, rocPoints, scoreHistogram, validateResults, writeReport } from '../../lib/report';
 import { REPO_ROOT, SYSTEM_PYTHON } from '../helpers/fixtures';
 import { gaussian, rng, sampleResults } from './sample';
+import { itWith } from '../helpers/requirements';
 
 const execFileP = promisify(execFile);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-report-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
-const havePython = fs.existsSync(SYSTEM_PYTHON);
 
 function py(script: string, input: unknown): unknown {
   const out = execFileSync(SYSTEM_PYTHON, ['-c', script], { input: JSON.stringify(input), encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
@@ -24,7 +24,7 @@ function py(script: string, input: unknown): unknown {
 }
 
 describe('png encoder', () => {
-  it.skipIf(!havePython)('round-trips through PIL pixel for pixel', () => {
+  itWith(['pil', 'numpy', 'sklearn'])('round-trips through PIL pixel for pixel', () => {
     const bm = new Bitmap(37, 23, [250, 240, 230]);
     bm.fillRect(3, 4, 20, 15, parseColor('#0072b2'));
     bm.fillRect(10, 8, 30, 20, parseColor('#d55e00'), 0.5);
@@ -47,7 +47,7 @@ describe('png encoder', () => {
 });
 
 describe('curves', () => {
-  it.skipIf(!havePython)('ROC points equal sklearn roc_curve(drop_intermediate=True); histogram equals numpy', () => {
+  itWith(['pil', 'numpy', 'sklearn'])('ROC points equal sklearn roc_curve(drop_intermediate=True); histogram equals numpy', () => {
     const r = rng(3);
     // Rounded scores: many ties, the case where curve semantics differ between libraries.
     const sIn = Array.from(gaussian(r, 500, 0, 1), (v) => Math.round(v * 10) / 10);
@@ -130,7 +130,7 @@ describe('writeReport', () => {
     expect(html).toContain('70.25');
   });
 
-  it.skipIf(!havePython)('writes one PNG per plot that PIL opens, with ink in title, plot and legend', () => {
+  itWith(['pil', 'numpy', 'sklearn'])('writes one PNG per plot that PIL opens, with ink in title, plot and legend', () => {
     expect(w.pngs.length).toBe(12);
     const stats = py(
       [

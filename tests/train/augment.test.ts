@@ -5,14 +5,13 @@
  * channels); the default still augments (the same indices give different pixels); mixup contradicts it.
  */
 import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { buildDataset, createLoader } from '../../lib/data';
 import { trainLoaderOptions, validateFinetuneOptions } from '../../lib/train/finetune';
 import { SYSTEM_PYTHON } from '../helpers/fixtures';
+import { describeWith } from '../helpers/requirements';
 
 const ROOT = '/usr/share/datasets/fashion-mnist';
-const have = fs.existsSync(`${ROOT}/train-images-idx3-ubyte.gz`);
 
 async function firstBatch(augment: boolean | undefined): Promise<{ idx: number[]; pixels: number[]; targets: number[] }> {
   const ds = await buildDataset({ dataSet: 'fashion_mnist', train: true });
@@ -33,7 +32,7 @@ async function firstBatch(augment: boolean | undefined): Promise<{ idx: number[]
   }
 }
 
-describe.skipIf(!have)('finetune --no_augment', () => {
+describeWith(['fashion-mnist'])('finetune --no_augment', () => {
   it('trains on the evaluation transform of shuffled images (truth: python decode of the idx files)', async () => {
     const a = await firstBatch(false);
     // Shuffled (not the first six images) and seeded: the same order twice.
