@@ -12,15 +12,15 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { Tensor } from '../../lib/tensor';
 import { createLoader, InMemoryDataset, transformSpec } from '../../lib/data';
 import { drawSamplePlan, PLAN } from '../../lib/data/plan';
 import { levelArgument, pixelOpId, RAND_INCREASING_TRANSFORMS, RAND_TRANSFORMS, type LevelOp } from '../../lib/data/randaugment';
 import type { LoaderOptions } from '../../lib/data/types';
-import { havePython, py, readF32, tmpDir } from './helpers';
+import { py, readF32, tmpDir } from './helpers';
+import { describeWith } from '../helpers/requirements';
 
-const PY = havePython();
 const TWIN = path.resolve(__dirname, '../../scripts/reference');
 const PRELUDE = `import sys, json, numpy as np\nsys.path.insert(0, ${JSON.stringify(TWIN)})\nimport timm_transforms as tt\nfrom PIL import Image\n`;
 
@@ -40,7 +40,7 @@ function rgbImage(H: number, W: number): Uint8Array {
 const SIGNED = new Set<string>(['Rotate', 'ShearX', 'ShearY', 'TranslateXRel', 'TranslateYRel', 'ColorIncreasing', 'ContrastIncreasing', 'BrightnessIncreasing', 'SharpnessIncreasing']);
 const GEOMETRIC = new Set<string>(['Rotate', 'ShearX', 'ShearY', 'TranslateXRel', 'TranslateYRel']);
 
-describe.skipIf(!PY)('train-augment vs the reference twin (timm 0.3.2 semantics over PIL/torchvision)', () => {
+describeWith(['torch', 'torchvision', 'pil', 'numpy'])('train-augment vs the reference twin (timm 0.3.2 semantics over PIL/torchvision)', () => {
   it('each RandAugment op at fixed magnitudes: same level argument and same pixels as the twin, both filters', async () => {
     const dir = tmpDir('twin-ops');
     const names = [...new Set<LevelOp>([...RAND_TRANSFORMS, ...RAND_INCREASING_TRANSFORMS])];
