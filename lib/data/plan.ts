@@ -111,6 +111,11 @@ export function transformSpec(o: TransformOptions): TransformSpec {
   };
 }
 
+/** Per-channel Normalize as native op attributes (mean0..2, std0..2). */
+export function normAttrs(mean: readonly number[], std: readonly number[]): Record<string, number> {
+  return { mean0: mean[0], mean1: mean[1], mean2: mean[2], std0: std[0], std1: std[1], std2: std[2] };
+}
+
 /** Attributes of the native data_batch op for this spec. */
 export function nativeAttrs(spec: TransformSpec, workers: number): Record<string, number | string | boolean> {
   return {
@@ -118,12 +123,7 @@ export function nativeAttrs(spec: TransformSpec, workers: number): Record<string
     size: spec.size,
     resize_short: spec.resizeShort,
     pad: spec.pad,
-    mean0: spec.mean[0],
-    mean1: spec.mean[1],
-    mean2: spec.mean[2],
-    std0: spec.std[0],
-    std1: spec.std[1],
-    std2: spec.std[2],
+    ...normAttrs(spec.mean, spec.std),
     // timm's RandAugment fill colour: round(255 * mean) per channel.
     fill0: Math.min(255, pyRound(255 * spec.mean[0])),
     fill1: Math.min(255, pyRound(255 * spec.mean[1])),

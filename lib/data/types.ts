@@ -3,6 +3,7 @@
  * implements it; pixels stay native until a batch tensor comes out.
  */
 import type { Tensor } from '../tensor';
+import type { BeitViewsOptions } from './beit-views';
 
 /** A labelled image dataset in a fixed order (the reference's dataset order). */
 export interface ImageDataset {
@@ -30,6 +31,8 @@ export interface Batch {
   indices: Int32Array;
   /** Soft targets [B, numClasses] float32 when mixup/cutmix/label smoothing made them. */
   softTargets?: Tensor;
+  /** BEiT pre-training (LoaderOptions.beitViews): the tokenizer view float32 [B, 3, S2, S2] after map_pixels; `images` is then the patch view of the same crop. */
+  secondImages?: Tensor;
 }
 
 /** Options of a loader over one dataset. */
@@ -82,6 +85,12 @@ export interface LoaderOptions {
   mixup?: MixupOptions;
   /** Show a progress bar/log lines over the epoch with this label. */
   progress?: string;
+  /**
+   * BEiT pre-training's two views (DataAugmentationForBEiT, training only): colour jitter, flip and one
+   * random resized crop shared by the patch view (`images`, inputSize) and the tokenizer view
+   * (`secondImages`). Replaces the training transform's crop / flip / RandAugment / erasing.
+   */
+  beitViews?: BeitViewsOptions;
 }
 
 /** timm Mixup options (names as timm's, camelCase). */

@@ -111,19 +111,6 @@ double opt_num(const Napi::Object& o, const char* k, double dflt) {
   return d;
 }
 
-template <typename F>
-auto guarded(const Napi::Env& env, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const c10::Error& e) {
-    throw error(env, e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    throw error(env, e.what());
-  }
-}
-
 }  // namespace
 
 Napi::Function MimWrap::Init(Napi::Env env) {

@@ -565,6 +565,46 @@ int default_workers(const OpArgs& a) {
   return static_cast<int>(w);
 }
 
+// The checked inputs of an in-memory batch op: pixels uint8 [N, C, H, W] (C = 1 or 3), indices [B]
+// into it, and an optional float64 plan [B, cols] (required when `need_plan`).
+struct PixelBatch {
+  at::Tensor px, idx, plan;
+  int64_t B = 0, N = 0;
+  int C = 0, H = 0, W = 0;
+  size_t img_bytes() const { return static_cast<size_t>(C) * H * W; }
+  // Sample i as a planar image (a copy of its row).
+  void sample(int64_t i, img::Planar& src) const {
+    const uint8_t* base = px.data_ptr<uint8_t>() + idx.data_ptr<int64_t>()[i] * img_bytes();
+    src.c = C, src.h = H, src.w = W;
+    src.px.assign(base, base + img_bytes());
+  }
+  const double* plan_row(int64_t i, int cols) const { return plan.defined() ? plan.data_ptr<double>() + i * cols : nullptr; }
+};
+
+PixelBatch pixel_batch(const std::vector<at::Tensor>& in, const char* op, int cols, bool need_plan) {
+  PixelBatch b;
+  b.px = in[0];
+  if (b.px.scalar_type() != at::kByte || b.px.dim() != 4 || (b.px.size(1) != 1 && b.px.size(1) != 3))
+    throw std::invalid_argument(std::string(op) + ": pixels must be uint8 [N, 1|3, H, W]");
+  b.px = b.px.contiguous();
+  b.idx = in[1].to(at::kLong).contiguous();
+  if (b.idx.dim() != 1) throw std::invalid_argument(std::string(op) + ": indices must be 1-D");
+  b.B = b.idx.size(0), b.N = b.px.size(0);
+  if (in.size() == 3) {
+    b.plan = in[2].to(at::kDouble).contiguous();
+    if (b.plan.dim() != 2 || b.plan.size(0) != b.B || b.plan.size(1) != cols)
+      throw std::invalid_argument(std::string(op) + ": plan must be float64 [B, " + std::to_string(cols) + "]");
+  } else if (need_plan) {
+    throw std::invalid_argument(std::string(op) + ": training geometries need a plan");
+  }
+  const int64_t* ix = b.idx.data_ptr<int64_t>();
+  for (int64_t i = 0; i < b.B; ++i)
+    if (ix[i] < 0 || ix[i] >= b.N)
+      throw std::out_of_range(std::string(op) + ": index " + std::to_string(ix[i]) + " outside the dataset of " + std::to_string(b.N));
+  b.C = static_cast<int>(b.px.size(1)), b.H = static_cast<int>(b.px.size(2)), b.W = static_cast<int>(b.px.size(3));
+  return b;
+}
+
 }  // namespace
 
 TransformConfig read_transform_config(const OpArgs& a, const std::string& op, const char* default_geometry) {
@@ -590,47 +630,107 @@ TransformConfig read_transform_config(const OpArgs& a, const std::string& op, co
   return cfg;
 }
 
+BeitViewsConfig read_beit_config(const OpArgs& a) {
+  BeitViewsConfig cfg;
+  cfg.size = static_cast<int>(a.get_int("size"));
+  cfg.second_size = static_cast<int>(a.get_int("second_size"));
+  if (cfg.size <= 0 || cfg.size > 4096 || cfg.second_size <= 0 || cfg.second_size > 4096)
+    throw std::invalid_argument("BEiT views: 'size' and 'second_size' must be in 1..4096");
+  const std::string interp = a.get_string("interpolation", "bicubic");
+  cfg.random_filter = interp == "random";
+  cfg.filter = cfg.random_filter ? img::Filter::kBicubic : img::parse_filter(interp);
+  cfg.second_filter = img::parse_filter(a.get_string("second_interpolation", "lanczos"));
+  for (int c = 0; c < 3; ++c) {
+    cfg.mean[c] = static_cast<float>(a.get_double("mean" + std::to_string(c), 0.5));
+    cfg.std[c] = static_cast<float>(a.get_double("std" + std::to_string(c), 0.5));
+    if (!(cfg.std[c] > 0)) throw std::invalid_argument("BEiT views: std must be positive");
+  }
+  return cfg;
+}
+
+void beit_views(const img::Planar& src, const BeitViewsConfig& cfg, const double* plan, float* patches, float* tokens) {
+  if (src.c != 1 && src.c != 3) throw std::invalid_argument("BEiT views: images must have 1 or 3 channels, got " + std::to_string(src.c));
+  if (!plan) throw std::invalid_argument("BEiT views: a plan row is required");
+  // An RGB copy (grey replicated, PIL convert('RGB')) that the jitter and flip change in place.
+  thread_local img::Planar im;
+  const size_t n = static_cast<size_t>(src.h) * src.w;
+  im.c = 3, im.h = src.h, im.w = src.w;
+  im.px.resize(3 * n);
+  for (int c = 0; c < 3; ++c) std::memcpy(im.plane(c), src.plane(src.c == 1 ? 0 : c), n);
+  // ColorJitter(b, c, s): torchvision runs its ops in the order randperm(4) drew, each a PIL
+  // ImageEnhance (Brightness, Contrast, Color) with its factor; hue (3) is off in the reference.
+  static const int kJitterOps[3] = {kBrightness, kContrast, kColor};
+  static const uint8_t kNoFill[3] = {0, 0, 0};
+  for (int k = 0; k < 4; ++k) {
+    const int id = static_cast<int>(plan[kBeitOrder + k]);
+    if (id < 0 || id > 3) throw std::invalid_argument("BEiT views: jitter order must be a permutation of 0..3");
+    if (id == 3 || plan[kBeitJitter + id] < 0) continue;
+    pixel_op(im, kJitterOps[id], plan[kBeitJitter + id], kNoFill);
+  }
+  // RandomHorizontalFlip on the whole image (before the crop, as the reference composes it).
+  if (plan[kFlip] != 0)
+    for (int c = 0; c < 3; ++c)
+      for (int y = 0; y < im.h; ++y) std::reverse(im.plane(c) + static_cast<size_t>(y) * im.w, im.plane(c) + static_cast<size_t>(y + 1) * im.w);
+  // RandomResizedCropAndInterpolationWithTwoPic: one box (timm's get_params), two resized crops.
+  int box[4];
+  rrc_box(im.h, im.w, plan, box);
+  const img::Filter first = cfg.random_filter ? (plan[kBeitInterp] != 0 ? img::Filter::kBicubic : img::Filter::kBilinear) : cfg.filter;
+  auto view = [&](int S, img::Filter f, const float (&lut)[3][256], float* out) {
+    img::Planar& g = geometry_buffer(3, S);
+    img::WindowResize(box[0], box[1], box[2], box[3], S, S, 0, 0, S, S, f).run(img::PixelView::of(im), g.px.data());
+    const size_t m = static_cast<size_t>(S) * S;
+    for (int c = 0; c < 3; ++c)
+      for (size_t i = 0; i < m; ++i) out[c * m + i] = lut[c][g.plane(c)[i]];
+  };
+  // Normalize: (x - mean) / std; map_pixels: (1 - 2 * 0.1) * x + 0.1 (dall_e), both in float32.
+  float norm[3][256], mapped[3][256];
+  for (int c = 0; c < 3; ++c)
+    for (int v = 0; v < 256; ++v) {
+      const float x = static_cast<float>(v) / 255.0f;
+      norm[c][v] = (x - cfg.mean[c]) / cfg.std[c];
+      mapped[c][v] = x * static_cast<float>(1.0 - 2.0 * 0.1) + static_cast<float>(0.1);
+    }
+  view(cfg.size, first, norm, patches);
+  view(cfg.second_size, cfg.second_filter, mapped, tokens);
+}
+
 }  // namespace data
 
 void register_data_ops(const OpRegistry& add) {
   using namespace data;
   // data_batch(pixels uint8 [N,C,H,W], indices int [B], plan float64 [B, kPlanCols]?) -> float32 [B,3,S,S]
-  add("data_batch", {2, 3, 1, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
-    at::Tensor px = in[0];
-    if (px.scalar_type() != at::kByte || px.dim() != 4 || (px.size(1) != 1 && px.size(1) != 3))
-      throw std::invalid_argument("data_batch: pixels must be uint8 [N, 1|3, H, W]");
-    px = px.contiguous();
-    at::Tensor idx = in[1].to(at::kLong).contiguous();
-    if (idx.dim() != 1) throw std::invalid_argument("data_batch: indices must be 1-D");
-    const int64_t B = idx.size(0), N = px.size(0);
+  // Takes image_batch's transform attributes (lib/data/plan.ts nativeAttrs); fast_decode concerns
+  // decoding only, so decoded pixels accept and ignore it.
+  add("data_batch", {2, 3, 1, OpCost::kHeavy, {"geometry", "size", "resize_short", "pad", "mean0", "mean1", "mean2", "std0", "std1", "std2", "fill0", "fill1", "fill2", "erase_mode", "fast_decode", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     const TransformConfig cfg = read_transform_config(a, "data_batch", "eval_small");
     const bool train = cfg.geometry == Geometry::kTrainCrop || cfg.geometry == Geometry::kTrainRrc;
-    at::Tensor plan;
-    if (in.size() == 3) {
-      plan = in[2].to(at::kDouble).contiguous();
-      if (plan.dim() != 2 || plan.size(0) != B || plan.size(1) != kPlanCols)
-        throw std::invalid_argument("data_batch: plan must be float64 [B, " + std::to_string(kPlanCols) + "]");
-    } else if (train) {
-      throw std::invalid_argument("data_batch: training geometries need a plan");
-    }
-    const int64_t* ix = idx.data_ptr<int64_t>();
-    for (int64_t i = 0; i < B; ++i)
-      if (ix[i] < 0 || ix[i] >= N)
-        throw std::out_of_range("data_batch: index " + std::to_string(ix[i]) + " outside the dataset of " + std::to_string(N));
-    const int C = static_cast<int>(px.size(1)), H = static_cast<int>(px.size(2)), W = static_cast<int>(px.size(3));
+    const PixelBatch pb = pixel_batch(in, "data_batch", kPlanCols, train);
     const int S = cfg.size;
-    at::Tensor out = at::empty({B, 3, S, S}, at::kFloat);
+    at::Tensor out = at::empty({pb.B, 3, S, S}, at::kFloat);
     float* o = out.data_ptr<float>();
-    const uint8_t* base = px.data_ptr<uint8_t>();
-    const double* pl = plan.defined() ? plan.data_ptr<double>() : nullptr;
-    const size_t img_bytes = static_cast<size_t>(C) * H * W;
-    parallel_items_on(default_workers(a), B, [&](int64_t i) {
+    parallel_items_on(default_workers(a), pb.B, [&](int64_t i) {
       img::Planar src;
-      src.c = C, src.h = H, src.w = W;
-      src.px.assign(base + ix[i] * img_bytes, base + (ix[i] + 1) * img_bytes);
-      transform_sample(src, cfg, pl ? pl + i * kPlanCols : nullptr, o + i * 3 * static_cast<int64_t>(S) * S);
+      pb.sample(i, src);
+      transform_sample(src, cfg, pb.plan_row(i, kPlanCols), o + i * 3 * static_cast<int64_t>(S) * S);
     });
     return {out};
+  });
+
+  // data_beit_batch(pixels uint8 [N,C,H,W], indices int [B], plan float64 [B, kBeitPlanCols]) ->
+  // patches float32 [B,3,S,S] (normalised), tokens float32 [B,3,S2,S2] (map_pixels): beit_views per sample.
+  add("data_beit_batch", {3, 3, 2, OpCost::kHeavy, {"size", "second_size", "interpolation", "second_interpolation", "mean0", "mean1", "mean2", "std0", "std1", "std2", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+    const BeitViewsConfig cfg = read_beit_config(a);
+    const PixelBatch pb = pixel_batch(in, "data_beit_batch", kBeitPlanCols, true);
+    const int64_t S = cfg.size, S2 = cfg.second_size;
+    at::Tensor patches = at::empty({pb.B, 3, S, S}, at::kFloat), tokens = at::empty({pb.B, 3, S2, S2}, at::kFloat);
+    float* p = patches.data_ptr<float>();
+    float* t = tokens.data_ptr<float>();
+    parallel_items_on(default_workers(a), pb.B, [&](int64_t i) {
+      img::Planar src;
+      pb.sample(i, src);
+      beit_views(src, cfg, pb.plan_row(i, kBeitPlanCols), p + i * 3 * S * S, t + i * 3 * S2 * S2);
+    });
+    return {patches, tokens};
   });
 
   // data_mix(images float32 [B,3,S,S], params float64 [B, 7]) -> mixed copy. Row i: partner j, kind
@@ -672,7 +772,7 @@ void register_data_ops(const OpRegistry& add) {
   });
 
   // data_ra_op(uint8 [3,H,W]) with attrs op, arg, resample, fill -> one pixel op (tests compare it with PIL).
-  add("data_ra_op", {1, 1, 1, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("data_ra_op", {1, 1, 1, OpCost::kHeavy, {"op", "arg", "resample", "fill0", "fill1", "fill2"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     at::Tensor x = in[0].contiguous();
     if (x.scalar_type() != at::kByte || x.dim() != 3 || x.size(0) != 3) throw std::invalid_argument("data_ra_op: expected uint8 [3, H, W]");
     img::Planar p;
@@ -686,7 +786,7 @@ void register_data_ops(const OpRegistry& add) {
   });
 
   // torch.randperm(n, generator=torch.Generator().manual_seed(seed)), as DistributedSampler draws it.
-  add("data_randperm", {0, 0, 1, OpCost::kLight}, [](const std::vector<at::Tensor>&, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("data_randperm", {0, 0, 1, OpCost::kLight, {"n", "seed"}}, [](const std::vector<at::Tensor>&, const OpArgs& a) -> std::vector<at::Tensor> {
     int64_t n = a.get_int("n");
     if (n < 0) throw std::invalid_argument("data_randperm: n must be >= 0");
     auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(a.get_int("seed", 0)));
@@ -694,7 +794,7 @@ void register_data_ops(const OpRegistry& add) {
   });
 
   // rrc_box for tests: plan float64 [kPlanCols] + height/width -> int64 [4] (top, left, h, w).
-  add("data_rrc_box", {1, 1, 1, OpCost::kLight}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("data_rrc_box", {1, 1, 1, OpCost::kLight, {"height", "width"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     at::Tensor p = in[0].to(at::kDouble).contiguous();
     if (p.numel() != kPlanCols) throw std::invalid_argument("data_rrc_box: plan must have " + std::to_string(kPlanCols) + " values");
     int box[4];

@@ -83,5 +83,36 @@ bool transform_encoded(const uint8_t* data, size_t size, const TransformConfig& 
 // The RandomResizedCrop box (top, left, h, w) that timm 0.3's get_params picks with these uniforms.
 void rrc_box(int img_h, int img_w, const double* plan, int box[4]);
 
+// ---- BEiT pre-training: two views of one crop (DataAugmentationForBEiT) ----------------------
+
+// A BEiT plan row is a standard plan row (the flip and RandomResizedCrop columns above) followed by
+// these columns. lib/data/beit-views.ts mirrors them.
+enum BeitPlanCol : int {
+  kBeitJitter = kPlanCols,       // brightness, contrast, saturation factors (< 0: that jitter is off)
+  kBeitOrder = kBeitJitter + 3,  // the order of torchvision ColorJitter's 4 ops (randperm(4); 3 = hue, off)
+  kBeitInterp = kBeitOrder + 4,  // --train_interpolation random: 0 bilinear, 1 bicubic
+  kBeitPlanCols = kBeitInterp + 1,
+};
+
+struct BeitViewsConfig {
+  int size = 224;          // --input_size: the patch view
+  int second_size = 112;   // --second_input_size: the tokenizer view
+  img::Filter filter = img::Filter::kBicubic;         // --train_interpolation
+  bool random_filter = false;                          // 'random': bilinear or bicubic per sample (plan)
+  img::Filter second_filter = img::Filter::kLanczos;  // --second_interpolation
+  float mean[3] = {0.5f, 0.5f, 0.5f};                 // patch view Normalize
+  float std[3] = {0.5f, 0.5f, 0.5f};
+};
+// Attributes size, second_size, interpolation, second_interpolation, mean0..2, std0..2.
+BeitViewsConfig read_beit_config(const OpArgs& a);
+
+// The reference's DataAugmentationForBEiT on one image, in its order and with PIL semantics: ColorJitter
+// (ImageEnhance Brightness / Contrast / Color in the plan's order) and RandomHorizontalFlip on the whole
+// image, then ONE RandomResizedCrop box resized twice: the patch view (cfg.size, cfg.filter) ->
+// ToTensor + Normalize into `patches` [3, size, size], and the tokenizer view (second_size,
+// second_filter) -> ToTensor + map_pixels into `tokens` [3, second_size, second_size]. src has 1
+// plane (grey, replicated like convert('RGB')) or 3; `plan` is one row of kBeitPlanCols values.
+void beit_views(const img::Planar& src, const BeitViewsConfig& cfg, const double* plan, float* patches, float* tokens);
+
 }  // namespace data
 }  // namespace mood
