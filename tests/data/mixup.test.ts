@@ -33,6 +33,9 @@ describe('mixup / cutmix (timm semantics)', () => {
     // Recover lam from the soft targets of a pair with different labels.
     const K = 5;
     const soft = m.soft!;
+    // float32 values in [0, 1]: a row sum of 5 rounds 4 times (<= 4 * 2^-24 = 2.4e-7), the mixed pixels
+    // lam a + (1 - lam) b with |a|, |b| <= 1 three times (<= 2e-7): inside 5 and 6 digits (5e-6, 5e-7).
+    // A wrong partner or lam moves them by >= 0.01.
     for (let i = 0; i < B; i++) {
       const row = soft.subarray(i * K, (i + 1) * K);
       expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
