@@ -14,6 +14,7 @@ import { runEval, type EvalJson } from '../../lib/cli/eval-common';
 import { registerScore, runScore, type ScoreResult } from '../../lib/cli/score';
 import { readDetectorFile } from '../../lib/ood/detectors/base';
 import { ndarray, readNpy, writeNpy } from '../../lib/npy';
+import { expectWithin } from '../helpers/bounds';
 import { SYSTEM_PYTHON } from '../helpers/fixtures';
 import { FASHION_DIR, fashionDataset, MemoryDataProvider, writeMicroCheckpoint } from '../ood-features/memory-data';
 import { describeWith, itWith } from '../helpers/requirements';
@@ -104,7 +105,7 @@ print(json.dumps(dict(score=np.sum((te - mu) * (P.dot((te - mu).T)).T, axis=-1).
     const { score: want, lam_min: lamMin, cond, fnorm, gnorm } = JSON.parse(py.stdout) as { score: number[]; lam_min: number; cond: number; fnorm: number[]; gnorm: number[] };
     // The batch goes through the model again (batches of 7, not 64): float32 noise only, within
     // mahalanobisTol of the cached features' score (derived there).
-    r.samples.forEach((s, i) => expect(Math.abs(s.score - want[i])).toBeLessThanOrEqual(mahalanobisTol(gnorm[i], lamMin, fnorm[i], 16)));
+    r.samples.forEach((s, i) => expectWithin(Math.abs(s.score - want[i]), mahalanobisTol(gnorm[i], lamMin, fnorm[i], 16), `mahalanobis from images, sample ${i}`));
     const f = await runScore([featFile], { detector: det }, () => undefined);
     expect(f.checkpoint).toBeNull();
     // The same float32 features, float64 on both sides: pinv and the quadratic form lose ~cond(S) 2^-53
@@ -135,7 +136,7 @@ print(json.dumps(dict(score=np.sum((te - mu) * (P.dot((te - mu).T)).T, axis=-1).
     const { meta, arrays } = readDetectorFile(vim);
     const wF = Math.hypot(...(arrays.get('weight')!.typed() as Float64Array));
     const vimTol = (wF + (meta.values.alpha as number)) * Math.sqrt(16) * FEATURE_NOISE;
-    a.samples.forEach((s, i) => expect(Math.abs(s.score - b.samples[i].score)).toBeLessThanOrEqual(vimTol));
+    a.samples.forEach((s, i) => expectWithin(Math.abs(s.score - b.samples[i].score), vimTol, `vim images vs features, sample ${i}`));
   });
 
   it('image files go through lib/data (decode + eval transform) and score like the same images in the dataset', async () => {
@@ -172,7 +173,7 @@ print(json.dumps(dict(lam_min=float(np.linalg.eigvalsh(S)[0]), gnorm=np.linalg.n
     a.samples.forEach((x, k) => {
       const want = b.samples[[4, 0, 2, 1, 3][k]].score;
       // Same pixels; batches of 2 vs 1000 change the float32 features by rounding only (mahalanobisTol).
-      expect(Math.abs(x.score - want)).toBeLessThanOrEqual(mahalanobisTol(gnorm[[4, 0, 2, 1, 3][k]], lamMin, fnorm([4, 0, 2, 1, 3][k]), 16));
+      expectWithin(Math.abs(x.score - want), mahalanobisTol(gnorm[[4, 0, 2, 1, 3][k]], lamMin, fnorm([4, 0, 2, 1, 3][k]), 16), `mahalanobis png ${k}`);
     });
     await expect(runScore(pngs, { detector: det2 })).rejects.toThrow('image files need the model: give --ckpt C.pth');
     const txt = path.join(dir, 'notes.txt');

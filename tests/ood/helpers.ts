@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { expect } from 'vitest';
 import { fixturePath, SYSTEM_PYTHON } from '../helpers/fixtures';
+import { reportBound } from '../helpers/bounds';
 import { mulberry32 } from '../../lib/util/mulberry32';
 
 export interface OodFileEntry {
@@ -66,18 +67,23 @@ export const FLOAT64_SCORE_TOL = 1e-9;
 
 /** |actual − expected| <= rel·|expected| (plus a 1e-15 floor so exact zeros compare). */
 export function expectClose(actual: number, expected: number, rel = 1e-6, label = ''): void {
-  const ok = Math.abs(actual - expected) <= rel * Math.abs(expected) + 1e-15;
-  if (!ok) expect.fail(`${label}: got ${actual}, expected ${expected} (rel tol ${rel})`);
+  const bound = rel * Math.abs(expected) + 1e-15;
+  reportBound(label, Math.abs(actual - expected), bound);
+  if (!(Math.abs(actual - expected) <= bound)) expect.fail(`${label}: got ${actual}, expected ${expected} (rel tol ${rel})`);
 }
 
 export function expectArrayClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rel: number, label: string): void {
   expect(actual.length, `${label} length`).toBe(expected.length);
+  let worst = 0; // the largest |a - e| / bound, for MOOD_TEST_VERBOSE
   for (let i = 0; i < expected.length; i++) {
     const a = actual[i];
     const e = expected[i];
     if (a === e) continue; // also covers matching infinities
-    if (!(Math.abs(a - e) <= rel * Math.abs(e) + 1e-15)) expect.fail(`${label}[${i}]: got ${a}, expected ${e}`);
+    const bound = rel * Math.abs(e) + 1e-15;
+    if (!(Math.abs(a - e) <= bound)) expect.fail(`${label}[${i}]: got ${a}, expected ${e}`);
+    worst = Math.max(worst, Math.abs(a - e) / bound);
   }
+  reportBound(`${label} (worst element, relative to its bound)`, worst, 1);
 }
 
 /** True when /usr/bin/python3 (or MOOD_TEST_PYTHON) can import numpy and sklearn. */
