@@ -60,6 +60,8 @@ describe('OOD rows', () => {
       ['mahalanobis', 'held-out 3', 75, 25],
       ['msp', 'held-out 3', 75, 25],
     ]);
+    // float64 means and fractions of values <= 1, summed in another order: a few ulps (2.2e-16 each),
+    // inside 12 digits; a missing or doubled part moves the mean by >= 0.1.
     for (const r of oc) {
       expect(r.auroc).toBeCloseTo(r.parts!.reduce((a, p) => a + p.auroc, 0) / 3, 12);
       expect(r.roc!.fpr[0]).toBe(0);
@@ -77,6 +79,7 @@ describe('OOD rows', () => {
     });
     const g = ref.groups[0];
     expect(oc[0].parts!.map((p) => p.auroc)).toEqual(g.rows.map((r) => r.auroc));
+    // The same float64 parts (equal, above) averaged by two loops: an ulp or two of a value <= 1, inside 14 digits.
     expect(oc[0].auroc).toBeCloseTo(g.average.auroc, 14);
     expect(oc[0].fpr95).toBeCloseTo(g.average.fpr95, 14);
   });

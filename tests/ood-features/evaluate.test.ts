@@ -80,6 +80,7 @@ describeWith(['fashion-mnist'])('evaluateOod', () => {
       test: { features: { data: te.features, shape: [te.n, te.featureDim] } },
       ood: [{ name: 'noise', features: { data: oo.features, shape: [oo.n, oo.featureDim] } }],
     });
+    // The same features through the same protocol code, as above: 1e-12 only admits another summation order.
     expect(Math.abs(r.results[0].rows[0].auroc - want.rows[0].auroc)).toBeLessThanOrEqual(1e-12);
     const fresh = () => new MemoryLoader(test, 100);
     const l = fresh();

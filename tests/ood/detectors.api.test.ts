@@ -79,6 +79,8 @@ describe('detector registry and inputs', () => {
     const t = Tensor.fromArray(train.data, train.shape);
     const d2 = createDetector('mahalanobis');
     await d2.fit({ features: t });
+    // The same float64 numbers handed over as a Tensor / ndarray: the same computation (measured equal);
+    // 1e-12 relative admits another gemm blocking on ~cond 2 data (~D 2^-53 = 2e-15).
     expectArrayClose(await d2.score({ features: ndarray('float64', [50, D], test.data) }), want, 1e-12, 'tensor/ndarray');
     const f32 = createDetector('mahalanobis');
     await f32.fit({ features: { data: Float32Array.from(train.data), shape: train.shape } });

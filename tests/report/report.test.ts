@@ -89,6 +89,7 @@ describe('curves', () => {
 
   it('histogram of constant scores and bad input', () => {
     const h = scoreHistogram([2, 2, 2], [2, 2], 4);
+    // Fractions count/n in float64, summed: a few ulps of 1, inside 12 digits.
     expect(h.in.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12);
     expect(h.edges[0]).toBeLessThan(2);
     expect(() => scoreHistogram([1, NaN], [2], 4)).toThrow(/non-finite score NaN at pooled index 1/);
