@@ -1,5 +1,6 @@
 /** Runtime facts and settings: libtorch build, CUDA, threads. */
-import { NativeBuildInfo, NativeThreads, loadNative } from './native';
+import type { NativeBuildInfo, NativeThreads } from './binding';
+import { loadNative } from './native';
 
 export interface RuntimeInfo extends NativeBuildInfo {
   threads: NativeThreads;

@@ -8,7 +8,8 @@
  * FinalizationRegistry releases what is only garbage-collected.
  */
 import { AnyTypedArray, DType, TypedArrayOf, dtypeOfArray, isDType } from './dtype';
-import { NativeAttrs, NativeTensorHandle, collectedOwnedHandles, loadNative } from './native';
+import type { NativeAttrs } from './binding';
+import { NativeTensorHandle, collectedOwnedHandles, loadNative } from './native';
 import { track, Disposable } from './scope';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -164,7 +165,11 @@ export class Tensor implements Disposable {
     return this.live(op);
   }
 
-  /** Wraps the outputs of a native op. Exposed for library modules (models, detectors). */
+  /**
+   * Wraps the outputs of a native op. Exposed for library modules (models, detectors). `attrs` may
+   * name only the attributes the op declares (its OpInfo::attrs in native/core); any other name
+   * throws here, naming the op and the names it takes. Undefined values count as absent.
+   */
   static runOp(name: string, inputs: readonly Tensor[], attrs?: NativeAttrs, device?: Device): Tensor[] {
     const ids: number[] = new Array(inputs.length);
     for (let i = 0; i < inputs.length; i++) {

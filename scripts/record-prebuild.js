@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict';
 // After prebuildify: record which libtorch the prebuild was linked against, so a load failure on
-// another machine can say what was expected and what was found (lib/native.ts reads this).
+// another machine can say what was expected and what was found (lib/binding.ts reads this).
 const fs = require('node:fs');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');

@@ -1,13 +1,15 @@
 /**
- * CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320) as zip requires. Our own table-driven version:
- * `zlib.crc32` only exists from Node 20.15 / 22.2, and we support every Node 20.
- * Slicing-by-8 tables: checkpoints are hundreds of MB, and byte-at-a-time is ~4x slower.
+ * CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320) as zip and PNG require, and CRC-32C
+ * (Castagnoli, reflected 0x82F63B78) as TFRecord / TensorBoard event files require. Our own
+ * table-driven version: `zlib.crc32` only exists from Node 20.15 / 22.2 (and has no CRC-32C), and
+ * we support every Node 20. Slicing-by-8 tables: checkpoints are hundreds of MB, and
+ * byte-at-a-time is ~4x slower.
  */
-const TABLES: Uint32Array[] = (() => {
+function slicingTables(reflectedPoly: number): Uint32Array[] {
   const t0 = new Uint32Array(256);
   for (let n = 0; n < 256; n++) {
     let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    for (let k = 0; k < 8; k++) c = c & 1 ? reflectedPoly ^ (c >>> 1) : c >>> 1;
     t0[n] = c >>> 0;
   }
   const tables = [t0];
@@ -18,11 +20,13 @@ const TABLES: Uint32Array[] = (() => {
     tables.push(t);
   }
   return tables;
-})();
+}
 
-/** Continue a CRC over `data` (pass the previous result as `crc` to checksum in pieces). */
-export function crc32(data: Uint8Array, crc = 0): number {
-  const [t0, t1, t2, t3, t4, t5, t6, t7] = TABLES;
+const IEEE = slicingTables(0xedb88320);
+const CASTAGNOLI = slicingTables(0x82f63b78);
+
+function update(tables: Uint32Array[], data: Uint8Array, crc: number): number {
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = tables;
   let c = ~crc >>> 0;
   let i = 0;
   const n = data.length;
@@ -34,6 +38,16 @@ export function crc32(data: Uint8Array, crc = 0): number {
   }
   for (; i < n; i++) c = t0[(c ^ data[i]) & 0xff] ^ (c >>> 8);
   return ~c >>> 0;
+}
+
+/** CRC-32 (zip, PNG). Continue a CRC over `data` by passing the previous result as `crc`. */
+export function crc32(data: Uint8Array, crc = 0): number {
+  return update(IEEE, data, crc);
+}
+
+/** CRC-32C (Castagnoli: TFRecord, iSCSI). Continue a CRC over `data` by passing the previous result as `crc`. */
+export function crc32c(data: Uint8Array, crc = 0): number {
+  return update(CASTAGNOLI, data, crc);
 }
 
 /** View any typed array's bytes without copying. */

@@ -57,6 +57,8 @@ export interface UnpickleOptions {
   globals?: ReadonlyMap<string, GlobalHandler>;
   /** Throw on any global outside the allow-list instead of recording it. */
   strict?: boolean;
+  /** What the allow-list admits, for the strict-mode error (default: tensor/numpy/builtin types). */
+  allowListName?: string;
   /** Resolves BINPERSID/PERSID ids (torch storages). Without it, persistent ids are an error. */
   persistentLoad?: (pid: PyValue, ctx: HandlerContext) => PyValue;
   /** How protocol-0/1/2 8-bit strings (Python 2 `str`) decode: 'latin1' (default, lossless), 'ascii', 'bytes'. */
@@ -259,7 +261,7 @@ class Unpickler {
     module = MODULE_ALIASES[module] ?? module;
     const g = new PyGlobal(module, name);
     if (this.strict && !this.globals.has(g.fullName)) {
-      this.fail(`global ${g.fullName} is not allowed (strict mode); only allow-listed tensor/numpy/builtin types may appear`);
+      this.fail(`global ${g.fullName} is not allowed (strict mode); only ${this.opts.allowListName ?? 'allow-listed tensor/numpy/builtin types'} may appear`);
     }
     return g;
   }

@@ -19,6 +19,13 @@ import { NUMPY_GLOBALS } from './globals-numpy';
 export interface ReadCheckpointOptions {
   /** Refuse (throw) any global outside the allow-list instead of keeping an inert record. */
   strict?: boolean;
+  /**
+   * More allow-listed globals for one kind of file (e.g. the DALL-E encoder's module classes, as inert
+   * records: lib/checkpoint/globals-dalle.ts), on top of the tensor/numpy/builtin handlers.
+   */
+  extraGlobals?: ReadonlyMap<string, GlobalHandler>;
+  /** What the allow-list admits, named in the strict-mode error. */
+  allowListName?: string;
   /** Decoding of Python 2 byte strings in the pickle (default 'latin1'). */
   encoding?: 'latin1' | 'ascii' | 'utf8' | 'bytes';
   /** Pickle VM limits (memo, stack, ...). */
@@ -49,6 +56,10 @@ export interface Checkpoint {
 }
 
 const ALL_GLOBALS: ReadonlyMap<string, GlobalHandler> = new Map([...BUILTIN_GLOBALS, ...TORCH_GLOBALS, ...NUMPY_GLOBALS]);
+
+function globalsFor(opts: ReadCheckpointOptions): ReadonlyMap<string, GlobalHandler> {
+  return opts.extraGlobals ? new Map([...ALL_GLOBALS, ...opts.extraGlobals]) : ALL_GLOBALS;
+}
 
 /** Globals the reader accepts without recording them as foreign objects (for docs and tests). */
 export function allowedGlobals(): string[] {
@@ -129,8 +140,9 @@ function readZipCheckpoint(fd: number, file: string, opts: ReadCheckpointOptions
   };
   const { value } = unpickle(pkl, {
     file: `${file} (${pklEntry.name})`,
-    globals: ALL_GLOBALS,
+    globals: globalsFor(opts),
     strict: opts.strict,
+    allowListName: opts.allowListName,
     encoding: opts.encoding,
     limits: opts.limits,
     persistentLoad,
@@ -178,7 +190,7 @@ function unpickleAt(
   for (;;) {
     const buf = preadExact(fd, window, pos, file, what);
     try {
-      const r = unpickle(buf, { file: `${file} (${what})`, globals: ALL_GLOBALS, strict: opts.strict, encoding: opts.encoding, limits: opts.limits, persistentLoad, baseOffset: pos });
+      const r = unpickle(buf, { file: `${file} (${what})`, globals: globalsFor(opts), strict: opts.strict, allowListName: opts.allowListName, encoding: opts.encoding, limits: opts.limits, persistentLoad, baseOffset: pos });
       return { value: r.value, end: pos + r.bytesRead };
     } catch (e) {
       if (e instanceof PickleTruncatedError && window < max) {

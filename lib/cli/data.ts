@@ -4,6 +4,7 @@
  * Only type imports at the top: modules load when a subcommand runs.
  */
 import type { Command } from 'commander';
+import { ignoredLine } from './reference-flags';
 import type { PreviewOptions, PreviewSummary } from '../data/preview';
 
 function int(v: string | undefined, flag: string): number | undefined {
@@ -53,6 +54,7 @@ export function registerData(program: Command): Command {
     .option('--out <file>', 'output .npy (default preview.npy; the PNG goes beside it)')
     .option('--json', 'machine-readable summary')
     .action(async (f: PreviewFlags) => {
+      if (!f.train && f.seed !== undefined) process.stderr.write(ignoredLine('data preview', '--seed', 'without --train the samples come in dataset order through the deterministic evaluation transform', false));
       const { runPreview } = await import('../data/preview');
       const opts: PreviewOptions = {
         dataSet: f.dataSet,

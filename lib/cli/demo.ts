@@ -5,6 +5,7 @@
  * Type-only imports at the top keep `mood --help` fast.
  */
 import type { Command } from 'commander';
+import { ignoredLine } from './reference-flags';
 import type { DemoCliOptions } from '../demo/options';
 
 export function registerDemo(program: Command): void {
@@ -39,6 +40,11 @@ export function registerDemo(program: Command): void {
     .option('--no-report', 'skip the HTML/PNG report')
     .option('--quiet', 'no progress bars')
     .action(async (opts: DemoCliOptions) => {
+      // MIM pre-training runs only without --no-pretrain and --checkpoint: its settings are named otherwise.
+      const skipped = opts.pretrain === false ? '--no-pretrain skips MIM pre-training' : opts.checkpoint ? '--checkpoint gives the start weights, so no MIM pre-training runs' : undefined;
+      for (const [v, flag] of [[opts.pretrainEpochs, '--pretrain_epochs'], [opts.pretrainLr, '--pretrain_lr']] as const) {
+        if (skipped && v !== undefined) process.stderr.write(ignoredLine('demo', flag, skipped, false));
+      }
       const { parseDemoOptions } = await import('../demo/options');
       const { runDemo } = await import('../demo/run');
       const outcome = await runDemo(parseDemoOptions(opts));

@@ -84,7 +84,6 @@ function num(flag: string, v: string | undefined): number | undefined {
 /** Raw commander strings -> typed options (numbers checked; ranges are validateFinetuneOptions' job). */
 export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneOptions> {
   if (f.opt && f.opt.toLowerCase() !== 'adamw') throw new FlagError(`--opt: only adamw is implemented (the reference recipe), got '${f.opt}'`);
-  if (f.logDir) throw new FlagError('--log_dir: TensorBoard event files are not written yet; log.txt in --output_dir has the same numbers');
   let modelOpts: Record<string, unknown> | undefined;
   if (f.modelOpts) {
     const { parseModelOpts } = await import('./forward');
@@ -144,6 +143,7 @@ export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneO
     l2Beta: num('l2_beta', f.l2Beta),
     freezeBackbone: f.freezeBackbone,
     outputDir: f.outputDir || undefined,
+    logDir: f.logDir || undefined,
     resume: f.resume || undefined,
     autoResume: f.autoResume,
     saveCkpt: f.saveCkpt,
@@ -190,7 +190,7 @@ export async function runFinetuneCommand(f: RawFinetuneFlags): Promise<number> {
     });
     if (!main) return 0;
     const summary = { checkpoint: r.checkpoint ?? null, max_accuracy: r.maxAccuracy ?? null, start_epoch: r.startEpoch, epochs_run: r.history.length, evaluation: r.evaluation ?? null, history: r.history };
-    process.stdout.write(f.json ? JSON.stringify(summary) + '\n' : r.evaluation ? `Accuracy of the network on the test images: ${r.evaluation.acc1.toFixed(1)}% (acc@5 ${r.evaluation.acc5.toFixed(1)}%, loss ${r.evaluation.loss.toFixed(4)})\n` : `Max accuracy: ${(r.maxAccuracy ?? NaN).toFixed(2)}%${r.checkpoint ? `, last checkpoint ${r.checkpoint}` : ''}\n`);
+    process.stdout.write(f.json ? JSON.stringify(summary) + '\n' : summaryLine(r));
     return 0;
   } catch (e) {
     process.stderr.write(`mood finetune: ${(e as Error).message}\n`);
@@ -199,6 +199,16 @@ export async function runFinetuneCommand(f: RawFinetuneFlags): Promise<number> {
     sync?.release();
     await group?.destroy();
   }
+}
+
+/** The reference's closing print: the --eval accuracy, or the best accuracy and the last checkpoint. */
+function summaryLine(r: import('../train/finetune').FinetuneResult): string {
+  if (r.evaluation) {
+    const e = r.evaluation;
+    return `Accuracy of the network on the ${e.n} test images: ${e.acc1.toFixed(1)}% (acc@5 ${e.acc5.toFixed(1)}%, loss ${e.loss.toFixed(4)})\n`;
+  }
+  const best = r.maxAccuracy === undefined ? 'Max accuracy: not recorded (no evaluation)' : `Max accuracy: ${r.maxAccuracy.toFixed(2)}%`;
+  return `${best}${r.checkpoint ? `, last checkpoint ${r.checkpoint}` : ''}\n`;
 }
 
 export function registerFinetune(program: Command): Command {
@@ -214,7 +224,7 @@ export function registerFinetune(program: Command): Command {
     .option('--nb-classes <n>', 'classes of the head (default: the dataset\'s)')
     .option('--input-size <n>', 'image side', '224')
     .option('--batch-size <n>', 'images per micro-step', '64')
-    .option('--epochs <n>', 'epochs', '30')
+    .option('--epochs <n>', 'epochs', '200')
     .option('--update-freq <n>', 'gradient accumulation micro-steps per optimizer step', '1')
     .option('--lr <x>', 'peak learning rate', '5e-4')
     .option('--min-lr <x>', 'final learning rate of the cosine', '1e-6')
@@ -256,13 +266,13 @@ export function registerFinetune(program: Command): Command {
     .option('--l2-beta <x>', 'L2 weight on the head')
     .option('--freeze-backbone', 'train the head only')
     .option('--output-dir <dir>', 'checkpoints and log.txt')
-    .option('--log-dir <dir>', 'TensorBoard event files (not written yet: refused)')
+    .option('--log-dir <dir>', 'TensorBoard event files (rank 0): loss/opt scalars per micro-batch, perf/test_* per epoch')
     .option('--resume <file>', 'resume from this checkpoint')
     .option('--auto-resume', 'resume from the latest checkpoint-N.pth in --output_dir (default)')
     .option('--no-auto-resume', 'start afresh even when --output_dir has checkpoints')
     .option('--save-ckpt', 'save checkpoints (default)')
     .option('--no-save-ckpt', 'do not save checkpoints')
-    .option('--save-ckpt-freq <n>', 'save checkpoint-<epoch>.pth every n epochs (and the last)', '5')
+    .option('--save-ckpt-freq <n>', 'save checkpoint-<epoch>.pth every n epochs (and the last)', '50')
     .option('--eval', 'only evaluate the loaded model on the test split')
     .option('--seed <n>', 'seed', '0')
     .option('--device <dev>', 'cpu | cuda | cuda:N')

@@ -104,7 +104,7 @@ function parseBatchSize(s: string | undefined): number {
 }
 
 /** Same file (after symlinks and hard links) as any of `others`? */
-function sameFile(a: string, b: string): boolean {
+export function sameFile(a: string, b: string): boolean {
   const ra = path.resolve(a);
   const rb = path.resolve(b);
   if (ra === rb) return true;
@@ -117,7 +117,7 @@ function sameFile(a: string, b: string): boolean {
   }
 }
 
-function checkOutputPath(flag: string, file: string, protectedFiles: Array<[string, string]>): void {
+export function checkOutputPath(flag: string, file: string, protectedFiles: Array<[string, string]>): void {
   for (const [what, p] of protectedFiles) {
     if (sameFile(file, p)) throw new ForwardCliError(`${flag} ${file} is the ${what}: refusing to overwrite it`);
   }
@@ -126,7 +126,7 @@ function checkOutputPath(flag: string, file: string, protectedFiles: Array<[stri
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) throw new ForwardCliError(`${flag} ${file} is a directory`);
 }
 
-function requireFile(flag: string, file: string | undefined): string {
+export function requireFile(flag: string, file: string | undefined): string {
   if (!file) throw new ForwardCliError(`${flag} <file> is required`);
   if (!fs.existsSync(file)) throw new ForwardCliError(`${flag} ${file}: no such file`);
   if (!fs.statSync(file).isFile()) throw new ForwardCliError(`${flag} ${file}: not a regular file`);

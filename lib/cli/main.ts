@@ -16,6 +16,8 @@ import { registerEvalLogits } from './eval-logits';
 import { registerScore } from './score';
 import { registerFinetune } from './finetune';
 import { registerData } from './data';
+import { registerDvae } from './dvae';
+import { FINETUNE_REFERENCE_FLAGS, PRETRAIN_REFERENCE_FLAGS, acceptReferenceFlags } from './reference-flags';
 
 function version(): string {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -60,11 +62,12 @@ export function buildProgram(): Command {
   registerLaunch(program);
   registerReport(program);
   registerDemo(program);
-  registerPretrain(program);
+  acceptReferenceFlags(registerPretrain(program), PRETRAIN_REFERENCE_FLAGS);
   registerEvalFeatures(program);
   registerEvalLogits(program);
   registerScore(program);
-  registerFinetune(program);
+  acceptReferenceFlags(registerFinetune(program), FINETUNE_REFERENCE_FLAGS);
+  registerDvae(program);
 
   return program;
 }

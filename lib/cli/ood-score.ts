@@ -5,12 +5,14 @@
  *   mood ood-score --metric M --train F.npy [--train-labels Y.npy] --test F.npy --ood F.npy
  *                  [--test-logits L.npy --ood-logits L.npy] [--scores-out S.npz] [--json]
  *
- * Only type imports at the top: libtorch is loaded when the command runs, so registering the command
+ * Only type imports (and the dependency-free ./reference-flags) at the top: libtorch is loaded when the command runs, so registering the command
  * keeps `mood --help` fast.
  */
 import type { Command } from 'commander';
+import { ignoredLine } from './reference-flags';
 import type { NdArray } from '../npy/ndarray';
 import type { DetectorOptions } from '../ood/detectors/registry';
+import type { DetectorNeeds } from '../ood/detectors/base';
 import type { Fpr95Convention, AuprConvention, Orientation } from '../ood/evaluation/types';
 
 export interface OodScoreOptions {
@@ -71,9 +73,42 @@ function num(v: number | string | undefined, name: string, integer = false): num
   return n;
 }
 
+/**
+ * Options given that `det` does not use, as stderr lines: detector options it does not list among the
+ * options it saves, head files for a metric without a head, and inputs its `needs` leave out.
+ */
+export function unusedOodScoreOptions(opts: OodScoreOptions, det: { name: string; needs: DetectorNeeds; usedOptions(): Record<string, unknown> }, kind: string): string[] {
+  const used = det.usedOptions();
+  const lines: string[] = [];
+  const note = (flag: string, why: string) => lines.push(ignoredLine('ood-score', flag, why, false));
+  const detectorFlags: Array<[keyof OodScoreOptions, string, string]> = [
+    ['k', '--k', 'k'], ['temperature', '--temperature', 'temperature'], ['seed', '--seed', 'seed'], ['nInit', '--n-init', 'nInit'],
+    ['dim', '--dim', 'dim'], ['percentile', '--percentile', 'percentile'],
+  ];
+  for (const [key, flag, option] of detectorFlags) if (opts[key] !== undefined && !(option in used)) note(flag, `metric '${det.name}' does not use it`);
+  if (opts.normalize === false && !('normalize' in used)) note('--no-normalize', `metric '${det.name}' scores logits, which are never normalised`);
+  for (const [v, flag] of [[opts.headWeight, '--head-weight'], [opts.headBias, '--head-bias']] as const) {
+    if (v !== undefined && kind !== 'head') note(flag, `metric '${det.name}' does not use the classifier head (vim, residual, react do)`);
+  }
+  const inputs: Array<[string | undefined, string, boolean, string]> = [
+    [opts.train, '--train', det.needs.trainFeatures, 'fits on no training features'],
+    [opts.trainLabels, '--train-labels', det.needs.trainLabels || (det.name === 'kmeans' && opts.k === undefined), det.name === 'kmeans' ? 'takes k from --k' : 'uses no labels'],
+    [opts.test, '--test', det.needs.features, 'scores logits, not features'],
+    [opts.ood, '--ood', det.needs.features, 'scores logits, not features'],
+    [opts.testLogits, '--test-logits', det.needs.logits, 'scores features, not logits'],
+    [opts.oodLogits, '--ood-logits', det.needs.logits, 'scores features, not logits'],
+  ];
+  for (const [v, flag, needed, why] of inputs) if (v !== undefined && !needed) note(flag, `metric '${det.name}' ${why}`);
+  return lines;
+}
+
 /** Runs the command; prints a line (or JSON with `json`) through `write`, returns the result. */
-export async function runOodScore(opts: OodScoreOptions, write: (s: string) => void = (s) => process.stdout.write(s)): Promise<OodScoreResult> {
-  const [{ readNpy, writeNpz, ndarray }, { createDetector }, { evaluate }] = await Promise.all([
+export async function runOodScore(
+  opts: OodScoreOptions,
+  write: (s: string) => void = (s) => process.stdout.write(s),
+  err: (s: string) => void = (s) => void process.stderr.write(s),
+): Promise<OodScoreResult> {
+  const [{ readNpy, writeNpz, ndarray }, { createDetector, listDetectors }, { evaluate }] = await Promise.all([
     import('../npy'),
     import('../ood/detectors/registry'),
     import('../ood/evaluation'),
@@ -102,6 +137,7 @@ export async function runOodScore(opts: OodScoreOptions, write: (s: string) => v
   }
   const det = createDetector(opts.metric, detOpts);
   const needs = det.needs;
+  for (const l of unusedOodScoreOptions(opts, det, listDetectors().find((d) => d.name === det.name)?.kind ?? '')) err(l);
   const need = (file: string | undefined, flag: string): string => {
     if (!file) throw new Error(`metric '${opts.metric}' needs ${flag}`);
     return file;

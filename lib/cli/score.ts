@@ -9,11 +9,13 @@
  * Output: one JSON document (default) or JSON Lines (--jsonl, one sample per line), to stdout or
  * atomically to --out.
  *
- * Only type imports at the top level: libtorch loads when the command runs.
+ * Only type imports (and the dependency-free ./reference-flags) at the top level: libtorch loads when
+ * the command runs.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
+import { ignoredLine } from './reference-flags';
 import type { NdArray } from '../npy/ndarray';
 
 export interface ScoreCliOptions {
@@ -62,7 +64,12 @@ function positiveInt(v: string | undefined, flag: string, dflt?: number): number
 
 const fmtShape = (s: readonly number[]): string => `(${s.join(', ')})`;
 
-export async function runScore(files: string[], opts: ScoreCliOptions, write: (s: string) => void = (s) => void process.stdout.write(s)): Promise<ScoreResult> {
+export async function runScore(
+  files: string[],
+  opts: ScoreCliOptions,
+  write: (s: string) => void = (s) => void process.stdout.write(s),
+  err: (s: string) => void = (s) => void process.stderr.write(s),
+): Promise<ScoreResult> {
   if (!opts.detector) throw new ScoreCliError('--detector <file.npz> is required');
   if (!fs.existsSync(opts.detector)) throw new ScoreCliError(`--detector ${opts.detector}: no such file`);
   if (files.length === 0) throw new ScoreCliError('no input files: give one or more .npy arrays (N, C, H, W images or N x D features/logits)');
@@ -107,6 +114,17 @@ export async function runScore(files: string[], opts: ScoreCliOptions, write: (s
   });
   const needs = det.needs;
   const needImages = imageFiles.length > 0 || arrays.some((a) => a.arr.shape.length === 4);
+  // Options that only matter for some inputs are named when none of those inputs is given.
+  const unused = (given: Array<[unknown, string]>, why: string) => {
+    for (const [v, flag] of given) if (v !== undefined) err(ignoredLine('score', flag, why, false));
+  };
+  if (!needImages) {
+    unused([[opts.ckpt, '--ckpt'], [opts.model, '--model'], [opts.nbClasses, '--nb_classes'], [opts.inputSize, '--input_size'], [opts.batchSize, '--batch_size'], [opts.device, '--device']],
+      'every input is a precomputed (N, D) array, so no model runs');
+  }
+  if (imageFiles.length === 0) {
+    unused([[opts.cropPct, '--crop_pct'], [opts.imagenetDefaultMeanAndStd, '--imagenet_default_mean_and_std']], 'it applies to image files; .npy inputs are used as they are');
+  }
   if (needImages && !opts.ckpt) throw new ScoreCliError(`${imageFiles.length ? 'image files' : 'image batches (N, C, H, W)'} need the model: give --ckpt C.pth`);
   let model: import('../models/beit').Beit | undefined;
   /** Scores per input file, in FILES order. */

@@ -20,6 +20,8 @@ export { InMemoryDataset } from './memory';
 export type { BatchSource } from './memory';
 export { transformSpec, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD } from './plan';
 export type { TransformSpec, TransformOptions } from './plan';
+export { BEIT_PLAN, beitViewsSpec, drawBeitPlan, beitBatchPlan } from './beit-views';
+export type { BeitViewsOptions, BeitViewsSpec, Interpolation } from './beit-views';
 export { epochIndices, shardSize } from './sampler';
 export { KeyedRng } from './rng';
 export { FASHION_MNIST_CLASSES, FASHION_MNIST_DEFAULT_PATH } from './fashion-mnist';

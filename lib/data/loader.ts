@@ -13,6 +13,7 @@ import { drawSamplePlan, PLAN, STREAM_BATCH, transformSpec, TransformSpec } from
 import { checkSamplerOptions, epochIndices, SamplerOptions, shardSize } from './sampler';
 import { applyMixup, checkMixup, mixupActive } from './mixup';
 import { KeyedRng } from './rng';
+import { beitBatchPlan, beitViewsSpec, BeitViewsSpec } from './beit-views';
 import * as os from 'node:os';
 
 export class Loader implements DataLoader {
@@ -20,6 +21,8 @@ export class Loader implements DataLoader {
   readonly numSamples: number;
   readonly numBatches: number;
   readonly spec: TransformSpec;
+  /** BEiT's two views (opts.beitViews), else undefined. */
+  readonly beit?: BeitViewsSpec;
   private readonly source: BatchSource;
   private readonly sampler: SamplerOptions;
   private readonly opts: LoaderOptions;
@@ -38,6 +41,12 @@ export class Loader implements DataLoader {
     this.opts = { ...opts, prefetch };
     this.workers = opts.workers ?? Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
     this.spec = transformSpec({ ...opts, train: opts.train ?? false });
+    if (opts.beitViews) {
+      if (!opts.train) throw new RangeError('beitViews are a training transform (train: true)');
+      if (mixupActive(opts.mixup)) throw new RangeError('beitViews cannot be combined with mixup/cutmix');
+      if (!dataset.assembleBeit) throw new DataError(`${dataset.name}: this dataset cannot assemble BEiT views`);
+      this.beit = beitViewsSpec(opts.inputSize, opts.beitViews, this.spec.mean, this.spec.std);
+    }
     if (opts.mixup) checkMixup(opts.mixup);
     this.sampler = {
       shuffle: opts.shuffle ?? opts.train ?? false,
@@ -65,6 +74,10 @@ export class Loader implements DataLoader {
   private makeBatch(order: Int32Array, b: number, epoch: number): Pending {
     const B = this.opts.batchSize;
     const indices = order.slice(b * B, Math.min(order.length, (b + 1) * B));
+    if (this.beit) {
+      const plan = beitBatchPlan(this.beit, this.sampler.seed, epoch, indices);
+      return { b, epoch, indices, ...this.source.assembleBeit!(indices, plan, this.beit, this.workers) };
+    }
     let plan: Float64Array | null = null;
     if (this.isTrain) {
       plan = new Float64Array(indices.length * PLAN.cols);
@@ -81,15 +94,18 @@ export class Loader implements DataLoader {
   /** Waits for the batch, drops skipped files, then mixup and the device copy (queued, not awaited). */
   private async finish(p: Pending): Promise<Batch> {
     let images = p.images;
+    let second = p.second;
     let indices = p.indices;
     try {
       await images.ready();
+      await second?.ready();
     } catch (e) {
       images.dispose();
+      second?.dispose();
       void p.check?.().catch(() => undefined); // releases the status tensors
       throw new DataError(`${this.dataset.name}: building batch ${p.b} of epoch ${p.epoch} failed: ${(e as Error).message}`);
     }
-    const keep = p.check ? await p.check().catch((e: Error) => (images.dispose(), Promise.reject(e))) : null;
+    const keep = p.check ? await p.check().catch((e: Error) => (images.dispose(), second?.dispose(), Promise.reject(e))) : null;
     const mixing = this.isTrain && mixupActive(this.opts.mixup);
     if (keep && mixing) {
       // Mixup pairs need an even batch: after skipped files, also drop the last kept sample if needed.
@@ -101,9 +117,14 @@ export class Loader implements DataLoader {
       keep.forEach((k, i) => k && rows.push(i));
       const idx = Tensor.fromArray(BigInt64Array.from(rows, (r) => BigInt(r)));
       const kept = images.indexSelect(0, idx);
-      idx.dispose();
       images.dispose();
       images = kept;
+      if (second) {
+        const keptSecond = second.indexSelect(0, idx);
+        second.dispose();
+        second = keptSecond;
+      }
+      idx.dispose();
       indices = Int32Array.from(rows, (r) => p.indices[r]);
     }
     const targets = new Int32Array(indices.length);
@@ -127,8 +148,13 @@ export class Loader implements DataLoader {
         softTargets.dispose();
         softTargets = st;
       }
+      if (second) {
+        const sd = second.to(device as Device);
+        second.dispose();
+        second = sd;
+      }
     }
-    return softTargets ? { images, targets, indices, softTargets } : { images, targets, indices };
+    return { images, targets, indices, ...(softTargets ? { softTargets } : {}), ...(second ? { secondImages: second } : {}) };
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Batch> {
@@ -147,13 +173,17 @@ export class Loader implements DataLoader {
         progress?.tick(batch.indices.length);
         if (batch.indices.length === 0) {
           batch.images.dispose();
+          batch.secondImages?.dispose();
           continue;
         }
         yield batch;
       }
       progress?.finish();
     } finally {
-      for (const q of queue) q.images.dispose();
+      for (const q of queue) {
+        q.images.dispose();
+        q.second?.dispose();
+      }
     }
   }
 }

@@ -7,6 +7,7 @@ import { Tensor } from '../tensor';
 import { keep } from '../scope';
 import type { ImageDataset } from './types';
 import { nativeAttrs, PLAN, TransformSpec } from './plan';
+import { BEIT_PLAN, beitAttrs, BeitViewsSpec } from './beit-views';
 
 /** A batch queued natively. */
 export interface AssembledBatch {
@@ -14,12 +15,16 @@ export interface AssembledBatch {
   images: Tensor;
   /** Files: resolves to a keep-mask (0 = skipped sample) or null when every sample is fine. */
   check?: () => Promise<Uint8Array | null>;
+  /** BEiT views: the pending tokenizer view float32 [B, 3, S2, S2]. */
+  second?: Tensor;
 }
 
 /** What the loader needs from any dataset: a native batch for these indices and plans. */
 export interface BatchSource extends ImageDataset {
   /** Queues the batch; `plan` is B x PLAN.cols (null at evaluation). */
   assemble(indices: Int32Array, plan: Float64Array | null, spec: TransformSpec, workers: number): AssembledBatch;
+  /** Queues BEiT's two views of the batch; `plan` is B x BEIT_PLAN.cols (lib/data/beit-views.ts). */
+  assembleBeit?(indices: Int32Array, plan: Float64Array, spec: BeitViewsSpec, workers: number): AssembledBatch;
   /** Frees native memory the dataset holds (shared by its subsets). */
   dispose(): void;
 }
@@ -100,14 +105,19 @@ export class InMemoryDataset implements BatchSource {
     return new InMemoryDataset({ name: this.name, root: this.root, split: this.split, classes, targets, pixels: this.pixels, rows: this.rows ?? undefined });
   }
 
-  assemble(indices: Int32Array, plan: Float64Array | null, spec: TransformSpec, workers: number): AssembledBatch {
+  /** Pixel rows of dataset indices. */
+  private rowsOf(indices: Int32Array): Int32Array {
     const rows = new Int32Array(indices.length);
     for (let i = 0; i < indices.length; i++) {
       const j = indices[i];
       if (!(j >= 0 && j < this.length)) throw new RangeError(`${this.name}: index ${j} outside 0..${this.length - 1}`);
       rows[i] = this.rows ? this.rows[j] : j;
     }
-    const idx = Tensor.fromArray(rows);
+    return rows;
+  }
+
+  assemble(indices: Int32Array, plan: Float64Array | null, spec: TransformSpec, workers: number): AssembledBatch {
+    const idx = Tensor.fromArray(this.rowsOf(indices));
     const inputs = [this.pixels, idx];
     let planT: Tensor | null = null;
     if (plan) {
@@ -120,6 +130,19 @@ export class InMemoryDataset implements BatchSource {
     } finally {
       idx.dispose();
       planT?.dispose();
+    }
+  }
+
+  assembleBeit(indices: Int32Array, plan: Float64Array, spec: BeitViewsSpec, workers: number): AssembledBatch {
+    if (plan.length !== indices.length * BEIT_PLAN.cols) throw new RangeError(`plan has ${plan.length} values, expected ${indices.length * BEIT_PLAN.cols}`);
+    const idx = Tensor.fromArray(this.rowsOf(indices));
+    const planT = Tensor.fromArray(plan, [indices.length, BEIT_PLAN.cols]);
+    try {
+      const [images, second] = Tensor.runOp('data_beit_batch', [this.pixels, idx, planT], beitAttrs(spec, workers));
+      return { images, second };
+    } finally {
+      idx.dispose();
+      planT.dispose();
     }
   }
 

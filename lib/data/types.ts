@@ -3,6 +3,7 @@
  * implements it; pixels stay native until a batch tensor comes out.
  */
 import type { Tensor } from '../tensor';
+import type { BeitViewsOptions } from './beit-views';
 
 /** A labelled image dataset in a fixed order (the reference's dataset order). */
 export interface ImageDataset {
@@ -30,6 +31,8 @@ export interface Batch {
   indices: Int32Array;
   /** Soft targets [B, numClasses] float32 when mixup/cutmix/label smoothing made them. */
   softTargets?: Tensor;
+  /** BEiT pre-training (LoaderOptions.beitViews): the tokenizer view float32 [B, 3, S2, S2] after map_pixels; `images` is then the patch view of the same crop. */
+  secondImages?: Tensor;
 }
 
 /** Options of a loader over one dataset. */
@@ -61,7 +64,7 @@ export interface LoaderOptions {
   std?: readonly number[];
   /** Evaluation crop fraction (default 224/256 below 384, else 1.0). */
   cropPct?: number;
-  /** Random erasing probability in training (default 0.25, mode 'pixel', count 1). */
+  /** Random erasing probability in training (default 0.25). */
   reprob?: number;
   /** Horizontal flip probability in training (default 0.5). */
   hflip?: number;
@@ -70,10 +73,24 @@ export interface LoaderOptions {
   fastDecode?: boolean;
   /** timm auto-augment for training, e.g. 'rand-m9-mstd0.5-inc1' (the reference's default); off when unset. */
   autoAugment?: string;
+  /** Colour jitter strength in training, applied (as timm) only when autoAugment is off; default off. */
+  colorJitter?: number;
+  /** Filter of RandAugment's rotate/shear/translate: 'bicubic' (default, the reference's), 'bilinear', 'random'. */
+  trainInterpolation?: 'bicubic' | 'bilinear' | 'random';
+  /** Random erasing fill: 'pixel' (default, the reference's), 'rand' (one N(0,1) colour per box), 'const' (zeros). */
+  remode?: 'pixel' | 'rand' | 'const';
+  /** Random erasing: up to this many boxes per image (timm max_count; default 1). */
+  recount?: number;
   /** Batch mixup/cutmix (training); produces Batch.softTargets. */
   mixup?: MixupOptions;
   /** Show a progress bar/log lines over the epoch with this label. */
   progress?: string;
+  /**
+   * BEiT pre-training's two views (DataAugmentationForBEiT, training only): colour jitter, flip and one
+   * random resized crop shared by the patch view (`images`, inputSize) and the tokenizer view
+   * (`secondImages`). Replaces the training transform's crop / flip / RandAugment / erasing.
+   */
+  beitViews?: BeitViewsOptions;
 }
 
 /** timm Mixup options (names as timm's, camelCase). */

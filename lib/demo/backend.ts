@@ -1,56 +1,35 @@
 /**
- * What the demo needs from lib/data (datasets, loaders), lib/train (the fine-tuning optimizer and
- * schedules) and lib/pretrain (MIM pre-training of a Beit in place): the subset of their public API
- * the demo uses, as interfaces, so tests can stand in for them; loaded lazily (they load libtorch).
+ * What the demo takes from lib/data (datasets, loaders), lib/train (the fine-tuning step) and
+ * lib/pretrain (MIM pre-training of a Beit in place), typed by those libraries, so tests can stand in
+ * for them; loaded lazily (they load libtorch).
  */
-import type { DataLoader, ImageDataset, LoaderOptions } from '../data/types';
-import type { Tensor } from '../tensor';
+import type { InMemoryDataset, InMemoryInit } from '../data/memory';
 import type { Beit } from '../models/beit';
+import type { OptimizerOptions } from '../train/optimizer';
+import type { TrainStep } from '../train/step';
+import type { pretrain } from '../pretrain/beit-init';
 
-/** lib/data's in-memory dataset (uint8 pixels in one native tensor; subsets share it). */
-export interface MemoryDataset extends ImageDataset {
-  readonly pixels: Tensor;
-  readonly rows: Int32Array | null;
-  subset(indices: Int32Array, overrides?: { classes?: readonly string[]; targets?: Int32Array; name?: string }): MemoryDataset;
-  dispose(): void;
-}
+/** lib/data's InMemoryDataset, as far as the demo uses it (pixels and row map; subsets share them). */
+export type MemoryDataset = Pick<InMemoryDataset, 'name' | 'root' | 'split' | 'classes' | 'length' | 'targets' | 'pixels' | 'rows' | 'dispose'> & {
+  subset(indices: Int32Array, overrides?: Parameters<InMemoryDataset['subset']>[1]): MemoryDataset;
+};
 
-export interface MemoryDatasetInit {
-  name: string;
-  root: string;
-  split: 'train' | 'test';
-  classes: readonly string[];
-  targets: Int32Array;
-  pixels: Tensor;
-  rows?: Int32Array;
-}
+export type MemoryDatasetInit = InMemoryInit;
 
 export interface DataModule {
-  buildDataset(o: { dataSet: string; dataPath?: string; train: boolean }): Promise<ImageDataset>;
-  createLoader(ds: ImageDataset, o: LoaderOptions): DataLoader;
+  buildDataset: (o: Pick<Parameters<typeof import('../data').buildDataset>[0], 'dataSet' | 'dataPath' | 'train'>) => ReturnType<typeof import('../data').buildDataset>;
+  createLoader: typeof import('../data').createLoader;
   InMemoryDataset: new (init: MemoryDatasetInit) => MemoryDataset;
 }
 
-export interface StepOutput {
-  loss: Tensor;
-  gradNorm: Tensor;
-}
-
-export interface FinetuneOptimizerLike {
-  setSchedule(lr: number, wd?: number): void;
-  step(images: Tensor, targets: Int32Array | Tensor, opts?: { first?: boolean; last?: boolean; softTargets?: Tensor; seed?: number }): StepOutput;
-  dispose(): void;
-}
-
+/** lib/train's fine-tuning step over the demo's model (the Trainer runs it). */
 export interface TrainModule {
-  /**
-   * Optional full checkpoints (weights + AdamW moments) so a resumed run continues exactly; without
-   * them the demo saves weights only and the moments restart on resume.
-   */
-  saveCheckpoint?(file: string, model: Beit, optimizer: FinetuneOptimizerLike, epoch: number): Promise<void>;
-  loadCheckpoint?(file: string, model: Beit, optimizer: FinetuneOptimizerLike): Promise<void>;
-  createOptimizer(model: Beit, o: { lr: number; weightDecay: number; layerDecay?: number; clipGrad?: number; smoothing?: number }): Promise<FinetuneOptimizerLike>;
-  cosineScheduler(o: { baseValue: number; finalValue: number; epochs: number; stepsPerEpoch: number; warmupEpochs?: number; warmupSteps?: number }): Float64Array;
+  createStep(model: Beit, o: OptimizerOptions): Promise<TrainStep>;
+}
+
+/** lib/pretrain's MIM pre-training of a Beit in place. */
+export interface PretrainModule {
+  pretrain: typeof pretrain;
 }
 
 /** lib/data, loaded when the demo runs (it loads libtorch). */
@@ -59,29 +38,10 @@ export async function loadDataModule(): Promise<DataModule> {
   return { buildDataset: m.buildDataset, createLoader: m.createLoader, InMemoryDataset: m.InMemoryDataset };
 }
 
-/** lib/train's optimizer and schedule. */
+/** lib/train's fine-tuning step: AdamW with layer decay, one native call per step, full checkpoints. */
 export async function loadTrainModule(): Promise<TrainModule> {
-  const [{ FinetuneOptimizer }, { cosineScheduler }, ck] = await Promise.all([import('../train/optimizer'), import('../train/schedule'), import('../train/checkpoint')]);
-  const real = (o: FinetuneOptimizerLike) => {
-    if (!(o instanceof FinetuneOptimizer)) throw new TypeError('lib/train checkpoints need lib/train optimizers');
-    return o;
-  };
-  return {
-    createOptimizer: (model, o) => FinetuneOptimizer.create(model, o),
-    cosineScheduler,
-    saveCheckpoint: async (file, model, optimizer, epoch) => {
-      await ck.saveTrainCheckpoint(file, { model, optimizer: real(optimizer), epoch, args: { source: 'mood demo' } });
-    },
-    loadCheckpoint: async (file, model, optimizer) => {
-      const info = await ck.loadTrainCheckpoint(file, model, real(optimizer));
-      if (!info.restoredOptimizer) throw new Error(`${file}: no optimizer state to resume from`);
-    },
-  };
-}
-
-/** The entry point of lib/pretrain the demo uses: MIM pre-training of a Beit in place. */
-export interface PretrainModule {
-  pretrain(o: { model: Beit; loader: DataLoader; epochs: number; lr: number; seed?: number; quiet?: boolean; onEpoch?: (epoch: number, loss: number) => void }): Promise<void>;
+  const { FinetuneStep } = await import('../train/step');
+  return { createStep: (model, o) => FinetuneStep.create(model, o) };
 }
 
 export async function loadPretrainModule(): Promise<PretrainModule> {

@@ -1,15 +1,14 @@
 /**
- * The demo's OOD evaluation on extracted features/logits, producing report rows with curves and the
- * raw per-sample scores. Numbers come from lib/ood (detectors + exact float64 evaluation); this file
- * only arranges the protocols so the scores are kept for the report and for re-checking:
- * - multi-class: fit once on the ID training rows, ID test vs each OOD set;
- * - one-class: for one ID class, fit on its training rows; score the whole test set once; the row is
- *   the mean over every other class as a separate OOD set (the reference's loop, as
- *   lib/ood/protocols/oneClass does), its curves pool the other classes.
+ * The demo's OOD evaluation on extracted features/logits, as report rows with curves and the raw
+ * per-sample scores. The numbers are lib/ood/protocols' (the reference's loops, lib/ood's detectors and
+ * exact float64 evaluation); this file turns their results into report rows and keeps the scores for
+ * the report and for re-checking:
+ * - multi-class: multiClassProtocol per metric (fit on the ID training rows, ID test vs each OOD set);
+ * - one-class: oneClassProtocol per metric for one ID class; the row is the mean over every other class
+ *   as a separate OOD set, its curves pool the other classes.
  */
-import { evaluate } from '../ood/evaluation';
-import { createDetector, listDetectors, type DetectorOptions } from '../ood/detectors/registry';
-import type { Detector } from '../ood/detectors/base';
+import { multiClassProtocol, oneClassProtocol, type SampleSet } from '../ood/protocols';
+import { listDetectors, type DetectorOptions } from '../ood/detectors/registry';
 import { rocPoints, scoreHistogram } from '../report/curves';
 import type { EvalPart, EvalRow, MetricInfo } from '../report/schema';
 
@@ -36,7 +35,7 @@ export function selectRows(s: FeatureRows, keep: (label: number, row: number) =>
   return { n: idx.length, features: f, featureDim: s.featureDim, logits: l, numClasses: s.numClasses, labels: Int32Array.from(idx, (r) => s.labels[r]) };
 }
 
-function input(s: FeatureRows) {
+function input(s: FeatureRows): SampleSet {
   return {
     features: { data: s.features, shape: [s.n, s.featureDim] },
     logits: { data: s.logits, shape: [s.n, s.numClasses] },
@@ -76,19 +75,10 @@ function curves(sIn: Float64Array, sOut: Float64Array, orientation: MetricInfo['
   return { roc: rocPoints(sIn, sOut, orientation, o.maxRocPoints ?? 300), histogram: scoreHistogram(sIn, sOut, o.bins ?? 40) };
 }
 
-function numbers(sIn: Float64Array, sOut: Float64Array, det: Detector) {
-  const e = evaluate(sIn, sOut, { orientation: det.orientation });
-  return { auroc: e.auroc, aupr_in: e.aupr_in, aupr_out: e.aupr_out, fpr95: e.fpr95, detection_error: e.detection_error };
-}
+type Numbers = Pick<EvalRow, 'auroc' | 'aupr_in' | 'aupr_out' | 'fpr95' | 'detection_error'>;
 
-async function withDetector<T>(metric: string, o: OodEvalOptions, train: FeatureRows, fn: (d: Detector) => Promise<T>): Promise<T> {
-  const det = createDetector(metric, o.detectorOptions?.(metric) ?? {});
-  try {
-    await det.fit(input(train));
-    return await fn(det);
-  } finally {
-    det.dispose();
-  }
+function numbers(r: Numbers): Numbers {
+  return { auroc: r.auroc, aupr_in: r.aupr_in, aupr_out: r.aupr_out, fpr95: r.fpr95, detection_error: r.detection_error };
 }
 
 /**
@@ -105,24 +95,29 @@ export async function multiClassRows(
 ): Promise<EvalRow[]> {
   const out: EvalRow[] = [];
   for (const m of metricInfo(o.metrics)) {
-    await withDetector(m.name, o, train, async (det) => {
-      const sIn = await det.score(input(test));
-      const kIn = sink.put(`${m.name}__in`, sIn);
-      for (const ood of oods) {
-        const sOut = await det.score(input(ood.rows));
-        const kOut = sink.put(`${m.name}__${ood.name}`, sOut);
-        out.push({
-          id: idName,
-          ood: ood.name,
-          metric: m.name,
-          ...numbers(sIn, sOut, det),
-          n_in: sIn.length,
-          n_ood: sOut.length,
-          ...curves(sIn, sOut, m.orientation, o),
-          scores: { file: sink.file, in: kIn, ood: kOut },
-        });
-      }
+    const r = await multiClassProtocol({
+      metric: m.name,
+      detectorOptions: o.detectorOptions?.(m.name) ?? {},
+      train: input(train),
+      test: input(test),
+      ood: oods.map((x) => ({ name: x.name, ...input(x.rows) })),
+      keepScores: true,
     });
+    const sIn = r.scores!.in;
+    const kIn = sink.put(`${m.name}__in`, sIn);
+    for (const row of r.rows) {
+      const sOut = r.scores!.ood[row.ood];
+      out.push({
+        id: idName,
+        ood: row.ood,
+        metric: m.name,
+        ...numbers(row),
+        n_in: row.n_in,
+        n_ood: row.n_ood,
+        ...curves(sIn, sOut, m.orientation, o),
+        scores: { file: sink.file, in: kIn, ood: sink.put(`${m.name}__${row.ood}`, sOut) },
+      });
+    }
   }
   return out;
 }
@@ -140,44 +135,42 @@ export async function oneClassRows(
   o: OodEvalOptions,
   sink: ScoreSink,
 ): Promise<EvalRow[]> {
-  const fitRows = selectRows(train, (l) => l === cls);
-  if (fitRows.n === 0) throw new RangeError(`one-class: no training samples of class ${cls}`);
-  const others = [...new Set(test.labels)].filter((l) => l !== cls).sort((a, b) => a - b);
-  if (others.length === 0) throw new RangeError(`one-class: the test set has no class other than ${cls}`);
+  if (!train.labels.includes(cls)) throw new RangeError(`one-class: no training samples of class ${cls}`);
+  if (!test.labels.includes(cls)) throw new RangeError(`one-class: no test samples of class ${cls}`);
+  const labels = [...new Set(test.labels)].sort((a, b) => a - b);
+  if (labels.length < 2) throw new RangeError(`one-class: the test set has no class other than ${cls}`);
   const name = (c: number) => `${c} ${classNames[c] ?? ''}`.trim();
+  const pick = (all: Float64Array, keep: (l: number) => boolean) => Float64Array.from(all.filter((_, i) => keep(test.labels[i])));
   const out: EvalRow[] = [];
   for (const m of metricInfo(o.metrics)) {
-    await withDetector(m.name, o, fitRows, async (det) => {
-      const all = await det.score(input(test));
-      const pick = (keep: (l: number) => boolean) => {
-        const v: number[] = [];
-        for (let i = 0; i < test.n; i++) if (keep(test.labels[i])) v.push(all[i]);
-        return Float64Array.from(v);
-      };
-      const sIn = pick((l) => l === cls);
-      if (sIn.length === 0) throw new RangeError(`one-class: no test samples of class ${cls}`);
-      const kIn = sink.put(`${m.name}__in`, sIn);
-      const parts: EvalPart[] = others.map((d) => {
-        const sOut = pick((l) => l === d);
-        return { ood: name(d), n_ood: sOut.length, ...numbers(sIn, sOut, det), scores: { file: sink.file, in: kIn, ood: sink.put(`${m.name}__ood${d}`, sOut) } };
-      });
-      const mean = (k: 'auroc' | 'aupr_in' | 'aupr_out' | 'fpr95' | 'detection_error') => parts.reduce((a, p) => a + (p[k] ?? 0), 0) / parts.length;
-      const pooled = pick((l) => l !== cls);
-      out.push({
-        id: `class ${name(cls)}`,
-        ood: `other classes (mean of ${parts.length})`,
-        metric: m.name,
-        auroc: mean('auroc'),
-        aupr_in: mean('aupr_in'),
-        aupr_out: mean('aupr_out'),
-        fpr95: mean('fpr95'),
-        detection_error: mean('detection_error'),
-        n_in: sIn.length,
-        n_ood: pooled.length,
-        ...curves(sIn, pooled, m.orientation, o),
-        scores: { file: sink.file, in: kIn, ood: sink.put(`${m.name}__ood`, pooled) },
-        parts,
-      });
+    const r = await oneClassProtocol({
+      metric: m.name,
+      detectorOptions: o.detectorOptions?.(m.name) ?? {},
+      train: input(train),
+      test: input(test),
+      groups: labels.map((l) => [l]),
+      idGroups: [labels.indexOf(cls)],
+      keepScores: true,
+    });
+    const g = r.groups[0];
+    const all = g.scores!;
+    const sIn = pick(all, (l) => l === cls);
+    const kIn = sink.put(`${m.name}__in`, sIn);
+    const parts: EvalPart[] = g.rows.map((row) => {
+      const d = labels[Number(row.ood)];
+      return { ood: name(d), n_ood: row.n_ood, ...numbers(row), scores: { file: sink.file, in: kIn, ood: sink.put(`${m.name}__ood${d}`, pick(all, (l) => l === d)) } };
+    });
+    const pooled = pick(all, (l) => l !== cls);
+    out.push({
+      id: `class ${name(cls)}`,
+      ood: `other classes (mean of ${parts.length})`,
+      metric: m.name,
+      ...numbers(g.average),
+      n_in: sIn.length,
+      n_ood: pooled.length,
+      ...curves(sIn, pooled, m.orientation, o),
+      scores: { file: sink.file, in: kIn, ood: sink.put(`${m.name}__ood`, pooled) },
+      parts,
     });
   }
   return out;

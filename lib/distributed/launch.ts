@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { PACKAGE_ROOT, ompThreadsSeeded } from '../native';
+import { PACKAGE_ROOT, ompThreadsSeeded } from '../binding';
 import { DEFAULT_MASTER_PORT } from './env';
 
 export interface LaunchOptions {

@@ -41,7 +41,5 @@ export interface NativeProcessGroupStatic {
 }
 
 export function nativeProcessGroup(): NativeProcessGroupStatic {
-  const b = loadNative() as unknown as { NativeProcessGroup?: NativeProcessGroupStatic };
-  if (!b.NativeProcessGroup) throw new Error('mood-ood: this native addon has no NativeProcessGroup (rebuild it: npm run build:native)');
-  return b.NativeProcessGroup;
+  return loadNative().NativeProcessGroup;
 }

@@ -82,9 +82,7 @@ export interface NativeBeitStatic {
 }
 
 export function nativeBeit(): NativeBeitStatic {
-  const b = loadNative() as unknown as { NativeBeit?: NativeBeitStatic };
-  if (!b.NativeBeit) throw new Error('mood-ood: the native addon has no NativeBeit class: rebuild it (npm run build:native)');
-  return b.NativeBeit;
+  return loadNative().NativeBeit;
 }
 
 /** A Tensor over a handle the addon returned. */
@@ -96,4 +94,29 @@ export function wrapHandle(h: NativeTensorHandle, device: Device): Tensor {
 export function handleOf(t: Tensor, op: string): NativeTensorHandle {
   if (!(t instanceof Tensor)) throw new TypeError(`${op}: expected a Tensor`);
   return t.nativeHandle(op);
+}
+
+/** What every native module with a state dict (NativeBeit, NativeMim, NativeDalleEncoder) offers. */
+export interface NativeStateful {
+  stateDict(): Record<string, NativeTensorHandle>;
+  loadStateDict(sd: Record<string, NativeTensorHandle>, strict: boolean): { missingKeys: string[]; unexpectedKeys: string[]; done: NativeTensorHandle };
+}
+
+/** The module's state dict as Tensors on `device`, in state-dict order (views: the caller disposes them). */
+export function nativeStateDict(m: NativeStateful, device: Device): Map<string, Tensor> {
+  return new Map(Object.entries(m.stateDict()).map(([k, h]) => [k, wrapHandle(h, device)]));
+}
+
+/** loadStateDict on a native module, awaited; `what` names the caller in errors ('MimModel.loadStateDict'). */
+export async function loadNativeStateDict(m: NativeStateful, sd: Map<string, Tensor>, strict: boolean, what: string): Promise<{ missingKeys: string[]; unexpectedKeys: string[] }> {
+  const obj: Record<string, NativeTensorHandle> = {};
+  for (const [k, t] of sd) obj[k] = handleOf(t, `${what} '${k}'`);
+  const r = m.loadStateDict(obj, strict);
+  const done = wrapHandle(r.done, 'cpu');
+  try {
+    await done.ready();
+  } finally {
+    done.dispose();
+  }
+  return { missingKeys: r.missingKeys, unexpectedKeys: r.unexpectedKeys };
 }

@@ -8,8 +8,8 @@ import type { Beit } from '../models/beit';
 import type { DataLoader } from '../data/types';
 import { MaskingGenerator } from './masking';
 import { MimModel } from './model';
-import { cosineScheduler } from '../train/schedule';
-import { mimEpoch } from './run';
+import { MimStep } from './step';
+import { Trainer } from '../train/trainer';
 
 export interface PretrainBeitOptions {
   model: Beit;
@@ -24,6 +24,10 @@ export interface PretrainBeitOptions {
   minMaskPatchesPerBlock?: number;
   quiet?: boolean;
   onEpoch?: (epoch: number, loss: number) => void;
+  /** Checkpoints of the MIM twin after every epoch; a run with the same folder resumes from them. */
+  outputDir?: string;
+  /** Called before every step; throwing stops pre-training there (Ctrl-C). */
+  checkInterrupt?: (epoch: number) => void;
 }
 
 /** Default masking for a grid: the reference's 75 / 16 at 14 x 14, else ~38% with blocks of >= 4. */
@@ -62,15 +66,28 @@ export async function pretrain(o: PretrainBeitOptions): Promise<void> {
       numMaskingPatches: o.numMaskPatches ?? d.numMaskPatches,
       minNumPatches: o.minMaskPatchesPerBlock ?? d.minMaskPatchesPerBlock,
     });
-    const steps = o.loader.numBatches;
     const warm = o.epochs >= 3 ? 1 : 0;
-    const lr = cosineScheduler({ baseValue: o.lr, finalValue: o.lr / 50, epochs: o.epochs, stepsPerEpoch: steps, warmupEpochs: warm, startWarmupValue: o.lr / 100 });
-    const wd = cosineScheduler({ baseValue: o.weightDecay ?? 0.05, finalValue: o.weightDecay ?? 0.05, epochs: o.epochs, stepsPerEpoch: steps });
-    mim.train();
-    for (let e = 0; e < o.epochs; e++) {
-      const r = await mimEpoch(mim, o.loader, masking, e, { seed: o.seed ?? 0, lr, wd, quiet: o.quiet, label: `MIM pre-training epoch ${e}` });
-      o.onEpoch?.(e, r.n ? r.sumLoss / r.n : NaN);
-    }
+    const trainer = new Trainer({
+      model: mim,
+      step: new MimStep(mim, { masking, seed: o.seed ?? 0 }),
+      train: o.loader,
+      epochs: o.epochs,
+      lr: o.lr,
+      minLr: o.lr / 50,
+      warmupEpochs: warm,
+      warmupLr: o.lr / 100,
+      weightDecay: o.weightDecay ?? 0.05,
+      seed: o.seed ?? 0,
+      outputDir: o.outputDir,
+      autoResume: o.outputDir !== undefined,
+      saveCkptFreq: o.outputDir !== undefined ? 1 : 0,
+      logTxt: false,
+      progress: !o.quiet,
+      label: (e) => `MIM pre-training epoch ${e}`,
+      checkInterrupt: o.checkInterrupt,
+      sinks: o.onEpoch ? [{ epoch: (l) => o.onEpoch!(l.epoch, l.train_loss) }] : [],
+    });
+    await trainer.fit();
     const want = new Set(o.model.stateSpec().map((e) => e[0]).filter((k) => !k.endsWith('relative_position_index')));
     const sd = mim.stateDict();
     try {

@@ -5,6 +5,7 @@
  */
 import { loadNative, NativeTensorHandle } from '../native';
 import { Device, Tensor } from '../tensor';
+import { loadNativeStateDict, nativeStateDict } from '../models/native-beit';
 import type { NativeBeitOptions, StateSpecEntry } from '../models/native-beit';
 
 /** The backbone keywords the MIM model shares with BEiT (same names, types and meaning). */
@@ -38,6 +39,8 @@ export interface StepOptions {
   eps?: number;
   /** Distributed: lib/distributed GradientSync id (`pg.createGradientSync().id`); gradients averaged over ranks. */
   gradSyncId?: number;
+  /** >= 0: reseed the native generator first, so drop path depends on the step alone (exact resume). */
+  seed?: number;
 }
 
 export interface StepStats {
@@ -48,7 +51,7 @@ export interface StepStats {
   masked: number;
 }
 
-interface NativeMimInstance {
+export interface NativeMimInstance {
   options(): ResolvedMimOptions;
   stateSpec(): StateSpecEntry[];
   stateDict(): Record<string, NativeTensorHandle>;
@@ -64,16 +67,14 @@ interface NativeMimInstance {
   dispose(): void;
 }
 
-interface NativeMimStatic {
+export interface NativeMimStatic {
   new (options: MimOptions): NativeMimInstance;
   configNames(): string[];
   config(name: string): ResolvedMimOptions;
 }
 
 function nativeMim(): NativeMimStatic {
-  const b = loadNative() as unknown as { NativeMim?: NativeMimStatic };
-  if (!b.NativeMim) throw new Error('mood-ood: the native addon has no NativeMim class: rebuild it (npm run build:native)');
-  return b.NativeMim;
+  return loadNative().NativeMim;
 }
 
 function stripUndefined<T extends object>(o: T): T {
@@ -164,20 +165,11 @@ export class MimModel {
 
   /** Parameters and buffers by official name, in PyTorch's state_dict order (views: the caller disposes them). */
   stateDict(): Map<string, Tensor> {
-    return new Map(Object.entries(this.live('stateDict').stateDict()).map(([k, h]) => [k, Tensor.fromNativeHandle(h, this.device)]));
+    return nativeStateDict(this.live('stateDict'), this.device);
   }
 
   async loadStateDict(sd: Map<string, Tensor>, opts: { strict?: boolean } = {}): Promise<{ missingKeys: string[]; unexpectedKeys: string[] }> {
-    const obj: Record<string, NativeTensorHandle> = {};
-    for (const [k, t] of sd) obj[k] = t.nativeHandle(`MimModel.loadStateDict '${k}'`);
-    const r = this.live('loadStateDict').loadStateDict(obj, opts.strict ?? true);
-    const done = Tensor.fromNativeHandle(r.done, 'cpu');
-    try {
-      await done.ready();
-    } finally {
-      done.dispose();
-    }
-    return { missingKeys: r.missingKeys, unexpectedKeys: r.unexpectedKeys };
+    return loadNativeStateDict(this.live('loadStateDict'), sd, opts.strict ?? true, 'MimModel.loadStateDict');
   }
 
   /** AdamW moments by parameter name and the step count (views: the caller disposes them). */

@@ -24,6 +24,15 @@ function num(raw: RawPretrainFlags, k: string, dflt: number, check: (v: number) 
 
 const int = (min: number) => (v: number) => Number.isInteger(v) && v >= min;
 
+/** Pillow filter names of the reference's --train_interpolation / --second_interpolation. */
+const INTERPOLATIONS = ['bicubic', 'bilinear', 'lanczos', 'hamming'];
+
+function choice(raw: RawPretrainFlags, k: string, dflt: string, allowed: readonly string[]): string {
+  const v = raw[k] ?? dflt;
+  if (typeof v !== 'string' || !allowed.includes(v)) throw new FlagError(`${flagName(k)}: expected one of ${allowed.join(', ')}, got '${String(v)}'`);
+  return v;
+}
+
 export function parsePretrainFlags(raw: RawPretrainFlags): PretrainOptions {
   const vae = String(raw.discreteVaeType ?? 'dall-e');
   if (!['dall-e', 'customized', 'pixel'].includes(vae)) throw new FlagError(`--discrete_vae_type: expected dall-e, customized or pixel, got '${vae}'`);
@@ -37,7 +46,7 @@ export function parsePretrainFlags(raw: RawPretrainFlags): PretrainOptions {
     }
     if (modelOpts === null || typeof modelOpts !== 'object' || Array.isArray(modelOpts)) throw new FlagError('--model_opts: expected a JSON object of constructor options');
   }
-  let betas: [number, number] = [0.9, 0.98];
+  let betas: [number, number] = [0.9, 0.999];  // run_beit_pretraining.py's --opt_betas default
   if (raw.optBetas !== undefined) {
     const parts = (Array.isArray(raw.optBetas) ? raw.optBetas : String(raw.optBetas).split(/[ ,]+/)).map(Number);
     if (parts.length !== 2 || parts.some((b) => !(b >= 0 && b < 1))) throw new FlagError(`--opt_betas: expected two numbers in [0, 1), got '${String(raw.optBetas)}'`);
@@ -59,6 +68,9 @@ export function parsePretrainFlags(raw: RawPretrainFlags): PretrainOptions {
     minMaskPatchesPerBlock: num(raw, 'minMaskPatchesPerBlock', 16, int(1), 'a positive integer'),
     inputSize,
     secondInputSize: num(raw, 'secondInputSize', 112, int(1), 'a positive integer'),
+    trainInterpolation: choice(raw, 'trainInterpolation', 'bicubic', [...INTERPOLATIONS, 'random']),
+    secondInterpolation: choice(raw, 'secondInterpolation', 'lanczos', INTERPOLATIONS),
+    colorJitter: num(raw, 'colorJitter', 0.4, (v) => v >= 0, 'a number >= 0'),
     batchSize: num(raw, 'batchSize', 64, int(1), 'a positive integer'),
     epochs: num(raw, 'epochs', 300, int(1), 'a positive integer'),
     saveCkptFreq: num(raw, 'saveCkptFreq', 20, int(1), 'a positive integer'),
@@ -76,9 +88,10 @@ export function parsePretrainFlags(raw: RawPretrainFlags): PretrainOptions {
     // --rel_pos_bias (default on) / --disable_rel_pos_bias as the reference; --shared_rel_pos_bias is the same switch.
     relPosBias: raw.disableRelPosBias ? false : true,
     absPosEmb: Boolean(raw.absPosEmb),
-    dropPath: num(raw, 'dropPath', 0, (v) => v >= 0 && v < 1, 'a rate in [0, 1)'),
+    dropPath: num(raw, 'dropPath', 0.1, (v) => v >= 0 && v < 1, 'a rate in [0, 1)'),
     imagenetDefaultMeanAndStd: Boolean(raw.imagenetDefaultMeanAndStd),
     outputDir: typeof raw.outputDir === 'string' && raw.outputDir !== '' ? raw.outputDir : undefined,
+    logDir: typeof raw.logDir === 'string' && raw.logDir !== '' ? raw.logDir : undefined,
     seed: num(raw, 'seed', 0, int(0), 'an integer >= 0'),
     resume: typeof raw.resume === 'string' && raw.resume !== '' ? raw.resume : undefined,
     autoResume: raw.autoResume !== false,

@@ -1,34 +1,60 @@
 /**
- * Fine-tuning checkpoints as the reference writes them (`utils.save_model` without DeepSpeed):
- * `checkpoint-<epoch>.pth` in the output dir holding {model, optimizer, epoch, scaler, args,
- * model_ema?}, loadable by torch.load (also weights_only=True: args is a plain dict here, not an
- * argparse.Namespace). Writes are atomic, so a kill during a save leaves the previous file intact.
- * `latestCheckpoint` is the reference's auto_resume rule: the highest numbered checkpoint-N.pth.
+ * Training checkpoints, one layout for every loop (the reference's `utils.save_model` without
+ * DeepSpeed): `checkpoint-<epoch>.pth` holding {model, optimizer, epoch, scaler, args, model_ema?,
+ * max_accuracy?}, loadable by torch.load (args is a plain dict, not an argparse.Namespace). What
+ * 'optimizer' holds is the optimizer's own business (an OptimizerState): PyTorch's AdamW state_dict
+ * for fine-tuning, the MIM model's moments for pre-training. Writes are atomic, so a kill during a
+ * save leaves the previous file intact. `latestCheckpoint` is the reference's auto_resume rule.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Tensor } from '../tensor';
-import { SaveValue, pyFloat, saveCheckpoint } from '../checkpoint/writer';
+import { PyFloat, SaveValue, pyFloat, saveCheckpoint } from '../checkpoint/writer';
 import { tensorsToData } from '../checkpoint/save-tensors';
-import { readCheckpoint } from '../checkpoint/reader';
+import { Checkpoint, readCheckpoint } from '../checkpoint/reader';
 import { loadTensors } from '../checkpoint/load-tensors';
 import { PyDict, PyValue } from '../checkpoint/pyvalues';
-import type { Beit } from '../models/beit';
+import type { StateSpecEntry } from '../models/native-beit';
 import type { FinetuneOptimizer } from './optimizer';
 
+/** What the loop and its checkpoints need of a model (Beit, MimModel). */
+export interface TrainableModel {
+  /** Parameters and buffers by name, in state_dict order (views: the caller disposes them). */
+  stateDict(): Map<string, Tensor>;
+  loadStateDict(sd: Map<string, Tensor>, opts?: { strict?: boolean }): Promise<unknown>;
+  stateSpec(): StateSpecEntry[];
+  train(mode?: boolean): unknown;
+  dispose(): void;
+}
+
+/** How an optimizer's state goes into a checkpoint and comes back. */
+export interface OptimizerState {
+  /** Top-level entries to add ('optimizer', and e.g. 'model_ema'), tensors already copied out. */
+  save(file: string): Promise<Record<string, SaveValue>>;
+  /** Restores from the checkpoint's entries; `ema`: an EMA of the weights came back too. */
+  load(ckpt: Checkpoint, file: string): Promise<{ ema: boolean }>;
+}
+
 export interface SaveTrainCheckpointParts {
-  model: Beit;
-  optimizer: FinetuneOptimizer;
-  /** The epoch just finished (an int), or a tag like 'best'. */
+  model: TrainableModel;
+  /** The fine-tuning optimizer (its AdamW state_dict and EMA); `state` for any other optimizer. */
+  optimizer?: FinetuneOptimizer;
+  state?: OptimizerState;
+  /** The epoch just finished (an int), or a tag like 'best' / 'init'. */
   epoch: number | string;
   args: Record<string, unknown>;
+  /**
+   * Best test acc@1 so far (fine-tuning with evaluation), restored on resume. Kept as args.max_accuracy
+   * (run state in args, as the reference keeps window_size there) so the top-level keys stay the reference's.
+   */
+  maxAccuracy?: number;
 }
 
 /** Plain JSON-like args -> pickle values (non-integral numbers stay floats; integral floats are ints, as JSON). */
 function argsValue(args: Record<string, unknown>): SaveValue {
   const conv = (v: unknown): SaveValue => {
     if (v === undefined) return null;
-    if (v === null || typeof v === 'string' || typeof v === 'boolean') return v;
+    if (v === null || typeof v === 'string' || typeof v === 'boolean' || v instanceof PyFloat) return v;
     if (typeof v === 'number') return Number.isInteger(v) ? v : pyFloat(v);
     if (Array.isArray(v)) return v.map(conv);
     if (typeof v === 'object') return Object.fromEntries(Object.entries(v as object).map(([k, x]) => [k, conv(x)]));
@@ -37,39 +63,36 @@ function argsValue(args: Record<string, unknown>): SaveValue {
   return conv(args);
 }
 
-export function checkpointPath(outputDir: string, epoch: number | string): string {
-  return path.join(outputDir, `checkpoint-${epoch}.pth`);
+/** A state dict as torch writes it (collections.OrderedDict, names in order), values copied out. */
+export async function stateDictValue(sd: Map<string, Tensor>, file: string): Promise<SaveValue> {
+  return tensorsToData(new PyDict('collections.OrderedDict', sd as unknown as Map<PyValue, PyValue>), { file });
+}
+
+export function checkpointPath(outputDir: string, epoch: number | string, prefix = 'checkpoint'): string {
+  return path.join(outputDir, `${prefix}-${epoch}.pth`);
 }
 
 /** Writes the checkpoint atomically; returns its path. */
 export async function saveTrainCheckpoint(file: string, p: SaveTrainCheckpointParts): Promise<string> {
-  const model = await tensorsToData(p.model.stateDict(), { file });
-  const opt = await p.optimizer.stateDict();
-  let ema: Map<string, Tensor> | null = null;
+  const state = p.state ?? (p.optimizer ? finetuneOptimizerState(p.optimizer) : undefined);
+  const sd = p.model.stateDict();
   try {
-    // Only the tensor part of the optimizer state needs converting; param_groups are plain values.
-    const state = (await tensorsToData(opt.state as unknown as Map<unknown, unknown>, { file })) as SaveValue;
-    const value: Record<string, SaveValue> = {
-      model,
-      optimizer: { state, param_groups: opt.param_groups as unknown as SaveValue },
-      epoch: typeof p.epoch === 'number' ? p.epoch : p.epoch,
-      scaler: {}, // no loss scaler on CPU / bfloat16 (GradScaler(enabled=False).state_dict() is {})
-      args: argsValue(p.args),
-    };
-    if (p.optimizer.hasEma) {
-      ema = p.optimizer.emaStateDict();
-      value.model_ema = await tensorsToData(ema, { file });
-    }
+    const value: Record<string, SaveValue> = { model: await stateDictValue(sd, file) };
+    const extra = state ? await state.save(file) : {};
+    if (extra.optimizer !== undefined) value.optimizer = extra.optimizer;
+    value.epoch = p.epoch;
+    value.scaler = {}; // no loss scaler on CPU / float32 (GradScaler(enabled=False).state_dict() is {})
+    value.args = argsValue(p.maxAccuracy === undefined ? p.args : { ...p.args, max_accuracy: pyFloat(p.maxAccuracy) });
+    for (const [k, v] of Object.entries(extra)) if (k !== 'optimizer') value[k] = v;
     saveCheckpoint(file, value);
     return file;
   } finally {
-    opt.tensors.forEach((t) => t.dispose());
-    ema?.forEach((t) => t.dispose());
+    for (const t of sd.values()) t.dispose();
   }
 }
 
-/** The reference's auto_resume: checkpoint-<N>.pth with the largest N in `outputDir` (null if none). */
-export function latestCheckpoint(outputDir: string): string | null {
+/** The reference's auto_resume: `<prefix>-<N>.pth` with the largest N in `outputDir` (null if none). */
+export function latestCheckpoint(outputDir: string, prefix = 'checkpoint'): string | null {
   let best = -1;
   let names: string[] = [];
   try {
@@ -77,11 +100,12 @@ export function latestCheckpoint(outputDir: string): string | null {
   } catch {
     return null;
   }
+  const re = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-(\\d+)\\.pth$`);
   for (const n of names) {
-    const m = /^checkpoint-(\d+)\.pth$/.exec(n);
+    const m = re.exec(n);
     if (m && Number(m[1]) > best) best = Number(m[1]);
   }
-  return best >= 0 ? checkpointPath(outputDir, best) : null;
+  return best >= 0 ? checkpointPath(outputDir, best, prefix) : null;
 }
 
 export interface ResumeInfo {
@@ -91,16 +115,18 @@ export interface ResumeInfo {
   args?: PyValue;
   restoredOptimizer: boolean;
   restoredEma: boolean;
+  /** args.max_accuracy when the checkpoint has it. */
+  maxAccuracy?: number;
 }
 
 /**
- * The reference's auto_load_model: model weights always; optimizer (and the next epoch) when the
- * checkpoint has 'optimizer' and 'epoch'; the EMA when both sides keep one.
+ * The reference's auto_load_model: model weights always (every tensor must fit); the optimizer state
+ * (with the EMA) and the next epoch when the checkpoint has 'optimizer' and an int 'epoch'.
  */
-export async function loadTrainCheckpoint(file: string, model: Beit, optimizer?: FinetuneOptimizer): Promise<ResumeInfo> {
+export async function loadTrainCheckpoint(file: string, model: TrainableModel, state?: OptimizerState): Promise<ResumeInfo> {
   const ckpt = readCheckpoint(file);
   const root = ckpt.root;
-  if (!(root instanceof PyDict) || !root.has('model')) throw new Error(`${file}: not a fine-tuning checkpoint (no 'model' entry)`);
+  if (!(root instanceof PyDict) || !root.has('model')) throw new Error(`${file}: not a training checkpoint (no 'model' entry)`);
   const weights = await loadTensors(ckpt, { key: 'model' });
   try {
     await model.loadStateDict(weights, { strict: true });
@@ -110,30 +136,59 @@ export async function loadTrainCheckpoint(file: string, model: Beit, optimizer?:
     weights.forEach((t) => t.dispose());
   }
   const info: ResumeInfo = { file, restoredOptimizer: false, restoredEma: false, args: root.get('args') };
+  const args = root.get('args');
+  const best = args instanceof PyDict ? args.get('max_accuracy') : undefined;
+  if (typeof best === 'number') info.maxAccuracy = best;
   const epoch = root.get('epoch');
-  const optV = root.get('optimizer');
-  if (optimizer && optV instanceof PyDict && typeof epoch === 'number') {
-    const groups = optV.get('param_groups');
-    if (!Array.isArray(groups)) throw new Error(`${file}: optimizer.param_groups is not a list`);
-    const sizes = groups.map((g) => (g instanceof PyDict && Array.isArray(g.get('params')) ? (g.get('params') as unknown[]).length : -1));
-    const values = groups.map((g) => ({ lr: (g as PyDict).get('lr') as number | undefined, weight_decay: (g as PyDict).get('weight_decay') as number | undefined }));
-    const st = await loadTensors(ckpt, { key: 'optimizer', filter: (k) => k.startsWith('state.') });
-    try {
-      await optimizer.loadStateDict(st, sizes, values, file);
-    } finally {
-      st.forEach((t) => t.dispose());
-    }
+  if (state && root.get('optimizer') instanceof PyDict && typeof epoch === 'number') {
+    const r = await state.load(ckpt, file);
     info.restoredOptimizer = true;
+    info.restoredEma = r.ema;
     info.startEpoch = epoch + 1;
   }
-  if (optimizer?.hasEma && root.has('model_ema')) {
-    const ema = await loadTensors(ckpt, { key: 'model_ema' });
-    try {
-      await optimizer.loadEma(ema);
-    } finally {
-      ema.forEach((t) => t.dispose());
-    }
-    info.restoredEma = true;
-  }
   return info;
+}
+
+/** The fine-tuning optimizer's entries: PyTorch's AdamW state_dict as 'optimizer', the EMA as 'model_ema'. */
+export function finetuneOptimizerState(optimizer: FinetuneOptimizer): OptimizerState {
+  return {
+    async save(file) {
+      const opt = await optimizer.stateDict();
+      let ema: Map<string, Tensor> | null = null;
+      try {
+        // Only the tensor part of the optimizer state needs converting; param_groups are plain values.
+        const state = await tensorsToData(opt.state as unknown as Map<unknown, unknown>, { file });
+        const out: Record<string, SaveValue> = { optimizer: { state, param_groups: opt.param_groups as unknown as SaveValue } };
+        if (optimizer.hasEma) {
+          ema = optimizer.emaStateDict();
+          out.model_ema = await stateDictValue(ema, file);
+        }
+        return out;
+      } finally {
+        opt.tensors.forEach((t) => t.dispose());
+        ema?.forEach((t) => t.dispose());
+      }
+    },
+    async load(ckpt, file) {
+      const optV = (ckpt.root as PyDict).get('optimizer') as PyDict;
+      const groups = optV.get('param_groups');
+      if (!Array.isArray(groups)) throw new Error(`${file}: optimizer.param_groups is not a list`);
+      const sizes = groups.map((g) => (g instanceof PyDict && Array.isArray(g.get('params')) ? (g.get('params') as unknown[]).length : -1));
+      const values = groups.map((g) => ({ lr: (g as PyDict).get('lr') as number | undefined, weight_decay: (g as PyDict).get('weight_decay') as number | undefined }));
+      const st = await loadTensors(ckpt, { key: 'optimizer', filter: (k) => k.startsWith('state.') });
+      try {
+        await optimizer.loadStateDict(st, sizes, values, file);
+      } finally {
+        st.forEach((t) => t.dispose());
+      }
+      if (!optimizer.hasEma || !(ckpt.root as PyDict).has('model_ema')) return { ema: false };
+      const ema = await loadTensors(ckpt, { key: 'model_ema' });
+      try {
+        await optimizer.loadEma(ema);
+      } finally {
+        ema.forEach((t) => t.dispose());
+      }
+      return { ema: true };
+    },
+  };
 }

@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import type { DataLoader, ImageDataset, LoaderOptions, MixupOptions } from '../data/types';
 import { parseRandAugment } from '../data/randaugment';
 import type { Beit, BeitOptions } from '../models/beit';
-import type { EpochLog, EvalStats, TrainerOptions } from './trainer';
+import type { EpochLog, EvalStats, StepEvent, TrainingSink } from './sinks';
+import type { TrainerOptions } from './trainer';
 
 export interface FinetuneOptions {
   /** A named configuration (beitConfigNames()). */
@@ -71,6 +72,8 @@ export interface FinetuneOptions {
   l2Beta?: number;
   freezeBackbone?: boolean;
   outputDir?: string;
+  /** TensorBoard event files here (the reference's --log_dir; rank 0), in run_class_finetuning.py's tags and cadence. */
+  logDir?: string;
   resume?: string;
   autoResume?: boolean;
   saveCkpt?: boolean;
@@ -86,16 +89,18 @@ export interface FinetuneOptions {
   progress?: boolean;
   /** Called with each epoch's log line (also written to outputDir/log.txt). */
   onEpoch?: (log: EpochLog) => void;
-  onStep?: (e: import('./trainer').StepEvent) => void;
+  onStep?: (e: StepEvent) => void;
+  /** More training sinks (rank 0), next to progress and log.txt. */
+  sinks?: TrainingSink[];
   /** Runs once on the built model before training (distributed: broadcast rank 0's weights). */
   beforeTrain?: (model: Beit) => Promise<void>;
 }
 
-/** The reference's defaults (run_class_finetuning.get_args). */
+/** The reference's defaults (MOODv1 run_class_finetuning.get_args). */
 export const FINETUNE_DEFAULTS = {
   inputSize: 224,
   batchSize: 64,
-  epochs: 30,
+  epochs: 200,
   updateFreq: 1,
   lr: 5e-4,
   minLr: 1e-6,
@@ -124,7 +129,7 @@ export const FINETUNE_DEFAULTS = {
   modelEmaDecay: 0.9999,
   autoResume: true,
   saveCkpt: true,
-  saveCkptFreq: 5,
+  saveCkptFreq: 50,
   seed: 0,
 } as const;
 
@@ -139,7 +144,7 @@ export class FinetuneOptionsError extends Error {
 }
 
 export interface FinetuneResult {
-  /** The last checkpoint written (undefined without outputDir). */
+  /** The last checkpoint written, or the one resumed from when nothing was left to train. */
   checkpoint?: string;
   history: EpochLog[];
   /** Per optimizer step losses of this run. */
@@ -228,16 +233,17 @@ export function validateFinetuneOptions(o: FinetuneOptions, configNames: readonl
   }
   if (o.eval && !o.finetune && !o.resume && !(o.autoResume !== false && o.outputDir)) bad('eval', 'needs weights to evaluate: --finetune, --resume or --output_dir with a checkpoint');
   if (o.outputDir) checkWritableDir(o.outputDir);
+  if (o.logDir) checkWritableDir(o.logDir, 'log_dir');
   const ws = o.worldSize ?? 1;
   const rank = o.rank ?? 0;
   if (!Number.isInteger(ws) || ws < 1 || !Number.isInteger(rank) || rank < 0 || rank >= ws) bad('rank', `rank ${rank} is outside world size ${ws}`);
 }
 
-/** The output dir exists (or can be made) and accepts a file. */
-export function checkWritableDir(dir: string): void {
+/** The directory `--<flag>` names exists (or can be made) and accepts a file. */
+export function checkWritableDir(dir: string, flag = 'output_dir'): void {
   const abs = path.resolve(dir);
   const fail = (why: string): never => {
-    throw new FinetuneOptionsError(`--output_dir: cannot write to ${abs}: ${why}`);
+    throw new FinetuneOptionsError(`--${flag}: cannot write to ${abs}: ${why}`);
   };
   // Made one level at a time (Node's recursive mkdir can spin on pseudo file systems such as /proc).
   const missing: string[] = [];
@@ -312,6 +318,8 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
   const d = FINETUNE_DEFAULTS;
   const trainSet = await buildDataset({ dataSet: o.dataSet, dataPath: o.dataPath, train: true, classIdx: o.classIdx });
   const testSet = await buildDataset({ dataSet: o.dataSet, dataPath: o.dataPath, train: false, classIdx: o.classIdx });
+  // One-class: the reference evaluates the ID class's test images only (build_dataset filters both splits).
+  const valSet = o.classIdx === undefined ? testSet : classOnly(testSet, o.classIdx);
   const numClasses = o.nbClasses ?? trainSet.classes.length;
   if (numClasses < trainSet.classes.length) {
     throw new FinetuneOptionsError(`--nb_classes ${numClasses} is smaller than the ${trainSet.classes.length} classes of ${o.dataSet}`);
@@ -342,7 +350,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
         }
       : undefined;
     const common = { inputSize, rank: o.rank, worldSize: o.worldSize, workers: o.workers, device: o.device, imagenetDefaultMeanAndStd: o.imagenetDefaultMeanAndStd };
-    const val = createLoader(testSet, { ...common, batchSize: Math.floor(1.5 * batchSize), train: false, shuffle: false, dropLast: false });
+    const val = createLoader(valSet, { ...common, batchSize: Math.floor(1.5 * batchSize), train: false, shuffle: false, dropLast: false });
     loaders.push(val);
     const trainerArgs = argsRecord(o, numClasses);
     if (o.eval) {
@@ -392,9 +400,10 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
       gradSyncId: o.gradSyncId,
       rank: o.rank,
       progress: o.progress,
+      ...(o.logDir ? { tensorboard: { logDir: o.logDir, cadence: 'finetune' as const } } : {}),
     };
     if (o.beforeTrain) await o.beforeTrain(model);
-    const trainer = new Trainer(topts);
+    const trainer = new Trainer({ ...topts, sinks: o.sinks });
     if (o.onEpoch) trainer.on('epoch', o.onEpoch);
     if (o.onStep) trainer.on('step', o.onStep);
     try {
@@ -409,6 +418,16 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
     disposeDataset(testSet);
     model.dispose();
   }
+}
+
+/** The samples of class `c` (a view sharing the data set's storage: dispose the data set, not this). */
+function classOnly(ds: ImageDataset, c: number): ImageDataset {
+  const subset = (ds as { subset?: (indices: Int32Array) => ImageDataset }).subset;
+  if (!subset) throw new FinetuneOptionsError(`--class_idx: the ${ds.name} test split cannot be filtered to one class`);
+  const idx: number[] = [];
+  ds.targets.forEach((t, i) => t === c && idx.push(i));
+  if (idx.length === 0) throw new FinetuneOptionsError(`--class_idx ${c}: the ${ds.name} test split has no image of that class`);
+  return subset.call(ds, Int32Array.from(idx));
 }
 
 function disposeDataset(d: ImageDataset): void {

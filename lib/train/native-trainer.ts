@@ -50,9 +50,7 @@ export interface NativeTrainerStatic {
 }
 
 export function nativeTrainer(): NativeTrainerStatic {
-  const b = loadNative() as unknown as { NativeTrainer?: NativeTrainerStatic };
-  if (!b.NativeTrainer) throw new Error('mood-ood: the native addon has no NativeTrainer class: rebuild it (npm run build:native)');
-  return b.NativeTrainer;
+  return loadNative().NativeTrainer;
 }
 
 /** The live native module behind a Beit (the trainer schedules its steps on it). */

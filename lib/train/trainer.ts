@@ -1,97 +1,100 @@
 /**
- * Trainer: the epoch loop of the reference fine-tuning (`run_class_finetuning.main` +
- * `engine_for_finetuning.train_one_epoch` / `evaluate`). TypeScript decides what happens (schedules,
- * accumulation boundaries, logging, checkpoints); each micro-step is one native call.
+ * Trainer: the one training loop of mood-ood — the reference's `run_class_finetuning.main` /
+ * `run_beit_pretraining.main` epoch loop with `train_one_epoch` (fine-tuning and pre-training share it)
+ * and `evaluate`. It runs any TrainStep (step.ts: the fine-tuning step, lib/pretrain's MIM step):
+ * per-step cosine lr / wd schedules, gradient accumulation, per-step seeds, the divergence check,
+ * evaluation after each epoch (evaluateModel), checkpoints in one layout (checkpoint.ts) with
+ * auto-resume, and what it reports goes to sinks (sinks.ts: progress, log.txt, anything attached).
+ * TypeScript decides what happens; each micro-step is one native call.
  *
- * Exact resume: data order comes from the loader's (seed, epoch) shuffle, and every micro-step reseeds
- * the native generator from (seed, global iteration, micro index), so a run resumed from
- * checkpoint-<e>.pth repeats epochs e+1.. exactly as the uninterrupted run does.
+ * Exact resume: data order comes from the loader's (seed, epoch) shuffle, and every micro-step gets
+ * the seed stepSeed(seed + rank, global iteration, micro index) (the reference seeds each rank with
+ * seed + rank), so a run resumed from checkpoint-<e>.pth repeats epochs e+1.. exactly as the
+ * uninterrupted run does.
  */
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Beit } from '../models/beit';
 import type { Batch, DataLoader } from '../data/types';
-import { Progress } from '../util/progress';
-import { FinetuneOptimizer, OptimizerOptions } from './optimizer';
+import type { OptimizerOptions } from './optimizer';
 import { cosineScheduler } from './schedule';
-import { checkpointPath, latestCheckpoint, loadTrainCheckpoint, saveTrainCheckpoint } from './checkpoint';
+import { checkpointPath, latestCheckpoint, loadTrainCheckpoint, saveTrainCheckpoint, type TrainableModel } from './checkpoint';
+import { FinetuneStep, type TrainStep } from './step';
+import { standardSinks, type TensorBoardOptions, type EpochLog, type EpochStart, type EvalStats, type MicroEvent, type ResumeEvent, type StepEvent, type TrainingSink } from './sinks';
 
-export interface TrainerOptions {
-  model: Beit;
+export type { EpochLog, EvalStats, MicroEvent, StepEvent, TrainingSink } from './sinks';
+
+export interface TrainerOptions<M extends TrainableModel = Beit> {
+  model: M;
+  /** The step to run; without it, the fine-tuning step over `model` (a Beit) with `optimizer`. */
+  step?: TrainStep;
+  /** Fine-tuning: AdamW, groups, loss and clipping settings; `lr` and `weightDecay` are the schedules' peaks. */
+  optimizer?: OptimizerOptions;
   train: DataLoader;
-  /** Evaluated after every epoch (acc@1, acc@5, loss) when given. */
+  /** Evaluated after every epoch (acc@1, acc@5, loss) when given; the model must be a classifier. */
   val?: DataLoader;
   epochs: number;
-  /** AdamW, groups, loss and clipping settings; `lr` and `weightDecay` are the schedules' peaks. */
-  optimizer: OptimizerOptions;
+  /** Peak learning rate / weight decay of the schedules (default: the optimizer's). */
+  lr?: number;
+  weightDecay?: number;
   minLr?: number;
   warmupLr?: number;
   warmupEpochs?: number;
   warmupSteps?: number;
   /** Final weight decay of the cosine wd schedule (default: weightDecay, i.e. constant). */
   weightDecayEnd?: number;
+  /** Micro-batches per optimizer step (default: the optimizer's updateFreq, else 1). */
+  updateFreq?: number;
   /** Seed of the per-step generator (drop path, dropout). */
   seed?: number;
   outputDir?: string;
-  /** Save checkpoint-<epoch>.pth every N epochs and after the last (default 1); 0: never. */
+  /** Checkpoint file names: `<prefix>-<epoch>.pth` (default 'checkpoint', the reference's). */
+  checkpointPrefix?: string;
+  /** Save a checkpoint every N epochs and after the last (default 1); 0: never. */
   saveCkptFreq?: number;
+  /** With evaluation: also save `<prefix>-best.pth` when test acc@1 improves (default true). */
+  saveBest?: boolean;
   /** Resume from this checkpoint file. */
   resume?: string;
-  /** Resume from the latest checkpoint-N.pth in outputDir when `resume` is not given. */
+  /** Resume from the latest checkpoint in outputDir when `resume` is not given. */
   autoResume?: boolean;
+  /** First epoch when no checkpoint says otherwise (the reference's --start_epoch). */
+  startEpoch?: number;
+  /** Stop after this many optimizer steps in this run, checkpointing the epoch there (0: no limit). */
+  maxSteps?: number;
   /** Saved in checkpoints as 'args' (the CLI passes its flags). */
   args?: Record<string, unknown>;
   /** Distributed: GradientSyncRegistry id of the process group's gradient sync. */
   gradSyncId?: number;
-  /** Only rank 0 writes files and logs. */
+  /** Only rank 0 writes files and reports to sinks. */
   rank?: number;
-  /** Progress bar / log lines on stderr (default true on rank 0). */
+  /** Progress bar / log lines on stderr (default true). */
   progress?: boolean;
-}
-
-export interface StepEvent {
-  epoch: number;
-  /** Optimizer step within the epoch. */
-  step: number;
-  /** Global optimizer iteration (the schedules' index). */
-  it: number;
-  loss: number;
-  lr: number;
-  minLr: number;
-  weightDecay: number;
-  gradNorm: number;
-}
-
-export interface EvalStats {
-  acc1: number;
-  acc5: number;
-  loss: number;
-  n: number;
-}
-
-export interface EpochLog {
-  epoch: number;
-  train_loss: number;
-  train_lr: number;
-  train_min_lr: number;
-  train_weight_decay: number;
-  train_grad_norm: number;
-  test_acc1?: number;
-  test_acc5?: number;
-  test_loss?: number;
-  n_parameters: number;
-  seconds: number;
+  /** log.txt in outputDir (default true). */
+  logTxt?: boolean;
+  /** TensorBoard event files in the reference's tags and cadence (the reference's --log_dir). */
+  tensorboard?: TensorBoardOptions;
+  /** Progress label of an epoch (default 'epoch <n>'). */
+  label?: (epoch: number) => string;
+  /** More sinks, after the standard ones (progress, log.txt). */
+  sinks?: TrainingSink[];
+  /** Called before every micro-step and before evaluation; throwing stops the run there (Ctrl-C). */
+  checkInterrupt?: (epoch: number) => void;
+  /** Runs once after any resume, before the first epoch (distributed: broadcast rank 0's weights). */
+  beforeTrain?: () => Promise<void>;
 }
 
 export interface FitResult {
   history: EpochLog[];
   /** Per optimizer step, in order (this run only). */
   losses: number[];
-  /** The last checkpoint written (undefined when none). */
+  /** The last checkpoint written, or resumed from when this run wrote none (undefined: neither). */
   checkpoint?: string;
+  /** Best test acc@1, including epochs before a resume (from the checkpoint). */
   maxAccuracy?: number;
   startEpoch: number;
+  /** Optimizer steps this run. */
+  steps: number;
 }
 
 export class TrainingDivergedError extends Error {
@@ -105,7 +108,9 @@ interface TrainerEvents {
   step: [StepEvent];
   epoch: [EpochLog];
   checkpoint: [string];
-  resume: [{ file: string; startEpoch: number }];
+  resume: [ResumeEvent];
+  epochStart: [EpochStart];
+  micro: [MicroEvent];
 }
 
 /** A 31-bit seed per (seed, iteration, micro-step), stable across resumes. */
@@ -120,27 +125,37 @@ export function stepSeed(seed: number, it: number, micro: number): number {
   return h & 0x7fffffff;
 }
 
-export class Trainer extends EventEmitter<TrainerEvents> {
-  readonly options: TrainerOptions;
-  private optimizer: FinetuneOptimizer | null = null;
+type EpochSums = { loss: number; n: number; lr: number; minLr: number; wd: number; gn: number; ng: number; metrics: Map<string, number>; steps: number };
+
+export class Trainer<M extends TrainableModel = Beit> extends EventEmitter<TrainerEvents> {
+  readonly options: TrainerOptions<M>;
+  private step: TrainStep | null;
+  private readonly ownStep: boolean;
+  private readonly sinks: TrainingSink[];
   readonly updateFreq: number;
   readonly stepsPerEpoch: number;
   readonly lrSchedule: Float64Array;
   readonly wdSchedule: Float64Array;
 
-  constructor(options: TrainerOptions) {
+  constructor(options: TrainerOptions<M>) {
     super();
     this.options = options;
     const o = options;
     if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new RangeError(`Trainer: epochs must be a positive integer, got ${o.epochs}`);
-    this.updateFreq = o.optimizer.updateFreq ?? 1;
+    if (!o.step && !o.optimizer) throw new TypeError('Trainer: give a step, or optimizer options for the fine-tuning step');
+    this.step = o.step ?? null;
+    this.ownStep = !o.step;
+    this.updateFreq = o.updateFreq ?? o.optimizer?.updateFreq ?? 1;
     if (!Number.isInteger(this.updateFreq) || this.updateFreq < 1) throw new RangeError(`Trainer: updateFreq must be an integer >= 1, got ${this.updateFreq}`);
     this.stepsPerEpoch = Math.floor(o.train.numBatches / this.updateFreq);
     if (this.stepsPerEpoch < 1) {
       throw new RangeError(`Trainer: the training loader gives ${o.train.numBatches} batches per epoch, fewer than update_freq ${this.updateFreq}: no optimizer step would run`);
     }
+    const lr = o.lr ?? o.optimizer?.lr;
+    const wd = o.weightDecay ?? o.optimizer?.weightDecay;
+    if (lr === undefined || wd === undefined) throw new TypeError('Trainer: lr and weightDecay (the schedules\' peaks) are required');
     this.lrSchedule = cosineScheduler({
-      baseValue: o.optimizer.lr,
+      baseValue: lr,
       finalValue: o.minLr ?? 1e-6,
       epochs: o.epochs,
       stepsPerEpoch: this.stepsPerEpoch,
@@ -148,161 +163,186 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       startWarmupValue: o.warmupLr ?? 0,
       warmupSteps: o.warmupSteps ?? -1,
     });
-    const wd = o.optimizer.weightDecay;
     this.wdSchedule = cosineScheduler({ baseValue: wd, finalValue: o.weightDecayEnd ?? wd, epochs: o.epochs, stepsPerEpoch: this.stepsPerEpoch });
+    // Rank 0 alone reports (and opens files: log.txt, the TensorBoard event file).
+    this.sinks = this.isMain
+      ? [...standardSinks({ outputDir: o.logTxt === false ? undefined : o.outputDir, progress: o.progress, label: o.label, tensorboard: o.tensorboard }), ...(o.sinks ?? [])]
+      : [];
   }
 
   private get isMain(): boolean {
     return (this.options.rank ?? 0) === 0;
   }
 
-  /** Builds the optimizer (after the model's weights are final: L2-SP and EMA snapshot them). */
-  async init(): Promise<FinetuneOptimizer> {
-    if (!this.optimizer) this.optimizer = await FinetuneOptimizer.create(this.options.model, { ...this.options.optimizer, gradSyncId: this.options.gradSyncId ?? this.options.optimizer.gradSyncId });
-    return this.optimizer;
+  /** Builds the step (the fine-tuning optimizer: after the model's weights are final, as L2-SP and EMA snapshot them). */
+  async init(): Promise<TrainStep> {
+    if (!this.step) {
+      const o = this.options;
+      this.step = await FinetuneStep.create(o.model as unknown as Beit, { ...o.optimizer!, gradSyncId: o.gradSyncId ?? o.optimizer!.gradSyncId });
+    }
+    return this.step;
   }
 
   get numTrainableParameters(): number {
-    const names = new Set(this.optimizer?.paramNames ?? []);
-    return this.options.model
-      .stateSpec()
-      .filter(([n, , , kind]) => kind === 'parameter' && names.has(n))
-      .reduce((a, [, s]) => a + s.reduce((x, y) => x * y, 1), 0);
+    return this.step?.numParameters() ?? 0;
+  }
+
+  /** Emits the event (every rank) and tells the sinks (rank 0). */
+  private notify<K extends keyof TrainerEvents>(kind: K, e: TrainerEvents[K][0]): void {
+    (this.emit as (k: K, v: TrainerEvents[K][0]) => boolean)(kind, e);
+    for (const s of this.sinks) (s[kind] as ((v: TrainerEvents[K][0]) => void) | undefined)?.call(s, e);
+  }
+
+  private async saveCheckpoint(epoch: number | string, maxAccuracy?: number): Promise<string> {
+    const o = this.options;
+    const file = await saveTrainCheckpoint(checkpointPath(o.outputDir!, epoch, o.checkpointPrefix), { model: o.model, state: this.step!.state, epoch, args: o.args ?? {}, maxAccuracy });
+    this.notify('checkpoint', file);
+    return file;
   }
 
   /** Trains epochs [start, epochs); evaluates and checkpoints as configured. */
   async fit(): Promise<FitResult> {
     const o = this.options;
-    const opt = await this.init();
-    let startEpoch = 0;
-    let resume = o.resume;
-    if (!resume && o.autoResume && o.outputDir) resume = latestCheckpoint(o.outputDir) ?? undefined;
-    if (resume) {
-      const info = await loadTrainCheckpoint(resume, o.model, opt);
-      if (info.startEpoch !== undefined) startEpoch = info.startEpoch;
-      this.emit('resume', { file: resume, startEpoch });
-    }
-    if (o.outputDir && this.isMain) fs.mkdirSync(o.outputDir, { recursive: true });
-    const history: EpochLog[] = [];
-    const losses: number[] = [];
-    let lastCkpt: string | undefined;
-    let maxAccuracy: number | undefined;
-    const nParams = this.numTrainableParameters;
-    for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
-      const t0 = Date.now();
-      const train = await this.trainOneEpoch(epoch, losses);
-      const log: EpochLog = { epoch, ...train, n_parameters: nParams, seconds: (Date.now() - t0) / 1000 };
+    const step = await this.init();
+    try {
+      let startEpoch = o.startEpoch ?? 0;
+      let maxAccuracy: number | undefined;
+      let lastCkpt: string | undefined;
+      const resume = o.resume ?? (o.autoResume && o.outputDir ? latestCheckpoint(o.outputDir, o.checkpointPrefix) ?? undefined : undefined);
+      if (resume) {
+        const info = await loadTrainCheckpoint(resume, o.model, step.state);
+        if (info.startEpoch !== undefined) startEpoch = info.startEpoch;
+        maxAccuracy = info.maxAccuracy;
+        lastCkpt = resume;
+        this.notify('resume', { file: resume, startEpoch, restoredOptimizer: info.restoredOptimizer, maxAccuracy });
+      }
+      await o.beforeTrain?.();
+      const saving = Boolean(o.outputDir) && this.isMain;
+      if (saving) fs.mkdirSync(o.outputDir!, { recursive: true });
       const freq = o.saveCkptFreq ?? 1;
-      if (o.outputDir && this.isMain && freq > 0 && ((epoch + 1) % freq === 0 || epoch + 1 === o.epochs)) {
-        lastCkpt = await saveTrainCheckpoint(checkpointPath(o.outputDir, epoch), { model: o.model, optimizer: opt, epoch, args: o.args ?? {} });
-        this.emit('checkpoint', lastCkpt);
-      }
-      if (o.val) {
-        const s = await this.evaluate(o.val);
-        log.test_acc1 = s.acc1;
-        log.test_acc5 = s.acc5;
-        log.test_loss = s.loss;
-        if (maxAccuracy === undefined || s.acc1 > maxAccuracy) {
-          maxAccuracy = s.acc1;
-          if (o.outputDir && this.isMain && freq > 0) {
-            const best = await saveTrainCheckpoint(checkpointPath(o.outputDir, 'best'), { model: o.model, optimizer: opt, epoch: 'best', args: o.args ?? {} });
-            this.emit('checkpoint', best);
-          }
+      const history: EpochLog[] = [];
+      const losses: number[] = [];
+      const nParams = step.numParameters();
+      let steps = 0;
+      o.model.train(true);
+      for (let epoch = startEpoch; epoch < o.epochs; epoch++) {
+        const t0 = Date.now();
+        const budget = o.maxSteps ? o.maxSteps - steps : Infinity;
+        const sums = await this.trainOneEpoch(epoch, losses, budget);
+        steps += sums.steps;
+        const stopped = Boolean(o.maxSteps) && steps >= o.maxSteps!;
+        const avg = (x: number, n: number) => (n ? x / n : NaN);
+        const log = {
+          train_loss: avg(sums.loss, sums.n),
+          train_lr: avg(sums.lr, sums.ng),
+          train_min_lr: avg(sums.minLr, sums.ng),
+          train_weight_decay: avg(sums.wd, sums.ng),
+          train_grad_norm: avg(sums.gn, sums.ng),
+          ...Object.fromEntries([...sums.metrics].map(([k, v]) => [`train_${k}`, avg(v, sums.n)])),
+        } as EpochLog;
+        let improved = false;
+        if (o.val) {
+          o.checkInterrupt?.(epoch);
+          const s = await this.evaluate(o.val);
+          Object.assign(log, { test_acc1: s.acc1, test_acc5: s.acc5, test_loss: s.loss });
+          improved = maxAccuracy === undefined || s.acc1 > maxAccuracy;
+          if (improved) maxAccuracy = s.acc1;
         }
+        Object.assign(log, { epoch, n_parameters: nParams });
+        if (saving && freq > 0) {
+          if ((epoch + 1) % freq === 0 || epoch + 1 === o.epochs || stopped) lastCkpt = await this.saveCheckpoint(epoch, maxAccuracy);
+          if (improved && o.saveBest !== false) await this.saveCheckpoint('best', maxAccuracy);
+        }
+        log.seconds = (Date.now() - t0) / 1000;
+        history.push(log);
+        this.notify('epoch', log);
+        if (stopped) break;
       }
-      log.seconds = (Date.now() - t0) / 1000;
-      history.push(log);
-      if (o.outputDir && this.isMain) fs.appendFileSync(path.join(o.outputDir, 'log.txt'), JSON.stringify(log) + '\n');
-      this.emit('epoch', log);
+      return { history, losses, checkpoint: lastCkpt, maxAccuracy, startEpoch, steps };
+    } finally {
+      for (const s of this.sinks) await s.close?.();
     }
-    return { history, losses, checkpoint: lastCkpt, maxAccuracy, startEpoch };
   }
 
-  private async trainOneEpoch(epoch: number, losses: number[]): Promise<Pick<EpochLog, 'train_loss' | 'train_lr' | 'train_min_lr' | 'train_weight_decay' | 'train_grad_norm'>> {
+  /** One epoch of optimizer steps (at most `budget`); the sums the epoch's log line averages. */
+  private async trainOneEpoch(epoch: number, losses: number[], budget: number): Promise<EpochSums> {
     const o = this.options;
-    const opt = this.optimizer!;
+    const step = this.step!;
     const uf = this.updateFreq;
     o.train.setEpoch(epoch);
-    const progress = new Progress({ label: `epoch ${epoch}`, total: this.stepsPerEpoch, unit: 'step', silent: !(o.progress ?? this.isMain) });
-    const sums = { loss: 0, lr: 0, minLr: 0, wd: 0, gn: 0, n: 0, ng: 0 };
+    this.notify('epochStart', { epoch, steps: Math.min(this.stepsPerEpoch, budget) });
+    const sums: EpochSums = { loss: 0, n: 0, lr: 0, minLr: 0, wd: 0, gn: 0, ng: 0, metrics: new Map(), steps: 0 };
     let i = 0;
-    try {
-      for await (const batch of o.train) {
-        try {
-          const step = Math.floor(i / uf);
-          if (step >= this.stepsPerEpoch) continue;
-          const it = epoch * this.stepsPerEpoch + step;
-          const micro = i % uf;
-          if (micro === 0) opt.setSchedule(this.lrSchedule[it], this.wdSchedule[it]);
-          const r = opt.step(batch.images, batch.targets, { first: micro === 0, last: micro === uf - 1, softTargets: batch.softTargets, seed: stepSeed(o.seed ?? 0, it, micro) });
-          let loss: number;
-          let gn: number;
-          try {
-            loss = await r.loss.item();
-            gn = await r.gradNorm.item();
-          } finally {
-            r.loss.dispose();
-            r.gradNorm.dispose();
-          }
-          if (!Number.isFinite(loss)) {
-            const keep = o.outputDir ? latestCheckpoint(o.outputDir) : null;
-            throw new TrainingDivergedError(
-              `Loss is ${loss} at epoch ${epoch}, step ${step} (iteration ${it}), stopping training; the weights were not updated by this step` +
-                (keep ? ` and the last good checkpoint ${keep} is intact` : ''),
-            );
-          }
-          sums.loss += loss;
-          sums.n++;
-          if (micro === uf - 1) {
-            const lrs = opt.lrs;
-            const ev: StepEvent = { epoch, step, it, loss, lr: Math.max(...lrs), minLr: Math.min(...lrs), weightDecay: Math.max(...opt.wds.filter((w) => w > 0), 0), gradNorm: gn };
-            sums.lr += ev.lr;
-            sums.minLr += ev.minLr;
-            sums.wd += ev.weightDecay;
-            sums.gn += gn;
-            sums.ng++;
-            losses.push(loss);
-            this.emit('step', ev);
-            progress.tick(1, `loss ${loss.toFixed(4)} lr ${ev.lr.toExponential(2)}`);
-          }
-        } finally {
-          disposeBatch(batch);
-          i++;
+    for await (const batch of o.train) {
+      try {
+        const s = Math.floor(i / uf);
+        if (s >= budget) break;
+        if (s >= this.stepsPerEpoch) continue;
+        const it = epoch * this.stepsPerEpoch + s;
+        const micro = i % uf;
+        o.checkInterrupt?.(epoch);
+        const r = await step.run(batch, {
+          epoch, step: s, it, micro, first: micro === 0, last: micro === uf - 1,
+          lr: this.lrSchedule[it], weightDecay: this.wdSchedule[it], seed: stepSeed((o.seed ?? 0) + (o.rank ?? 0), it, micro),
+        });
+        if (!Number.isFinite(r.loss)) {
+          const keep = o.outputDir ? latestCheckpoint(o.outputDir, o.checkpointPrefix) : null;
+          throw new TrainingDivergedError(
+            `Loss is ${r.loss} at epoch ${epoch}, step ${s} (iteration ${it}), stopping training; the weights were not updated by this step` +
+              (keep ? ` and the last good checkpoint ${keep} is intact` : ''),
+          );
         }
+        sums.loss += r.loss;
+        sums.n++;
+        for (const [k, v] of Object.entries(r.metrics ?? {})) sums.metrics.set(k, (sums.metrics.get(k) ?? 0) + v);
+        const rates = step.rates();
+        const extra = r.metrics ? { metrics: r.metrics } : {};
+        const last = micro === uf - 1;
+        this.notify('micro', { epoch, step: s, it, micro, index: it * uf + micro, loss: r.loss, ...(last ? { gradNorm: r.gradNorm } : {}), ...rates, ...extra });
+        if (last) {
+          const ev: StepEvent = { epoch, step: s, it, loss: r.loss, ...rates, gradNorm: r.gradNorm, ...extra };
+          sums.lr += ev.lr;
+          sums.minLr += ev.minLr;
+          sums.wd += ev.weightDecay;
+          sums.gn += ev.gradNorm;
+          sums.ng++;
+          sums.steps++;
+          losses.push(r.loss);
+          this.notify('step', ev);
+        }
+      } finally {
+        disposeBatch(batch);
+        i++;
       }
-    } finally {
-      progress.finish();
     }
-    const avg = (x: number, n: number) => (n ? x / n : NaN);
-    return {
-      train_loss: avg(sums.loss, sums.n),
-      train_lr: avg(sums.lr, sums.ng),
-      train_min_lr: avg(sums.minLr, sums.ng),
-      train_weight_decay: avg(sums.wd, sums.ng),
-      train_grad_norm: avg(sums.gn, sums.ng),
-    };
+    return sums;
   }
 
   /** The reference's evaluate() on `loader` (see evaluateModel). */
   async evaluate(loader: DataLoader): Promise<EvalStats> {
-    return evaluateModel(this.options.model, loader);
+    return evaluateModel(this.options.model as unknown as Classifier, loader);
   }
 
-  get optimizerInstance(): FinetuneOptimizer | null {
-    return this.optimizer;
+  /** The fine-tuning optimizer (null before init() or with another step). */
+  get optimizerInstance(): FinetuneStep['optimizer'] | null {
+    return this.step instanceof FinetuneStep ? this.step.optimizer : null;
   }
 
+  /** Releases the step this Trainer built (a step passed in stays the caller's). */
   dispose(): void {
-    this.optimizer?.dispose();
-    this.optimizer = null;
+    if (this.ownStep) this.step?.dispose();
+    this.step = null;
   }
 }
+
+/** What evaluation needs of a model: logits of a batch, and train/eval mode. */
+export type Classifier = Pick<Beit, 'forward' | 'eval' | 'train' | 'training'>;
 
 /**
  * The reference's evaluate(): eval mode, cross-entropy per batch (loss = mean of batch losses),
  * acc@1 / acc@5 in percent weighted by batch size (top-k capped at the class count, as timm).
  */
-export async function evaluateModel(model: Beit, loader: DataLoader): Promise<EvalStats> {
+export async function evaluateModel(model: Classifier, loader: DataLoader): Promise<EvalStats> {
   const wasTraining = model.training;
   model.eval();
   let lossSum = 0;
@@ -368,4 +408,5 @@ export function scoreBatch(z: ArrayLike<number>, k: number, targets: Int32Array)
 function disposeBatch(b: Batch): void {
   b.images.dispose();
   b.softTargets?.dispose();
+  b.secondImages?.dispose();
 }

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "addon/dist_wrap.h"
+#include "addon/dvae_wrap.h"
 #include "addon/mim_wrap.h"
 #include "addon/model_wrap.h"
 #include "addon/tensor_wrap.h"
@@ -63,6 +64,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTensor", TensorWrap::Init(env));
   exports.Set("NativeBeit", ModelWrap::Init(env));
   exports.Set("NativeMim", MimWrap::Init(env));
+  exports.Set("NativeDalleEncoder", DvaeWrap::Init(env));
   exports.Set("NativeProcessGroup", DistWrap::Init(env));
   exports.Set("NativeTrainer", TrainerWrap::Init(env, exports.Get("NativeBeit").As<Napi::Function>()));
   return exports;

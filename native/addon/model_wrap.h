@@ -22,6 +22,20 @@ bool option_bool(const Napi::Env& env, const std::string& what, const std::strin
 std::string option_str(const Napi::Env& env, const std::string& what, const std::string& k, const Napi::Value& v);
 Napi::Array string_array(const Napi::Env& env, const std::vector<std::string>& v);
 
+// Runs f, turning libtorch / standard exceptions into JS errors with their message (no backtrace).
+template <typename F>
+auto guarded(const Napi::Env& env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    throw Napi::Error::New(env, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
 // State-dict plumbing shared by NativeBeit and NativeMim: stateSpec rows [[name, shape, dtype, kind]],
 // {name: NativeTensor} objects, and loadStateDict(sd, strict = true) -> {missingKeys, unexpectedKeys,
 // done}: checks the keys (strict: throws naming `model_name`), then loads on `device`'s executor.

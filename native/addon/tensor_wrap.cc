@@ -4,6 +4,7 @@
 #include "core/ops.h"
 #include "core/runtime.h"
 
+#include <stdexcept>
 #include <unordered_map>
 
 namespace mood_addon {
@@ -153,11 +154,26 @@ Napi::Value TensorWrap::Op(const Napi::CallbackInfo& info) {
   mood::OpArgs args = to_op_args(env, info[2]);
   // The queue is the device of the first input, else the "device" attribute (creation ops).
   c10::Device device(c10::kCPU);
+  std::string device_attr = "cpu";
+  int64_t numel = 1;
+  try {
+    args.restrict_to(name, op->attrs);  // an unknown attribute name fails here, at the call
+  } catch (const std::invalid_argument& e) {
+    throw Napi::TypeError::New(env, e.what());
+  }
+  try {
+    if (inputs.empty()) {
+      if (args.takes("device")) device_attr = args.get_string("device", "cpu");
+      if (args.takes("shape"))
+        for (int64_t s : args.get_ints("shape", {})) numel *= s;
+    }
+  } catch (const std::invalid_argument& e) {
+    throw Napi::TypeError::New(env, "op '" + name + "': " + e.what());
+  }
   if (!inputs.empty() && inputs[0]->done() && inputs[0]->ok()) {
     device = inputs[0]->value().device();
   } else if (inputs.empty()) {
-    std::string spec = args.get_string("device", "cpu");
-    device = device_arg(env, Napi::String::New(env, spec));
+    device = device_arg(env, Napi::String::New(env, device_attr));
   } else if (info[3].IsString()) {
     device = device_arg(env, info[3]);  // caller knows the device of a still-pending input
   }
@@ -166,14 +182,8 @@ Napi::Value TensorWrap::Op(const Napi::CallbackInfo& info) {
   o.device = device;
   o.num_outputs = static_cast<size_t>(op->num_outputs);
   o.skip_if_unobserved = true;  // every op of the table is functional: it only makes its outputs
-  if (inputs.empty()) {
-    // Creation: inline only when the result is small.
-    int64_t numel = 1;
-    for (int64_t s : args.get_ints("shape", {})) numel *= s;
-    o.allow_inline = op->cost == mood::OpCost::kLight && numel <= mood::kInlineNumel;
-  } else {
-    o.allow_inline = op->cost == mood::OpCost::kLight;
-  }
+  // Creation: inline only when the result is small.
+  o.allow_inline = op->cost == mood::OpCost::kLight && (!inputs.empty() || numel <= mood::kInlineNumel);
   auto outs = mood::schedule(o, std::move(inputs), [name, args](const std::vector<at::Tensor>& in) {
     return mood::run_op(name, in, args);
   });

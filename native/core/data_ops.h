@@ -16,36 +16,43 @@ enum class Geometry {
   kTrainRrc,    // timm RandomResizedCrop: box from the plan's uniforms, bicubic resize to S x S
 };
 
-// Column layout of one plan row (float64). lib/data/plan.ts mirrors it.
+// Column layout of one plan row (float64). lib/data/plan-layout.ts mirrors it.
 enum PlanCol : int {
   kCropY = 0,
   kCropX = 1,
   kFlip = 2,
-  kEraseTop = 3,
-  kEraseLeft = 4,
-  kEraseH = 5,  // 0: no erasing
-  kEraseW = 6,
-  kEraseSeed = 7,
-  kRrcScaleMin = 8,
-  kRrcScaleMax = 9,
-  kRrcRatioMin = 10,
-  kRrcRatioMax = 11,
-  kRrcUniforms = 12,  // 10 attempts x (area, log-ratio, top, left)
-  kRaCount = kRrcUniforms + 40,  // RandAugment ops to apply (after the flip), then (op, arg) pairs
-  kRaOps = kRaCount + 1,
-  kRaMaxOps = 4,
-  kPlanCols = kRaOps + 2 * kRaMaxOps,
+  kRrcScaleMin = 3,
+  kRrcScaleMax = 4,
+  kRrcRatioMin = 5,
+  kRrcRatioMax = 6,
+  kRrcUniforms = 7,              // 10 attempts x (area, log-ratio, top, left)
+  kOpCount = kRrcUniforms + 40,  // pixel ops to apply after the flip, then (op, arg, resample) triples
+  kOps = kOpCount + 1,
+  kOpStride = 3,
+  kMaxOps = 8,
+  kEraseCount = kOps + kOpStride * kMaxOps,  // random erasing boxes, then (top, left, h, w, seed) each
+  kErase = kEraseCount + 1,
+  kEraseStride = 5,
+  kMaxErase = 8,
+  kPlanCols = kErase + kEraseStride * kMaxErase,
 };
 
-// timm 0.3 RandAugment ops (the _RAND_INCREASING_TRANSFORMS order), applied on uint8 RGB like PIL.
-enum RaOp : int {
+// Pixel ops on uint8 RGB with PIL's arithmetic: timm 0.3 RandAugment's ops (_RAND_TRANSFORMS order),
+// which also serve torchvision's ColorJitter (Brightness, Contrast, Color = saturation).
+enum PixelOp : int {
   kAutoContrast = 0, kEqualize, kInvert, kRotate, kPosterize, kSolarize, kSolarizeAdd, kColor, kContrast,
-  kBrightness, kSharpness, kShearX, kShearY, kTranslateXRel, kTranslateYRel, kRaNumOps
+  kBrightness, kSharpness, kShearX, kShearY, kTranslateXRel, kTranslateYRel, kNumPixelOps
 };
 
-// Applies one op with its level argument (degrees, bits, threshold, addend, factor, shear, fraction);
-// geometric ops use PIL's affine transform with bicubic filtering and `fill` outside the image.
-void rand_augment_op(img::Planar& im, int op, double arg, const uint8_t fill[3]);
+// PIL's filter ids for the geometric ops.
+enum Resample : int { kBilinear = 2, kBicubic = 3 };
+
+// Applies one op with its argument (degrees, bits, threshold, addend, factor, shear, fraction);
+// geometric ops use PIL's affine transform with the `resample` filter and `fill` outside the image.
+void pixel_op(img::Planar& im, int op, double arg, const uint8_t fill[3], int resample = kBicubic);
+
+// timm RandomErasing fill of a box (after normalisation).
+enum class EraseMode { kConst, kRand, kPixel };
 
 struct TransformConfig {
   Geometry geometry = Geometry::kEvalSmall;
@@ -55,7 +62,12 @@ struct TransformConfig {
   float mean[3] = {0.5f, 0.5f, 0.5f};
   float std[3] = {0.5f, 0.5f, 0.5f};
   uint8_t fill[3] = {128, 128, 128};  // RandAugment fill colour (timm: round(255 * mean))
+  EraseMode erase_mode = EraseMode::kPixel;
 };
+
+// The transform attributes shared by data_batch and image_batch (geometry, size, resize_short, pad,
+// mean0-2, std0-2, fill0-2, erase_mode); `op` names the op in error messages.
+TransformConfig read_transform_config(const OpArgs& a, const std::string& op, const char* default_geometry);
 
 // src (1 or 3 planes; 1 is replicated like PIL convert('RGB')) -> out float32 [3, S, S], normalised.
 // `plan` is one row of kPlanCols values (nullptr: evaluation).
@@ -70,6 +82,37 @@ bool transform_encoded(const uint8_t* data, size_t size, const TransformConfig& 
 
 // The RandomResizedCrop box (top, left, h, w) that timm 0.3's get_params picks with these uniforms.
 void rrc_box(int img_h, int img_w, const double* plan, int box[4]);
+
+// ---- BEiT pre-training: two views of one crop (DataAugmentationForBEiT) ----------------------
+
+// A BEiT plan row is a standard plan row (the flip and RandomResizedCrop columns above) followed by
+// these columns. lib/data/beit-views.ts mirrors them.
+enum BeitPlanCol : int {
+  kBeitJitter = kPlanCols,       // brightness, contrast, saturation factors (< 0: that jitter is off)
+  kBeitOrder = kBeitJitter + 3,  // the order of torchvision ColorJitter's 4 ops (randperm(4); 3 = hue, off)
+  kBeitInterp = kBeitOrder + 4,  // --train_interpolation random: 0 bilinear, 1 bicubic
+  kBeitPlanCols = kBeitInterp + 1,
+};
+
+struct BeitViewsConfig {
+  int size = 224;          // --input_size: the patch view
+  int second_size = 112;   // --second_input_size: the tokenizer view
+  img::Filter filter = img::Filter::kBicubic;         // --train_interpolation
+  bool random_filter = false;                          // 'random': bilinear or bicubic per sample (plan)
+  img::Filter second_filter = img::Filter::kLanczos;  // --second_interpolation
+  float mean[3] = {0.5f, 0.5f, 0.5f};                 // patch view Normalize
+  float std[3] = {0.5f, 0.5f, 0.5f};
+};
+// Attributes size, second_size, interpolation, second_interpolation, mean0..2, std0..2.
+BeitViewsConfig read_beit_config(const OpArgs& a);
+
+// The reference's DataAugmentationForBEiT on one image, in its order and with PIL semantics: ColorJitter
+// (ImageEnhance Brightness / Contrast / Color in the plan's order) and RandomHorizontalFlip on the whole
+// image, then ONE RandomResizedCrop box resized twice: the patch view (cfg.size, cfg.filter) ->
+// ToTensor + Normalize into `patches` [3, size, size], and the tokenizer view (second_size,
+// second_filter) -> ToTensor + map_pixels into `tokens` [3, second_size, second_size]. src has 1
+// plane (grey, replicated like convert('RGB')) or 3; `plan` is one row of kBeitPlanCols values.
+void beit_views(const img::Planar& src, const BeitViewsConfig& cfg, const double* plan, float* patches, float* tokens);
 
 }  // namespace data
 }  // namespace mood

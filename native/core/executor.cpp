@@ -144,12 +144,18 @@ void Executor::loop() {
 
 // ---- schedule ---------------------------------------------------------------
 
+std::string shape_str(at::IntArrayRef shape) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << "]";
+  return os.str();
+}
+
 std::string describe(const at::Tensor& t) {
   if (!t.defined()) return "undefined";
   std::ostringstream os;
-  os << c10::toString(t.scalar_type()) << "[";
-  for (int64_t i = 0; i < t.dim(); ++i) os << (i ? ", " : "") << t.size(i);
-  os << "]";
+  os << c10::toString(t.scalar_type()) << shape_str(t.sizes());
   if (!t.device().is_cpu()) os << " " << t.device().str();
   return os.str();
 }

@@ -85,5 +85,6 @@ std::vector<PendingPtr> schedule(const ScheduleOptions& opts, std::vector<Pendin
 constexpr int64_t kInlineNumel = 1 << 14;
 
 std::string describe(const at::Tensor& t);  // "float32[2, 3] cpu"
+std::string shape_str(at::IntArrayRef shape);  // "[2, 3]"
 
 }  // namespace mood

@@ -38,12 +38,45 @@ double bicubic(double x) {
   return 0;
 }
 
+// Pillow's other filters (Resample.c), same double arithmetic.
+double bilinear(double x) {
+  if (x < 0) x = -x;
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+double hamming(double x) {
+  if (x < 0) x = -x;
+  if (x == 0.0) return 1.0;
+  if (x >= 1.0) return 0.0;
+  x = x * M_PI;
+  return std::sin(x) / x * (0.54f + 0.46f * std::cos(x));  // Pillow's float constants
+}
+double sinc(double x) {
+  if (x == 0.0) return 1.0;
+  x = x * M_PI;
+  return std::sin(x) / x;
+}
+double lanczos(double x) { return (-3.0 <= x && x < 3.0) ? sinc(x) * sinc(x / 3) : 0.0; }
+
+struct FilterDef {
+  double (*fn)(double);
+  double support;
+};
+FilterDef filter_def(Filter f) {
+  switch (f) {
+    case Filter::kBilinear: return {bilinear, 1.0};
+    case Filter::kHamming: return {hamming, 1.0};
+    case Filter::kLanczos: return {lanczos, 3.0};
+    case Filter::kBicubic: break;
+  }
+  return {bicubic, 2.0};
+}
+
 constexpr int kPrecisionBits = 32 - 8 - 2;
 
 // Same arithmetic as Pillow's precompute_coeffs + normalize_coeffs_8bpc (box = whole axis), for the
 // outputs [keep0, keep0 + keepn). in_size == out_size: Pillow skips the pass; one tap of weight 1.0
 // reproduces that copy exactly ((v << 22) + 2^21) >> 22 == v).
-ResizeAxis axis_coeffs(int in_size, int out_size, int keep0, int keepn) {
+ResizeAxis axis_coeffs(int in_size, int out_size, int keep0, int keepn, Filter filter = Filter::kBicubic) {
   if (in_size <= 0 || out_size <= 0) throw std::invalid_argument("resize: sizes must be positive");
   if (keep0 < 0 || keepn <= 0 || keep0 + keepn > out_size) throw std::invalid_argument("resize: output window outside the output");
   ResizeAxis c;
@@ -54,9 +87,10 @@ ResizeAxis axis_coeffs(int in_size, int out_size, int keep0, int keepn) {
     c.k.assign(keepn, 1 << kPrecisionBits);
     for (int i = 0; i < keepn; ++i) c.start[i] = keep0 + i, c.count[i] = 1;
   } else {
+    const FilterDef fd = filter_def(filter);
     double scale = static_cast<double>(in_size) / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
-    double support = 2.0 * filterscale;
+    double support = fd.support * filterscale;
     c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
     c.k.assign(static_cast<size_t>(keepn) * c.ksize, 0);
     std::vector<double> w(c.ksize);
@@ -71,7 +105,7 @@ ResizeAxis axis_coeffs(int in_size, int out_size, int keep0, int keepn) {
       xmax -= xmin;
       double ww = 0;
       for (int x = 0; x < xmax; ++x) {
-        w[x] = bicubic((x + xmin - center + 0.5) * ss);
+        w[x] = fd.fn((x + xmin - center + 0.5) * ss);
         ww += w[x];
       }
       int32_t* k = &c.k[static_cast<size_t>(i) * c.ksize];
@@ -181,8 +215,16 @@ ResizeScratch& scratch() {
 
 }  // namespace
 
-WindowResize::WindowResize(int top_, int left_, int bh, int bw, int oh, int ow, int ky, int kx, int kh, int kw)
-    : ax(axis_coeffs(bw, ow, kx, kw)), ay(axis_coeffs(bh, oh, ky, kh)), top(top_), left(left_) {}
+WindowResize::WindowResize(int top_, int left_, int bh, int bw, int oh, int ow, int ky, int kx, int kh, int kw, Filter filter)
+    : ax(axis_coeffs(bw, ow, kx, kw, filter)), ay(axis_coeffs(bh, oh, ky, kh, filter)), top(top_), left(left_) {}
+
+Filter parse_filter(const std::string& name) {
+  if (name == "bicubic") return Filter::kBicubic;
+  if (name == "bilinear") return Filter::kBilinear;
+  if (name == "hamming") return Filter::kHamming;
+  if (name == "lanczos") return Filter::kLanczos;
+  throw std::invalid_argument("unknown interpolation '" + name + "' (bicubic, bilinear, hamming, lanczos)");
+}
 
 // Both passes run as "weighted sums of whole rows" (contiguous, vectorised): the source rectangle is
 // first transposed so that the horizontal pass also combines rows, then transposed back for the
@@ -265,7 +307,9 @@ void WindowResize::run(const PixelView& v, uint8_t* out) const {
   }
 }
 
-void pil_resize_bicubic(const Planar& in, int out_h, int out_w, Planar& out) {
+void pil_resize_bicubic(const Planar& in, int out_h, int out_w, Planar& out) { pil_resize(in, out_h, out_w, out, Filter::kBicubic); }
+
+void pil_resize(const Planar& in, int out_h, int out_w, Planar& out, Filter filter) {
   if (out_h <= 0 || out_w <= 0) throw std::invalid_argument("resize: output size must be positive");
   if (in.h <= 0 || in.w <= 0) throw std::invalid_argument("resize: empty input image");
   out.c = in.c;
@@ -276,7 +320,7 @@ void pil_resize_bicubic(const Planar& in, int out_h, int out_w, Planar& out) {
     std::memcpy(out.px.data(), in.px.data(), out.px.size());
     return;
   }
-  WindowResize(0, 0, in.h, in.w, out_h, out_w, 0, 0, out_h, out_w).run(PixelView::of(in), out.px.data());
+  WindowResize(0, 0, in.h, in.w, out_h, out_w, 0, 0, out_h, out_w, filter).run(PixelView::of(in), out.px.data());
 }
 
 // ---- decoding ---------------------------------------------------------------
@@ -713,9 +757,64 @@ bool decode_jpeg_region(const uint8_t* data, size_t size, RegionPicker& picker, 
 
 }  // namespace img
 
+namespace {
+
+// The '\0'-separated `paths` attribute of the file batch ops.
+std::vector<std::string> split_paths(const std::string& joined) {
+  std::vector<std::string> paths;
+  if (joined.empty()) return paths;
+  for (size_t s = 0;;) {
+    size_t e = joined.find('\0', s);
+    paths.push_back(joined.substr(s, e == std::string::npos ? std::string::npos : e - s));
+    if (e == std::string::npos) break;
+    s = e + 1;
+  }
+  return paths;
+}
+
+// Reads a whole file; on failure sets the kUnreadable status and a message.
+bool read_file(const std::string& path, std::vector<uint8_t>& bytes, int32_t& status, std::string& msg) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) {
+    status = static_cast<int32_t>(img::DecodeStatus::kUnreadable);
+    msg = std::string("cannot open: ") + std::strerror(errno);
+    return false;
+  }
+  std::streamsize n = f.tellg();
+  f.seekg(0);
+  bytes.resize(static_cast<size_t>(std::max<std::streamsize>(n, 0)));
+  if (n > 0 && !f.read(reinterpret_cast<char*>(bytes.data()), n)) {
+    status = static_cast<int32_t>(img::DecodeStatus::kUnreadable);
+    msg = "read error";
+    return false;
+  }
+  return true;
+}
+
+// Per-sample messages as uint8 bytes, one '\n'-terminated line each (newlines inside become spaces).
+at::Tensor message_bytes(const std::vector<std::string>& msgs) {
+  std::string all;
+  for (const auto& m : msgs) {
+    for (char ch : m) all.push_back(ch == '\n' ? ' ' : ch);
+    all.push_back('\n');
+  }
+  at::Tensor t = at::empty({static_cast<int64_t>(all.size())}, at::kByte);
+  if (!all.empty()) std::memcpy(t.data_ptr<uint8_t>(), all.data(), all.size());
+  return t;
+}
+
+int workers_attr(const OpArgs& a) {
+  int64_t workers = a.get_int("workers", 0);
+  if (workers <= 0) workers = std::max(1u, std::thread::hardware_concurrency());
+  return static_cast<int>(workers);
+}
+
+}  // namespace
+
 void register_image_ops(const OpRegistry& add) {
-  // image_resize: uint8 [C,H,W] -> uint8 [C,oh,ow], Pillow bicubic (tests and previews).
-  add("image_resize", {1, 1, 1, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  // image_resize: uint8 [C,H,W] -> uint8 [C,oh,ow], Pillow resize with attr 'filter' (default bicubic;
+  // tests and previews).
+  add("image_resize", {1, 1, 1, OpCost::kHeavy, {"size", "filter"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     at::Tensor x = in[0].contiguous();
     if (x.scalar_type() != at::kByte || x.dim() != 3) throw std::invalid_argument("image_resize: expected a uint8 [C, H, W] tensor");
     auto size = a.get_ints("size");
@@ -726,7 +825,7 @@ void register_image_ops(const OpRegistry& add) {
     p.w = static_cast<int>(x.size(2));
     p.px.assign(x.data_ptr<uint8_t>(), x.data_ptr<uint8_t>() + x.numel());
     img::Planar o;
-    img::pil_resize_bicubic(p, static_cast<int>(size[0]), static_cast<int>(size[1]), o);
+    img::pil_resize(p, static_cast<int>(size[0]), static_cast<int>(size[1]), o, img::parse_filter(a.get_string("filter", "bicubic")));
     at::Tensor out = at::empty({o.c, o.h, o.w}, at::kByte);
     std::memcpy(out.data_ptr<uint8_t>(), o.px.data(), o.px.size());
     return {out};
@@ -735,33 +834,10 @@ void register_image_ops(const OpRegistry& add) {
   // image_batch([plan float64 [B, kPlanCols]]) with attrs paths ('\0'-separated) + transform attrs ->
   // images float32 [B,3,S,S], status int32 [B] (DecodeStatus), messages uint8 ('\n'-separated per
   // sample). Files are read and decoded on the sample threads, straight into the batch tensor.
-  add("image_batch", {0, 1, 3, OpCost::kHeavy}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
-    const std::string joined = a.get_string("paths", "");
-    std::vector<std::string> paths;
-    for (size_t s = 0;;) {
-      size_t e = joined.find('\0', s);
-      paths.push_back(joined.substr(s, e == std::string::npos ? std::string::npos : e - s));
-      if (e == std::string::npos) break;
-      s = e + 1;
-    }
-    if (joined.empty()) paths.clear();
+  add("image_batch", {0, 1, 3, OpCost::kHeavy, {"paths", "geometry", "size", "resize_short", "pad", "mean0", "mean1", "mean2", "std0", "std1", "std2", "fill0", "fill1", "fill2", "erase_mode", "fast_decode", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+    const std::vector<std::string> paths = split_paths(a.get_string("paths", ""));
     const int64_t B = static_cast<int64_t>(paths.size());
-    data::TransformConfig cfg;
-    cfg.size = static_cast<int>(a.get_int("size"));
-    const std::string g = a.get_string("geometry", "eval_resize");
-    cfg.geometry = g == "eval_small" ? data::Geometry::kEvalSmall
-                   : g == "eval_resize" ? data::Geometry::kEvalResize
-                   : g == "train_crop" ? data::Geometry::kTrainCrop
-                   : g == "train_rrc" ? data::Geometry::kTrainRrc
-                                      : throw std::invalid_argument("image_batch: unknown geometry '" + g + "'");
-    cfg.resize_short = static_cast<int>(a.get_int("resize_short", cfg.size));
-    cfg.pad = static_cast<int>(a.get_int("pad", 4));
-    for (int c = 0; c < 3; ++c) {
-      cfg.mean[c] = static_cast<float>(a.get_double("mean" + std::to_string(c), 0.5));
-      cfg.std[c] = static_cast<float>(a.get_double("std" + std::to_string(c), 0.5));
-      cfg.fill[c] = static_cast<uint8_t>(std::min<int64_t>(255, std::max<int64_t>(0, a.get_int("fill" + std::to_string(c), 128))));
-    }
-    if (cfg.size <= 0 || cfg.size > 4096) throw std::invalid_argument("image_batch: 'size' must be in 1..4096");
+    const data::TransformConfig cfg = data::read_transform_config(a, "image_batch", "eval_resize");
     const bool train = cfg.geometry == data::Geometry::kTrainCrop || cfg.geometry == data::Geometry::kTrainRrc;
     at::Tensor plan;
     if (!in.empty()) {
@@ -781,27 +857,13 @@ void register_image_ops(const OpRegistry& add) {
     float* o = out.data_ptr<float>();
     int32_t* st = status.data_ptr<int32_t>();
     const double* pl = plan.defined() ? plan.data_ptr<double>() : nullptr;
-    int64_t workers = a.get_int("workers", 0);
-    if (workers <= 0) workers = std::max(1u, std::thread::hardware_concurrency());
+    const int workers = workers_attr(a);
     // Samples are handed out one at a time (an image's cost varies with its size and plan), so no
     // thread idles while another has a queue; each sample's output depends only on its own plan row.
     const size_t sample_floats = static_cast<size_t>(3) * S * S;
     // One sample: read, decode, transform into dst; false when nothing usable was written.
     auto sample = [&](int64_t i, float* dst, std::vector<uint8_t>& bytes) -> bool {
-      std::ifstream f(paths[i], std::ios::binary | std::ios::ate);
-      if (!f) {
-        st[i] = static_cast<int32_t>(img::DecodeStatus::kUnreadable);
-        msgs[i] = std::string("cannot open: ") + std::strerror(errno);
-        return false;
-      }
-      std::streamsize n = f.tellg();
-      f.seekg(0);
-      bytes.resize(static_cast<size_t>(std::max<std::streamsize>(n, 0)));
-      if (n > 0 && !f.read(reinterpret_cast<char*>(bytes.data()), n)) {
-        st[i] = static_cast<int32_t>(img::DecodeStatus::kUnreadable);
-        msgs[i] = "read error";
-        return false;
-      }
+      if (!read_file(paths[i], bytes, st[i], msgs[i])) return false;
       const double* row = pl ? pl + i * data::kPlanCols : nullptr;
       // Partial decode of what the crop keeps (PIL-exact); the full path when that cannot be used.
       if (data::transform_encoded(bytes.data(), bytes.size(), cfg, row, dst, fast_short)) return true;
@@ -826,14 +888,53 @@ void register_image_ops(const OpRegistry& add) {
       }
       if (!written) std::fill(dst, dst + sample_floats, 0.0f);
     });
-    std::string all;
-    for (int64_t i = 0; i < B; ++i) {
-      for (char ch : msgs[i]) all.push_back(ch == '\n' ? ' ' : ch);
-      all.push_back('\n');
-    }
-    at::Tensor m = at::empty({static_cast<int64_t>(all.size())}, at::kByte);
-    if (!all.empty()) std::memcpy(m.data_ptr<uint8_t>(), all.data(), all.size());
-    return {out, status, m};
+    return {out, status, message_bytes(msgs)};
+  });
+
+  // image_beit_batch(plan float64 [B, kBeitPlanCols]) with attrs paths + BEiT view attrs (see
+  // data::read_beit_config) -> patches float32 [B,3,S,S], tokens float32 [B,3,S2,S2], status int32 [B],
+  // messages uint8: files read and decoded on the sample threads, then data::beit_views. Failed
+  // samples are zeros with their status set (the loader drops or reports them).
+  add("image_beit_batch", {1, 1, 4, OpCost::kHeavy, {"paths", "size", "second_size", "interpolation", "second_interpolation", "mean0", "mean1", "mean2", "std0", "std1", "std2", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+    const std::vector<std::string> paths = split_paths(a.get_string("paths", ""));
+    const int64_t B = static_cast<int64_t>(paths.size());
+    const data::BeitViewsConfig cfg = data::read_beit_config(a);
+    at::Tensor plan = in[0].to(at::kDouble).contiguous();
+    if (plan.dim() != 2 || plan.size(0) != B || plan.size(1) != data::kBeitPlanCols)
+      throw std::invalid_argument("image_beit_batch: plan must be float64 [B, " + std::to_string(data::kBeitPlanCols) + "]");
+    const int64_t S = cfg.size, S2 = cfg.second_size;
+    at::Tensor patches = at::empty({B, 3, S, S}, at::kFloat), tokens = at::empty({B, 3, S2, S2}, at::kFloat);
+    at::Tensor status = at::zeros({B}, at::kInt);
+    std::vector<std::string> msgs(B);
+    float* p = patches.data_ptr<float>();
+    float* t = tokens.data_ptr<float>();
+    int32_t* st = status.data_ptr<int32_t>();
+    const double* pl = plan.data_ptr<double>();
+    parallel_items_on(workers_attr(a), B, [&](int64_t i) {
+      float* pi = p + i * 3 * S * S;
+      float* ti = t + i * 3 * S2 * S2;
+      bool written = false;
+      try {
+        std::vector<uint8_t> bytes;
+        if (read_file(paths[i], bytes, st[i], msgs[i])) {
+          img::Planar im;
+          img::DecodeStatus s = img::decode_image(bytes.data(), bytes.size(), im, msgs[i]);
+          st[i] = static_cast<int32_t>(s);
+          if (s == img::DecodeStatus::kOk || s == img::DecodeStatus::kTruncated) {
+            data::beit_views(im, cfg, pl + i * data::kBeitPlanCols, pi, ti);
+            written = true;
+          }
+        }
+      } catch (const std::exception& e) {
+        st[i] = static_cast<int32_t>(img::DecodeStatus::kCorrupt);
+        msgs[i] = e.what();
+      }
+      if (!written) {
+        std::fill(pi, pi + 3 * S * S, 0.0f);
+        std::fill(ti, ti + 3 * S2 * S2, 0.0f);
+      }
+    });
+    return {patches, tokens, status, message_bytes(msgs)};
   });
 }
 

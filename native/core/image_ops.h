@@ -22,10 +22,18 @@ struct Planar {
   const uint8_t* plane(int ch) const { return px.data() + static_cast<size_t>(ch) * h * w; }
 };
 
+// Pillow's resampling filters (Resample.c): kernel and support (bilinear 1, hamming 1, bicubic 2 with
+// Keys a = -0.5, lanczos 3: sinc(x) * sinc(x / 3)).
+enum class Filter { kBicubic, kBilinear, kHamming, kLanczos };
+// "bicubic", "bilinear", "hamming", "lanczos" (torchvision / timm interpolation names); throws otherwise.
+Filter parse_filter(const std::string& name);
+
 // Pillow's Image.resize(..., BICUBIC) on 8-bit channels, bit for bit: separable convolution whose
 // support grows with the downscale factor (Keys cubic a = -0.5), 22-bit fixed-point coefficients,
 // horizontal pass rounded to uint8 before the vertical pass. Each plane is resized independently.
 void pil_resize_bicubic(const Planar& in, int out_h, int out_w, Planar& out);
+// The same with any of Pillow's filters (Image.resize(..., LANCZOS) etc.), bit for bit.
+void pil_resize(const Planar& in, int out_h, int out_w, Planar& out, Filter filter);
 
 // Pixels of a rectangle of a (virtual) image: rows [y0, y0 + h), columns [x0, x0 + w); sample
 // (ch, y, x) is at p[ch * ch_stride + (y - y0) * row_stride + (x - x0) * px_stride]. Covers planar
@@ -39,7 +47,7 @@ struct PixelView {
   }
 };
 
-// One axis of a Pillow bicubic resize, for the kept outputs only (every output's taps are normalised
+// One axis of a Pillow resize, for the kept outputs only (every output's taps are normalised
 // on their own, so a subset is computed exactly as Pillow computes it).
 struct ResizeAxis {
   int ksize = 0;
@@ -48,13 +56,13 @@ struct ResizeAxis {
   int lo = 0, hi = 0;             // source indices [lo, hi) read by the kept outputs
 };
 
-// pil_resize_bicubic of the box (top, left, bh, bw) to oh x ow, followed by a crop to the window
+// pil_resize (bicubic unless told) of the box (top, left, bh, bw) to oh x ow, followed by a crop to the window
 // rows [ky, ky + kh) x columns [kx, kx + kw) — computed without the discarded outputs and reading
 // only the source rectangle src_*() (a center crop after a resize costs only what it keeps).
 struct WindowResize {
   ResizeAxis ax, ay;
   int top = 0, left = 0;
-  WindowResize(int top, int left, int bh, int bw, int oh, int ow, int ky, int kx, int kh, int kw);
+  WindowResize(int top, int left, int bh, int bw, int oh, int ow, int ky, int kx, int kh, int kw, Filter filter = Filter::kBicubic);
   int src_y0() const { return top + ay.lo; }
   int src_y1() const { return top + ay.hi; }
   int src_x0() const { return left + ax.lo; }

@@ -22,7 +22,36 @@ namespace mood {
 
 // ---- OpArgs -----------------------------------------------------------------
 
+namespace {
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// "'a', 'b'"
+std::string quoted(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) s += (s.empty() ? "'" : ", '") + n + "'";
+  return s;
+}
+}  // namespace
+
+void OpArgs::restrict_to(const std::string& op, const std::vector<std::string>& accepted) {
+  std::vector<std::string> unknown;
+  for (const auto& kv : values_)
+    if (!contains(accepted, kv.first)) unknown.push_back(kv.first);
+  if (!unknown.empty()) {
+    throw std::invalid_argument("op '" + op + "': unknown attribute" + (unknown.size() > 1 ? "s " : " ") + quoted(unknown) + " (" +
+                                (accepted.empty() ? std::string("it takes no attributes") : "it takes " + quoted(accepted)) + ")");
+  }
+  op_ = op;
+  accepted_ = &accepted;
+}
+
+bool OpArgs::takes(const std::string& name) const { return !accepted_ || contains(*accepted_, name); }
+
 const ArgValue* OpArgs::find(const std::string& name) const {
+  if (!takes(name))
+    throw std::logic_error("op '" + op_ + "' reads attribute '" + name + "', which its OpInfo::attrs do not declare");
   auto it = values_.find(name);
   return it == values_.end() ? nullptr : &it->second;
 }
@@ -138,7 +167,7 @@ at::TensorOptions creation_options(const OpArgs& a) {
 void add_binary(Table& t, const std::string& name,
                 std::function<at::Tensor(const at::Tensor&, const at::Tensor&)> tt,
                 std::function<at::Tensor(const at::Tensor&, const at::Scalar&)> ts) {
-  t[name] = {{1, 2, 1, OpCost::kLight}, [tt, ts](const Inputs& in, const OpArgs& a) -> Outputs {
+  t[name] = {{1, 2, 1, OpCost::kLight, {"other"}}, [tt, ts](const Inputs& in, const OpArgs& a) -> Outputs {
                if (in.size() == 2) return {tt(in[0], in[1])};
                return {ts(in[0], a.get_scalar("other"))};
              }};
@@ -151,7 +180,7 @@ void add_unary(Table& t, const std::string& name, std::function<at::Tensor(const
 // Reductions over "dim" (an int or list; absent = all dims) with "keepdim".
 void add_reduction(Table& t, const std::string& name,
                    std::function<at::Tensor(const at::Tensor&, at::IntArrayRef, bool)> f) {
-  t[name] = {{1, 1, 1, OpCost::kLight}, [f](const Inputs& in, const OpArgs& a) -> Outputs {
+  t[name] = {{1, 1, 1, OpCost::kLight, {"dim", "keepdim"}}, [f](const Inputs& in, const OpArgs& a) -> Outputs {
                std::vector<int64_t> dims = a.get_ints("dim", {});
                if (dims.empty())
                  for (int64_t i = 0; i < in[0].dim(); ++i) dims.push_back(i);
@@ -234,7 +263,7 @@ Table build_table() {
   add_unary(t, "logical_not", [](auto& a) { return at::logical_not(a); });
   add_unary(t, "contiguous", [](auto& a) { return a.contiguous(); });
   add_unary(t, "clone", [](auto& a) { return a.clone(at::MemoryFormat::Contiguous); });
-  t["clamp"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["clamp"] = {{1, 1, 1, L, {"min", "max"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                   c10::optional<at::Scalar> lo, hi;
                   if (a.has("min")) lo = a.get_scalar("min");
                   if (a.has("max")) hi = a.get_scalar("max");
@@ -248,37 +277,37 @@ Table build_table() {
   add_reduction(t, "amax", [](auto& a, auto d, bool k) { return at::amax(a, d, k); });
   add_reduction(t, "amin", [](auto& a, auto d, bool k) { return at::amin(a, d, k); });
   add_reduction(t, "logsumexp", [](auto& a, auto d, bool k) { return at::logsumexp(a, d, k); });
-  t["prod"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["prod"] = {{1, 1, 1, L, {"dim", "keepdim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                  if (!a.has("dim")) return {at::prod(in[0])};
                  return {at::prod(in[0], a.get_int("dim"), a.get_bool("keepdim", false))};
                }};
-  t["var"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["var"] = {{1, 1, 1, L, {"dim", "correction", "keepdim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                 std::vector<int64_t> dims = a.get_ints("dim", {});
                 c10::optional<at::IntArrayRef> d;
                 if (!dims.empty()) d = at::IntArrayRef(dims);
                 return {at::var(in[0], d, a.get_int("correction", 1), a.get_bool("keepdim", false))};
               }};
-  t["std"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["std"] = {{1, 1, 1, L, {"dim", "correction", "keepdim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                 std::vector<int64_t> dims = a.get_ints("dim", {});
                 c10::optional<at::IntArrayRef> d;
                 if (!dims.empty()) d = at::IntArrayRef(dims);
                 return {at::std(in[0], d, a.get_int("correction", 1), a.get_bool("keepdim", false))};
               }};
   // max/min along a dim give values and indices, like torch.max(x, dim).
-  t["max_dim"] = {{1, 1, 2, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["max_dim"] = {{1, 1, 2, L, {"dim", "keepdim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                     auto r = at::max(in[0], a.get_int("dim"), a.get_bool("keepdim", false));
                     return {std::get<0>(r), std::get<1>(r)};
                   }};
-  t["min_dim"] = {{1, 1, 2, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["min_dim"] = {{1, 1, 2, L, {"dim", "keepdim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                     auto r = at::min(in[0], a.get_int("dim"), a.get_bool("keepdim", false));
                     return {std::get<0>(r), std::get<1>(r)};
                   }};
-  t["argmax"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["argmax"] = {{1, 1, 1, L, {"dim", "keepdim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                    c10::optional<int64_t> d;
                    if (a.has("dim")) d = a.get_int("dim");
                    return {at::argmax(in[0], d, a.get_bool("keepdim", false))};
                  }};
-  t["argmin"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["argmin"] = {{1, 1, 1, L, {"dim", "keepdim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                    c10::optional<int64_t> d;
                    if (a.has("dim")) d = a.get_int("dim");
                    return {at::argmin(in[0], d, a.get_bool("keepdim", false))};
@@ -286,7 +315,7 @@ Table build_table() {
   t["all"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs&) -> Outputs { return {at::all(in[0])}; }};
   t["any"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs&) -> Outputs { return {at::any(in[0])}; }};
   // Vector p-norm over dims (p = inf / -inf allowed), like torch.linalg.vector_norm.
-  t["norm"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["norm"] = {{1, 1, 1, L, {"dim", "p", "keepdim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                  std::vector<int64_t> dims = a.get_ints("dim", {});
                  c10::optional<at::IntArrayRef> d;
                  if (!dims.empty()) d = at::IntArrayRef(dims);
@@ -294,51 +323,51 @@ Table build_table() {
                }};
 
   // Softmax family.
-  t["softmax"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {at::softmax(in[0], a.get_int("dim", -1))}; }};
-  t["log_softmax"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["softmax"] = {{1, 1, 1, L, {"dim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {at::softmax(in[0], a.get_int("dim", -1))}; }};
+  t["log_softmax"] = {{1, 1, 1, L, {"dim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                         return {at::log_softmax(in[0], a.get_int("dim", -1))};
                       }};
 
   // Ordering.
-  t["topk"] = {{1, 1, 2, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["topk"] = {{1, 1, 2, H, {"k", "dim", "largest", "sorted"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                  auto r = at::topk(in[0], a.get_int("k"), a.get_int("dim", -1), a.get_bool("largest", true), a.get_bool("sorted", true));
                  return {std::get<0>(r), std::get<1>(r)};
                }};
-  t["sort"] = {{1, 1, 2, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["sort"] = {{1, 1, 2, H, {"dim", "descending", "stable"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                  auto r = at::sort(in[0], a.get_bool("stable", true), a.get_int("dim", -1), a.get_bool("descending", false));
                  return {std::get<0>(r), std::get<1>(r)};
                }};
 
   // Shape and indexing.
-  t["cat"] = {{1, -1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {at::cat(list_of(in), a.get_int("dim", 0))}; }};
-  t["stack"] = {{1, -1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {at::stack(list_of(in), a.get_int("dim", 0))}; }};
-  t["reshape"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {in[0].reshape(a.get_ints("shape"))}; }};
-  t["transpose"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["cat"] = {{1, -1, 1, L, {"dim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {at::cat(list_of(in), a.get_int("dim", 0))}; }};
+  t["stack"] = {{1, -1, 1, L, {"dim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {at::stack(list_of(in), a.get_int("dim", 0))}; }};
+  t["reshape"] = {{1, 1, 1, L, {"shape"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {in[0].reshape(a.get_ints("shape"))}; }};
+  t["transpose"] = {{1, 1, 1, L, {"dim0", "dim1"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                       return {in[0].transpose(a.get_int("dim0"), a.get_int("dim1"))};
                     }};
-  t["permute"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {in[0].permute(a.get_ints("dims"))}; }};
-  t["squeeze"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["permute"] = {{1, 1, 1, L, {"dims"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {in[0].permute(a.get_ints("dims"))}; }};
+  t["squeeze"] = {{1, 1, 1, L, {"dim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                     return {a.has("dim") ? in[0].squeeze(a.get_int("dim")) : in[0].squeeze()};
                   }};
-  t["unsqueeze"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {in[0].unsqueeze(a.get_int("dim"))}; }};
-  t["flatten"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["unsqueeze"] = {{1, 1, 1, L, {"dim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {in[0].unsqueeze(a.get_int("dim"))}; }};
+  t["flatten"] = {{1, 1, 1, L, {"start_dim", "end_dim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                     return {in[0].flatten(a.get_int("start_dim", 0), a.get_int("end_dim", -1))};
                   }};
-  t["expand"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {in[0].expand(a.get_ints("shape"))}; }};
-  t["slice"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["expand"] = {{1, 1, 1, L, {"shape"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {in[0].expand(a.get_ints("shape"))}; }};
+  t["slice"] = {{1, 1, 1, L, {"dim", "start", "end", "step"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                   c10::optional<int64_t> start, end;
                   if (a.has("start")) start = a.get_int("start");
                   if (a.has("end")) end = a.get_int("end");
                   return {in[0].slice(a.get_int("dim", 0), start, end, a.get_int("step", 1))};
                 }};
-  t["select"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {in[0].select(a.get_int("dim"), a.get_int("index"))}; }};
-  t["index_select"] = {{2, 2, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["select"] = {{1, 1, 1, L, {"dim", "index"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {in[0].select(a.get_int("dim"), a.get_int("index"))}; }};
+  t["index_select"] = {{2, 2, 1, L, {"dim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                          return {at::index_select(in[0], a.get_int("dim"), in[1])};
                        }};
-  t["gather"] = {{2, 2, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {at::gather(in[0], a.get_int("dim"), in[1])}; }};
+  t["gather"] = {{2, 2, 1, L, {"dim"}}, [](const Inputs& in, const OpArgs& a) -> Outputs { return {at::gather(in[0], a.get_int("dim"), in[1])}; }};
   t["masked_select"] = {{2, 2, 1, L}, [](const Inputs& in, const OpArgs&) -> Outputs { return {at::masked_select(in[0], in[1])}; }};
   // A strided view into a storage tensor (checkpoint views, shared storages), made contiguous.
-  t["as_strided"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["as_strided"] = {{1, 1, 1, L, {"shape", "stride", "offset"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                        auto shape = a.get_ints("shape");
                        auto stride = a.get_ints("stride");
                        int64_t offset = a.get_int("offset", 0);
@@ -355,11 +384,11 @@ Table build_table() {
                        return {in[0].as_strided(shape, stride, offset).contiguous()};
                      }};
   // Storage bytes read from a file (no tensor inputs): path, offset, numel, dtype.
-  t["read_storage"] = {{0, 0, 1, H}, [](const Inputs&, const OpArgs& a) -> Outputs {
+  t["read_storage"] = {{0, 0, 1, H, {"path", "offset", "numel", "dtype"}}, [](const Inputs&, const OpArgs& a) -> Outputs {
                          return {read_storage(a.get_string("path", ""), a.get_int("offset"), a.get_int("numel"),
                                               parse_dtype(a.get_string("dtype", "float32")))};
                        }};
-  t["to"] = {{1, 1, 1, L}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["to"] = {{1, 1, 1, L, {"dtype", "device"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                at::ScalarType dt = a.has("dtype") ? parse_dtype(a.get_string("dtype", "")) : in[0].scalar_type();
                at::Device dev = a.has("device") ? at::Device(a.get_string("device", "cpu")) : in[0].device();
                return {in[0].to(dev, dt)};
@@ -367,20 +396,20 @@ Table build_table() {
 
   // Linear algebra (float32/float64).
   t["matmul"] = {{2, 2, 1, H}, [](const Inputs& in, const OpArgs&) -> Outputs { return {at::matmul(in[0], in[1])}; }};
-  t["pinv"] = {{1, 1, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["pinv"] = {{1, 1, 1, H, {"rcond", "hermitian"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                  bool herm = a.get_bool("hermitian", false);
                  if (a.has("rcond")) return {at::linalg_pinv(in[0], a.get_double("rcond"), herm)};
                  return {at::linalg_pinv(in[0], c10::optional<at::Tensor>(), c10::optional<at::Tensor>(), herm)};
                }};
   t["inv"] = {{1, 1, 1, H}, [](const Inputs& in, const OpArgs&) -> Outputs { return {at::linalg_inv(in[0])}; }};
-  t["cholesky"] = {{1, 1, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["cholesky"] = {{1, 1, 1, H, {"upper"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                      return {at::linalg_cholesky(in[0], a.get_bool("upper", false))};
                    }};
   t["solve"] = {{2, 2, 1, H}, [](const Inputs& in, const OpArgs&) -> Outputs { return {at::linalg_solve(in[0], in[1])}; }};
-  t["cholesky_solve"] = {{2, 2, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["cholesky_solve"] = {{2, 2, 1, H, {"upper"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                            return {at::cholesky_solve(in[0], in[1], a.get_bool("upper", false))};
                          }};
-  t["eigh"] = {{1, 1, 2, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["eigh"] = {{1, 1, 2, H, {"uplo"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                  auto r = at::linalg_eigh(in[0], a.get_string("uplo", "L"));
                  return {std::get<0>(r), std::get<1>(r)};
                }};
@@ -390,35 +419,35 @@ Table build_table() {
                     return {std::get<0>(r), std::get<1>(r)};
                   }};
   // torch.cov: rows are variables, columns observations; correction 0 = numpy's bias=True.
-  t["cov"] = {{1, 1, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["cov"] = {{1, 1, 1, H, {"correction"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                 return {at::cov(in[0], a.get_int("correction", 1))};
               }};
-  t["cdist"] = {{2, 2, 1, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["cdist"] = {{2, 2, 1, H, {"p"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                   return {at::cdist(in[0], in[1], a.get_double("p", 2.0))};
                 }};
-  t["cholesky_ex"] = {{1, 1, 2, H}, [](const Inputs& in, const OpArgs& a) -> Outputs {
+  t["cholesky_ex"] = {{1, 1, 2, H, {"upper"}}, [](const Inputs& in, const OpArgs& a) -> Outputs {
                         auto r = at::linalg_cholesky_ex(in[0], a.get_bool("upper", false), false);
                         return {std::get<0>(r), std::get<1>(r)};
                       }};
 
 
   // Creation (no tensor inputs): shape, dtype, device attributes.
-  t["zeros"] = {{0, 0, 1, L}, [](const Inputs&, const OpArgs& a) -> Outputs { return {at::zeros(a.get_ints("shape"), creation_options(a))}; }};
-  t["ones"] = {{0, 0, 1, L}, [](const Inputs&, const OpArgs& a) -> Outputs { return {at::ones(a.get_ints("shape"), creation_options(a))}; }};
-  t["full"] = {{0, 0, 1, L}, [](const Inputs&, const OpArgs& a) -> Outputs {
+  t["zeros"] = {{0, 0, 1, L, {"shape", "dtype", "device"}}, [](const Inputs&, const OpArgs& a) -> Outputs { return {at::zeros(a.get_ints("shape"), creation_options(a))}; }};
+  t["ones"] = {{0, 0, 1, L, {"shape", "dtype", "device"}}, [](const Inputs&, const OpArgs& a) -> Outputs { return {at::ones(a.get_ints("shape"), creation_options(a))}; }};
+  t["full"] = {{0, 0, 1, L, {"shape", "value", "dtype", "device"}}, [](const Inputs&, const OpArgs& a) -> Outputs {
                  return {at::full(a.get_ints("shape"), a.get_scalar("value"), creation_options(a))};
                }};
-  t["arange"] = {{0, 0, 1, L}, [](const Inputs&, const OpArgs& a) -> Outputs {
+  t["arange"] = {{0, 0, 1, L, {"start", "end", "step", "dtype", "device"}}, [](const Inputs&, const OpArgs& a) -> Outputs {
                    return {at::arange(a.get_scalar("start"), a.get_scalar("end"), a.get_scalar("step"), creation_options(a))};
                  }};
-  t["eye"] = {{0, 0, 1, L}, [](const Inputs&, const OpArgs& a) -> Outputs { return {at::eye(a.get_int("n"), creation_options(a))}; }};
+  t["eye"] = {{0, 0, 1, L, {"n", "dtype", "device"}}, [](const Inputs&, const OpArgs& a) -> Outputs { return {at::eye(a.get_int("n"), creation_options(a))}; }};
   // Seeded random tensors: each call gets its own generator so results never depend on scheduling.
-  t["randn"] = {{0, 0, 1, L}, [](const Inputs&, const OpArgs& a) -> Outputs {
+  t["randn"] = {{0, 0, 1, L, {"shape", "seed", "dtype", "device"}}, [](const Inputs&, const OpArgs& a) -> Outputs {
                   auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(a.get_int("seed", 0)));
                   auto opts = creation_options(a);
                   return {at::randn(a.get_ints("shape"), gen, opts.device(at::kCPU)).to(opts.device())};
                 }};
-  t["rand"] = {{0, 0, 1, L}, [](const Inputs&, const OpArgs& a) -> Outputs {
+  t["rand"] = {{0, 0, 1, L, {"shape", "seed", "dtype", "device"}}, [](const Inputs&, const OpArgs& a) -> Outputs {
                  auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(a.get_int("seed", 0)));
                  auto opts = creation_options(a);
                  return {at::rand(a.get_ints("shape"), gen, opts.device(at::kCPU)).to(opts.device())};
@@ -458,7 +487,10 @@ std::vector<at::Tensor> run_op(const std::string& name, const std::vector<at::Te
                                                          : "-" + std::to_string(e.info.max_inputs)) +
                                 " tensor inputs, got " + std::to_string(n));
   }
-  return e.fn(inputs, args);
+  if (args.restricted_to(e.info.attrs)) return e.fn(inputs, args);
+  OpArgs checked = args;
+  checked.restrict_to(name, e.info.attrs);
+  return e.fn(inputs, checked);
 }
 
 std::vector<std::string> op_names() {

@@ -19,7 +19,15 @@ using ArgValue = std::variant<bool, int64_t, double, std::string, std::vector<in
 class OpArgs {
  public:
   void set(std::string name, ArgValue v) { values_[std::move(name)] = std::move(v); }
-  bool has(const std::string& name) const { return values_.count(name) != 0; }
+  bool has(const std::string& name) const { return find(name) != nullptr; }
+  // Holds the attributes to the names op `op` takes (its OpInfo::attrs, which must outlive this):
+  // throws std::invalid_argument naming the op, each name it does not take and the names it does.
+  // Afterwards reading any other name is a std::logic_error: an op that reads an attribute it does
+  // not declare would otherwise always see its default, since no caller can pass it.
+  void restrict_to(const std::string& op, const std::vector<std::string>& accepted);
+  bool restricted_to(const std::vector<std::string>& accepted) const { return accepted_ == &accepted; }
+  // Whether `name` may be read: restricted to names that include it, or not restricted.
+  bool takes(const std::string& name) const;
   bool get_bool(const std::string& name, bool dflt) const;
   int64_t get_int(const std::string& name) const;
   int64_t get_int(const std::string& name, int64_t dflt) const;
@@ -34,6 +42,8 @@ class OpArgs {
  private:
   const ArgValue* find(const std::string& name) const;
   std::map<std::string, ArgValue> values_;
+  std::string op_;
+  const std::vector<std::string>* accepted_ = nullptr;
 };
 
 enum class OpCost {
@@ -46,6 +56,8 @@ struct OpInfo {
   int max_inputs;   // -1: variadic
   int num_outputs;  // fixed output count
   OpCost cost;
+  // The attribute names the op takes; run_op (and the addon's op call) reject any other.
+  std::vector<std::string> attrs = {};
 };
 
 using OpFn = std::function<std::vector<at::Tensor>(const std::vector<at::Tensor>&, const OpArgs&)>;
@@ -54,8 +66,9 @@ using OpFn = std::function<std::vector<at::Tensor>(const std::vector<at::Tensor>
 // objects, so self-registering statics would silently vanish).
 using OpRegistry = std::function<void(const std::string& name, OpInfo info, OpFn fn)>;
 
-// Throws std::invalid_argument for an unknown op (listing the closest names).
+// Throws std::invalid_argument for an unknown op.
 const OpInfo& op_info(const std::string& name);
+// Checks the inputs' count and the attribute names (OpArgs::restrict_to) before running the op.
 std::vector<at::Tensor> run_op(const std::string& name, const std::vector<at::Tensor>& inputs, const OpArgs& args);
 std::vector<std::string> op_names();
 

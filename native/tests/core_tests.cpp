@@ -10,7 +10,10 @@
 #include <future>
 #include <mutex>
 #include <set>
+#include <stdexcept>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "core/executor.h"
 #include "core/file_io.h"
@@ -89,6 +92,52 @@ MOOD_TEST(ops_unknown_name_and_bad_arity_throw) {
     threw = std::string(e.what()).find("expected 2") != std::string::npos;
   }
   CHECK(threw);
+}
+
+// The message of the E that `f` throws ("" when it returns; another exception propagates).
+template <typename E = std::exception, typename F>
+std::string thrown_by(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "";
+}
+
+MOOD_TEST(ops_reject_unknown_attribute_names) {
+  const auto x = at::ones({2, 3});
+  OpArgs args;
+  args.set("dim", int64_t(1));
+  args.set("keepDim", true);
+  CHECK(thrown_by<std::invalid_argument>([&] { run_op("sum", {x}, args); }) == "op 'sum': unknown attribute 'keepDim' (it takes 'dim', 'keepdim')");
+  OpArgs two;
+  two.set("dim", int64_t(0));
+  two.set("axis", int64_t(0));
+  CHECK(thrown_by<std::invalid_argument>([&] { run_op("matmul", {x, x.t()}, two); }) ==
+        "op 'matmul': unknown attributes 'axis', 'dim' (it takes no attributes)");
+  // Registered from another file (ood_ops): the same check.
+  OpArgs mode;
+  mode.set("normalise", std::string("mood"));
+  CHECK(thrown_by<std::invalid_argument>([&] { run_op("centered_gram", {x}, mode); }).find("unknown attribute 'normalise' (it takes ") != std::string::npos);
+  // Declared names still work, absent ones take their defaults.
+  OpArgs ok;
+  ok.set("dim", int64_t(1));
+  ok.set("keepdim", true);
+  CHECK(run_op("sum", {x}, ok)[0].sizes() == at::IntArrayRef({2, 1}));
+  CHECK(run_op("sum", {x}, OpArgs())[0].item<float>() == 6.0f);
+}
+
+MOOD_TEST(op_args_reading_an_undeclared_name_is_a_logic_error) {
+  const std::vector<std::string> accepted = {"dim"};
+  OpArgs args;
+  args.set("dim", int64_t(2));
+  args.restrict_to("demo", accepted);
+  CHECK(args.restricted_to(accepted) && args.takes("dim") && !args.takes("keepdim"));
+  CHECK(args.get_int("dim") == 2);
+  CHECK(thrown_by<std::logic_error>([&] { args.get_bool("keepdim", false); }) ==
+        "op 'demo' reads attribute 'keepdim', which its OpInfo::attrs do not declare");
+  CHECK(thrown_by<std::logic_error>([&] { args.has("other"); }) == "op 'demo' reads attribute 'other', which its OpInfo::attrs do not declare");
 }
 
 MOOD_TEST(schedule_runs_in_order_and_reports_errors_with_shapes) {
@@ -232,17 +281,6 @@ struct LoopCoverage {
   std::mutex m;
   std::set<std::thread::id> ids;
 };
-
-// The message of what `loop` threw ("" when it returned).
-template <typename Loop>
-std::string thrown_by(Loop&& loop) {
-  try {
-    loop();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // parallel_items_aten: every item once, on libtorch's intra-op threads (more than one when there are).
 MOOD_TEST(parallel_items_aten_covers_every_item_once) {

@@ -8,7 +8,7 @@
  *                                                              [--parts eval,train] [--no-python]
  *                                                              [--py-openblas-timeout same|default|N]
  *
- * PyTorch runs with our OPENBLAS_THREAD_TIMEOUT (lib/native.ts sets 4 when unset) unless
+ * PyTorch runs with our OPENBLAS_THREAD_TIMEOUT (lib/binding.ts sets 4 when unset) unless
  * --py-openblas-timeout says otherwise (`default`: unset, OpenBLAS's own 28), so that it gets
  * whichever of the two is its best setting; the JSON records what each side ran with.
  *

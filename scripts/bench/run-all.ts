@@ -75,6 +75,13 @@ const BENCHES: Bench[] = [
     rows: (j) => [{ case: 'MIM step', ours: `${n(j.ours_images_per_s)} img/s`, twin: `${n(j.pytorch_images_per_s)} img/s`, speedup: num(j.ratio) }],
   },
   {
+    name: 'dvae-encoder',
+    script: 'dvae-encoder.ts',
+    args: [],
+    quickArgs: ['--iters', '1', '--min-seconds', '1', '--rounds', '1', '--batch', '2'],
+    rows: (j) => [{ case: 'DALL-E tokens 112 px', ours: `${n(j.ours_images_per_s)} img/s`, twin: `${n(j.pytorch_images_per_s)} img/s`, speedup: num(j.ratio) }],
+  },
+  {
     name: 'finetune',
     script: 'finetune.ts',
     args: [],

@@ -1,7 +1,7 @@
 /**
  * `mood info` (the real bin/mood.js as a child process): the thread environment a process runs
  * with. OMP_WAIT_POLICY and OPENBLAS_THREAD_TIMEOUT are read once, when libtorch / OpenBLAS load, so
- * lib/native.ts must set them before loading the addon, and only when the user has not.
+ * lib/binding.ts must set them before loading the addon, and only when the user has not.
  */
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';

@@ -118,34 +118,41 @@ export function fakeDataModule(perSplit: { train: number; test: number }): DataM
 }
 
 import type { Beit } from '../../lib/models/beit';
-import type { FinetuneOptimizerLike, TrainModule } from '../../lib/demo/backend';
+import type { TrainModule } from '../../lib/demo/backend';
+import type { TrainStep } from '../../lib/train/step';
 
 /**
- * A stand-in for lib/train: each step is the model's own forward+backward (Beit.trainStep, no
- * update), so the demo's epoch loop, schedule, markers and resume can be tested without the native
- * trainer. `steps` counts the calls; `onStep` can interrupt.
+ * A stand-in for lib/train's fine-tuning step: each step is the model's own forward+backward
+ * (Beit.trainStep, no update), so the demo's stage on the Trainer (schedule, markers, resume) can be
+ * tested without the native optimizer; its checkpoints hold the weights only. `steps` counts the
+ * calls, `lrs` records each step's scheduled lr; `onStep` can interrupt.
  */
 export function fakeTrainModule(onStep?: (n: number) => void): TrainModule & { steps: number; lrs: number[] } {
   const mod = {
     steps: 0,
     lrs: [] as number[],
-    async createOptimizer(model: Beit): Promise<FinetuneOptimizerLike> {
+    async createStep(model: Beit): Promise<TrainStep> {
+      let lr = 0;
       return {
-        setSchedule: (lr: number) => void mod.lrs.push(lr),
-        step(images: Tensor, targets: Int32Array | Tensor) {
-          const t = Tensor.fromArray(BigInt64Array.from(targets as Int32Array, (v) => BigInt(v)), [(targets as Int32Array).length], { dtype: 'int64' });
-          const loss = model.trainStep(images, t);
+        model,
+        async run(b, s) {
+          lr = s.lr;
+          mod.lrs.push(s.lr);
+          const t = Tensor.fromArray(BigInt64Array.from(b.targets, (v) => BigInt(v)), [b.targets.length], { dtype: 'int64' });
+          const loss = model.trainStep(b.images, t);
           t.dispose();
           mod.steps++;
           onStep?.(mod.steps);
-          return { loss, gradNorm: Tensor.fromArray(new Float32Array([0]), [1]) };
+          try {
+            return { loss: await loss.item(), gradNorm: 0 };
+          } finally {
+            loss.dispose();
+          }
         },
+        rates: () => ({ lr, minLr: lr, weightDecay: 0 }),
+        numParameters: () => 0,
         dispose() {},
       };
-    },
-    cosineScheduler(o: { baseValue: number; finalValue: number; epochs: number; stepsPerEpoch: number }) {
-      const n = o.epochs * o.stepsPerEpoch;
-      return Float64Array.from({ length: n }, (_, i) => o.finalValue + 0.5 * (o.baseValue - o.finalValue) * (1 + Math.cos((Math.PI * i) / n)));
     },
   };
   return mod;

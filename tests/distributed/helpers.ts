@@ -72,3 +72,26 @@ export function rankJson(stdout: string): Record<number, Record<string, unknown>
   }
   return out;
 }
+
+/** A checkpoint's model weights as float32 arrays (relative_position_index buffers left out). */
+export async function checkpointWeights(file: string): Promise<Map<string, Float32Array>> {
+  const { loadTensors } = await import('../../lib/checkpoint');
+  const sd = await loadTensors(file, { key: 'model' });
+  const out = new Map<string, Float32Array>();
+  for (const [k, t] of sd) {
+    if (!k.endsWith('relative_position_index')) out.set(k, Float32Array.from((await t.data()) as Float32Array));
+    t.dispose();
+  }
+  return out;
+}
+
+/** Largest absolute difference between two weight sets with the same keys. */
+export function maxWeightDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
+  let m = 0;
+  for (const [k, x] of a) {
+    const y = b.get(k);
+    if (!y || y.length !== x.length) throw new Error(`weights differ in '${k}'`);
+    for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - y[i]));
+  }
+  return m;
+}

@@ -7,7 +7,8 @@ import * as os from 'node:os';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { launch } from '../../lib/distributed/launch';
-import { loadNative, ompThreadsSeeded } from '../../lib/native';
+import { ompThreadsSeeded } from '../../lib/binding';
+import { loadNative } from '../../lib/native';
 import { freePort, MOOD, rankJson, runLaunch, WORKER } from './helpers';
 
 describe('mood launch', () => {

@@ -15,5 +15,7 @@ describe('package index', () => {
     expect(typeof mood.ood.features.evaluateOod).toBe('function');
     expect(typeof mood.ood.createDetector).toBe('function');
     expect(typeof mood.checkpoint.loadTensors).toBe('function');
+    expect(typeof mood.tensorboard.TensorBoardWriter).toBe('function');
+    expect(typeof mood.tensorboard.TensorBoardLogger).toBe('function');
   });
 });

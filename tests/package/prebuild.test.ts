@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 // The prebuild path of the published package: node-gyp-build finds prebuilds/<platform>-<arch>/ when
 // there is no local build, and a prebuild that cannot load explains which libtorch it expected.
-// Runs lib/native.ts from a scratch package that has no build/ folder, so the prebuild is the only
+// Runs lib/native.ts (+ lib/binding.ts) from a scratch package that has no build/ folder, so the prebuild is the only
 // addon it can find.
 const root = path.resolve(__dirname, '../..');
 const prebuildDir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
@@ -17,7 +17,8 @@ afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
 function makePackage(dir: string, addon: Buffer, record: object): void {
   fs.mkdirSync(path.join(dir, 'lib'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'prebuilds', `${process.platform}-${process.arch}`), { recursive: true });
-  fs.copyFileSync(path.join(root, 'lib', 'native.ts'), path.join(dir, 'lib', 'native.ts'));
+  // The loader and the declared surface it checks the addon against (its other imports are types only).
+  for (const f of ['native.ts', 'binding.ts']) fs.copyFileSync(path.join(root, 'lib', f), path.join(dir, 'lib', f));
   fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'mood-ood', version: '0.0.0' }));
   fs.symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
   const p = path.join(dir, 'prebuilds', `${process.platform}-${process.arch}`);

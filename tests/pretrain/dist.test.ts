@@ -7,12 +7,12 @@
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, expect, it } from 'vitest';
-import { loadTensors, readCheckpoint, PyDict } from '../../lib/checkpoint';
+import { readCheckpoint, PyDict } from '../../lib/checkpoint';
+import { checkpointWeights, freePort, maxWeightDiff } from '../distributed/helpers';
 import { REPO_ROOT } from '../helpers/fixtures';
 import { describeWith } from '../helpers/requirements';
 
@@ -21,41 +21,14 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const execFileP = promisify(execFile);
 const MOOD = path.join(REPO_ROOT, 'bin', 'mood.js');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 const flags = (batch: number, out: string) => [
   'pretrain', '--model', 'beit_test_tiny_8k_vocab', '--model_opts', '{"patch_size": 4}', '--input_size', '28', '--data_set', 'fashion_mnist', '--class_idx', '2',
   '--discrete_vae_type', 'pixel', '--num_mask_patches', '19', '--min_mask_patches_per_block', '4', '--batch_size', String(batch), '--epochs', '1',
   '--warmup_epochs', '0', '--lr', '1e-3', '--opt_eps', '1e-2', '--max_steps', '3', '--output_dir', out, '--quiet', '--num_workers', '1',
+  // drop path off: each rank draws its own (seed + rank, as the reference), so with stochastic depth on,
+  // 2 ranks x 32 images are a different (equally valid) draw from 1 process x 64
+  '--drop_path', '0',
 ];
-
-async function weights(file: string): Promise<Map<string, Float32Array>> {
-  const sd = await loadTensors(file, { key: 'model' });
-  const out = new Map<string, Float32Array>();
-  for (const [k, t] of sd) {
-    if (!k.endsWith('relative_position_index')) out.set(k, Float32Array.from((await t.data()) as Float32Array));
-    t.dispose();
-  }
-  return out;
-}
-
-function maxDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
-  let m = 0;
-  for (const [k, x] of a) {
-    const y = b.get(k)!;
-    for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] - y[i]));
-  }
-  return m;
-}
 
 describeWith(['fashion-mnist'])('distributed pre-training', () => {
   it('2 Gloo ranks x 32 images agree with 1 process x 64', async () => {
@@ -70,8 +43,8 @@ describeWith(['fashion-mnist'])('distributed pre-training', () => {
     expect(Number((ck.get('optimizer') as PyDict).get('steps'))).toBe(3);
     const log = fs.readFileSync(path.join(dist, 'log.txt'), 'utf8').trim().split('\n');
     expect(log).toHaveLength(1);  // rank 0 only
-    const [ws, wd] = await Promise.all([weights(path.join(single, 'checkpoint-0.pth')), weights(path.join(dist, 'checkpoint-0.pth'))]);
-    const dDist = maxDiff(wd, ws);
+    const [ws, wd] = await Promise.all([checkpointWeights(path.join(single, 'checkpoint-0.pth')), checkpointWeights(path.join(dist, 'checkpoint-0.pth'))]);
+    const dDist = maxWeightDiff(wd, ws);
     if (process.env.MOOD_VERBOSE) console.log({ dDist });
     // Not a rounding bound but a separation, made machine-independent by --opt_eps 1e-2: the AdamW step
     // u(g) = g / (|g| + eps) is then Lipschitz with constant 1/eps, so float32 gradient rounding (~1e-6

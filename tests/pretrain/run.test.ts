@@ -97,7 +97,9 @@ describe('pretrain flag errors', () => {
   itWith(['fashion-mnist'])('impossible masks and unavailable tokenizers fail before training', async () => {
     await expect(runPretrain(parsePretrainFlags({ ...base, numMaskPatches: '75' }), () => {})).rejects.toThrow(/--num_mask_patches 75 is more than the 49 patches of the 7x7 window/);
     const dalle = parsePretrainFlags({ ...base, discreteVaeType: 'dall-e', discreteVaeWeightPath: '/nonexistent' });
-    await expect(runPretrain(dalle, () => {})).rejects.toThrow(/dVAE tokenizer is not available.*use --discrete_vae_type pixel/);
+    await expect(runPretrain(dalle, () => {})).rejects.toThrow(/--discrete_vae_weight_path \/nonexistent: \/nonexistent: no such file or folder/);
+    const customized = parsePretrainFlags({ ...base, discreteVaeType: 'customized', discreteVaeWeightPath: '/nonexistent' });
+    await expect(runPretrain(customized, () => {})).rejects.toThrow(/--discrete_vae_type customized: only dall-e .* and pixel targets are supported/);
   });
   it('the CLI exits 1 with the message', async () => {
     const r = await execFileP(process.execPath, [path.join(REPO_ROOT, 'bin/mood.js'), 'pretrain', '--data_set', 'fashion_mnist', '--batch_size', '0'], { cwd: REPO_ROOT, encoding: 'utf8' }).then(

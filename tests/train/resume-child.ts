@@ -5,11 +5,12 @@
  */
 import { createModel } from '../../lib/models/beit';
 import { Trainer } from '../../lib/train/trainer';
+import { pauseAt, pauseForKill } from '../helpers/kill-resume';
 import { ArrayLoader, quadrantData } from './helpers';
 
 async function main(): Promise<void> {
   const [outDir] = process.argv.slice(2);
-  const pause = process.env.PAUSE_AT?.split(':').map(Number);
+  const pause = pauseAt()?.map(Number);
   const S = 16;
   const model = createModel('beit_test_micro', { img_size: S, num_classes: 4, use_rel_pos_bias: true, init_values: 0.1, drop_path_rate: 0.2, seed: 3 });
   const data = quadrantData(32, S, 4);
@@ -21,12 +22,7 @@ async function main(): Promise<void> {
   t.on('resume', (r) => process.stdout.write(JSON.stringify({ resume: r.startEpoch }) + '\n'));
   t.on('step', (e) => {
     process.stdout.write(JSON.stringify({ epoch: e.epoch, step: e.step, loss: e.loss, gradNorm: e.gradNorm }) + '\n');
-    if (pause && e.epoch === pause[0] && e.step === pause[1]) {
-      process.stdout.write('PAUSED\n');
-      // Block here (synchronously) so no further step or checkpoint can happen before the kill.
-      const until = Date.now() + 120_000;
-      while (Date.now() < until) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
-    }
+    if (pause && e.epoch === pause[0] && e.step === pause[1]) pauseForKill();
   });
   await t.fit();
   const ema = t.optimizerInstance!.emaStateDict();

@@ -4,14 +4,13 @@
  * equal those of an uninterrupted run, bit for bit. Drop path is on, so the per-step generator seeds
  * are part of what is checked; the data order comes from the (seed, epoch) shuffle.
  */
-import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { jsonLines, runAndKill as killAt, runChild } from '../helpers/kill-resume';
 
 const CHILD = path.join(__dirname, 'resume-child.ts');
-const TS_NODE = require.resolve('ts-node/register/transpile-only', { paths: [path.resolve(__dirname, '..', '..')] });
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
@@ -19,9 +18,7 @@ afterAll(() => {
 
 type Line = { epoch?: number; step?: number; loss?: number; gradNorm?: number; resume?: number; done?: boolean; emaHead?: number[] };
 
-function lines(s: string): Line[] {
-  return s.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
-}
+const lines = (s: string) => jsonLines<Line>(s);
 
 function tmp(): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-resume-'));
@@ -29,33 +26,8 @@ function tmp(): string {
   return d;
 }
 
-function runToEnd(dir: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['-r', TS_NODE, CHILD, dir]);
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    p.on('error', reject);
-    p.on('exit', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-/** Runs the child until it prints PAUSED, then SIGKILLs it; resolves with what it printed. */
-function runAndKill(dir: string, pauseAt: string): Promise<{ out: string; signal: NodeJS.Signals | null }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['-r', TS_NODE, CHILD, dir], { env: { ...process.env, PAUSE_AT: pauseAt } });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (out.includes('PAUSED')) p.kill('SIGKILL');
-    });
-    p.stderr.on('data', (b: Buffer) => (err += b.toString()));
-    p.on('error', reject);
-    p.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve({ out, signal }) : reject(new Error(`child exited ${code} before the kill: ${err}`))));
-  });
-}
+const runToEnd = (dir: string) => runChild(CHILD, [dir]);
+const runAndKill = (dir: string, pauseAt: string) => killAt(CHILD, [dir], pauseAt);
 
 describe('kill -9 mid-epoch, then auto_resume', () => {
   it('continues exactly as the uninterrupted run', async () => {
@@ -74,7 +46,7 @@ describe('kill -9 mid-epoch, then auto_resume', () => {
     // only the finished epoch's checkpoint exists; no partial file left by the kill
     expect(fs.readdirSync(b).filter((f) => f.includes('checkpoint')).sort()).toEqual(['checkpoint-0.pth']);
 
-    const again = spawnSync(process.execPath, ['-r', TS_NODE, CHILD, b], { encoding: 'utf8', timeout: 120_000 });
+    const again = await runToEnd(b);
     expect(again.status, again.stderr).toBe(0);
     const after = lines(again.stdout);
     expect(after[0]).toEqual({ resume: 1 });

@@ -101,6 +101,11 @@ export abstract class BaseDetector implements Detector {
 
   /** Options that reproduce this detector (JSON only; arrays belong in `state`). */
   protected abstract jsonOptions(): Record<string, Json>;
+
+  /** The options this detector uses, as saved with it (an option it does not list has no effect on it). */
+  usedOptions(): Record<string, Json> {
+    return this.jsonOptions();
+  }
   protected abstract fitImpl(train: FitInput): Promise<void>;
   protected abstract scoreImpl(x: ScoreInput): Promise<Float64Array>;
 

@@ -78,7 +78,7 @@ export interface KMeansResult {
 
 /**
  * Lloyd's algorithm from each of the initial centre sets `init` (runs x k x D) with sklearn's
- * stopping rules, as one native op (`kmeans_lloyd` in native/core/ood_ops.cpp: E-step ‖x‖² + ‖c‖² − 2x·c
+ * stopping rules, as one native op (`kmeans_lloyd` in native/core/ood_kmeans.cpp: E-step ‖x‖² + ‖c‖² − 2x·c
  * in the data dtype, first minimum; centre sums in float64; empty clusters relocated to the farthest
  * points; strict convergence or squared centre shift <= tolAbs; inertia of the final centres): no JS
  * round trip per iteration, and one pass over x per iteration serves every run not yet converged,

@@ -37,7 +37,7 @@ function blockSizes(nTest: number, nTrain: number, elem: number, budget: number)
 /**
  * How float32 products are computed. 'auto' (default): large float32 problems are screened with a
  * bfloat16 product where the CPU has AVX512-BF16 and the candidates refined exactly (see
- * native/core/ood_ops.cpp `nn_scan`: the result is the exact one); 'bf16' forces the screening, 'off' a
+ * native/core/ood_neighbours.cpp `nn_scan`: the result is the exact one); 'bf16' forces the screening, 'off' a
  * float32 product throughout. float64 is never screened.
  */
 export type ScreenMode = 'auto' | 'bf16' | 'off';

@@ -40,6 +40,8 @@ export interface OneClassInput extends MetricChoice {
   groups?: number[][];
   /** Which groups to use as ID (indices into groups); default all (the paper's per-class table). */
   idGroups?: number[];
+  /** Keep each ID group's scores of the whole test set in the result. */
+  keepScores?: boolean;
 }
 
 export interface OneClassGroupResult {
@@ -49,6 +51,8 @@ export interface OneClassGroupResult {
   n_in: number;
   rows: OodRow[];
   average: MetricRow;
+  /** keepScores: the detector's score of every test sample, in test order. */
+  scores?: Float64Array;
 }
 
 export interface OneClassResult extends ProtocolHeader {
@@ -94,7 +98,7 @@ export async function oneClassProtocol(input: OneClassInput): Promise<OneClassRe
         if (testRows[d].length === 0) throw new DetectorInputError(`${caller}: no test samples in OOD group ${d}`);
         rows.push(evaluateRow(String(d), sIn, Float64Array.from(testRows[d], (i) => all[i]), det, input));
       }
-      results.push({ id: gi, classes: groups[gi], n_train: trainIdx.length, n_in: sIn.length, rows, average: averageRows(rows) });
+      results.push({ id: gi, classes: groups[gi], n_train: trainIdx.length, n_in: sIn.length, rows, average: averageRows(rows), ...(input.keepScores ? { scores: all } : {}) });
     } finally {
       det.dispose();
     }
