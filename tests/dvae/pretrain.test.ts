@@ -152,6 +152,6 @@ describeWith(['fashion-mnist', 'gloo'])('distributed pre-training with DALL-E to
     // of 75 weigh slightly differently): measured 4.1e-6. Training on one rank's half without the
     // gradient average (what a missing sync does) moves the weights by 6.8e-4 (measured: 1 process x 8
     // images). 5e-5 is the log-midpoint of the two: 12x above the one, 14x below the other.
-    expect(d).toBeLessThan(5e-5);
+    expect(d).toBeLessThanOrEqual(5e-5);
   }, 600_000);
 });
