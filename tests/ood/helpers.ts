@@ -61,7 +61,8 @@ export function readFloat64(entry: OodFileEntry): Float64Array {
  * covariances with cond <= 1.7e4 (the fixture's per-class ones; 12 for the pooled one) gives ~2e-12 and
  * entropy (a difference lse - Σ p z when it is small) ~1e-11; measured <= 6.9e-12. 1e-9 also keeps the
  * metrics exact: the closest ID/OOD pair of any fixture score is 2.8e-9 apart (relative, msp), so scores
- * within 1e-9 rank alike, and AUROC/AUPR/FPR95 differ by float64 summation rounding only.
+ * within 1e-9 rank alike, and AUROC/AUPR/FPR95 differ by float64 summation rounding only. Checked by
+ * mutation: one fixture score scaled by 1 + 1e-8 fails 16 of the 17 score tests of detectors.fixtures.
  */
 export const FLOAT64_SCORE_TOL = 1e-9;
 

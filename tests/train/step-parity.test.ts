@@ -212,7 +212,8 @@ function adamStepRatios(betas: [number, number], steps: number): number[] {
  * l2 norm), and √v̂ >= m, so |δs_t| <= (1 + ρ_t) E / m; and never more than 2 ρ_t (|s_t| <= ρ_t on each
  * side): a sign decided by rounding costs ~2 lr, a well-determined step only E/m of it. Each step moves
  * the weight by lr_t lr_scale δs_t (lr_scale <= 1) and rounds it twice (decay, update: <= 2 ulp(|p|));
- * decoupled weight decay multiplies an earlier difference by 1 - lr wd <= 1.
+ * decoupled weight decay multiplies an earlier difference by 1 - lr wd <= 1. Checked by mutation: our
+ * layer decay x 1.02 exceeds it 65x (float32) and >= 2e5x (float64); measured <= 1e-2 of it.
  */
 function weightBound(lrs: number[], rho: number[], E: number, m: number, ulpP: number): number {
   let b = 0;
