@@ -296,11 +296,6 @@ export function referenceLines(kind: EvalKind, refMetric: string, dataSet: strin
   return lines;
 }
 
-function writeJsonAtomic(file: string, value: unknown, atomicWriteFile: (f: string, w: (fd: number) => void) => void, writeAll: (fd: number, b: Uint8Array) => void): void {
-  const buf = Buffer.from(JSON.stringify(value, null, 2) + '\n');
-  atomicWriteFile(file, (fd) => writeAll(fd, buf));
-}
-
 // ---- the command -----------------------------------------------------------------------------------
 
 export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDeps = {}): Promise<EvalJson> {
@@ -344,11 +339,11 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
   const t = num(opts.temperature, '--temperature');
   if (t !== undefined) detectorOptions.temperature = t;
 
-  const [{ DETECTOR_NAMES, listDetectors }, features, { officialIdLabel }, { atomicWriteFile, writeAll }] = await Promise.all([
+  const [{ DETECTOR_NAMES, listDetectors }, features, { officialIdLabel }, { writeFileAtomic }] = await Promise.all([
     import('../ood/detectors/registry'),
     import('../ood/features'),
     import('../ood/evaluation/official'),
-    import('../checkpoint/atomic'),
+    import('../io/atomic'),
   ]);
   const kinds = new Map(listDetectors().map((d) => [d.name, d.kind as string]));
   const metrics = resolveMetrics(kind, opts.metric, !!opts.cc, !!opts.avgcc, DETECTOR_NAMES, (m) => kinds.get(m));
@@ -496,7 +491,7 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       }
       fs.appendFileSync(resultsFile, lines.map((l) => l + '\n').join(''));
 
-      writeJsonAtomic(jsonFile, result, atomicWriteFile, writeAll);
+      writeFileAtomic(jsonFile, JSON.stringify(result, null, 2) + '\n');
       if (opts.detectorOut) {
         await res.results[0].detector!.save(opts.detectorOut);
         info(`detector saved to ${opts.detectorOut}\n`);

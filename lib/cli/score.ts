@@ -92,7 +92,7 @@ export async function runScore(
   if (cropPct !== undefined && !(cropPct > 0 && cropPct <= 1)) throw new ScoreCliError(`--crop_pct must be in (0, 1], got '${opts.cropPct}'`);
   const inputSize = positiveInt(opts.inputSize, '--input_size');
 
-  const [{ readNpy }, { loadDetector }, { atomicWriteFile, writeAll }] = await Promise.all([import('../npy'), import('../ood/detectors/registry'), import('../checkpoint/atomic')]);
+  const [{ readNpy }, { loadDetector }, { writeFileAtomic }] = await Promise.all([import('../npy'), import('../ood/detectors/registry'), import('../io/atomic')]);
   let det: Awaited<ReturnType<typeof loadDetector>>;
   try {
     det = loadDetector(opts.detector);
@@ -235,10 +235,8 @@ export async function runScore(
   const text = opts.jsonl
     ? samples.map((s) => JSON.stringify({ ...s, metric: result.metric, orientation: result.orientation })).join('\n') + '\n'
     : JSON.stringify(result, null, 2) + '\n';
-  if (opts.out) {
-    const buf = Buffer.from(text);
-    atomicWriteFile(opts.out, (fd) => writeAll(fd, buf));
-  } else write(text);
+  if (opts.out) writeFileAtomic(opts.out, text);
+  else write(text);
   return result;
 }
 
