@@ -9,6 +9,7 @@ import { ndarray, readNpy, writeNpy } from '../npy';
 import type { NdArray } from '../npy';
 import { checkOutputPath, requireFile, sameFile } from './forward';
 import { DvaeError } from '../dvae/errors';
+import { intFlag } from '../util/flags';
 
 export interface DvaeTokensOptions {
   discreteVaeType?: string;
@@ -55,13 +56,6 @@ function readImages(file: string): { arr: NdArray; values: Float32Array } {
   return { arr, values };
 }
 
-function parseBatchSize(s: string | undefined): number {
-  if (s === undefined) return 64;
-  const n = Number(s);
-  if (!/^\s*\d+\s*$/.test(s) || !Number.isSafeInteger(n) || n < 1) throw new DvaeError(`--batch-size must be a positive integer, got '${s}'`);
-  return n;
-}
-
 /** Only OpenAI's DALL-E encoder is loadable (BEiT's 'customized' dVAE has no released encoder format here). */
 export function checkVaeType(t: string | undefined): void {
   const type = t ?? 'dall-e';
@@ -85,7 +79,7 @@ export async function runDvaeTokens(o: DvaeTokensOptions): Promise<DvaeTokensSum
     checkOutputPath('--logits-out', o.logitsOut, protect);
     if (sameFile(o.out, o.logitsOut)) throw new DvaeError(`--out and --logits-out name the same file ${o.out}`);
   }
-  const batchSize = parseBatchSize(o.batchSize);
+  const batchSize = intFlag('--batch-size', o.batchSize, { min: 1 }) ?? 64;
   const { arr, values } = readImages(input);
 
   const { DalleEncoder } = await import('../dvae/encoder');

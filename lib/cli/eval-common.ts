@@ -16,6 +16,7 @@ import type { OodMetricResult, TrainFeatureTransform, ExtractionRecord, Checkpoi
 import type { DetectorOptions } from '../ood/detectors/registry';
 import type { AuprConvention, Fpr95Convention } from '../ood/evaluation/types';
 import type { EvaluationFigures } from './ood-score';
+import { intFlag, listFlag, numFlag } from '../util/flags';
 
 export type EvalKind = 'features' | 'logits';
 
@@ -146,29 +147,10 @@ export interface EvalJson {
 
 // ---- parsing ---------------------------------------------------------------------------------------
 
-function int(v: string | undefined, flag: string, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!/^\s*-?\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new EvalCliError(`${flag} must be an integer >= ${min}, got '${v}'`);
-  return n;
-}
-
-function num(v: string | undefined, flag: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new EvalCliError(`${flag} must be a number, got '${v}'`);
-  return n;
-}
-
-/** Comma-separated list (several OOD sets in one run). */
-function list(v: string | undefined): string[] {
-  return v === undefined ? [] : v.split(',').map((s) => s.trim()).filter(Boolean);
-}
-
 /** --metric (and --cc/--avgcc) -> [reference spelling, detector registry name] pairs. */
 export function resolveMetrics(kind: EvalKind, metric: string | undefined, cc: boolean, avgcc: boolean, detectorNames: readonly string[], kindOf: (m: string) => string | undefined): Array<[string, string]> {
   const given = metric ?? (kind === 'features' ? 'mahalanobis' : 'softmax');
-  const names = given === 'all' ? [...(kind === 'features' ? REFERENCE_FEATURE_METRICS : REFERENCE_LOGIT_METRICS)] : list(given);
+  const names = given === 'all' ? [...(kind === 'features' ? REFERENCE_FEATURE_METRICS : REFERENCE_LOGIT_METRICS)] : listFlag(given);
   if (names.length === 0) throw new EvalCliError('--metric is empty');
   if (cc && avgcc) throw new EvalCliError('--cc and --avgcc exclude each other');
   const out: Array<[string, string]> = [];
@@ -249,7 +231,7 @@ export async function loadEvalModel(opts: EvalCliOptions, numClasses: number | u
   if (opts.absPosEmb) given.use_abs_pos_emb = true;
   if (opts.disableRelPosBias) given.use_rel_pos_bias = false;
   if (opts.useCls) given.use_mean_pooling = false;
-  const ls = num(opts.layerScaleInitValue, '--layer_scale_init_value');
+  const ls = numFlag('--layer_scale_init_value', opts.layerScaleInitValue);
   if (ls !== undefined) given.init_values = ls;
   if (opts.device) given.device = opts.device;
   try {
@@ -312,9 +294,9 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
   // Optional like the reference's (whose default is a cluster path): lib/data knows default locations
   // for some sets (Fashion-MNIST) and names the expected layout otherwise.
   if (dataPath !== undefined && !fs.existsSync(dataPath)) throw new EvalCliError(`--data_path ${dataPath}: no such directory`);
-  const classIdx = int(opts.classIdx, '--class_idx', 0);
-  const oodNames = list(opts.oodDataset);
-  const oodPaths = list(opts.oodDataPath);
+  const classIdx = intFlag('--class_idx', opts.classIdx, { min: 0 });
+  const oodNames = listFlag(opts.oodDataset);
+  const oodPaths = listFlag(opts.oodDataPath);
   if (classIdx === undefined) {
     if (oodNames.length === 0) throw new EvalCliError('--ood_dataset <name> is required without --class_idx (multi-class); with --class_idx the other classes are the OOD sets');
     if (oodPaths.length && oodPaths.length !== oodNames.length) throw new EvalCliError(`--ood_data_path lists ${oodPaths.length} paths for ${oodNames.length} OOD datasets`);
@@ -322,21 +304,21 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
   } else if (oodNames.length) {
     throw new EvalCliError('--ood_dataset is not used with --class_idx (one-class: the other classes of --data_set are the OOD sets)');
   }
-  const batchSize = int(opts.batchSize, '--batch_size', 1) ?? (kind === 'features' ? 8 : 16);
-  const inputSizeFlag = int(opts.inputSize, '--input_size', 1);
-  const nbClassesFlag = int(opts.nbClasses, '--nb_classes', 1);
-  const workers = int(opts.numWorkers, '--num_workers', 0);
-  const seed = int(opts.seed, '--seed', 0) ?? 0;
+  const batchSize = intFlag('--batch_size', opts.batchSize, { min: 1 }) ?? (kind === 'features' ? 8 : 16);
+  const inputSizeFlag = intFlag('--input_size', opts.inputSize, { min: 1 });
+  const nbClassesFlag = intFlag('--nb_classes', opts.nbClasses, { min: 1 });
+  const workers = intFlag('--num_workers', opts.numWorkers, { min: 0 });
+  const seed = intFlag('--seed', opts.seed, { min: 0 }) ?? 0;
   const trainFeatures = parseTrainFeatures(opts.trainFeatures);
-  const cropPct = num(opts.cropPct, '--crop_pct');
-  const reprob = num(opts.reprob, '--reprob');
+  const cropPct = numFlag('--crop_pct', opts.cropPct);
+  const reprob = numFlag('--reprob', opts.reprob);
   if (reprob !== undefined && !(reprob >= 0 && reprob <= 1)) throw new EvalCliError(`--reprob must be in [0, 1], got ${reprob}`);
   const ignored = ignoredFlagsGiven(opts as Record<string, unknown>);
   if (ignored.length) err(`note: ${ignored.join(', ')} ${ignored.length === 1 ? 'has' : 'have'} no effect in evaluation (accepted for compatibility with the reference scripts)\n`);
   const detectorOptions: DetectorOptions = {};
-  const k = int(opts.k, '--k', 1);
+  const k = intFlag('--k', opts.k, { min: 1 });
   if (k !== undefined) detectorOptions.k = k;
-  const t = num(opts.temperature, '--temperature');
+  const t = numFlag('--temperature', opts.temperature);
   if (t !== undefined) detectorOptions.temperature = t;
 
   const [{ DETECTOR_NAMES, listDetectors }, features, { officialIdLabel }, { writeFileAtomic }] = await Promise.all([

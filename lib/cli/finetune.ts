@@ -7,6 +7,7 @@
  */
 import type { Command } from 'commander';
 import type { FinetuneOptions } from '../train/finetune';
+import { FlagError, numFlag } from '../util/flags';
 
 export interface RawFinetuneFlags {
   model: string;
@@ -72,15 +73,6 @@ export interface RawFinetuneFlags {
   json?: boolean;
 }
 
-class FlagError extends Error {}
-
-function num(flag: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const x = Number(v);
-  if (v.trim() === '' || !Number.isFinite(x)) throw new FlagError(`--${flag}: expected a number, got '${v}'`);
-  return x;
-}
-
 /** Raw commander strings -> typed options (numbers checked; ranges are validateFinetuneOptions' job). */
 export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneOptions> {
   if (f.opt && f.opt.toLowerCase() !== 'adamw') throw new FlagError(`--opt: only adamw is implemented (the reference recipe), got '${f.opt}'`);
@@ -91,8 +83,8 @@ export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneO
   }
   const pair = (flag: string, v: string[] | undefined): [number, number] | undefined => {
     if (!v) return undefined;
-    if (v.length !== 2) throw new FlagError(`--${flag}: expected two numbers, got ${v.length}`);
-    return [num(flag, v[0])!, num(flag, v[1])!];
+    if (v.length !== 2) throw new FlagError(`${flag}: expected two numbers, got ${v.length}`);
+    return [numFlag(flag, v[0])!, numFlag(flag, v[1])!];
   };
   return {
     model: f.model,
@@ -100,58 +92,58 @@ export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneO
     finetune: f.finetune || undefined,
     dataSet: f.dataSet ?? '',
     dataPath: f.dataPath,
-    classIdx: num('class_idx', f.classIdx),
-    nbClasses: f.nbClasses !== undefined && Number(f.nbClasses) > 0 ? num('nb_classes', f.nbClasses) : undefined,
-    inputSize: num('input_size', f.inputSize),
-    batchSize: num('batch_size', f.batchSize),
-    epochs: num('epochs', f.epochs),
-    updateFreq: num('update_freq', f.updateFreq),
-    lr: num('lr', f.lr),
-    minLr: num('min_lr', f.minLr),
-    warmupLr: num('warmup_lr', f.warmupLr),
-    warmupEpochs: num('warmup_epochs', f.warmupEpochs),
-    warmupSteps: num('warmup_steps', f.warmupSteps),
-    weightDecay: num('weight_decay', f.weightDecay),
-    weightDecayEnd: num('weight_decay_end', f.weightDecayEnd),
-    optEps: num('opt_eps', f.optEps),
-    optBetas: pair('opt_betas', f.optBetas),
-    clipGrad: num('clip_grad', f.clipGrad),
-    layerDecay: num('layer_decay', f.layerDecay),
-    smoothing: num('smoothing', f.smoothing),
-    drop: num('drop', f.drop),
-    attnDropRate: num('attn_drop_rate', f.attnDropRate),
-    dropPath: num('drop_path', f.dropPath),
-    layerScaleInitValue: num('layer_scale_init_value', f.layerScaleInitValue),
+    classIdx: numFlag('--class_idx', f.classIdx),
+    nbClasses: f.nbClasses !== undefined && Number(f.nbClasses) > 0 ? numFlag('--nb_classes', f.nbClasses) : undefined,
+    inputSize: numFlag('--input_size', f.inputSize),
+    batchSize: numFlag('--batch_size', f.batchSize),
+    epochs: numFlag('--epochs', f.epochs),
+    updateFreq: numFlag('--update_freq', f.updateFreq),
+    lr: numFlag('--lr', f.lr),
+    minLr: numFlag('--min_lr', f.minLr),
+    warmupLr: numFlag('--warmup_lr', f.warmupLr),
+    warmupEpochs: numFlag('--warmup_epochs', f.warmupEpochs),
+    warmupSteps: numFlag('--warmup_steps', f.warmupSteps),
+    weightDecay: numFlag('--weight_decay', f.weightDecay),
+    weightDecayEnd: numFlag('--weight_decay_end', f.weightDecayEnd),
+    optEps: numFlag('--opt_eps', f.optEps),
+    optBetas: pair('--opt_betas', f.optBetas),
+    clipGrad: numFlag('--clip_grad', f.clipGrad),
+    layerDecay: numFlag('--layer_decay', f.layerDecay),
+    smoothing: numFlag('--smoothing', f.smoothing),
+    drop: numFlag('--drop', f.drop),
+    attnDropRate: numFlag('--attn_drop_rate', f.attnDropRate),
+    dropPath: numFlag('--drop_path', f.dropPath),
+    layerScaleInitValue: numFlag('--layer_scale_init_value', f.layerScaleInitValue),
     relPosBias: f.relPosBias,
     absPosEmb: f.absPosEmb,
     useMeanPooling: f.useCls ? false : f.useMeanPooling,
-    initScale: num('init_scale', f.initScale),
+    initScale: numFlag('--init_scale', f.initScale),
     disableWeightDecayOnRelPosBias: f.disableWeightDecayOnRelPosBias,
-    mixup: num('mixup', f.mixup),
-    cutmix: num('cutmix', f.cutmix),
-    cutmixMinmax: pair('cutmix_minmax', f.cutmixMinmax),
-    mixupProb: num('mixup_prob', f.mixupProb),
-    mixupSwitchProb: num('mixup_switch_prob', f.mixupSwitchProb),
+    mixup: numFlag('--mixup', f.mixup),
+    cutmix: numFlag('--cutmix', f.cutmix),
+    cutmixMinmax: pair('--cutmix_minmax', f.cutmixMinmax),
+    mixupProb: numFlag('--mixup_prob', f.mixupProb),
+    mixupSwitchProb: numFlag('--mixup_switch_prob', f.mixupSwitchProb),
     mixupMode: f.mixupMode as FinetuneOptions['mixupMode'],
-    reprob: num('reprob', f.reprob),
+    reprob: numFlag('--reprob', f.reprob),
     aa: f.aa,
     augment: f.augment === false ? false : undefined,
     imagenetDefaultMeanAndStd: f.imagenetDefaultMeanAndStd,
     modelEma: f.modelEma,
-    modelEmaDecay: num('model_ema_decay', f.modelEmaDecay),
-    l2Alpha: num('l2_alpha', f.l2Alpha),
-    l2Beta: num('l2_beta', f.l2Beta),
+    modelEmaDecay: numFlag('--model_ema_decay', f.modelEmaDecay),
+    l2Alpha: numFlag('--l2_alpha', f.l2Alpha),
+    l2Beta: numFlag('--l2_beta', f.l2Beta),
     freezeBackbone: f.freezeBackbone,
     outputDir: f.outputDir || undefined,
     logDir: f.logDir || undefined,
     resume: f.resume || undefined,
     autoResume: f.autoResume,
     saveCkpt: f.saveCkpt,
-    saveCkptFreq: num('save_ckpt_freq', f.saveCkptFreq),
+    saveCkptFreq: numFlag('--save_ckpt_freq', f.saveCkptFreq),
     eval: f.eval,
-    seed: num('seed', f.seed),
+    seed: numFlag('--seed', f.seed),
     device: f.device,
-    workers: num('num_workers', f.numWorkers),
+    workers: numFlag('--num_workers', f.numWorkers),
     progress: f.quiet ? false : undefined,
   };
 }

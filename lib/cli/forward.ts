@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ndarray, readNpy, writeNpy } from '../npy';
 import type { NdArray } from '../npy';
+import { intFlag } from '../util/flags';
 
 export class ForwardCliError extends Error {
   constructor(message: string) {
@@ -94,13 +95,6 @@ export function parseModelOpts(text: string): Record<string, unknown> {
   }
   if (problems.length) throw new ForwardCliError(`--model-opts: ${problems.join('; ')}`);
   return out;
-}
-
-function parseBatchSize(s: string | undefined): number {
-  if (s === undefined) return 32;
-  const n = Number(s);
-  if (!/^\s*\d+\s*$/.test(s) || !Number.isSafeInteger(n) || n < 1) throw new ForwardCliError(`--batch-size must be a positive integer, got '${s}'`);
-  return n;
 }
 
 /** Same file (after symlinks and hard links) as any of `others`? */
@@ -194,7 +188,7 @@ export async function runForward(opts: ForwardCliOptions): Promise<ForwardSummar
   if (opts.featuresOut && opts.logitsOut && sameFile(opts.featuresOut, opts.logitsOut)) {
     throw new ForwardCliError(`--features-out and --logits-out name the same file ${opts.featuresOut}`);
   }
-  const batchSize = parseBatchSize(opts.batchSize);
+  const batchSize = intFlag('--batch-size', opts.batchSize, { min: 1 }) ?? 32;
   const given = opts.modelOpts !== undefined ? parseModelOpts(opts.modelOpts) : {};
   const { arr, values, converted } = readInput(input);
 

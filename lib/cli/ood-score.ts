@@ -10,6 +10,7 @@
  */
 import type { Command } from 'commander';
 import { ignoredLine } from './reference-flags';
+import { intFlag, numFlag } from '../util/flags';
 import type { NdArray } from '../npy/ndarray';
 import type { DetectorOptions } from '../ood/detectors/registry';
 import type { DetectorNeeds } from '../ood/detectors/base';
@@ -66,13 +67,6 @@ export interface OodScoreResult extends EvaluationFigures {
   scores_out?: string;
 }
 
-function num(v: number | string | undefined, name: string, integer = false): number | undefined {
-  if (v === undefined) return undefined;
-  const n = typeof v === 'number' ? v : Number(v);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'}, got '${String(v)}'`);
-  return n;
-}
-
 /**
  * Options given that `det` does not use, as stderr lines: detector options it does not list among the
  * options it saves, head files for a metric without a head, and inputs its `needs` leave out.
@@ -115,12 +109,12 @@ export async function runOodScore(
   ]);
   if (!opts.metric) throw new Error('--metric is required');
   const detOpts: DetectorOptions = {
-    k: num(opts.k, 'k', true),
-    temperature: num(opts.temperature, 'temperature'),
-    seed: num(opts.seed, 'seed', true),
-    nInit: num(opts.nInit, 'n-init', true),
-    dim: num(opts.dim, 'dim', true),
-    percentile: num(opts.percentile, 'percentile'),
+    k: intFlag('--k', opts.k),
+    temperature: numFlag('--temperature', opts.temperature),
+    seed: intFlag('--seed', opts.seed),
+    nInit: intFlag('--n-init', opts.nInit),
+    dim: intFlag('--dim', opts.dim),
+    percentile: numFlag('--percentile', opts.percentile),
   };
   if (opts.normalize === false) detOpts.normalize = false;
   for (const k of Object.keys(detOpts) as (keyof DetectorOptions)[]) if (detOpts[k] === undefined) delete detOpts[k];

@@ -16,6 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { ignoredLine } from './reference-flags';
+import { intFlag } from '../util/flags';
 import type { NdArray } from '../npy/ndarray';
 
 export interface ScoreCliOptions {
@@ -55,13 +56,6 @@ export class ScoreCliError extends Error {
   }
 }
 
-function positiveInt(v: string | undefined, flag: string, dflt?: number): number | undefined {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new ScoreCliError(`${flag} must be a positive integer, got '${v}'`);
-  return n;
-}
-
 const fmtShape = (s: readonly number[]): string => `(${s.join(', ')})`;
 
 export async function runScore(
@@ -86,11 +80,11 @@ export async function runScore(
     const dir = path.dirname(path.resolve(opts.out));
     if (!fs.existsSync(dir)) throw new ScoreCliError(`--out ${opts.out}: directory ${dir} does not exist`);
   }
-  const batchSize = positiveInt(opts.batchSize, '--batch_size', 32)!;
-  const nbClasses = positiveInt(opts.nbClasses, '--nb_classes');
+  const batchSize = intFlag('--batch_size', opts.batchSize, { min: 1 }) ?? 32;
+  const nbClasses = intFlag('--nb_classes', opts.nbClasses, { min: 1 });
   const cropPct = opts.cropPct === undefined ? undefined : Number(opts.cropPct);
   if (cropPct !== undefined && !(cropPct > 0 && cropPct <= 1)) throw new ScoreCliError(`--crop_pct must be in (0, 1], got '${opts.cropPct}'`);
-  const inputSize = positiveInt(opts.inputSize, '--input_size');
+  const inputSize = intFlag('--input_size', opts.inputSize, { min: 1 });
 
   const [{ readNpy }, { loadDetector }, { writeFileAtomic }] = await Promise.all([import('../npy'), import('../ood/detectors/registry'), import('../io/atomic')]);
   let det: Awaited<ReturnType<typeof loadDetector>>;

@@ -238,7 +238,7 @@ describeWith(['fashion-mnist'])('mood eval-features / eval-logits', () => {
     await expect(run('eval-logits', ['--metric', 'cos', '--ood_dataset', 'noise'])).rejects.toThrow(/unknown logit metric 'cos'.*feature metric: use mood eval-features/);
     await expect(run('eval-features', ['--ood_dataset', 'svhn'])).rejects.toThrow(/--ood_dataset svhn at .*no dataset 'svhn'/);
     await expect(run('eval-features', ['--class_idx', '10'])).rejects.toThrow(/--class_idx 10 is out of range: fashion_mnist has 10 one-class groups \(0\.\.9\)/);
-    await expect(run('eval-features', ['--class_idx', '-1'])).rejects.toThrow(/--class_idx must be an integer >= 0, got '-1'/);
+    await expect(run('eval-features', ['--class_idx', '-1'])).rejects.toThrow(/--class_idx: expected an integer >= 0, got '-1'/);
     await expect(run('eval-features', [])).rejects.toThrow(/--ood_dataset <name> is required without --class_idx/);
     const missing = path.join(dir, 'nope.pth');
     await expect(cli('eval-features', [...base().map((x) => (x === ckpt ? missing : x)), '--ood_dataset', 'noise'], new TestData())).rejects.toThrow(`--ckpt ${missing}: no such file`);
