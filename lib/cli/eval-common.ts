@@ -17,6 +17,8 @@ import type { DetectorOptions } from '../ood/detectors/registry';
 import type { AuprConvention, Fpr95Convention } from '../ood/evaluation/types';
 import type { EvaluationFigures } from './ood-score';
 import { intFlag, listFlag, numFlag } from '../util/flags';
+import { modelFromFlags } from './model';
+import { requireFile } from './forward';
 
 export type EvalKind = 'features' | 'logits';
 
@@ -216,16 +218,8 @@ async function joinProcessGroup(): Promise<EvalGroup | null> {
 // ---- model -----------------------------------------------------------------------------------------
 
 export async function loadEvalModel(opts: EvalCliOptions, numClasses: number | undefined, inputSize: number | undefined): Promise<Beit> {
-  const ckpt = opts.ckpt;
-  if (!ckpt) throw new EvalCliError('--ckpt <file> is required');
-  if (!fs.existsSync(ckpt)) throw new EvalCliError(`--ckpt ${ckpt}: no such file`);
-  if (!fs.statSync(ckpt).isFile()) throw new EvalCliError(`--ckpt ${ckpt}: not a regular file`);
-  const { Beit, beitConfigNames } = await import('../models/beit');
-  if (opts.model !== undefined && !beitConfigNames().includes(opts.model as never)) {
-    throw new EvalCliError(`--model: unknown configuration '${opts.model}' (known: ${beitConfigNames().join(', ')})`);
-  }
+  const ckpt = requireFile('--ckpt', opts.ckpt);
   const given: Record<string, unknown> = {};
-  if (opts.model) given.config = opts.model;
   if (numClasses !== undefined) given.num_classes = numClasses;
   if (inputSize !== undefined) given.img_size = inputSize;
   if (opts.absPosEmb) given.use_abs_pos_emb = true;
@@ -234,11 +228,7 @@ export async function loadEvalModel(opts: EvalCliOptions, numClasses: number | u
   const ls = numFlag('--layer_scale_init_value', opts.layerScaleInitValue);
   if (ls !== undefined) given.init_values = ls;
   if (opts.device) given.device = opts.device;
-  try {
-    return await Beit.fromCheckpoint(ckpt, given);
-  } catch (e) {
-    throw new EvalCliError(`--ckpt ${ckpt}: ${(e as Error).message}`);
-  }
+  return modelFromFlags({ ckpt, model: opts.model, options: given }, (m) => new EvalCliError(m));
 }
 
 // ---- output ----------------------------------------------------------------------------------------
