@@ -14,7 +14,7 @@ import { intFlag, numFlag } from '../util/flags';
 import type { NdArray } from '../npy/ndarray';
 import type { DetectorOptions } from '../ood/detectors/registry';
 import type { DetectorNeeds } from '../ood/detectors/base';
-import type { Fpr95Convention, AuprConvention, Orientation } from '../ood/evaluation/types';
+import type { Fpr95Convention, AuprConvention, EvaluationResult, Orientation } from '../ood/evaluation/types';
 
 export interface OodScoreOptions {
   metric: string;
@@ -45,20 +45,8 @@ export interface OodScoreOptions {
   auprConvention?: AuprConvention;
 }
 
-/** The evaluation figures every JSON result row carries (ood-score, eval-features, eval-logits). */
-export interface EvaluationFigures {
-  auroc: number;
-  aupr_in: number;
-  aupr_out: number;
-  aupr_convention: AuprConvention;
-  fpr95: number;
-  fpr95_convention: Fpr95Convention;
-  tpr_level: number;
-  detection_error: number;
-  n_in: number;
-  n_ood: number;
-  n_train: number | null;
-}
+/** The evaluation figures every JSON result row carries (ood-score, eval-features, eval-logits): lib/ood's EvaluationResult without the orientation, plus the training-set size. */
+export type EvaluationFigures = Omit<EvaluationResult, 'orientation'> & { n_train: number | null };
 
 export interface OodScoreResult extends EvaluationFigures {
   metric: string;

@@ -117,11 +117,9 @@ export async function kmeansFit(
 export class KMeansDetector extends FeatureDetector {
   readonly name: string = 'kmeans';
   readonly orientation: Orientation = 'higher_is_ood';
-  protected readonly normalize: boolean;
   readonly opts: KMeansOptions;
   constructor(opts: KMeansOptions = {}) {
-    super();
-    this.normalize = opts.normalize ?? true;
+    super(opts);
     this.opts = { ...opts };
   }
   protected jsonOptions() {
