@@ -8,6 +8,7 @@
 import type { Command } from 'commander';
 import type { FinetuneOptions } from '../train/finetune';
 import { FlagError, numFlag } from '../util/flags';
+import { addDataFlags, addOptimizerFlags, addResumeFlags } from './train-flags';
 
 export interface RawFinetuneFlags {
   model: string;
@@ -204,31 +205,20 @@ function summaryLine(r: import('../train/finetune').FinetuneResult): string {
 }
 
 export function registerFinetune(program: Command): Command {
-  return program
+  const cmd = program
     .command('finetune')
     .description('fine-tune BEiT as run_class_finetuning.py (AdamW + layer decay, cosine schedules, EMA, L2-SP, checkpoints and log.txt in --output_dir)')
     .option('--model <name>', 'named configuration (mood info / beitConfigNames)', 'beit_base_patch16_224')
     .option('--model-opts <json>', "constructor keywords over the named model, e.g. '{\"patch_size\": 4}'")
-    .option('--finetune <file>', 'pre-trained checkpoint to start from (adapted like the reference)')
-    .option('--data-set <name>', 'fashion_mnist | cifar10 | cifar100')
-    .option('--data-path <dir>', 'dataset folder (fashion_mnist defaults to /usr/share/datasets/fashion-mnist)')
+    .option('--finetune <file>', 'pre-trained checkpoint to start from (adapted like the reference)');
+  addDataFlags(cmd)
     .option('--class-idx <n>', 'one-class fine-tuning on this class (CIFAR-100: superclass)')
     .option('--nb-classes <n>', 'classes of the head (default: the dataset\'s)')
     .option('--input-size <n>', 'image side', '224')
     .option('--batch-size <n>', 'images per micro-step', '64')
     .option('--epochs <n>', 'epochs', '200')
-    .option('--update-freq <n>', 'gradient accumulation micro-steps per optimizer step', '1')
-    .option('--lr <x>', 'peak learning rate', '5e-4')
-    .option('--min-lr <x>', 'final learning rate of the cosine', '1e-6')
-    .option('--warmup-lr <x>', 'warmup start learning rate', '1e-6')
-    .option('--warmup-epochs <n>', 'linear warmup epochs', '5')
-    .option('--warmup-steps <n>', 'warmup steps (> 0 overrides --warmup_epochs)', '-1')
-    .option('--weight-decay <x>', 'AdamW weight decay', '0.05')
-    .option('--weight-decay-end <x>', 'final weight decay of its cosine (default: --weight_decay)')
-    .option('--opt <name>', 'optimizer (adamw)', 'adamw')
-    .option('--opt-eps <x>', 'AdamW eps', '1e-8')
-    .option('--opt-betas <b...>', 'AdamW betas (default 0.9 0.999)')
-    .option('--clip-grad <x>', 'clip the global gradient norm')
+    .option('--update-freq <n>', 'gradient accumulation micro-steps per optimizer step', '1');
+  addOptimizerFlags(cmd, { minLr: '1e-6' })
     .option('--layer-decay <x>', 'layer-wise lr decay', '0.9')
     .option('--smoothing <x>', 'label smoothing', '0.1')
     .option('--drop <x>', 'dropout rate', '0')
@@ -258,10 +248,8 @@ export function registerFinetune(program: Command): Command {
     .option('--l2-beta <x>', 'L2 weight on the head')
     .option('--freeze-backbone', 'train the head only')
     .option('--output-dir <dir>', 'checkpoints and log.txt')
-    .option('--log-dir <dir>', 'TensorBoard event files (rank 0): loss/opt scalars per micro-batch, perf/test_* per epoch')
-    .option('--resume <file>', 'resume from this checkpoint')
-    .option('--auto-resume', 'resume from the latest checkpoint-N.pth in --output_dir (default)')
-    .option('--no-auto-resume', 'start afresh even when --output_dir has checkpoints')
+    .option('--log-dir <dir>', 'TensorBoard event files (rank 0): loss/opt scalars per micro-batch, perf/test_* per epoch');
+  addResumeFlags(cmd)
     .option('--save-ckpt', 'save checkpoints (default)')
     .option('--no-save-ckpt', 'do not save checkpoints')
     .option('--save-ckpt-freq <n>', 'save checkpoint-<epoch>.pth every n epochs (and the last)', '50')
@@ -275,4 +263,5 @@ export function registerFinetune(program: Command): Command {
       if (opts.disableRelPosBias) opts.relPosBias = false;
       process.exitCode = await runFinetuneCommand(opts);
     });
+  return cmd;
 }
