@@ -350,7 +350,9 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
         }
       : undefined;
     const common = { inputSize, rank: o.rank, worldSize: o.worldSize, workers: o.workers, device: o.device, imagenetDefaultMeanAndStd: o.imagenetDefaultMeanAndStd };
-    const val = createLoader(valSet, { ...common, batchSize: Math.floor(1.5 * batchSize), train: false, shuffle: false, dropLast: false });
+    // Every rank evaluates the whole test split, as the reference without --dist_eval (SequentialSampler):
+    // a sharded loader would report rank 0's half as the accuracy.
+    const val = createLoader(valSet, { ...common, rank: undefined, worldSize: undefined, batchSize: Math.floor(1.5 * batchSize), train: false, shuffle: false, dropLast: false });
     loaders.push(val);
     const trainerArgs = argsRecord(o, numClasses);
     if (o.eval) {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildDataset } from '../../lib/data';
 import { InMemoryDataset } from '../../lib/data/memory';
 import { createLoader } from '../../lib/data/loader';
-import { writePng } from '../../lib/io/png';
+import { writePngRgb } from '../../lib/data/png-writer';
 import { parsePretrainFlags } from '../../lib/pretrain/options';
 import { runPretrain } from '../../lib/pretrain/run';
 import { openTokenTargets } from '../../lib/pretrain/targets';
@@ -41,7 +41,7 @@ async function writeFolder(per: number): Promise<void> {
       const rgb = new Uint8Array(28 * 28 * 3);
       for (let k = 0; k < 784; k++) rgb[3 * k] = rgb[3 * k + 1] = rgb[3 * k + 2] = px[i * 784 + k];
       fs.mkdirSync(path.join(FOLDER, String(c)), { recursive: true });
-      writePng(path.join(FOLDER, String(c), `${i}.png`), 28, 28, rgb);
+      writePngRgb(path.join(FOLDER, String(c), `${i}.png`), rgb, 28, 28);
       count[c]++;
     }
   } finally {
@@ -132,9 +132,7 @@ describeWith(['fashion-mnist', 'gloo'])('distributed pre-training with DALL-E to
       '--data_set', 'image_folder', '--data_path', FOLDER, '--discrete_vae_type', 'dall-e', '--discrete_vae_weight_path', DVAE_DIR,
       '--batch_size', String(batch), '--epochs', '1', '--warmup_epochs', '0', '--lr', '1e-3', '--opt_eps', '1e-2', '--max_steps', '2',
       '--output_dir', dir, '--quiet', '--num_workers', '1',
-      // Drop path off: its draws are seeded per rank (seed + rank, as the reference), so with the
-      // default 0.1 two ranks differ from one process by design (as tests/pretrain/dist.test.ts).
-      '--drop_path', '0',
+      '--drop_path', '0', // per-rank stochastic depth (seed + rank) is a different draw from one process's
     ];
     const single = path.join(work, 'single');
     const dist = path.join(work, 'dist');
