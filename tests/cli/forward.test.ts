@@ -219,7 +219,7 @@ describe('mood forward (CLI, shared fixtures)', () => {
       const junk = path.join(dir, 'junk.npy');
       fs.writeFileSync(junk, 'not numpy');
       expectCleanFailure(await mood('--ckpt', ckpt.meanpool, '--input', junk, '--logits-out', out('f')), /--input .*junk\.npy: not a \.npy file/);
-      expectCleanFailure(await mood('--ckpt', ckpt.meanpool, '--input', inputs.ft_meanpool, '--logits-out', out('f'), '--batch-size', 'x'), /--batch-size must be a positive integer, got 'x'/);
+      expectCleanFailure(await mood('--ckpt', ckpt.meanpool, '--input', inputs.ft_meanpool, '--logits-out', out('f'), '--batch-size', 'x'), /--batch-size: expected a positive integer, got 'x'/);
       expectCleanFailure(await mood('--ckpt', ckpt.meanpool, '--input', inputs.ft_meanpool, '--logits-out', path.join(dir, 'no', 'such', 'dir', 'l.npy')), /directory .* does not exist/);
     });
   });

@@ -199,7 +199,7 @@ print(json.dumps(dict(lam_min=float(np.linalg.eigvalsh(S)[0]), gnorm=np.linalg.n
     await expect(runScore([path.join(dir, 'x.png')], { detector: det })).rejects.toThrow(/x\.png: no such file/);
     const wrong = path.join(dir, 'wrong.npy');
     writeNpy(wrong, ndarray('float32', [2, 3, 8, 8], new Float32Array(2 * 3 * 64)));
-    await expect(runScore([wrong], { detector: det, ckpt, model: 'beit_test_micro', nbClasses: '10' })).rejects.toThrow(/wrong\.npy: expected images of shape \(N, 3, 16, 16\) for this model, got \(2, 3, 8, 8\)/);
+    await expect(runScore([wrong], { detector: det, ckpt, model: 'beit_test_micro', nbClasses: '10' })).rejects.toThrow(/wrong\.npy: expected shape \(N, 3, 16, 16\), got \(2, 3, 8, 8\) \(8x8 images, the model takes 16x16\)/);
     const dim = path.join(dir, 'dim.npy');
     writeNpy(dim, ndarray('float32', [2, 5], new Float32Array(10)));
     await expect(runScore([dim], { detector: det })).rejects.toThrow(/dim\.npy: .*(16|5)/);

@@ -111,7 +111,7 @@ describe('flags', () => {
     expect(parseClassList('0-2,7', 'classes')).toEqual([0, 1, 2, 7]);
     expect(() => parseClassList('3-1', 'classes')).toThrow(/--classes: range '3-1' runs backwards/);
     expect(() => parseClassList('12', 'classes', 10)).toThrow(/class 12 is out of range \(the data set has classes 0-9\)/);
-    expect(() => parseDemoOptions({ epochs: '-1' })).toThrow(/--epochs must be an integer in \[0, 10000\], got '-1'/);
+    expect(() => parseDemoOptions({ epochs: '-1' })).toThrow(/--epochs: expected an integer in \[0, 10000\], got '-1'/);
     expect(parseDemoOptions({ farOod: 'none' }).farOod).toEqual([]);
     expect(() => parseDemoOptions({ farOod: 'snow' })).toThrow(/--far_ood: unknown kind 'snow'/);
     expect(() => parseDemoOptions({ modelOpts: '[1]' })).toThrow(/--model_opts must be a JSON object/);

@@ -89,7 +89,7 @@ describe('mood dvae tokens', () => {
       [{ out: path.join(DVAE_DIR, 'encoder.pkl') }, /is the encoder: refusing to overwrite it/],
       [{ logitsOut: path.join(work, 'o.npy') }, /--out and --logits-out name the same file/],
       [{ out: path.join(work, 'no-such-dir', 'o.npy') }, /directory .*no-such-dir does not exist/],
-      [{ batchSize: '0' }, /--batch-size must be a positive integer, got '0'/],
+      [{ batchSize: '0' }, /--batch-size: expected a positive integer, got '0'/],
     ];
     for (const [over, re] of cases) await expect(runDvaeTokens({ ...base, ...over }), JSON.stringify(over)).rejects.toThrow(re);
     expect(fs.existsSync(path.join(work, 'o.npy'))).toBe(false);

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildDataset } from '../../lib/data';
 import { InMemoryDataset } from '../../lib/data/memory';
 import { createLoader } from '../../lib/data/loader';
-import { writePngRgb } from '../../lib/data/png-writer';
+import { writePng } from '../../lib/io/png';
 import { parsePretrainFlags } from '../../lib/pretrain/options';
 import { runPretrain } from '../../lib/pretrain/run';
 import { openTokenTargets } from '../../lib/pretrain/targets';
@@ -41,7 +41,7 @@ async function writeFolder(per: number): Promise<void> {
       const rgb = new Uint8Array(28 * 28 * 3);
       for (let k = 0; k < 784; k++) rgb[3 * k] = rgb[3 * k + 1] = rgb[3 * k + 2] = px[i * 784 + k];
       fs.mkdirSync(path.join(FOLDER, String(c)), { recursive: true });
-      writePngRgb(path.join(FOLDER, String(c), `${i}.png`), rgb, 28, 28);
+      writePng(path.join(FOLDER, String(c), `${i}.png`), 28, 28, rgb);
       count[c]++;
     }
   } finally {

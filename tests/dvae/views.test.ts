@@ -15,7 +15,7 @@ import { PLAN } from '../../lib/data/plan';
 import { InMemoryDataset } from '../../lib/data/memory';
 import { createLoader } from '../../lib/data/loader';
 import { ImageFileDataset } from '../../lib/data/files';
-import { writePngRgb } from '../../lib/data/png-writer';
+import { writePng } from '../../lib/io/png';
 import { py, PY_PHOTO } from '../data/helpers';
 import { describeWith } from '../helpers/requirements';
 import { tmpDir } from './helpers';
@@ -272,7 +272,7 @@ describe('BEiT views of image files', () => {
       const rgb = new Uint8Array(H * W * 3);
       for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) for (let c = 0; c < 3; c++) rgb[(y * W + x) * 3 + c] = px[((n * 3 + c) * H + y) * W + x];
       files.push(path.join(dir, `${n}.png`));
-      writePngRgb(files[n], rgb, W, H);
+      writePng(files[n], W, H, rgb);
     }
     const opts = { batchSize: N, train: true, inputSize: 24, seed: 9, shuffle: false, workers: 2, beitViews: { secondSize: 16 } };
     const mem = new InMemoryDataset({ name: 'mem', root: '-', split: 'train', classes: ['a'], targets: new Int32Array(N), pixels: Tensor.fromArray(px, [N, 3, H, W]) });

@@ -94,6 +94,6 @@ describe('mood ood-score', () => {
     await expect(cli(['--metric', 'mds', '--train', f('ftrain_raw'), '--test', f('ftest_raw'), '--ood', f('food_raw')])).rejects.toThrow(/needs --train-labels/);
     await expect(cli(['--metric', 'msp', '--test', f('ftest_raw'), '--ood', f('food_raw')])).rejects.toThrow(/needs --test-logits/);
     await expect(cli(['--metric', 'cos', '--train', f('ftrain_raw'), '--test', f('logits_test'), '--ood', f('food_raw')])).rejects.toThrow(/dimension mismatch/);
-    await expect(runOodScore({ metric: 'knn', k: 'x', train: f('ftrain_raw'), test: f('ftest_raw'), ood: f('food_raw') })).rejects.toThrow(/--k must be an integer/);
+    await expect(runOodScore({ metric: 'knn', k: 'x', train: f('ftrain_raw'), test: f('ftest_raw'), ood: f('food_raw') })).rejects.toThrow(/--k: expected an integer, got 'x'/);
   });
 });
