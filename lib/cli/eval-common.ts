@@ -9,29 +9,23 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import type { DataLoader, ImageDataset, LoaderOptions } from '../data/types';
 import type { Beit } from '../models/beit';
 import type { OodMetricResult, TrainFeatureTransform, ExtractionRecord, CheckpointIdentity } from '../ood/features';
 import type { DetectorOptions } from '../ood/detectors/registry';
 import type { AuprConvention, Fpr95Convention } from '../ood/evaluation/types';
 import type { EvaluationFigures } from './ood-score';
+import { addReferenceFlagOptions, describeTrainAugment, EvalCliError, parseTrainAugment, referenceFlagNotes, type AugmentFlags, type EvalKind } from './eval-reference-flags';
 
-export type EvalKind = 'features' | 'logits';
+export { EvalCliError, type EvalKind } from './eval-reference-flags';
 
 /** The reference's `--metric all` lists. */
 export const REFERENCE_FEATURE_METRICS = ['mahalanobis', 'cos', 'projection', 'gauss', 'kmeans', 'euclidean', 'minkowski', 'chebyshev'] as const;
 export const REFERENCE_LOGIT_METRICS = ['softmax', 'entropy', 'energy', 'gradnorm'] as const;
 
-export class EvalCliError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'EvalCliError';
-  }
-}
-
 /** Options as commander gives them (snake_case flags arrive as camelCase). */
-export interface EvalCliOptions {
+export interface EvalCliOptions extends AugmentFlags {
   ckpt?: string;
   model?: string;
   dataSet?: string;
@@ -64,8 +58,8 @@ export interface EvalCliOptions {
   fpr95Convention?: Fpr95Convention;
   auprConvention?: AuprConvention;
   cropPct?: string;
-  reprob?: string;
   imagenetDefaultMeanAndStd?: boolean;
+  modelPrefix?: string;
   absPosEmb?: boolean;
   disableRelPosBias?: boolean;
   /** --use_cls gives true. */
@@ -136,6 +130,8 @@ export interface EvalJson {
   class_idx: number | null;
   id_classes?: number[];
   train_features: TrainFeatureTransform | null;
+  /** The augmentation of train-augment training features (the reference's flags), else null. */
+  train_augment: Record<string, string | number | null> | null;
   results: EvalJsonRow[];
   averages: EvalJsonRow[];
   extraction: ExtractionRecord[];
@@ -334,10 +330,10 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
   const seed = int(opts.seed, '--seed', 0) ?? 0;
   const trainFeatures = parseTrainFeatures(opts.trainFeatures);
   const cropPct = num(opts.cropPct, '--crop_pct');
-  const reprob = num(opts.reprob, '--reprob');
-  if (reprob !== undefined && !(reprob >= 0 && reprob <= 1)) throw new EvalCliError(`--reprob must be in [0, 1], got ${reprob}`);
-  const ignored = ignoredFlagsGiven(opts as Record<string, unknown>);
-  if (ignored.length) err(`note: ${ignored.join(', ')} ${ignored.length === 1 ? 'has' : 'have'} no effect in evaluation (accepted for compatibility with the reference scripts)\n`);
+  // The reference's training-feature augmentation (its argparse defaults unless given).
+  const augment = await parseTrainAugment(opts);
+  const augmented = kind === 'features' && trainFeatures === 'train-augment';
+  for (const note of referenceFlagNotes(kind, opts as Record<string, unknown>, kind === 'features' ? trainFeatures : null, augment)) err(`note: ${note}\n`);
   const detectorOptions: DetectorOptions = {};
   const k = int(opts.k, '--k', 1);
   if (k !== undefined) detectorOptions.k = k;
@@ -407,7 +403,8 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       ...(opts.device ? { device: opts.device } : {}),
       ...(worldSize > 1 ? { rank, worldSize } : {}),
       ...transformOpts,
-      ...(train && reprob !== undefined ? { reprob } : {}),
+      // eval_with_features.py's training loader: RandomSampler + drop_last=True, build_transform(is_train=True).
+      ...(train ? { ...augment, shuffle: true, dropLast: true } : {}),
     });
     const needsTrain = kind === 'features';
     const trainDs = needsTrain ? await dataset(spec({ name: opts.dataSet, path: dataPath, split: 'train', classIdx }), '--data_set') : undefined;
@@ -428,6 +425,7 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       trainFeatures,
       inputSize,
       trainSeed: seed,
+      ...(augmented ? { trainAugment: { ...describeTrainAugment(augment), sampler: 'random', drop_last: true, batch_size: batchSize } } : {}),
       detectorOptions,
       evaluation: { fpr95Convention: opts.fpr95Convention, auprConvention: opts.auprConvention },
       cache: { dir: cacheDir, enabled: opts.cache !== false, checkpoint: opts.ckpt },
@@ -479,6 +477,7 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
         class_idx: classIdx ?? null,
         ...(classIdx !== undefined ? { id_classes: groups![classIdx] } : {}),
         train_features: kind === 'features' ? trainFeatures : null,
+        train_augment: augmented ? describeTrainAugment(augment) : null,
         results: rows,
         averages,
         extraction: res.extraction,
@@ -511,35 +510,6 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
     model.dispose();
     await group?.destroy?.();
   }
-}
-
-/**
- * Flags of the reference scripts that mean nothing for evaluation here (training-only regularisation,
- * DataLoader pinning, logging dirs, fine-tuning bookkeeping). Accepted, hidden from --help, and reported
- * as ignored, so the reference's command lines run unchanged.
- */
-const IGNORED_REFERENCE_FLAGS: ReadonlyArray<[flag: string, takesValue: boolean]> = [
-  ['drop', true], ['attn-drop-rate', true], ['drop-path', true], ['max-num', true], ['method', true], ['output-dir', true], ['log-dir', true],
-  ['model-key', true], ['model-prefix', true], ['init-scale', true], ['color-jitter', true], ['aa', true], ['smoothing', true],
-  ['train-interpolation', true], ['remode', true], ['recount', true], ['mixup', true], ['cutmix', true], ['cutmix-minmax', true],
-  ['mixup-prob', true], ['mixup-switch-prob', true], ['mixup-mode', true], ['model-ema-decay', true], ['start-epoch', true],
-  ['resume', true], ['finetune', true], ['pin-mem', false], ['no-pin-mem', false], ['use-mean-pooling', false], ['rel-pos-bias', false],
-  ['disable-eval-during-finetuning', false], ['model-ema', false], ['model-ema-force-cpu', false], ['resplit', false], ['eval', false],
-  ['auto-resume', false], ['no-auto-resume', false], ['save-ckpt', false], ['no-save-ckpt', false], ['disable-weight-decay-on-rel-pos-bias', false],
-];
-
-const camel = (flag: string): string => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-
-/** Which ignored reference flags were given (commander keys; --no-x sets x = false). */
-export function ignoredFlagsGiven(opts: Record<string, unknown>): string[] {
-  const out: string[] = [];
-  for (const [flag] of IGNORED_REFERENCE_FLAGS) {
-    const neg = flag.startsWith('no-');
-    const key = camel(neg ? flag.slice(3) : flag);
-    if (opts[key] === undefined) continue;
-    if (neg ? opts[key] === false : opts[key] !== false) out.push(`--${flag.replace(/-/g, '_')}`);
-  }
-  return out;
 }
 
 /** Flags shared by both commands (the reference's names; snake_case works through lib/cli/argv.ts). */
@@ -582,11 +552,7 @@ export function addEvalOptions(cmd: Command, kind: EvalKind): Command {
     .option('--disable-rel-pos-bias', 'model without relative position bias')
     .option('--use-cls', 'cls-token pooling instead of mean pooling')
     .option('--layer-scale-init-value <f>', 'layer scale (0 disables)')
-    .option('--reprob <p>', 'random erasing probability of --train-features train-augment (default 0.25)')
     .option('--json', 'print the JSON result instead of the text lines')
     .option('--quiet', 'no progress bars');
-  for (const [flag, takesValue] of IGNORED_REFERENCE_FLAGS) {
-    cmd.addOption(new Option(`--${flag}${takesValue ? ' <value>' : ''}`, 'reference flag, ignored in evaluation').hideHelp());
-  }
-  return cmd;
+  return addReferenceFlagOptions(cmd);
 }

@@ -1,31 +1,14 @@
 /**
  * Transform configuration and per-sample augmentation plans. TypeScript draws every random number
- * (keyed by seed, epoch, sample index); native code only executes the plan. Column layout mirrors
- * native/core/data_ops.h (PlanCol).
+ * (keyed by seed, epoch, sample index); native code only executes the plan (layout: plan-layout.ts).
  */
 import { KeyedRng, pyRound } from './rng';
-import { drawRandAugment, parseRandAugment, RandAugmentSpec } from './randaugment';
+import { drawRandAugment, parseRandAugment, RandAugmentSpec, TrainInterpolation } from './randaugment';
+import { checkColorJitter, drawColorJitter } from './color-jitter';
+import { DataError } from './errors';
+import { ERASE_MODE, EraseMode, PLAN } from './plan-layout';
 
-export const PLAN = {
-  cropY: 0,
-  cropX: 1,
-  flip: 2,
-  eraseTop: 3,
-  eraseLeft: 4,
-  eraseH: 5,
-  eraseW: 6,
-  eraseSeed: 7,
-  rrcScaleMin: 8,
-  rrcScaleMax: 9,
-  rrcRatioMin: 10,
-  rrcRatioMax: 11,
-  rrcUniforms: 12,
-  /** RandAugment: number of ops, then (op id or -1 when skipped, level argument) pairs. */
-  raCount: 52,
-  raOps: 53,
-  raMaxOps: 4,
-  cols: 61,
-} as const;
+export { PLAN } from './plan-layout';
 
 export type Geometry = 'eval_small' | 'eval_resize' | 'train_crop' | 'train_rrc';
 
@@ -47,6 +30,11 @@ export interface TransformSpec {
   ratio: readonly [number, number];
   /** RandAugment (training), e.g. timm's rand-m9-mstd0.5-inc1. */
   randAugment?: RandAugmentSpec;
+  /** torchvision ColorJitter(j, j, j) (training, only without RandAugment, as timm). */
+  colorJitter?: number;
+  /** Random erasing fill and the most boxes per image (timm RandomErasing mode / max_count). */
+  eraseMode: EraseMode;
+  eraseCount: number;
   /** Opt-in reduced-DCT JPEG decoding at evaluation. */
   fastDecode: boolean;
 }
@@ -69,6 +57,13 @@ export interface TransformOptions {
   ratio?: readonly [number, number];
   /** timm auto-augment string; only RandAugment ('rand-m9-mstd0.5-inc1', the BEiT/MOOD default) is supported. */
   autoAugment?: string;
+  /** Colour jitter strength (training): timm applies ColorJitter(j, j, j) only when autoAugment is off. Default off. */
+  colorJitter?: number;
+  /** Filter of the RandAugment geometric ops (timm's train interpolation; default bicubic, the reference's). */
+  trainInterpolation?: TrainInterpolation;
+  /** Random erasing mode (default 'pixel', the reference's) and most boxes per image (default 1). */
+  remode?: EraseMode;
+  recount?: number;
   fastDecode?: boolean;
 }
 
@@ -87,6 +82,16 @@ export function transformSpec(o: TransformOptions): TransformSpec {
   for (const [k, v] of [['reprob', reprob], ['hflip', hflip]] as const)
     if (!(v >= 0 && v <= 1)) throw new RangeError(`${k} must be a probability in [0, 1], got ${v}`);
   const small = S <= 32;
+  const interpolation = o.trainInterpolation ?? 'bicubic';
+  if (!['bicubic', 'bilinear', 'random'].includes(interpolation)) throw new DataError(`trainInterpolation must be bicubic, bilinear or random, got '${interpolation}'`);
+  if (o.train && !small && interpolation !== 'bicubic')
+    throw new DataError(`trainInterpolation '${interpolation}' at inputSize ${S} (> 32) would also change timm's RandomResizedCrop filter, which is bicubic only here; use bicubic, or an inputSize <= 32 where the crop needs no filter`);
+  const eraseMode = o.remode ?? 'pixel';
+  if (!Object.prototype.hasOwnProperty.call(ERASE_MODE, eraseMode)) throw new DataError(`remode must be pixel, rand or const (timm RandomErasing), got '${eraseMode}'`);
+  const eraseCount = o.recount ?? 1;
+  if (!Number.isInteger(eraseCount) || eraseCount < 1 || eraseCount > PLAN.maxErase) throw new DataError(`recount must be an integer in 1..${PLAN.maxErase}, got ${eraseCount}`);
+  if (o.colorJitter !== undefined) checkColorJitter(o.colorJitter);
+  const randAugment = o.train && o.autoAugment ? parseRandAugment(o.autoAugment, interpolation) : undefined;
   return {
     geometry: o.train ? (small ? 'train_crop' : 'train_rrc') : small ? 'eval_small' : 'eval_resize',
     size: S,
@@ -98,7 +103,10 @@ export function transformSpec(o: TransformOptions): TransformSpec {
     reprob,
     scale: o.scale ?? [0.08, 1.0],
     ratio: o.ratio ?? [3 / 4, 4 / 3],
-    randAugment: o.train && o.autoAugment ? parseRandAugment(o.autoAugment) : undefined,
+    randAugment,
+    colorJitter: o.train && !randAugment && o.colorJitter ? o.colorJitter : undefined,
+    eraseMode,
+    eraseCount,
     fastDecode: o.fastDecode ?? false,
   };
 }
@@ -120,6 +128,7 @@ export function nativeAttrs(spec: TransformSpec, workers: number): Record<string
     fill0: Math.min(255, pyRound(255 * spec.mean[0])),
     fill1: Math.min(255, pyRound(255 * spec.mean[1])),
     fill2: Math.min(255, pyRound(255 * spec.mean[2])),
+    erase_mode: spec.eraseMode,
     fast_decode: spec.fastDecode,
     workers,
   };
@@ -130,9 +139,10 @@ export const STREAM_SAMPLE = 1;
 export const STREAM_BATCH = 2;
 
 /**
- * Fills `row` (PLAN.cols values) with sample `index`'s augmentation for `epoch`: RandomCrop offset
- * (torchvision, padding 4) or RandomResizedCrop uniforms (timm), horizontal flip, and timm
- * RandomErasing (count 1, area 0.02-1/3, log aspect in [log 0.3, log 1/0.3]) on the S x S output.
+ * Fills `row` (PLAN.cols values) with sample `index`'s augmentation for `epoch`, in timm's order:
+ * RandomCrop offset (torchvision, padding 4) or RandomResizedCrop uniforms (timm), horizontal flip,
+ * RandAugment or colour jitter, and timm RandomErasing (count 1..recount, each box's area
+ * 0.02-1/3 of the image divided by the count, log aspect in [log 0.3, log 1/0.3]) on the S x S output.
  */
 export function drawSamplePlan(spec: TransformSpec, seed: number, epoch: number, index: number, row: Float64Array): void {
   row.fill(0);
@@ -150,23 +160,30 @@ export function drawSamplePlan(spec: TransformSpec, seed: number, epoch: number,
   }
   row[PLAN.flip] = rng.random() < spec.hflip ? 1 : 0;
   if (spec.randAugment) drawRandAugment(spec.randAugment, rng, row);
+  else if (spec.colorJitter) drawColorJitter(spec.colorJitter, rng, row);
   if (spec.reprob > 0 && rng.random() < spec.reprob) {
     const area = S * S;
     const logLo = Math.log(0.3);
     const logHi = Math.log(1 / 0.3);
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const target = rng.uniform(0.02, 1 / 3) * area;
-      const aspect = Math.exp(rng.uniform(logLo, logHi));
-      const h = pyRound(Math.sqrt(target * aspect));
-      const w = pyRound(Math.sqrt(target / aspect));
-      if (w < S && h < S) {
-        row[PLAN.eraseTop] = rng.randint(0, S - h);
-        row[PLAN.eraseLeft] = rng.randint(0, S - w);
-        row[PLAN.eraseH] = h;
-        row[PLAN.eraseW] = w;
-        row[PLAN.eraseSeed] = rng.nextU32();
-        break;
+    const count = spec.eraseCount === 1 ? 1 : rng.randint(1, spec.eraseCount);
+    let boxes = 0;
+    for (let b = 0; b < count; b++) {
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const target = (rng.uniform(0.02, 1 / 3) * area) / count;
+        const aspect = Math.exp(rng.uniform(logLo, logHi));
+        const h = pyRound(Math.sqrt(target * aspect));
+        const w = pyRound(Math.sqrt(target / aspect));
+        if (w < S && h < S) {
+          const at = PLAN.erase + PLAN.eraseStride * boxes++;
+          row[at] = rng.randint(0, S - h);
+          row[at + 1] = rng.randint(0, S - w);
+          row[at + 2] = h;
+          row[at + 3] = w;
+          row[at + 4] = rng.nextU32();
+          break;
+        }
       }
     }
+    row[PLAN.eraseCount] = boxes;
   }
 }

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { ndarray, writeNpy } from '../npy';
 import { buildDataset, createLoader } from './index';
 import { ImageFileDataset } from './files';
-import { transformSpec } from './plan';
+import { transformSpec, type TransformSpec } from './plan';
 import { contactSheet, writePngRgb } from './png-writer';
 import type { Batch } from './types';
 
@@ -19,6 +19,8 @@ export interface PreviewOptions {
   seed?: number;
   classIdx?: number;
   imagenetDefaultMeanAndStd?: boolean;
+  /** Training preview: timm auto-augment policy (default the reference's rand-m9-mstd0.5-inc1; '' or 'none': off). */
+  autoAugment?: string;
   out?: string;
 }
 
@@ -47,8 +49,11 @@ export async function runPreview(o: PreviewOptions): Promise<PreviewSummary> {
   if (!Number.isInteger(count) || count < 1 || count > 4096) throw new RangeError(`--count must be an integer in 1..4096, got ${o.count}`);
   const train = o.train ?? false;
   const ds = await buildDataset({ dataSet: o.dataSet, dataPath: o.dataPath, train, classIdx: o.classIdx });
-  const spec = transformSpec({ inputSize, train, imagenetDefaultMeanAndStd: o.imagenetDefaultMeanAndStd });
+  const aa = o.autoAugment ?? REFERENCE_AUTO_AUGMENT;
+  const autoAugment = aa === '' || aa === 'none' ? undefined : aa;
+  const spec = transformSpec({ inputSize, train, imagenetDefaultMeanAndStd: o.imagenetDefaultMeanAndStd, autoAugment });
   const loader = createLoader(ds, {
+    autoAugment,
     batchSize: Math.min(count, ds.length),
     inputSize,
     train,
@@ -82,7 +87,7 @@ export async function runPreview(o: PreviewOptions): Promise<PreviewSummary> {
     classNames: [...ds.classes],
     samples: ds.length,
     perClass,
-    transform: describe(spec.geometry, inputSize, spec.resizeShort),
+    transform: describeTransform(spec),
     inputSize,
     count: n,
     indices: Array.from(batch.indices),
@@ -94,11 +99,20 @@ export async function runPreview(o: PreviewOptions): Promise<PreviewSummary> {
   };
 }
 
-function describe(g: string, S: number, R: number): string {
-  switch (g) {
+/** The reference's (BEiT/MOOD) default training auto-augment policy. */
+export const REFERENCE_AUTO_AUGMENT = 'rand-m9-mstd0.5-inc1';
+
+/** One line saying what the transform does, in the order it does it. */
+export function describeTransform(spec: TransformSpec): string {
+  const S = spec.size;
+  switch (spec.geometry) {
     case 'eval_small': return `evaluation: no resize/crop at ${S} px (bicubic resize only if the image is not ${S}x${S}), normalise`;
-    case 'eval_resize': return `evaluation: bicubic resize shorter side to ${R}, center crop ${S}, normalise`;
-    case 'train_crop': return `training: RandomCrop(${S}, padding 4), flip, normalise, random erasing 0.25`;
-    default: return `training: RandomResizedCrop(${S}, bicubic), flip, normalise, random erasing 0.25`;
+    case 'eval_resize': return `evaluation: bicubic resize shorter side to ${spec.resizeShort}, center crop ${S}, normalise`;
   }
+  const steps = [spec.geometry === 'train_crop' ? `RandomCrop(${S}, padding ${spec.pad})` : `RandomResizedCrop(${S}, bicubic)`, `flip ${spec.hflip}`];
+  if (spec.randAugment) steps.push(`RandAugment ${spec.randAugment.config} (${spec.randAugment.interpolation})`);
+  else if (spec.colorJitter) steps.push(`ColorJitter(${spec.colorJitter}, ${spec.colorJitter}, ${spec.colorJitter})`);
+  steps.push('normalise');
+  if (spec.reprob > 0) steps.push(`random erasing ${spec.reprob} (${spec.eraseMode}, ${spec.eraseCount === 1 ? '1 box' : `1-${spec.eraseCount} boxes`})`);
+  return `training: ${steps.join(', ')}`;
 }

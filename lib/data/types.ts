@@ -64,7 +64,7 @@ export interface LoaderOptions {
   std?: readonly number[];
   /** Evaluation crop fraction (default 224/256 below 384, else 1.0). */
   cropPct?: number;
-  /** Random erasing probability in training (default 0.25, mode 'pixel', count 1). */
+  /** Random erasing probability in training (default 0.25). */
   reprob?: number;
   /** Horizontal flip probability in training (default 0.5). */
   hflip?: number;
@@ -73,6 +73,14 @@ export interface LoaderOptions {
   fastDecode?: boolean;
   /** timm auto-augment for training, e.g. 'rand-m9-mstd0.5-inc1' (the reference's default); off when unset. */
   autoAugment?: string;
+  /** Colour jitter strength in training, applied (as timm) only when autoAugment is off; default off. */
+  colorJitter?: number;
+  /** Filter of RandAugment's rotate/shear/translate: 'bicubic' (default, the reference's), 'bilinear', 'random'. */
+  trainInterpolation?: 'bicubic' | 'bilinear' | 'random';
+  /** Random erasing fill: 'pixel' (default, the reference's), 'rand' (one N(0,1) colour per box), 'const' (zeros). */
+  remode?: 'pixel' | 'rand' | 'const';
+  /** Random erasing: up to this many boxes per image (timm max_count; default 1). */
+  recount?: number;
   /** Batch mixup/cutmix (training); produces Batch.softTargets. */
   mixup?: MixupOptions;
   /** Show a progress bar/log lines over the epoch with this label. */

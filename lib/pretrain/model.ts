@@ -39,6 +39,8 @@ export interface StepOptions {
   eps?: number;
   /** Distributed: lib/distributed GradientSync id (`pg.createGradientSync().id`); gradients averaged over ranks. */
   gradSyncId?: number;
+  /** >= 0: reseed the native generator first, so drop path depends on the step alone (exact resume). */
+  seed?: number;
 }
 
 export interface StepStats {

@@ -46,7 +46,7 @@ export function parsePretrainFlags(raw: RawPretrainFlags): PretrainOptions {
     }
     if (modelOpts === null || typeof modelOpts !== 'object' || Array.isArray(modelOpts)) throw new FlagError('--model_opts: expected a JSON object of constructor options');
   }
-  let betas: [number, number] = [0.9, 0.98];
+  let betas: [number, number] = [0.9, 0.999];  // run_beit_pretraining.py's --opt_betas default
   if (raw.optBetas !== undefined) {
     const parts = (Array.isArray(raw.optBetas) ? raw.optBetas : String(raw.optBetas).split(/[ ,]+/)).map(Number);
     if (parts.length !== 2 || parts.some((b) => !(b >= 0 && b < 1))) throw new FlagError(`--opt_betas: expected two numbers in [0, 1), got '${String(raw.optBetas)}'`);
@@ -88,7 +88,7 @@ export function parsePretrainFlags(raw: RawPretrainFlags): PretrainOptions {
     // --rel_pos_bias (default on) / --disable_rel_pos_bias as the reference; --shared_rel_pos_bias is the same switch.
     relPosBias: raw.disableRelPosBias ? false : true,
     absPosEmb: Boolean(raw.absPosEmb),
-    dropPath: num(raw, 'dropPath', 0, (v) => v >= 0 && v < 1, 'a rate in [0, 1)'),
+    dropPath: num(raw, 'dropPath', 0.1, (v) => v >= 0 && v < 1, 'a rate in [0, 1)'),
     imagenetDefaultMeanAndStd: Boolean(raw.imagenetDefaultMeanAndStd),
     outputDir: typeof raw.outputDir === 'string' && raw.outputDir !== '' ? raw.outputDir : undefined,
     logDir: typeof raw.logDir === 'string' && raw.logDir !== '' ? raw.logDir : undefined,

@@ -35,7 +35,7 @@ export class MimStep implements TrainStep {
   private wd = 0;
 
   constructor(readonly model: MimModel, private readonly o: MimStepOptions) {
-    this.state = mimOptimizerState(model);
+    this.state = mimOptimizerState(model, { betas: o.betas, eps: o.eps });
     if (model.options.target === 'tokens' && !o.tokens) throw new TypeError('MimStep: token targets need a tokenizer (options.tokens)');
   }
 
@@ -46,7 +46,7 @@ export class MimStep implements TrainStep {
     const mask = this.model.maskTensor(batchMasks(this.o.masking, this.o.seed, s.epoch, batch.indices), batch.indices.length);
     const target = this.o.tokens ? await this.o.tokens(batch) : undefined;
     try {
-      const r = await this.model.step(batch.images, mask, target, { lr: s.lr, weightDecay: s.weightDecay, clipGrad: this.o.clipGrad ?? 0, betas: this.o.betas, eps: this.o.eps, gradSyncId: this.o.gradSyncId });
+      const r = await this.model.step(batch.images, mask, target, { lr: s.lr, weightDecay: s.weightDecay, clipGrad: this.o.clipGrad ?? 0, betas: this.o.betas, eps: this.o.eps, gradSyncId: this.o.gradSyncId, seed: s.seed });
       return { loss: r.loss, gradNorm: r.gradNorm, ...(target ? { metrics: { mlm_acc: r.accuracy } } : {}) };
     } finally {
       mask.dispose();
@@ -66,8 +66,11 @@ export class MimStep implements TrainStep {
   dispose(): void {}
 }
 
-/** The MIM model's AdamW moments as the checkpoint's 'optimizer' entry, and back. */
-export function mimOptimizerState(model: MimModel): OptimizerState {
+/**
+ * The MIM model's AdamW moments as the checkpoint's 'optimizer' entry, and back. Loading creates the
+ * native optimizer, whose betas/eps are fixed from then on: they must be the run's, not the defaults.
+ */
+export function mimOptimizerState(model: MimModel, adam: { betas?: [number, number]; eps?: number } = {}): OptimizerState {
   return {
     async save(file) {
       const mo = model.moments();
@@ -96,7 +99,7 @@ export function mimOptimizerState(model: MimModel): OptimizerState {
           if (!t2) throw new Error(`${file}: optimizer.exp_avg_sq lacks ${name}`);
           m.set(name, [t, t2]);
         }
-        await model.loadMoments(m, Number(opt.get('steps') ?? 0));
+        await model.loadMoments(m, Number(opt.get('steps') ?? 0), adam);
       } finally {
         for (const t of all.values()) t.dispose();
       }

@@ -96,11 +96,11 @@ export interface FinetuneOptions {
   beforeTrain?: (model: Beit) => Promise<void>;
 }
 
-/** The reference's defaults (run_class_finetuning.get_args). */
+/** The reference's defaults (MOODv1 run_class_finetuning.get_args). */
 export const FINETUNE_DEFAULTS = {
   inputSize: 224,
   batchSize: 64,
-  epochs: 30,
+  epochs: 200,
   updateFreq: 1,
   lr: 5e-4,
   minLr: 1e-6,
@@ -129,7 +129,7 @@ export const FINETUNE_DEFAULTS = {
   modelEmaDecay: 0.9999,
   autoResume: true,
   saveCkpt: true,
-  saveCkptFreq: 5,
+  saveCkptFreq: 50,
   seed: 0,
 } as const;
 
@@ -233,16 +233,17 @@ export function validateFinetuneOptions(o: FinetuneOptions, configNames: readonl
   }
   if (o.eval && !o.finetune && !o.resume && !(o.autoResume !== false && o.outputDir)) bad('eval', 'needs weights to evaluate: --finetune, --resume or --output_dir with a checkpoint');
   if (o.outputDir) checkWritableDir(o.outputDir);
+  if (o.logDir) checkWritableDir(o.logDir, 'log_dir');
   const ws = o.worldSize ?? 1;
   const rank = o.rank ?? 0;
   if (!Number.isInteger(ws) || ws < 1 || !Number.isInteger(rank) || rank < 0 || rank >= ws) bad('rank', `rank ${rank} is outside world size ${ws}`);
 }
 
-/** The output dir exists (or can be made) and accepts a file. */
-export function checkWritableDir(dir: string): void {
+/** The directory `--<flag>` names exists (or can be made) and accepts a file. */
+export function checkWritableDir(dir: string, flag = 'output_dir'): void {
   const abs = path.resolve(dir);
   const fail = (why: string): never => {
-    throw new FinetuneOptionsError(`--output_dir: cannot write to ${abs}: ${why}`);
+    throw new FinetuneOptionsError(`--${flag}: cannot write to ${abs}: ${why}`);
   };
   // Made one level at a time (Node's recursive mkdir can spin on pseudo file systems such as /proc).
   const missing: string[] = [];
@@ -349,7 +350,9 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneResult> {
         }
       : undefined;
     const common = { inputSize, rank: o.rank, worldSize: o.worldSize, workers: o.workers, device: o.device, imagenetDefaultMeanAndStd: o.imagenetDefaultMeanAndStd };
-    const val = createLoader(valSet, { ...common, batchSize: Math.floor(1.5 * batchSize), train: false, shuffle: false, dropLast: false });
+    // Every rank evaluates the whole test split, as the reference without --dist_eval (SequentialSampler):
+    // a sharded loader would report rank 0's half as the accuracy.
+    const val = createLoader(valSet, { ...common, rank: undefined, worldSize: undefined, batchSize: Math.floor(1.5 * batchSize), train: false, shuffle: false, dropLast: false });
     loaders.push(val);
     const trainerArgs = argsRecord(o, numClasses);
     if (o.eval) {

@@ -8,8 +8,9 @@
  * TypeScript decides what happens; each micro-step is one native call.
  *
  * Exact resume: data order comes from the loader's (seed, epoch) shuffle, and every micro-step gets
- * the seed stepSeed(seed, global iteration, micro index), so a run resumed from checkpoint-<e>.pth
- * repeats epochs e+1.. exactly as the uninterrupted run does.
+ * the seed stepSeed(seed + rank, global iteration, micro index) (the reference seeds each rank with
+ * seed + rank), so a run resumed from checkpoint-<e>.pth repeats epochs e+1.. exactly as the
+ * uninterrupted run does.
  */
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
@@ -282,7 +283,7 @@ export class Trainer<M extends TrainableModel = Beit> extends EventEmitter<Train
         o.checkInterrupt?.(epoch);
         const r = await step.run(batch, {
           epoch, step: s, it, micro, first: micro === 0, last: micro === uf - 1,
-          lr: this.lrSchedule[it], weightDecay: this.wdSchedule[it], seed: stepSeed(o.seed ?? 0, it, micro),
+          lr: this.lrSchedule[it], weightDecay: this.wdSchedule[it], seed: stepSeed((o.seed ?? 0) + (o.rank ?? 0), it, micro),
         });
         if (!Number.isFinite(r.loss)) {
           const keep = o.outputDir ? latestCheckpoint(o.outputDir, o.checkpointPrefix) : null;

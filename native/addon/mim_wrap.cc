@@ -238,7 +238,7 @@ std::shared_ptr<mim::Trainer> MimWrap::trainer(const Napi::Env& env, const Napi:
 }
 
 std::shared_ptr<mim::Trainer> MimWrap::make_trainer(const Napi::Env& env, const Napi::Value& v) {
-  double b1 = 0.9, b2 = 0.98, eps = 1e-8;
+  double b1 = 0.9, b2 = 0.999, eps = 1e-8;
   if (v.IsObject()) {
     Napi::Object o = v.As<Napi::Object>();
     Napi::Value betas = o.Get("betas");
@@ -267,6 +267,7 @@ Napi::Value MimWrap::Step(const Napi::CallbackInfo& info) {
   so_step.lr = opt_num(o, "lr", so_step.lr);
   so_step.weight_decay = opt_num(o, "weightDecay", so_step.weight_decay);
   so_step.clip_grad = opt_num(o, "clipGrad", 0.0);
+  so_step.seed = static_cast<int64_t>(opt_num(o, "seed", -1));
   auto t = trainer(env, info[3]);
   mood::ScheduleOptions so;
   so.op = "mim.step";

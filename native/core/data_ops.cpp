@@ -113,22 +113,18 @@ inline Rgbd operator-(Rgbd x, Rgbd y) { return {x.rg - y.rg, x.bx - y.bx}; }
 inline Rgbd operator-(Rgbd x) { return {-x.rg, -x.bx}; }
 inline Rgbd operator*(double d, Rgbd x) { return {d * x.rg, d * x.bx}; }
 
-// Image.transform(size, AFFINE, a, BICUBIC) with the fill colour: Geometry.c's generic transform.
-void affine_bicubic(img::Planar& im, const double a[6], const uint8_t fill[3]) {
+// Image.transform(size, AFFINE, a, resample) with the fill colour: Geometry.c's generic transform,
+// whose filters (bilinear_filter32RGB, bicubic_filter32RGB) are `Filter` here: it gets the source as
+// doubles, the integer and fractional input position, and returns the pixel as doubles.
+template <class Filter>
+void affine_filtered(img::Planar& im, const double a[6], const uint8_t fill[3], Filter filter) {
   const int W = im.w, H = im.h;
   const size_t n = static_cast<size_t>(W) * H;
-  // Converted once per pixel instead of once per tap (16 taps per output pixel).
+  // Converted once per pixel instead of once per tap (up to 16 taps per output pixel).
   thread_local std::vector<Rgbd> src;
   src.resize(n);
   for (size_t i = 0; i < n; ++i)
     src[i] = Rgbd{Double2{static_cast<double>(im.plane(0)[i]), static_cast<double>(im.plane(1)[i])}, Double2{static_cast<double>(im.plane(2)[i]), 0.0}};
-  auto xclip = [W](int x) { return x < 0 ? 0 : x >= W ? W - 1 : x; };
-  auto yclip = [H](int y) { return y < 0 ? 0 : y >= H ? H - 1 : y; };
-  auto cubic = [](Rgbd v1, Rgbd v2, Rgbd v3, Rgbd v4, double d) {
-    Rgbd p1 = v2, p2 = -v1 + v3, p3 = 2.0 * (v1 - v2) + v3 - v4, p4 = -v1 + v2 - v3 + v4;
-    return p1 + d * (p2 + d * (p3 + d * p4));
-  };
-  auto clip = [](double t) -> uint8_t { return t <= 0.0 ? 0 : t >= 255.0 ? 255 : static_cast<uint8_t>(t); };
   uint8_t* o0 = im.plane(0);
   uint8_t* o1 = im.plane(1);
   uint8_t* o2 = im.plane(2);
@@ -144,22 +140,61 @@ void affine_bicubic(img::Planar& im, const double a[6], const uint8_t fill[3]) {
       }
       xin -= 0.5;
       yin -= 0.5;
-      int ix = pil_floor(xin), iy = pil_floor(yin);
-      const double dx = xin - ix, dy = yin - iy;
-      ix--;
-      iy--;
-      const int x0 = xclip(ix), x1 = xclip(ix + 1), x2 = xclip(ix + 2), x3 = xclip(ix + 3);
-      auto row = [&](int yy) {
-        const Rgbd* r = src.data() + static_cast<size_t>(yy) * W;
-        return cubic(r[x0], r[x1], r[x2], r[x3], dx);
-      };
-      const Rgbd v1 = row(yclip(iy));
-      const Rgbd v2 = (iy + 1 >= 0 && iy + 1 < H) ? row(iy + 1) : v1;
-      const Rgbd v3 = (iy + 2 >= 0 && iy + 2 < H) ? row(iy + 2) : v2;
-      const Rgbd v4 = (iy + 3 >= 0 && iy + 3 < H) ? row(iy + 3) : v3;
-      const Rgbd v = cubic(v1, v2, v3, v4, dy);
-      o0[o] = clip(v.rg[0]), o1[o] = clip(v.rg[1]), o2[o] = clip(v.bx[0]);
+      const int ix = pil_floor(xin), iy = pil_floor(yin);
+      uint8_t px[3];
+      filter(src.data(), W, H, ix, iy, xin - ix, yin - iy, px);
+      o0[o] = px[0], o1[o] = px[1], o2[o] = px[2];
     }
+}
+
+inline int clip_index(int v, int n) { return v < 0 ? 0 : v >= n ? n - 1 : v; }
+
+// bicubic_filter32RGB: 4 x 4 taps from (ix - 1, iy - 1), rows past the edge repeat the last valid
+// one, values clipped to [0, 255] then truncated.
+struct BicubicFilter {
+  void operator()(const Rgbd* src, int W, int H, int ix, int iy, double dx, double dy, uint8_t out[3]) const {
+    auto cubic = [](Rgbd v1, Rgbd v2, Rgbd v3, Rgbd v4, double d) {
+      Rgbd p1 = v2, p2 = -v1 + v3, p3 = 2.0 * (v1 - v2) + v3 - v4, p4 = -v1 + v2 - v3 + v4;
+      return p1 + d * (p2 + d * (p3 + d * p4));
+    };
+    ix--;
+    iy--;
+    const int x0 = clip_index(ix, W), x1 = clip_index(ix + 1, W), x2 = clip_index(ix + 2, W), x3 = clip_index(ix + 3, W);
+    auto row = [&](int yy) {
+      const Rgbd* r = src + static_cast<size_t>(yy) * W;
+      return cubic(r[x0], r[x1], r[x2], r[x3], dx);
+    };
+    const Rgbd v1 = row(clip_index(iy, H));
+    const Rgbd v2 = (iy + 1 >= 0 && iy + 1 < H) ? row(iy + 1) : v1;
+    const Rgbd v3 = (iy + 2 >= 0 && iy + 2 < H) ? row(iy + 2) : v2;
+    const Rgbd v4 = (iy + 3 >= 0 && iy + 3 < H) ? row(iy + 3) : v3;
+    const Rgbd v = cubic(v1, v2, v3, v4, dy);
+    auto clip = [](double t) -> uint8_t { return t <= 0.0 ? 0 : t >= 255.0 ? 255 : static_cast<uint8_t>(t); };
+    out[0] = clip(v.rg[0]), out[1] = clip(v.rg[1]), out[2] = clip(v.bx[0]);
+  }
+};
+
+// bilinear_filter32RGB: 2 x 2 taps from (ix, iy), a row past the edge repeats the first, truncated
+// (a convex combination needs no clipping).
+struct BilinearFilter {
+  void operator()(const Rgbd* src, int W, int H, int ix, int iy, double dx, double dy, uint8_t out[3]) const {
+    auto lerp = [](Rgbd a, Rgbd b, double d) { return a + d * (b - a); };
+    const int x0 = clip_index(ix, W), x1 = clip_index(ix + 1, W);
+    auto row = [&](int yy) {
+      const Rgbd* r = src + static_cast<size_t>(yy) * W;
+      return lerp(r[x0], r[x1], dx);
+    };
+    const Rgbd v1 = row(clip_index(iy, H));
+    const Rgbd v2 = (iy + 1 >= 0 && iy + 1 < H) ? row(iy + 1) : v1;
+    const Rgbd v = lerp(v1, v2, dy);
+    out[0] = static_cast<uint8_t>(v.rg[0]), out[1] = static_cast<uint8_t>(v.rg[1]), out[2] = static_cast<uint8_t>(v.bx[0]);
+  }
+};
+
+void affine(img::Planar& im, const double a[6], const uint8_t fill[3], int resample) {
+  if (resample == kBicubic) affine_filtered(im, a, fill, BicubicFilter{});
+  else if (resample == kBilinear) affine_filtered(im, a, fill, BilinearFilter{});
+  else throw std::invalid_argument("pixel_op: resample must be 2 (bilinear) or 3 (bicubic), got " + std::to_string(resample));
 }
 
 // Python's round(x, 15), as Image.rotate rounds its matrix.
@@ -167,8 +202,8 @@ inline double round15(double x) { return std::nearbyint(x * 1e15) / 1e15; }
 
 }  // namespace
 
-void rand_augment_op(img::Planar& im, int op, double arg, const uint8_t fill[3]) {
-  if (im.c != 3) throw std::invalid_argument("rand_augment_op: expects an RGB image");
+void pixel_op(img::Planar& im, int op, double arg, const uint8_t fill[3], int resample) {
+  if (im.c != 3) throw std::invalid_argument("pixel_op: expects an RGB image");
   const size_t n = static_cast<size_t>(im.h) * im.w;
   uint8_t lut[3][256];
   switch (op) {
@@ -293,31 +328,31 @@ void rand_augment_op(img::Planar& im, int op, double arg, const uint8_t fill[3])
       double m[6] = {round15(std::cos(r)), round15(std::sin(r)), 0.0, round15(-std::sin(r)), round15(std::cos(r)), 0.0};
       m[2] = m[0] * (-cx) + m[1] * (-cy) + m[2] + cx;
       m[5] = m[3] * (-cx) + m[4] * (-cy) + m[5] + cy;
-      affine_bicubic(im, m, fill);
+      affine(im, m, fill, resample);
       break;
     }
     case kShearX: {
       double m[6] = {1, arg, 0, 0, 1, 0};
-      affine_bicubic(im, m, fill);
+      affine(im, m, fill, resample);
       break;
     }
     case kShearY: {
       double m[6] = {1, 0, 0, arg, 1, 0};
-      affine_bicubic(im, m, fill);
+      affine(im, m, fill, resample);
       break;
     }
     case kTranslateXRel: {
       double m[6] = {1, 0, arg * im.w, 0, 1, 0};
-      affine_bicubic(im, m, fill);
+      affine(im, m, fill, resample);
       break;
     }
     case kTranslateYRel: {
       double m[6] = {1, 0, 0, 0, 1, arg * im.h};
-      affine_bicubic(im, m, fill);
+      affine(im, m, fill, resample);
       break;
     }
     default:
-      throw std::invalid_argument("rand_augment_op: unknown op " + std::to_string(op));
+      throw std::invalid_argument("pixel_op: unknown op " + std::to_string(op));
   }
 }
 
@@ -438,12 +473,12 @@ namespace {
 void finish_sample(const img::Planar& geo, const TransformConfig& cfg, const double* plan, float* out) {
   const int S = cfg.size;
   const img::Planar* cur = &geo;
-  // The flip is folded into the next copy (into the RandAugment buffer, or the normalisation).
+  // The flip is folded into the next copy (into the pixel-op buffer, or the normalisation).
   bool flip = plan && plan[kFlip] != 0;
   const int W = cur->w;
-  const int nra = plan ? static_cast<int>(plan[kRaCount]) : 0;
+  const int nra = plan ? static_cast<int>(plan[kOpCount]) : 0;
   if (nra > 0) {
-    if (nra > kRaMaxOps) throw std::invalid_argument("transform: too many RandAugment ops in the plan");
+    if (nra > kMaxOps) throw std::invalid_argument("transform: too many pixel ops in the plan");
     thread_local img::Planar ra;
     ra.c = 3, ra.h = cur->h, ra.w = W;
     ra.px.resize(static_cast<size_t>(3) * ra.h * W);
@@ -456,8 +491,9 @@ void finish_sample(const img::Planar& geo, const TransformConfig& cfg, const dou
       }
     flip = false;
     for (int k = 0; k < nra; ++k) {
-      const int op = static_cast<int>(plan[kRaOps + 2 * k]);
-      if (op >= 0) rand_augment_op(ra, op, plan[kRaOps + 2 * k + 1], cfg.fill);
+      const double* slot = plan + kOps + kOpStride * k;
+      const int op = static_cast<int>(slot[0]);
+      if (op >= 0) pixel_op(ra, op, slot[1], cfg.fill, static_cast<int>(slot[2]));
     }
     cur = &ra;
   }
@@ -480,48 +516,48 @@ void finish_sample(const img::Planar& geo, const TransformConfig& cfg, const dou
       for (int x = 0; x < S; ++x) d[x] = lut[r[W - 1 - x]];
     }
   }
-  // timm RandomErasing, mode 'pixel': N(0, 1) per pixel and channel inside the box.
-  if (plan && plan[kEraseH] > 0) {
-    const int t = static_cast<int>(plan[kEraseTop]), l = static_cast<int>(plan[kEraseLeft]);
-    const int h = static_cast<int>(plan[kEraseH]), w = static_cast<int>(plan[kEraseW]);
-    if (t < 0 || l < 0 || t + h > S || l + w > S) throw std::invalid_argument("transform: erasing box outside the image");
-    SplitMix rng{static_cast<uint64_t>(plan[kEraseSeed])};
+  // timm RandomErasing: each planned box gets N(0, 1) noise per pixel and channel ('pixel'), one
+  // N(0, 1) value per channel ('rand') or zeros ('const').
+  const int boxes = plan ? static_cast<int>(plan[kEraseCount]) : 0;
+  if (boxes > kMaxErase) throw std::invalid_argument("transform: too many erasing boxes in the plan");
+  for (int b = 0; b < boxes; ++b) {
+    const double* box = plan + kErase + kEraseStride * b;
+    const int t = static_cast<int>(box[0]), l = static_cast<int>(box[1]);
+    const int h = static_cast<int>(box[2]), w = static_cast<int>(box[3]);
+    if (t < 0 || l < 0 || h <= 0 || w <= 0 || t + h > S || l + w > S) throw std::invalid_argument("transform: erasing box outside the image");
+    SplitMix rng{static_cast<uint64_t>(box[4])};
+    // Box-Muller: two normals per pair of uniforms.
+    auto normal_pair = [&rng](float& a, float& b2) {
+      double r = std::sqrt(-2.0 * std::log(rng.uniform())), th = 6.283185307179586 * rng.uniform();
+      a = static_cast<float>(r * std::cos(th));
+      b2 = static_cast<float>(r * std::sin(th));
+    };
+    float colour[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (cfg.erase_mode == EraseMode::kRand) normal_pair(colour[0], colour[1]), normal_pair(colour[2], colour[3]);
     for (int c = 0; c < 3; ++c)
-      for (int y = t; y < t + h; ++y)
-        for (int x = l; x < l + w; x += 2) {
-          // Box-Muller: two normals per pair of uniforms.
-          double r = std::sqrt(-2.0 * std::log(rng.uniform())), th = 6.283185307179586 * rng.uniform();
-          out[c * n + y * S + x] = static_cast<float>(r * std::cos(th));
-          if (x + 1 < l + w) out[c * n + y * S + x + 1] = static_cast<float>(r * std::sin(th));
+      for (int y = t; y < t + h; ++y) {
+        float* row = out + c * n + static_cast<size_t>(y) * S;
+        if (cfg.erase_mode != EraseMode::kPixel) {
+          std::fill(row + l, row + l + w, colour[c]);
+          continue;
         }
+        for (int x = l; x < l + w; x += 2) {
+          float second;
+          normal_pair(row[x], second);
+          if (x + 1 < l + w) row[x + 1] = second;
+        }
+      }
   }
 }
 
-Geometry parse_geometry(const std::string& g) {
+Geometry parse_geometry(const std::string& g, const std::string& op) {
   if (g == "eval_small") return Geometry::kEvalSmall;
   if (g == "eval_resize") return Geometry::kEvalResize;
   if (g == "train_crop") return Geometry::kTrainCrop;
   if (g == "train_rrc") return Geometry::kTrainRrc;
-  throw std::invalid_argument("data_batch: unknown geometry '" + g + "' (eval_small, eval_resize, train_crop, train_rrc)");
+  throw std::invalid_argument(op + ": unknown geometry '" + g + "' (eval_small, eval_resize, train_crop, train_rrc)");
 }
 
-TransformConfig read_config(const OpArgs& a) {
-  TransformConfig cfg;
-  cfg.geometry = parse_geometry(a.get_string("geometry", "eval_small"));
-  cfg.size = static_cast<int>(a.get_int("size"));
-  cfg.resize_short = static_cast<int>(a.get_int("resize_short", cfg.size));
-  cfg.pad = static_cast<int>(a.get_int("pad", 4));
-  for (int c = 0; c < 3; ++c) {
-    cfg.mean[c] = static_cast<float>(a.get_double("mean" + std::to_string(c), 0.5));
-    cfg.std[c] = static_cast<float>(a.get_double("std" + std::to_string(c), 0.5));
-    if (!(cfg.std[c] > 0)) throw std::invalid_argument("data_batch: std must be positive");
-    cfg.fill[c] = static_cast<uint8_t>(std::min<int64_t>(255, std::max<int64_t>(0, a.get_int("fill" + std::to_string(c), 128))));
-  }
-  if (cfg.size <= 0 || cfg.size > 4096) throw std::invalid_argument("data_batch: 'size' must be in 1..4096");
-  if (cfg.geometry == Geometry::kEvalResize && cfg.resize_short < cfg.size)
-    throw std::invalid_argument("data_batch: 'resize_short' must be >= 'size'");
-  return cfg;
-}
 
 int default_workers(const OpArgs& a) {
   int64_t w = a.get_int("workers", 0);
@@ -571,6 +607,29 @@ PixelBatch pixel_batch(const std::vector<at::Tensor>& in, const char* op, int co
 
 }  // namespace
 
+TransformConfig read_transform_config(const OpArgs& a, const std::string& op, const char* default_geometry) {
+  TransformConfig cfg;
+  cfg.geometry = parse_geometry(a.get_string("geometry", default_geometry), op);
+  cfg.size = static_cast<int>(a.get_int("size"));
+  cfg.resize_short = static_cast<int>(a.get_int("resize_short", cfg.size));
+  cfg.pad = static_cast<int>(a.get_int("pad", 4));
+  for (int c = 0; c < 3; ++c) {
+    cfg.mean[c] = static_cast<float>(a.get_double("mean" + std::to_string(c), 0.5));
+    cfg.std[c] = static_cast<float>(a.get_double("std" + std::to_string(c), 0.5));
+    if (!(cfg.std[c] > 0)) throw std::invalid_argument(op + ": std must be positive");
+    cfg.fill[c] = static_cast<uint8_t>(std::min<int64_t>(255, std::max<int64_t>(0, a.get_int("fill" + std::to_string(c), 128))));
+  }
+  const std::string mode = a.get_string("erase_mode", "pixel");
+  if (mode == "pixel") cfg.erase_mode = EraseMode::kPixel;
+  else if (mode == "rand") cfg.erase_mode = EraseMode::kRand;
+  else if (mode == "const") cfg.erase_mode = EraseMode::kConst;
+  else throw std::invalid_argument(op + ": unknown erase_mode '" + mode + "' (pixel, rand, const)");
+  if (cfg.size <= 0 || cfg.size > 4096) throw std::invalid_argument(op + ": 'size' must be in 1..4096");
+  if (cfg.geometry == Geometry::kEvalResize && cfg.resize_short < cfg.size)
+    throw std::invalid_argument(op + ": 'resize_short' must be >= 'size'");
+  return cfg;
+}
+
 BeitViewsConfig read_beit_config(const OpArgs& a) {
   BeitViewsConfig cfg;
   cfg.size = static_cast<int>(a.get_int("size"));
@@ -606,7 +665,7 @@ void beit_views(const img::Planar& src, const BeitViewsConfig& cfg, const double
     const int id = static_cast<int>(plan[kBeitOrder + k]);
     if (id < 0 || id > 3) throw std::invalid_argument("BEiT views: jitter order must be a permutation of 0..3");
     if (id == 3 || plan[kBeitJitter + id] < 0) continue;
-    rand_augment_op(im, kJitterOps[id], plan[kBeitJitter + id], kNoFill);
+    pixel_op(im, kJitterOps[id], plan[kBeitJitter + id], kNoFill);
   }
   // RandomHorizontalFlip on the whole image (before the crop, as the reference composes it).
   if (plan[kFlip] != 0)
@@ -642,8 +701,8 @@ void register_data_ops(const OpRegistry& add) {
   // data_batch(pixels uint8 [N,C,H,W], indices int [B], plan float64 [B, kPlanCols]?) -> float32 [B,3,S,S]
   // Takes image_batch's transform attributes (lib/data/plan.ts nativeAttrs); fast_decode concerns
   // decoding only, so decoded pixels accept and ignore it.
-  add("data_batch", {2, 3, 1, OpCost::kHeavy, {"geometry", "size", "resize_short", "pad", "mean0", "mean1", "mean2", "std0", "std1", "std2", "fill0", "fill1", "fill2", "fast_decode", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
-    const TransformConfig cfg = read_config(a);
+  add("data_batch", {2, 3, 1, OpCost::kHeavy, {"geometry", "size", "resize_short", "pad", "mean0", "mean1", "mean2", "std0", "std1", "std2", "fill0", "fill1", "fill2", "erase_mode", "fast_decode", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+    const TransformConfig cfg = read_transform_config(a, "data_batch", "eval_small");
     const bool train = cfg.geometry == Geometry::kTrainCrop || cfg.geometry == Geometry::kTrainRrc;
     const PixelBatch pb = pixel_batch(in, "data_batch", kPlanCols, train);
     const int S = cfg.size;
@@ -712,15 +771,15 @@ void register_data_ops(const OpRegistry& add) {
     return {out};
   });
 
-  // data_ra_op(uint8 [3,H,W]) with attrs op, arg, fill -> one RandAugment op (tests compare it with PIL).
-  add("data_ra_op", {1, 1, 1, OpCost::kHeavy, {"op", "arg", "fill0", "fill1", "fill2"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  // data_ra_op(uint8 [3,H,W]) with attrs op, arg, resample, fill -> one pixel op (tests compare it with PIL).
+  add("data_ra_op", {1, 1, 1, OpCost::kHeavy, {"op", "arg", "resample", "fill0", "fill1", "fill2"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     at::Tensor x = in[0].contiguous();
     if (x.scalar_type() != at::kByte || x.dim() != 3 || x.size(0) != 3) throw std::invalid_argument("data_ra_op: expected uint8 [3, H, W]");
     img::Planar p;
     p.c = 3, p.h = static_cast<int>(x.size(1)), p.w = static_cast<int>(x.size(2));
     p.px.assign(x.data_ptr<uint8_t>(), x.data_ptr<uint8_t>() + x.numel());
     const uint8_t fill[3] = {static_cast<uint8_t>(a.get_int("fill0", 128)), static_cast<uint8_t>(a.get_int("fill1", 128)), static_cast<uint8_t>(a.get_int("fill2", 128))};
-    rand_augment_op(p, static_cast<int>(a.get_int("op")), a.get_double("arg", 0.0), fill);
+    pixel_op(p, static_cast<int>(a.get_int("op")), a.get_double("arg", 0.0), fill, static_cast<int>(a.get_int("resample", kBicubic)));
     at::Tensor out = at::empty({3, p.h, p.w}, at::kByte);
     std::memcpy(out.data_ptr<uint8_t>(), p.px.data(), p.px.size());
     return {out};

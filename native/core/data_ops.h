@@ -16,36 +16,43 @@ enum class Geometry {
   kTrainRrc,    // timm RandomResizedCrop: box from the plan's uniforms, bicubic resize to S x S
 };
 
-// Column layout of one plan row (float64). lib/data/plan.ts mirrors it.
+// Column layout of one plan row (float64). lib/data/plan-layout.ts mirrors it.
 enum PlanCol : int {
   kCropY = 0,
   kCropX = 1,
   kFlip = 2,
-  kEraseTop = 3,
-  kEraseLeft = 4,
-  kEraseH = 5,  // 0: no erasing
-  kEraseW = 6,
-  kEraseSeed = 7,
-  kRrcScaleMin = 8,
-  kRrcScaleMax = 9,
-  kRrcRatioMin = 10,
-  kRrcRatioMax = 11,
-  kRrcUniforms = 12,  // 10 attempts x (area, log-ratio, top, left)
-  kRaCount = kRrcUniforms + 40,  // RandAugment ops to apply (after the flip), then (op, arg) pairs
-  kRaOps = kRaCount + 1,
-  kRaMaxOps = 4,
-  kPlanCols = kRaOps + 2 * kRaMaxOps,
+  kRrcScaleMin = 3,
+  kRrcScaleMax = 4,
+  kRrcRatioMin = 5,
+  kRrcRatioMax = 6,
+  kRrcUniforms = 7,              // 10 attempts x (area, log-ratio, top, left)
+  kOpCount = kRrcUniforms + 40,  // pixel ops to apply after the flip, then (op, arg, resample) triples
+  kOps = kOpCount + 1,
+  kOpStride = 3,
+  kMaxOps = 8,
+  kEraseCount = kOps + kOpStride * kMaxOps,  // random erasing boxes, then (top, left, h, w, seed) each
+  kErase = kEraseCount + 1,
+  kEraseStride = 5,
+  kMaxErase = 8,
+  kPlanCols = kErase + kEraseStride * kMaxErase,
 };
 
-// timm 0.3 RandAugment ops (the _RAND_INCREASING_TRANSFORMS order), applied on uint8 RGB like PIL.
-enum RaOp : int {
+// Pixel ops on uint8 RGB with PIL's arithmetic: timm 0.3 RandAugment's ops (_RAND_TRANSFORMS order),
+// which also serve torchvision's ColorJitter (Brightness, Contrast, Color = saturation).
+enum PixelOp : int {
   kAutoContrast = 0, kEqualize, kInvert, kRotate, kPosterize, kSolarize, kSolarizeAdd, kColor, kContrast,
-  kBrightness, kSharpness, kShearX, kShearY, kTranslateXRel, kTranslateYRel, kRaNumOps
+  kBrightness, kSharpness, kShearX, kShearY, kTranslateXRel, kTranslateYRel, kNumPixelOps
 };
 
-// Applies one op with its level argument (degrees, bits, threshold, addend, factor, shear, fraction);
-// geometric ops use PIL's affine transform with bicubic filtering and `fill` outside the image.
-void rand_augment_op(img::Planar& im, int op, double arg, const uint8_t fill[3]);
+// PIL's filter ids for the geometric ops.
+enum Resample : int { kBilinear = 2, kBicubic = 3 };
+
+// Applies one op with its argument (degrees, bits, threshold, addend, factor, shear, fraction);
+// geometric ops use PIL's affine transform with the `resample` filter and `fill` outside the image.
+void pixel_op(img::Planar& im, int op, double arg, const uint8_t fill[3], int resample = kBicubic);
+
+// timm RandomErasing fill of a box (after normalisation).
+enum class EraseMode { kConst, kRand, kPixel };
 
 struct TransformConfig {
   Geometry geometry = Geometry::kEvalSmall;
@@ -55,7 +62,12 @@ struct TransformConfig {
   float mean[3] = {0.5f, 0.5f, 0.5f};
   float std[3] = {0.5f, 0.5f, 0.5f};
   uint8_t fill[3] = {128, 128, 128};  // RandAugment fill colour (timm: round(255 * mean))
+  EraseMode erase_mode = EraseMode::kPixel;
 };
+
+// The transform attributes shared by data_batch and image_batch (geometry, size, resize_short, pad,
+// mean0-2, std0-2, fill0-2, erase_mode); `op` names the op in error messages.
+TransformConfig read_transform_config(const OpArgs& a, const std::string& op, const char* default_geometry);
 
 // src (1 or 3 planes; 1 is replicated like PIL convert('RGB')) -> out float32 [3, S, S], normalised.
 // `plan` is one row of kPlanCols values (nullptr: evaluation).

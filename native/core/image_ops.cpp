@@ -834,25 +834,10 @@ void register_image_ops(const OpRegistry& add) {
   // image_batch([plan float64 [B, kPlanCols]]) with attrs paths ('\0'-separated) + transform attrs ->
   // images float32 [B,3,S,S], status int32 [B] (DecodeStatus), messages uint8 ('\n'-separated per
   // sample). Files are read and decoded on the sample threads, straight into the batch tensor.
-  add("image_batch", {0, 1, 3, OpCost::kHeavy, {"paths", "geometry", "size", "resize_short", "pad", "mean0", "mean1", "mean2", "std0", "std1", "std2", "fill0", "fill1", "fill2", "fast_decode", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
+  add("image_batch", {0, 1, 3, OpCost::kHeavy, {"paths", "geometry", "size", "resize_short", "pad", "mean0", "mean1", "mean2", "std0", "std1", "std2", "fill0", "fill1", "fill2", "erase_mode", "fast_decode", "workers"}}, [](const std::vector<at::Tensor>& in, const OpArgs& a) -> std::vector<at::Tensor> {
     const std::vector<std::string> paths = split_paths(a.get_string("paths", ""));
     const int64_t B = static_cast<int64_t>(paths.size());
-    data::TransformConfig cfg;
-    cfg.size = static_cast<int>(a.get_int("size"));
-    const std::string g = a.get_string("geometry", "eval_resize");
-    cfg.geometry = g == "eval_small" ? data::Geometry::kEvalSmall
-                   : g == "eval_resize" ? data::Geometry::kEvalResize
-                   : g == "train_crop" ? data::Geometry::kTrainCrop
-                   : g == "train_rrc" ? data::Geometry::kTrainRrc
-                                      : throw std::invalid_argument("image_batch: unknown geometry '" + g + "'");
-    cfg.resize_short = static_cast<int>(a.get_int("resize_short", cfg.size));
-    cfg.pad = static_cast<int>(a.get_int("pad", 4));
-    for (int c = 0; c < 3; ++c) {
-      cfg.mean[c] = static_cast<float>(a.get_double("mean" + std::to_string(c), 0.5));
-      cfg.std[c] = static_cast<float>(a.get_double("std" + std::to_string(c), 0.5));
-      cfg.fill[c] = static_cast<uint8_t>(std::min<int64_t>(255, std::max<int64_t>(0, a.get_int("fill" + std::to_string(c), 128))));
-    }
-    if (cfg.size <= 0 || cfg.size > 4096) throw std::invalid_argument("image_batch: 'size' must be in 1..4096");
+    const data::TransformConfig cfg = data::read_transform_config(a, "image_batch", "eval_resize");
     const bool train = cfg.geometry == data::Geometry::kTrainCrop || cfg.geometry == data::Geometry::kTrainRrc;
     at::Tensor plan;
     if (!in.empty()) {

@@ -358,6 +358,9 @@ StepResult Trainer::step(const at::Tensor& x, const at::Tensor& mask, const at::
   MimImpl& model = *model_;
   model.train(true);
   at::AutoGradMode grad_mode(true);
+  // A per-step seed makes drop path a function of the step, not of every draw before it: a run resumed
+  // from a checkpoint draws what the uninterrupted run drew.
+  if (o.seed >= 0) at::manual_seed(static_cast<uint64_t>(o.seed));
   for (auto& p : model.parameters()) p.mutable_grad() = at::Tensor();
   LossResult lr = mim_loss(model, x, mask, target);
   StepResult r;

@@ -116,6 +116,7 @@ struct StepOptions {
   double lr = 5e-4;
   double weight_decay = 0.05;  // applied to the decay group only
   double clip_grad = 0.0;      // > 0: clip the global gradient norm
+  int64_t seed = -1;           // >= 0: reseed the default generator first (drop path), as the fine-tuning step
 };
 
 struct StepResult {
@@ -123,13 +124,13 @@ struct StepResult {
   int64_t masked = 0;
 };
 
-// Model + AdamW (betas, eps as the reference's --opt_betas 0.9 0.98, --opt_eps 1e-8) over the
+// Model + AdamW (betas, eps as the reference's defaults: torch AdamW 0.9 0.999, --opt_eps 1e-8) over the
 // reference's parameter groups: one call per optimisation step. The update is PyTorch's AdamW
 // (decoupled decay, bias-corrected moments), written out so the moments are plain named tensors
 // for checkpoints (libtorch's optimizer keys its state by tensor address, differently across versions).
 class Trainer {
  public:
-  Trainer(std::shared_ptr<MimImpl> model, double beta1 = 0.9, double beta2 = 0.98, double eps = 1e-8);
+  Trainer(std::shared_ptr<MimImpl> model, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8);
   // zero grads, forward, loss, backward, optional clipping, AdamW update. Throws on a non-finite loss
   // (nothing is updated then).
   StepResult step(const at::Tensor& x, const at::Tensor& mask, const at::Tensor& target, const StepOptions& o);

@@ -223,12 +223,57 @@ describeWith(['fashion-mnist'])('mood eval-features / eval-logits', () => {
     );
   });
 
-  it("the reference's other flags are accepted and reported as ignored; --data_path is optional", async () => {
+  it("the reference's other flags are accepted and each reported as ignored, with the reason; --data_path is optional", async () => {
     const args = base().filter((x, i, a) => x !== '--data_path' && a[i - 1] !== '--data_path');
-    const r = await cli('eval-logits', [...args, '--ood_dataset', 'noise', '--drop_path', '0.1', '--no_pin_mem', '--model_ema', '--method', 'MOOD'], new TestData());
-    expect(r.err).toContain('note: --drop_path, --method, --no_pin_mem, --model_ema have no effect in evaluation');
+    const r = await cli('eval-logits', [...args, '--ood_dataset', 'noise', '--drop_path', '0.1', '--no_pin_mem', '--model_ema', '--method', 'MOOD', '--aa', 'rand-m9-mstd0.5-inc1', '--reprob', '0.5'], new TestData());
+    const notes = r.err.split('\n').filter((l) => l.startsWith('note: '));
+    expect(notes).toEqual([
+      'note: --drop_path ignored: dropout and drop-path are inactive in evaluation (the reference runs the model in eval() mode too)',
+      "note: --method ignored: eval_with_logits.py parses it and never uses it (its one-class lines say 'MOOD' regardless)",
+      'note: --no_pin_mem ignored: DataLoader memory pinning does not change results',
+      'note: --model_ema ignored: EMA belongs to fine-tuning; the eval scripts load --ckpt as saved',
+      'note: --aa ignored: eval_with_logits.py builds no training set, so no augmentation runs (in the reference either)',
+      'note: --reprob ignored: eval_with_logits.py builds no training set, so no augmentation runs (in the reference either)',
+    ]);
     expect(r.json!.data_path).toBeNull();
     expect(r.json!.results.length).toBe(1);
+    expect(r.json!.train_augment).toBeNull();
+  });
+
+  it("train-augment = the reference's training loader: its augmentation flags at their defaults, random order, drop_last", async () => {
+    const data = new TestData();
+    const r = await cli('eval-features', [...base(), '--ood_dataset', 'noise', '--train-features', 'train-augment', '--seed', '3', '--no-cache'], data);
+    const train = data.loaderOptions.find((o) => o.train)!;
+    expect(train).toMatchObject({ train: true, shuffle: true, dropLast: true, seed: 3, autoAugment: 'rand-m9-mstd0.5-inc1', trainInterpolation: 'bicubic', reprob: 0.25, remode: 'pixel', recount: 1 });
+    expect(train.colorJitter).toBeUndefined();
+    expect(data.loaderOptions.filter((o) => !o.train).every((o) => o.shuffle === undefined && o.dropLast === undefined && o.autoAugment === undefined)).toBe(true);
+    expect(r.json!.train_augment).toEqual({ aa: 'rand-m9-mstd0.5-inc1', color_jitter: null, train_interpolation: 'bicubic', reprob: 0.25, remode: 'pixel', recount: 1 });
+    expect(r.err).not.toContain('note:');
+    // --aa '' turns RandAugment off and colour jitter (default 0.4) on, as timm does; the other flags pass through.
+    const data2 = new TestData();
+    const r2 = await cli('eval-features', [...base(), '--ood_dataset', 'noise', '--train-features', 'train-augment', '--no-cache', '--aa', '', '--train_interpolation', 'random', '--reprob', '1', '--remode', 'const', '--recount', '3'], data2);
+    expect(data2.loaderOptions.find((o) => o.train)).toMatchObject({ autoAugment: undefined, colorJitter: 0.4, trainInterpolation: 'random', reprob: 1, remode: 'const', recount: 3 });
+    expect(r2.json!.train_augment).toMatchObject({ aa: null, color_jitter: 0.4 });
+    // --color_jitter while --aa is on, and augmentation flags with eval-transform features: said, not silent.
+    const r3 = await cli('eval-features', [...base(), '--ood_dataset', 'noise', '--train-features', 'train-augment', '--no-cache', '--color_jitter', '0.3'], new TestData());
+    expect(r3.err).toContain("note: --color_jitter ignored: timm applies colour jitter only when auto-augment is off (--aa ''), as in the reference");
+    const r4 = await cli('eval-features', [...base(), '--ood_dataset', 'noise', '--recount', '2', '--seed', '1'], new TestData());
+    expect(r4.err).toContain('note: --recount ignored: the training features go through the evaluation transform (--train-features eval-transform, the default); it applies with --train-features train-augment');
+    expect(r4.err).toContain('note: --seed ignored: the training features go through the evaluation transform');
+    expect(r4.json!.train_augment).toBeNull();
+  });
+
+  it('bad augmentation flags are refused with the reason', async () => {
+    const run = (extra: string[]) => cli('eval-features', [...base(), '--ood_dataset', 'noise', '--train-features', 'train-augment', ...extra], new TestData());
+    await expect(run(['--aa', 'original'])).rejects.toThrow(/--aa original: .*only RandAugment .*not timm's AutoAugment\/AugMix policies/);
+    await expect(run(['--aa', 'rand-m9-q3'])).rejects.toThrow(/--aa rand-m9-q3: .*unknown key 'q'/);
+    await expect(run(['--train_interpolation', 'lanczos'])).rejects.toThrow(/--train_interpolation must be bicubic, bilinear or random, got 'lanczos' \(PIL's affine transforms refuse lanczos/);
+    await expect(run(['--train_interpolation', 'nearest'])).rejects.toThrow(/timm 0\.3\.2 would silently use bilinear for 'nearest'/);
+    await expect(run(['--remode', 'noise'])).rejects.toThrow(/--remode must be pixel, rand or const/);
+    await expect(run(['--recount', '9'])).rejects.toThrow(/--recount must be an integer in 1\.\.8, got 9/);
+    await expect(run(['--reprob', '1.5'])).rejects.toThrow(/--reprob must be in \[0, 1\], got 1.5/);
+    await expect(run(['--color_jitter', '-1'])).rejects.toThrow(/--color_jitter must be >= 0/);
+    await expect(run(['--model_prefix', 'backbone.'])).rejects.toThrow(/--model_prefix 'backbone\.': .*not supported/);
   });
 
   it('bad input: unknown metric, missing dataset, class_idx out of range, ckpt not found', async () => {

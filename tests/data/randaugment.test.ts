@@ -104,7 +104,7 @@ describe('RandAugment plans in the training pipeline', () => {
     let applied = 0;
     for (let i = 0; i < N; i++) {
       drawSamplePlan(spec, 2, 0, i, row);
-      expect(row[PLAN.raCount]).toBe(2);
+      expect(row[PLAN.opCount]).toBe(2);
       // Crop + flip by hand, then the ops through the single-op kernel.
       const img = new Uint8Array(3 * S * S);
       for (let c = 0; c < 3; c++)
@@ -117,11 +117,11 @@ describe('RandAugment plans in the training pipeline', () => {
           }
       let t = Tensor.fromArray(img, [3, S, S]);
       for (let k = 0; k < 2; k++) {
-        const op = row[PLAN.raOps + 2 * k];
+        const op = row[PLAN.ops + PLAN.opStride * k];
         if (op < 0) continue;
         applied++;
         seen.add(op);
-        const n = Tensor.runOp('data_ra_op', [t], { op, arg: row[PLAN.raOps + 2 * k + 1] })[0];
+        const n = Tensor.runOp('data_ra_op', [t], { op, arg: row[PLAN.ops + PLAN.opStride * k + 1], resample: row[PLAN.ops + PLAN.opStride * k + 2] })[0];
         t.dispose();
         t = n;
       }

@@ -163,7 +163,9 @@ describe('training plans: RandomCrop(padding 4), flip, random erasing', () => {
     let erased = 0;
     for (let i = 0; i < N; i++) {
       drawSamplePlan(spec, 9, 0, i, row);
-      const [t, l, h, w] = [row[PLAN.eraseTop], row[PLAN.eraseLeft], row[PLAN.eraseH], row[PLAN.eraseW]];
+      expect(row[PLAN.eraseCount]).toBeLessThanOrEqual(1);
+      const at = PLAN.erase;
+      const [t, l, h, w] = row[PLAN.eraseCount] ? [row[at], row[at + 1], row[at + 2], row[at + 3]] : [0, 0, 0, 0];
       if (h > 0) erased++;
       expect(t + h).toBeLessThanOrEqual(S);
       expect(l + w).toBeLessThanOrEqual(S);
@@ -234,6 +236,7 @@ import numpy as np, sys, math, json
 from PIL import Image
 import torchvision.transforms as T
 d, N, H, W, C0 = sys.argv[1], 12, 40, 56, ${PLAN.rrcUniforms}
+S0, R0, FL = ${PLAN.rrcScaleMin}, ${PLAN.rrcRatioMin}, ${PLAN.flip}
 plans = np.fromfile(d + '/plans.bin', np.float64).reshape(N, -1)
 px = np.fromfile(d + '/px.bin', np.uint8).reshape(N, 3, H, W)
 def get_params(img, scale, ratio, u):
@@ -263,10 +266,10 @@ boxes, outs = [], []
 for k in range(N):
     img = Image.fromarray(np.ascontiguousarray(px[k].transpose(1, 2, 0)))
     p = plans[k]
-    i, j, h, w = get_params(img, (p[8], p[9]), (p[10], p[11]), p[C0:C0 + 40])
+    i, j, h, w = get_params(img, (p[S0], p[S0 + 1]), (p[R0], p[R0 + 1]), p[C0:C0 + 40])
     boxes.append([i, j, h, w])
     im = img.crop((j, i, j + w, i + h)).resize((48, 48), Image.BICUBIC)
-    if p[2]: im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    if p[FL]: im = im.transpose(Image.FLIP_LEFT_RIGHT)
     outs.append(tf(im).numpy())
 np.stack(outs).astype(np.float32).tofile(d + '/ref.bin')
 print(json.dumps(boxes))

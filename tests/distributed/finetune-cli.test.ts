@@ -27,6 +27,16 @@ describeWith(['fashion-mnist'])('mood launch -- finetune', () => {
     const one = await run(process.execPath, [MOOD, 'finetune', ...common, '--batch_size', '32', '--output_dir', path.join(tmp, 'one')], {}, 120_000);
     expect(one.code, one.stderr).toBe(0);
     expect(two.stdout.match(/Max accuracy/g)?.length).toBe(1); // rank 0 only
+    // The epoch's evaluation covers the whole ID test split (1,000 images of class 0), not rank 0's
+    // shard: rank 0's logged test stats equal a single-process --eval of the same checkpoint (same
+    // weights, images, batches of 24 and one thread per process: the same float operations, so exact).
+    const ev = await run(process.execPath, [MOOD, 'finetune', ...common, '--batch_size', '16', '--eval', '--resume', path.join(tmp, 'two', 'checkpoint-0.pth'), '--json'],
+      {}, 120_000);
+    expect(ev.code, ev.stderr).toBe(0);
+    const evaluation = JSON.parse(ev.stdout.trim().split('\n').pop()!).evaluation as { n: number; acc1: number; loss: number };
+    expect(evaluation.n).toBe(1000);
+    const logged = JSON.parse(fs.readFileSync(path.join(tmp, 'two', 'log.txt'), 'utf8').trim().split('\n')[0]) as { test_acc1: number; test_loss: number };
+    expect([logged.test_acc1, logged.test_loss]).toEqual([evaluation.acc1, evaluation.loss]);
     const a = await loadTensors(path.join(tmp, 'two', 'checkpoint-0.pth'), { key: 'model' });
     const b = await loadTensors(path.join(tmp, 'one', 'checkpoint-0.pth'), { key: 'model' });
     expect([...a.keys()]).toEqual([...b.keys()]);

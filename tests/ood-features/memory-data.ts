@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import type { Batch, DataLoader, ImageDataset } from '../../lib/data/types';
+import type { Batch, DataLoader, ImageDataset, LoaderOptions } from '../../lib/data/types';
 import type { DataProvider, DatasetSpec } from '../../lib/cli/eval-common';
 import { Tensor } from '../../lib/tensor';
 import { createModel } from '../../lib/models/beit';
@@ -171,8 +171,8 @@ export class MemoryDataProvider implements DataProvider {
     if (s.name === 'noise') return noiseDataset(100);
     throw new Error(`no dataset '${s.name}' here (expected ${s.path}/images/...)`);
   }
-  loaderOptions: Array<{ batchSize: number; rank?: number; worldSize?: number; train?: boolean }> = [];
-  loader(ds: MemoryDataset, o: { batchSize: number; rank?: number; worldSize?: number; train?: boolean }): MemoryLoader {
+  loaderOptions: LoaderOptions[] = [];
+  loader(ds: MemoryDataset, o: LoaderOptions): MemoryLoader {
     this.loaderOptions.push(o);
     const l = new MemoryLoader(ds, o.batchSize, { shuffle: true, seed: this.loaders.length, rank: o.rank, worldSize: o.worldSize });
     this.loaders.push(l);

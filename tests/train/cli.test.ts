@@ -48,7 +48,7 @@ describe('mood finetune: bad input fails before any work', () => {
     [['--smoothing', '1'], /--smoothing: expected a number in \[0, 1\)/],
     [['--opt_betas', '0.9'], /--opt_betas: expected two numbers, got 1/],
     [['--opt', 'sgd'], /--opt: only adamw/],
-    [['--log_dir', '/tmp/x'], /--log_dir: TensorBoard event files are not written yet/],
+    [['--log_dir', '/etc/passwd/tb'], /--log_dir: cannot write to \/etc\/passwd\/tb: \/etc\/passwd is not a directory/],
     [['--finetune', '/nonexistent/ckpt.pth'], /--finetune: no such file: \/nonexistent\/ckpt\.pth/],
     [['--output_dir', '/etc/passwd/sub'], /--output_dir: cannot write to \/etc\/passwd\/sub: \/etc\/passwd is not a directory/],
     [['--nb_classes', '5'], /--nb_classes: 5 is smaller than the 10 classes of fashion_mnist/],

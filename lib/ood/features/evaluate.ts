@@ -44,6 +44,8 @@ export interface EvaluateOodInput {
   inputSize?: number;
   /** Augmentation seed of idTrain with 'train-augment' (cache key). */
   trainSeed?: number;
+  /** What else fixes idTrain's 'train-augment' features (augmentation flags, sampler; cache key). */
+  trainAugment?: Record<string, unknown>;
   detectorOptions?: DetectorOptions | ((metric: string) => DetectorOptions);
   evaluation?: Omit<EvaluateOptions, 'orientation'>;
   cache?: FeatureCacheOptions;
@@ -197,7 +199,7 @@ export async function evaluateOod(input: EvaluateOodInput): Promise<EvaluateOodR
     return worldSize > 1 ? gatherShards(set, group!, loader.dataset.length) : set;
   };
   const train = needTrain
-    ? await run(input.idTrain!, { train: trainFeatures === 'train-augment', inputSize, seed: input.trainSeed }, `${input.idTrain!.dataset.name}/train`)
+    ? await run(input.idTrain!, { train: trainFeatures === 'train-augment', inputSize, seed: input.trainSeed, augment: input.trainAugment }, `${input.idTrain!.dataset.name}/train`)
     : undefined;
   const testSet = await run(test, { train: false, inputSize }, `${test.dataset.name}/test`);
   const oodSets: Record<string, ExtractedSet> = {};

@@ -152,6 +152,8 @@ export interface LoaderDescription {
   inputSize: number;
   /** Augmentation seed (train only). */
   seed?: number;
+  /** The augmentation and sampling settings (train only), e.g. the reference's flags. */
+  augment?: Record<string, unknown>;
   /** Extra identity of the dataset (e.g. { classIdx: 3, ood: true }). */
   extra?: Record<string, unknown>;
 }
@@ -197,7 +199,12 @@ export async function cacheKeyParts(model: Beit, loader: DataLoader, desc: Loade
       targetsSha256: targetsHash(ds.targets),
       ...(desc.extra ? { extra: desc.extra } : {}),
     },
-    transform: { kind: desc.train ? 'train-augment' : 'eval', inputSize: desc.inputSize, ...(desc.train && desc.seed !== undefined ? { seed: desc.seed } : {}) },
+    transform: {
+      kind: desc.train ? 'train-augment' : 'eval',
+      inputSize: desc.inputSize,
+      ...(desc.train && desc.seed !== undefined ? { seed: desc.seed } : {}),
+      ...(desc.train && desc.augment ? { augment: desc.augment } : {}),
+    },
   };
   if ((opts.worldSize ?? 1) > 1) parts.shard = { rank: opts.rank ?? 0, worldSize: opts.worldSize! };
   return parts;

@@ -89,6 +89,6 @@ export interface CacheKeyParts {
   version: number;
   model: { identity: CheckpointIdentity | string; options: Record<string, unknown> };
   dataset: { name: string; root: string; split: string; length: number; classes: number; targetsSha256: string; extra?: Record<string, unknown> };
-  transform: { kind: 'eval' | 'train-augment'; inputSize: number; seed?: number };
+  transform: { kind: 'eval' | 'train-augment'; inputSize: number; seed?: number; augment?: Record<string, unknown> };
   shard?: { rank: number; worldSize: number };
 }
