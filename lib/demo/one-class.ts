@@ -169,10 +169,13 @@ export async function heldOutOneClassStage(ctx: DemoContext, run: DemoRun, f: De
     run,
     {
       variant: 'held-out',
-      title: `One-class on held-out classes ${rangeText(held)}: backbone fine-tuned on classes ${ids}, never trained on the classes in this table`,
+      title:
+        ctx.s.epochs > 0
+          ? `One-class on held-out classes ${rangeText(held)}: backbone fine-tuned on classes ${ids}, never trained on the classes in this table`
+          : `One-class on held-out classes ${rangeText(held)}: start backbone, not fine-tuned (--epochs 0)`,
       description:
-        `Each held-out class in turn is ID against each other held-out class (the row is their mean); classes ${ids}, whose labels the backbone ` +
-        `was fine-tuned on, take no part. The detector is fitted on the ID class's training features only.`,
+        `Each held-out class in turn is ID against each other held-out class (the row is their mean); classes ${ids}` +
+        `${ctx.s.epochs > 0 ? ', whose labels the backbone was fine-tuned on,' : ''} take no part. The detector is fitted on the ID class's training features only.`,
       dataSeen: oneClassSeen(ctx, pretrainingSeen(ctx, init), `${finetuningSeen(ctx)}; none of classes ${rangeText(held)}`, classes, held),
       classes,
       pool: held,
