@@ -17,11 +17,11 @@ export { saveCheckpoint, pyFloat, PyFloat, isTensorData, contiguousStride } from
 export type { TensorData, SaveValue, SaveOptions } from './writer';
 export { adaptStateDict, pickStateDict, relPosBisectionQ, relPosOffsets, interpolateRelPosTable, interpolatePosEmbed } from './adapt';
 export type { TargetModel, AdaptOptions, AdaptResult, AdaptTensor, KeyMismatch } from './adapt';
-export { readZipDirectory, readEntryBytes } from './zip';
-export type { ZipEntry, ZipDirectory } from './zip';
-export { ZipWriter } from './zipwrite';
-export { crc32 } from './crc32';
-export { atomicWriteFile } from './atomic';
+export { readZipDirectory, readEntryBytes } from '../io/zip';
+export type { ZipEntry, ZipDirectory } from '../io/zip';
+export { ZipWriter } from '../io/zipwrite';
+export { crc32 } from '../io/crc32';
+export { atomicWriteFile } from '../io/atomic';
 export { loadTensors, loadTensorSources, collectTensorSources } from './load-tensors';
 export type { LoadTensorsOptions, TensorSource } from './load-tensors';
 export { saveTensors, tensorsToData } from './save-tensors';

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { CheckpointError } from './errors';
 import { DType, ELEMENT_SIZE, MaterializedArray, RawArray, allocMaterialized, halfToFloat, rawArrayFor } from './dtypes';
-import { preadInto } from './fileio';
+import { preadInto } from '../io/fileio';
 import { TensorRef, viewExtent } from './tensorref';
 
 export interface MaterializeOptions {

@@ -7,9 +7,9 @@
 import * as path from 'node:path';
 import { CheckpointError } from './errors';
 import { DType, DTYPE_TO_STORAGE_CLASS, ELEMENT_SIZE, RawArray, floatToBFloat16Bits, floatToHalfBits, isDType } from './dtypes';
-import { bytesOf } from './crc32';
-import { atomicWriteFile } from './atomic';
-import { ZipWriter, ZipWriterOptions } from './zipwrite';
+import { bytesOf } from '../io/crc32';
+import { atomicWriteFile } from '../io/atomic';
+import { ZipWriter, ZipWriterOptions } from '../io/zipwrite';
 import { PickleBuilder } from './pickle-writer';
 import { PickleRecord, PyComplex, PyDict, PyGlobal, isTuple } from './pyvalues';
 import { StorageRef, TensorRef, numelOf } from './tensorref';

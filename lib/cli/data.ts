@@ -5,14 +5,8 @@
  */
 import type { Command } from 'commander';
 import { ignoredLine } from './reference-flags';
+import { intFlag } from '../util/flags';
 import type { PreviewOptions, PreviewSummary } from '../data/preview';
-
-function int(v: string | undefined, flag: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`--${flag} must be an integer, got '${v}'`);
-  return n;
-}
 
 interface PreviewFlags {
   dataSet: string;
@@ -59,11 +53,11 @@ export function registerData(program: Command): Command {
       const opts: PreviewOptions = {
         dataSet: f.dataSet,
         dataPath: f.dataPath,
-        inputSize: int(f.inputSize, 'input-size'),
+        inputSize: intFlag('--input-size', f.inputSize),
         train: f.train,
-        count: int(f.count, 'count'),
-        seed: int(f.seed, 'seed'),
-        classIdx: int(f.classIdx, 'class-idx'),
+        count: intFlag('--count', f.count),
+        seed: intFlag('--seed', f.seed),
+        classIdx: intFlag('--class-idx', f.classIdx),
         imagenetDefaultMeanAndStd: f.imagenetDefaultMeanAndStd,
         out: f.out,
       };

@@ -9,6 +9,8 @@ import { ndarray, readNpy, writeNpy } from '../npy';
 import type { NdArray } from '../npy';
 import { checkOutputPath, requireFile, sameFile } from './forward';
 import { DvaeError } from '../dvae/errors';
+import { intFlag } from '../util/flags';
+import { fmtShape } from './model';
 
 export interface DvaeTokensOptions {
   discreteVaeType?: string;
@@ -29,7 +31,6 @@ export interface DvaeTokensSummary {
   seconds: number;
 }
 
-const fmt = (s: readonly number[]): string => `(${s.join(', ')})`;
 
 /** x.npy: float32 (N, C, H, W), finite, in [0, 1]. */
 function readImages(file: string): { arr: NdArray; values: Float32Array } {
@@ -40,8 +41,8 @@ function readImages(file: string): { arr: NdArray; values: Float32Array } {
     throw new DvaeError(`--input ${file}: ${(e as Error).message}`);
   }
   if (arr.dtype !== 'float32') throw new DvaeError(`--input ${file}: expected float32 images in [0, 1], got dtype ${arr.dtype} (x.astype(np.float32))`);
-  if (arr.shape.length !== 4) throw new DvaeError(`--input ${file}: expected a 4-d batch (N, 3, H, W), got shape ${fmt(arr.shape)}${arr.shape.length === 3 ? ' (for one image use x[None])' : ''}`);
-  if (arr.shape[0] === 0) throw new DvaeError(`--input ${file}: the batch is empty, shape ${fmt(arr.shape)}`);
+  if (arr.shape.length !== 4) throw new DvaeError(`--input ${file}: expected a 4-d batch (N, 3, H, W), got shape ${fmtShape(arr.shape)}${arr.shape.length === 3 ? ' (for one image use x[None])' : ''}`);
+  if (arr.shape[0] === 0) throw new DvaeError(`--input ${file}: the batch is empty, shape ${fmtShape(arr.shape)}`);
   const values = arr.toCOrder().typed() as Float32Array;
   let lo = Infinity;
   let hi = -Infinity;
@@ -53,13 +54,6 @@ function readImages(file: string): { arr: NdArray; values: Float32Array } {
   // The tokenizer takes ToTensor pixels (before map_pixels): anything else gives meaningless ids.
   if (lo < 0 || hi > 1) throw new DvaeError(`--input ${file}: values must be in [0, 1] (pixels / 255, before map_pixels), found [${lo}, ${hi}]`);
   return { arr, values };
-}
-
-function parseBatchSize(s: string | undefined): number {
-  if (s === undefined) return 64;
-  const n = Number(s);
-  if (!/^\s*\d+\s*$/.test(s) || !Number.isSafeInteger(n) || n < 1) throw new DvaeError(`--batch-size must be a positive integer, got '${s}'`);
-  return n;
 }
 
 /** Only OpenAI's DALL-E encoder is loadable (BEiT's 'customized' dVAE has no released encoder format here). */
@@ -85,7 +79,7 @@ export async function runDvaeTokens(o: DvaeTokensOptions): Promise<DvaeTokensSum
     checkOutputPath('--logits-out', o.logitsOut, protect);
     if (sameFile(o.out, o.logitsOut)) throw new DvaeError(`--out and --logits-out name the same file ${o.out}`);
   }
-  const batchSize = parseBatchSize(o.batchSize);
+  const batchSize = intFlag('--batch-size', o.batchSize, { min: 1 }) ?? 64;
   const { arr, values } = readImages(input);
 
   const { DalleEncoder } = await import('../dvae/encoder');
@@ -94,7 +88,7 @@ export async function runDvaeTokens(o: DvaeTokensOptions): Promise<DvaeTokensSum
   try {
     const eo = enc.options;
     const [n, c, h, w] = arr.shape;
-    if (c !== eo.input_channels) throw new DvaeError(`--input ${input}: expected ${eo.input_channels} channels (N, ${eo.input_channels}, H, W), got shape ${fmt(arr.shape)}`);
+    if (c !== eo.input_channels) throw new DvaeError(`--input ${input}: expected ${eo.input_channels} channels (N, ${eo.input_channels}, H, W), got shape ${fmtShape(arr.shape)}`);
     const gh = enc.tokenGrid(h);
     const gw = enc.tokenGrid(w);
     const down = eo.pool_stride ** (eo.group_count - 1);
@@ -136,10 +130,10 @@ export function formatDvaeTokens(s: DvaeTokensSummary): string {
   const e = s.encoder;
   const lines = [
     `encoder ${e.file}: n_hid ${e.n_hid}, ${e.group_count} groups x ${e.n_blk_per_group} blocks, vocab ${e.vocab_size} (${e.device}, ${e.precision})`,
-    `input   ${s.input.file} float32 ${fmt(s.input.shape)}`,
-    `ids     ${s.outputs.ids.file} int64 ${fmt(s.outputs.ids.shape)}`,
+    `input   ${s.input.file} float32 ${fmtShape(s.input.shape)}`,
+    `ids     ${s.outputs.ids.file} int64 ${fmtShape(s.outputs.ids.shape)}`,
   ];
-  if (s.outputs.logits) lines.push(`logits  ${s.outputs.logits.file} float32 ${fmt(s.outputs.logits.shape)}`);
+  if (s.outputs.logits) lines.push(`logits  ${s.outputs.logits.file} float32 ${fmtShape(s.outputs.logits.shape)}`);
   lines.push(`time    ${s.seconds.toFixed(2)} s`);
   return lines.join('\n') + '\n';
 }

@@ -16,6 +16,9 @@ import type { OodMetricResult, TrainFeatureTransform, ExtractionRecord, Checkpoi
 import type { DetectorOptions } from '../ood/detectors/registry';
 import type { AuprConvention, Fpr95Convention } from '../ood/evaluation/types';
 import type { EvaluationFigures } from './ood-score';
+import { intFlag, listFlag, numFlag } from '../util/flags';
+import { modelFromFlags } from './model';
+import { requireFile } from './forward';
 import { addReferenceFlagOptions, describeTrainAugment, EvalCliError, parseTrainAugment, referenceFlagNotes, type AugmentFlags, type EvalKind } from './eval-reference-flags';
 
 export { EvalCliError, type EvalKind } from './eval-reference-flags';
@@ -142,29 +145,10 @@ export interface EvalJson {
 
 // ---- parsing ---------------------------------------------------------------------------------------
 
-function int(v: string | undefined, flag: string, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!/^\s*-?\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new EvalCliError(`${flag} must be an integer >= ${min}, got '${v}'`);
-  return n;
-}
-
-function num(v: string | undefined, flag: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new EvalCliError(`${flag} must be a number, got '${v}'`);
-  return n;
-}
-
-/** Comma-separated list (several OOD sets in one run). */
-function list(v: string | undefined): string[] {
-  return v === undefined ? [] : v.split(',').map((s) => s.trim()).filter(Boolean);
-}
-
 /** --metric (and --cc/--avgcc) -> [reference spelling, detector registry name] pairs. */
 export function resolveMetrics(kind: EvalKind, metric: string | undefined, cc: boolean, avgcc: boolean, detectorNames: readonly string[], kindOf: (m: string) => string | undefined): Array<[string, string]> {
   const given = metric ?? (kind === 'features' ? 'mahalanobis' : 'softmax');
-  const names = given === 'all' ? [...(kind === 'features' ? REFERENCE_FEATURE_METRICS : REFERENCE_LOGIT_METRICS)] : list(given);
+  const names = given === 'all' ? [...(kind === 'features' ? REFERENCE_FEATURE_METRICS : REFERENCE_LOGIT_METRICS)] : listFlag(given);
   if (names.length === 0) throw new EvalCliError('--metric is empty');
   if (cc && avgcc) throw new EvalCliError('--cc and --avgcc exclude each other');
   const out: Array<[string, string]> = [];
@@ -230,29 +214,17 @@ async function joinProcessGroup(): Promise<EvalGroup | null> {
 // ---- model -----------------------------------------------------------------------------------------
 
 export async function loadEvalModel(opts: EvalCliOptions, numClasses: number | undefined, inputSize: number | undefined): Promise<Beit> {
-  const ckpt = opts.ckpt;
-  if (!ckpt) throw new EvalCliError('--ckpt <file> is required');
-  if (!fs.existsSync(ckpt)) throw new EvalCliError(`--ckpt ${ckpt}: no such file`);
-  if (!fs.statSync(ckpt).isFile()) throw new EvalCliError(`--ckpt ${ckpt}: not a regular file`);
-  const { Beit, beitConfigNames } = await import('../models/beit');
-  if (opts.model !== undefined && !beitConfigNames().includes(opts.model as never)) {
-    throw new EvalCliError(`--model: unknown configuration '${opts.model}' (known: ${beitConfigNames().join(', ')})`);
-  }
+  const ckpt = requireFile('--ckpt', opts.ckpt);
   const given: Record<string, unknown> = {};
-  if (opts.model) given.config = opts.model;
   if (numClasses !== undefined) given.num_classes = numClasses;
   if (inputSize !== undefined) given.img_size = inputSize;
   if (opts.absPosEmb) given.use_abs_pos_emb = true;
   if (opts.disableRelPosBias) given.use_rel_pos_bias = false;
   if (opts.useCls) given.use_mean_pooling = false;
-  const ls = num(opts.layerScaleInitValue, '--layer_scale_init_value');
+  const ls = numFlag('--layer_scale_init_value', opts.layerScaleInitValue);
   if (ls !== undefined) given.init_values = ls;
   if (opts.device) given.device = opts.device;
-  try {
-    return await Beit.fromCheckpoint(ckpt, given);
-  } catch (e) {
-    throw new EvalCliError(`--ckpt ${ckpt}: ${(e as Error).message}`);
-  }
+  return modelFromFlags({ ckpt, model: opts.model, options: given }, (m) => new EvalCliError(m));
 }
 
 // ---- output ----------------------------------------------------------------------------------------
@@ -292,11 +264,6 @@ export function referenceLines(kind: EvalKind, refMetric: string, dataSet: strin
   return lines;
 }
 
-function writeJsonAtomic(file: string, value: unknown, atomicWriteFile: (f: string, w: (fd: number) => void) => void, writeAll: (fd: number, b: Uint8Array) => void): void {
-  const buf = Buffer.from(JSON.stringify(value, null, 2) + '\n');
-  atomicWriteFile(file, (fd) => writeAll(fd, buf));
-}
-
 // ---- the command -----------------------------------------------------------------------------------
 
 export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDeps = {}): Promise<EvalJson> {
@@ -313,9 +280,9 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
   // Optional like the reference's (whose default is a cluster path): lib/data knows default locations
   // for some sets (Fashion-MNIST) and names the expected layout otherwise.
   if (dataPath !== undefined && !fs.existsSync(dataPath)) throw new EvalCliError(`--data_path ${dataPath}: no such directory`);
-  const classIdx = int(opts.classIdx, '--class_idx', 0);
-  const oodNames = list(opts.oodDataset);
-  const oodPaths = list(opts.oodDataPath);
+  const classIdx = intFlag('--class_idx', opts.classIdx, { min: 0 });
+  const oodNames = listFlag(opts.oodDataset);
+  const oodPaths = listFlag(opts.oodDataPath);
   if (classIdx === undefined) {
     if (oodNames.length === 0) throw new EvalCliError('--ood_dataset <name> is required without --class_idx (multi-class); with --class_idx the other classes are the OOD sets');
     if (oodPaths.length && oodPaths.length !== oodNames.length) throw new EvalCliError(`--ood_data_path lists ${oodPaths.length} paths for ${oodNames.length} OOD datasets`);
@@ -323,28 +290,28 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
   } else if (oodNames.length) {
     throw new EvalCliError('--ood_dataset is not used with --class_idx (one-class: the other classes of --data_set are the OOD sets)');
   }
-  const batchSize = int(opts.batchSize, '--batch_size', 1) ?? (kind === 'features' ? 8 : 16);
-  const inputSizeFlag = int(opts.inputSize, '--input_size', 1);
-  const nbClassesFlag = int(opts.nbClasses, '--nb_classes', 1);
-  const workers = int(opts.numWorkers, '--num_workers', 0);
-  const seed = int(opts.seed, '--seed', 0) ?? 0;
+  const batchSize = intFlag('--batch_size', opts.batchSize, { min: 1 }) ?? (kind === 'features' ? 8 : 16);
+  const inputSizeFlag = intFlag('--input_size', opts.inputSize, { min: 1 });
+  const nbClassesFlag = intFlag('--nb_classes', opts.nbClasses, { min: 1 });
+  const workers = intFlag('--num_workers', opts.numWorkers, { min: 0 });
+  const seed = intFlag('--seed', opts.seed, { min: 0 }) ?? 0;
   const trainFeatures = parseTrainFeatures(opts.trainFeatures);
-  const cropPct = num(opts.cropPct, '--crop_pct');
+  const cropPct = numFlag('--crop_pct', opts.cropPct);
   // The reference's training-feature augmentation (its argparse defaults unless given).
   const augment = await parseTrainAugment(opts);
   const augmented = kind === 'features' && trainFeatures === 'train-augment';
   for (const note of referenceFlagNotes(kind, opts as Record<string, unknown>, kind === 'features' ? trainFeatures : null, augment)) err(`note: ${note}\n`);
   const detectorOptions: DetectorOptions = {};
-  const k = int(opts.k, '--k', 1);
+  const k = intFlag('--k', opts.k, { min: 1 });
   if (k !== undefined) detectorOptions.k = k;
-  const t = num(opts.temperature, '--temperature');
+  const t = numFlag('--temperature', opts.temperature);
   if (t !== undefined) detectorOptions.temperature = t;
 
-  const [{ DETECTOR_NAMES, listDetectors }, features, { officialIdLabel }, { atomicWriteFile, writeAll }] = await Promise.all([
+  const [{ DETECTOR_NAMES, listDetectors }, features, { officialIdLabel }, { writeFileAtomic }] = await Promise.all([
     import('../ood/detectors/registry'),
     import('../ood/features'),
     import('../ood/evaluation/official'),
-    import('../checkpoint/atomic'),
+    import('../io/atomic'),
   ]);
   const kinds = new Map(listDetectors().map((d) => [d.name, d.kind as string]));
   const metrics = resolveMetrics(kind, opts.metric, !!opts.cc, !!opts.avgcc, DETECTOR_NAMES, (m) => kinds.get(m));
@@ -495,7 +462,7 @@ export async function runEval(kind: EvalKind, opts: EvalCliOptions, deps: EvalDe
       }
       fs.appendFileSync(resultsFile, lines.map((l) => l + '\n').join(''));
 
-      writeJsonAtomic(jsonFile, result, atomicWriteFile, writeAll);
+      writeFileAtomic(jsonFile, JSON.stringify(result, null, 2) + '\n');
       if (opts.detectorOut) {
         await res.results[0].detector!.save(opts.detectorOut);
         info(`detector saved to ${opts.detectorOut}\n`);

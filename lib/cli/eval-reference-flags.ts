@@ -9,6 +9,7 @@
 import { Option, type Command } from 'commander';
 import type { LoaderOptions } from '../data/types';
 import type { TrainFeatureTransform } from '../ood/features';
+import { intFlag, numFlag } from '../util/flags';
 
 export type EvalKind = 'features' | 'logits';
 
@@ -53,12 +54,6 @@ const FLAG: Record<keyof AugmentFlags, string> = {
   seed: '--seed',
 };
 
-function number(v: string, flag: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new EvalCliError(`${flag} must be a number, got '${v}'`);
-  return n;
-}
-
 /** Validates the augmentation flags and fills in the reference's defaults. */
 export async function parseTrainAugment(f: AugmentFlags & { modelPrefix?: string }): Promise<TrainAugment> {
   if (f.modelPrefix) throw new EvalCliError(`--model_prefix '${f.modelPrefix}': checkpoint keys are matched as saved (the reference's default ''); a prefix is not supported`);
@@ -81,16 +76,13 @@ export async function parseTrainAugment(f: AugmentFlags & { modelPrefix?: string
       throw new EvalCliError(`--aa ${autoAugment}: ${(e as Error).message} ('' or none turns auto-augment off)`);
     }
   }
-  const colorJitter = f.colorJitter === undefined ? d.colorJitter : number(f.colorJitter, '--color_jitter');
-  if (!(colorJitter >= 0)) throw new EvalCliError(`--color_jitter must be >= 0 (torchvision ColorJitter), got ${colorJitter}`);
-  const reprob = f.reprob === undefined ? d.reprob : number(f.reprob, '--reprob');
-  if (!(reprob >= 0 && reprob <= 1)) throw new EvalCliError(`--reprob must be in [0, 1], got ${reprob}`);
+  const colorJitter = numFlag('--color_jitter', f.colorJitter, { min: 0 }) ?? d.colorJitter;
+  const reprob = numFlag('--reprob', f.reprob, { min: 0, max: 1 }) ?? d.reprob;
   const remode = (f.remode ?? d.remode).toLowerCase();
   // timm lower-cases the mode; '' means const there.
   const mode = remode === '' ? 'const' : remode;
   if (mode !== 'pixel' && mode !== 'rand' && mode !== 'const') throw new EvalCliError(`--remode must be pixel, rand or const (timm RandomErasing), got '${f.remode}'`);
-  const recount = f.recount === undefined ? d.recount : number(f.recount, '--recount');
-  if (!Number.isInteger(recount) || recount < 1 || recount > 8) throw new EvalCliError(`--recount must be an integer in 1..8, got ${f.recount}`);
+  const recount = intFlag('--recount', f.recount, { min: 1, max: 8 }) ?? d.recount;
   return { autoAugment, colorJitter: autoAugment === undefined ? colorJitter : undefined, trainInterpolation: interp, reprob, remode: mode, recount };
 }
 

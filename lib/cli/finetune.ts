@@ -7,6 +7,8 @@
  */
 import type { Command } from 'commander';
 import type { FinetuneOptions } from '../train/finetune';
+import { FlagError, numFlag } from '../util/flags';
+import { addDataFlags, addOptimizerFlags, addResumeFlags } from './train-flags';
 
 export interface RawFinetuneFlags {
   model: string;
@@ -72,15 +74,6 @@ export interface RawFinetuneFlags {
   json?: boolean;
 }
 
-class FlagError extends Error {}
-
-function num(flag: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const x = Number(v);
-  if (v.trim() === '' || !Number.isFinite(x)) throw new FlagError(`--${flag}: expected a number, got '${v}'`);
-  return x;
-}
-
 /** Raw commander strings -> typed options (numbers checked; ranges are validateFinetuneOptions' job). */
 export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneOptions> {
   if (f.opt && f.opt.toLowerCase() !== 'adamw') throw new FlagError(`--opt: only adamw is implemented (the reference recipe), got '${f.opt}'`);
@@ -91,8 +84,8 @@ export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneO
   }
   const pair = (flag: string, v: string[] | undefined): [number, number] | undefined => {
     if (!v) return undefined;
-    if (v.length !== 2) throw new FlagError(`--${flag}: expected two numbers, got ${v.length}`);
-    return [num(flag, v[0])!, num(flag, v[1])!];
+    if (v.length !== 2) throw new FlagError(`${flag}: expected two numbers, got ${v.length}`);
+    return [numFlag(flag, v[0])!, numFlag(flag, v[1])!];
   };
   return {
     model: f.model,
@@ -100,58 +93,58 @@ export async function parseFinetuneFlags(f: RawFinetuneFlags): Promise<FinetuneO
     finetune: f.finetune || undefined,
     dataSet: f.dataSet ?? '',
     dataPath: f.dataPath,
-    classIdx: num('class_idx', f.classIdx),
-    nbClasses: f.nbClasses !== undefined && Number(f.nbClasses) > 0 ? num('nb_classes', f.nbClasses) : undefined,
-    inputSize: num('input_size', f.inputSize),
-    batchSize: num('batch_size', f.batchSize),
-    epochs: num('epochs', f.epochs),
-    updateFreq: num('update_freq', f.updateFreq),
-    lr: num('lr', f.lr),
-    minLr: num('min_lr', f.minLr),
-    warmupLr: num('warmup_lr', f.warmupLr),
-    warmupEpochs: num('warmup_epochs', f.warmupEpochs),
-    warmupSteps: num('warmup_steps', f.warmupSteps),
-    weightDecay: num('weight_decay', f.weightDecay),
-    weightDecayEnd: num('weight_decay_end', f.weightDecayEnd),
-    optEps: num('opt_eps', f.optEps),
-    optBetas: pair('opt_betas', f.optBetas),
-    clipGrad: num('clip_grad', f.clipGrad),
-    layerDecay: num('layer_decay', f.layerDecay),
-    smoothing: num('smoothing', f.smoothing),
-    drop: num('drop', f.drop),
-    attnDropRate: num('attn_drop_rate', f.attnDropRate),
-    dropPath: num('drop_path', f.dropPath),
-    layerScaleInitValue: num('layer_scale_init_value', f.layerScaleInitValue),
+    classIdx: numFlag('--class_idx', f.classIdx),
+    nbClasses: f.nbClasses !== undefined && Number(f.nbClasses) > 0 ? numFlag('--nb_classes', f.nbClasses) : undefined,
+    inputSize: numFlag('--input_size', f.inputSize),
+    batchSize: numFlag('--batch_size', f.batchSize),
+    epochs: numFlag('--epochs', f.epochs),
+    updateFreq: numFlag('--update_freq', f.updateFreq),
+    lr: numFlag('--lr', f.lr),
+    minLr: numFlag('--min_lr', f.minLr),
+    warmupLr: numFlag('--warmup_lr', f.warmupLr),
+    warmupEpochs: numFlag('--warmup_epochs', f.warmupEpochs),
+    warmupSteps: numFlag('--warmup_steps', f.warmupSteps),
+    weightDecay: numFlag('--weight_decay', f.weightDecay),
+    weightDecayEnd: numFlag('--weight_decay_end', f.weightDecayEnd),
+    optEps: numFlag('--opt_eps', f.optEps),
+    optBetas: pair('--opt_betas', f.optBetas),
+    clipGrad: numFlag('--clip_grad', f.clipGrad),
+    layerDecay: numFlag('--layer_decay', f.layerDecay),
+    smoothing: numFlag('--smoothing', f.smoothing),
+    drop: numFlag('--drop', f.drop),
+    attnDropRate: numFlag('--attn_drop_rate', f.attnDropRate),
+    dropPath: numFlag('--drop_path', f.dropPath),
+    layerScaleInitValue: numFlag('--layer_scale_init_value', f.layerScaleInitValue),
     relPosBias: f.relPosBias,
     absPosEmb: f.absPosEmb,
     useMeanPooling: f.useCls ? false : f.useMeanPooling,
-    initScale: num('init_scale', f.initScale),
+    initScale: numFlag('--init_scale', f.initScale),
     disableWeightDecayOnRelPosBias: f.disableWeightDecayOnRelPosBias,
-    mixup: num('mixup', f.mixup),
-    cutmix: num('cutmix', f.cutmix),
-    cutmixMinmax: pair('cutmix_minmax', f.cutmixMinmax),
-    mixupProb: num('mixup_prob', f.mixupProb),
-    mixupSwitchProb: num('mixup_switch_prob', f.mixupSwitchProb),
+    mixup: numFlag('--mixup', f.mixup),
+    cutmix: numFlag('--cutmix', f.cutmix),
+    cutmixMinmax: pair('--cutmix_minmax', f.cutmixMinmax),
+    mixupProb: numFlag('--mixup_prob', f.mixupProb),
+    mixupSwitchProb: numFlag('--mixup_switch_prob', f.mixupSwitchProb),
     mixupMode: f.mixupMode as FinetuneOptions['mixupMode'],
-    reprob: num('reprob', f.reprob),
+    reprob: numFlag('--reprob', f.reprob),
     aa: f.aa,
     augment: f.augment === false ? false : undefined,
     imagenetDefaultMeanAndStd: f.imagenetDefaultMeanAndStd,
     modelEma: f.modelEma,
-    modelEmaDecay: num('model_ema_decay', f.modelEmaDecay),
-    l2Alpha: num('l2_alpha', f.l2Alpha),
-    l2Beta: num('l2_beta', f.l2Beta),
+    modelEmaDecay: numFlag('--model_ema_decay', f.modelEmaDecay),
+    l2Alpha: numFlag('--l2_alpha', f.l2Alpha),
+    l2Beta: numFlag('--l2_beta', f.l2Beta),
     freezeBackbone: f.freezeBackbone,
     outputDir: f.outputDir || undefined,
     logDir: f.logDir || undefined,
     resume: f.resume || undefined,
     autoResume: f.autoResume,
     saveCkpt: f.saveCkpt,
-    saveCkptFreq: num('save_ckpt_freq', f.saveCkptFreq),
+    saveCkptFreq: numFlag('--save_ckpt_freq', f.saveCkptFreq),
     eval: f.eval,
-    seed: num('seed', f.seed),
+    seed: numFlag('--seed', f.seed),
     device: f.device,
-    workers: num('num_workers', f.numWorkers),
+    workers: numFlag('--num_workers', f.numWorkers),
     progress: f.quiet ? false : undefined,
   };
 }
@@ -212,31 +205,20 @@ function summaryLine(r: import('../train/finetune').FinetuneResult): string {
 }
 
 export function registerFinetune(program: Command): Command {
-  return program
+  const cmd = program
     .command('finetune')
     .description('fine-tune BEiT as run_class_finetuning.py (AdamW + layer decay, cosine schedules, EMA, L2-SP, checkpoints and log.txt in --output_dir)')
     .option('--model <name>', 'named configuration (mood info / beitConfigNames)', 'beit_base_patch16_224')
     .option('--model-opts <json>', "constructor keywords over the named model, e.g. '{\"patch_size\": 4}'")
-    .option('--finetune <file>', 'pre-trained checkpoint to start from (adapted like the reference)')
-    .option('--data-set <name>', 'fashion_mnist | cifar10 | cifar100')
-    .option('--data-path <dir>', 'dataset folder (fashion_mnist defaults to /usr/share/datasets/fashion-mnist)')
+    .option('--finetune <file>', 'pre-trained checkpoint to start from (adapted like the reference)');
+  addDataFlags(cmd)
     .option('--class-idx <n>', 'one-class fine-tuning on this class (CIFAR-100: superclass)')
     .option('--nb-classes <n>', 'classes of the head (default: the dataset\'s)')
     .option('--input-size <n>', 'image side', '224')
     .option('--batch-size <n>', 'images per micro-step', '64')
     .option('--epochs <n>', 'epochs', '200')
-    .option('--update-freq <n>', 'gradient accumulation micro-steps per optimizer step', '1')
-    .option('--lr <x>', 'peak learning rate', '5e-4')
-    .option('--min-lr <x>', 'final learning rate of the cosine', '1e-6')
-    .option('--warmup-lr <x>', 'warmup start learning rate', '1e-6')
-    .option('--warmup-epochs <n>', 'linear warmup epochs', '5')
-    .option('--warmup-steps <n>', 'warmup steps (> 0 overrides --warmup_epochs)', '-1')
-    .option('--weight-decay <x>', 'AdamW weight decay', '0.05')
-    .option('--weight-decay-end <x>', 'final weight decay of its cosine (default: --weight_decay)')
-    .option('--opt <name>', 'optimizer (adamw)', 'adamw')
-    .option('--opt-eps <x>', 'AdamW eps', '1e-8')
-    .option('--opt-betas <b...>', 'AdamW betas (default 0.9 0.999)')
-    .option('--clip-grad <x>', 'clip the global gradient norm')
+    .option('--update-freq <n>', 'gradient accumulation micro-steps per optimizer step', '1');
+  addOptimizerFlags(cmd, { minLr: '1e-6' })
     .option('--layer-decay <x>', 'layer-wise lr decay', '0.9')
     .option('--smoothing <x>', 'label smoothing', '0.1')
     .option('--drop <x>', 'dropout rate', '0')
@@ -266,10 +248,8 @@ export function registerFinetune(program: Command): Command {
     .option('--l2-beta <x>', 'L2 weight on the head')
     .option('--freeze-backbone', 'train the head only')
     .option('--output-dir <dir>', 'checkpoints and log.txt')
-    .option('--log-dir <dir>', 'TensorBoard event files (rank 0): loss/opt scalars per micro-batch, perf/test_* per epoch')
-    .option('--resume <file>', 'resume from this checkpoint')
-    .option('--auto-resume', 'resume from the latest checkpoint-N.pth in --output_dir (default)')
-    .option('--no-auto-resume', 'start afresh even when --output_dir has checkpoints')
+    .option('--log-dir <dir>', 'TensorBoard event files (rank 0): loss/opt scalars per micro-batch, perf/test_* per epoch');
+  addResumeFlags(cmd)
     .option('--save-ckpt', 'save checkpoints (default)')
     .option('--no-save-ckpt', 'do not save checkpoints')
     .option('--save-ckpt-freq <n>', 'save checkpoint-<epoch>.pth every n epochs (and the last)', '50')
@@ -283,4 +263,5 @@ export function registerFinetune(program: Command): Command {
       if (opts.disableRelPosBias) opts.relPosBias = false;
       process.exitCode = await runFinetuneCommand(opts);
     });
+  return cmd;
 }

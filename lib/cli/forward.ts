@@ -9,6 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ndarray, readNpy, writeNpy } from '../npy';
 import type { NdArray } from '../npy';
+import { intFlag } from '../util/flags';
+import { checkImageShape, fmtShape, forwardInBatches, modelFromFlags } from './model';
 
 export class ForwardCliError extends Error {
   constructor(message: string) {
@@ -16,6 +18,8 @@ export class ForwardCliError extends Error {
     this.name = 'ForwardCliError';
   }
 }
+
+const fail = (message: string): Error => new ForwardCliError(message);
 
 export interface ForwardCliOptions {
   ckpt?: string;
@@ -96,13 +100,6 @@ export function parseModelOpts(text: string): Record<string, unknown> {
   return out;
 }
 
-function parseBatchSize(s: string | undefined): number {
-  if (s === undefined) return 32;
-  const n = Number(s);
-  if (!/^\s*\d+\s*$/.test(s) || !Number.isSafeInteger(n) || n < 1) throw new ForwardCliError(`--batch-size must be a positive integer, got '${s}'`);
-  return n;
-}
-
 /** Same file (after symlinks and hard links) as any of `others`? */
 export function sameFile(a: string, b: string): boolean {
   const ra = path.resolve(a);
@@ -133,7 +130,6 @@ export function requireFile(flag: string, file: string | undefined): string {
   return file;
 }
 
-const fmtShape = (s: readonly number[]): string => `(${s.join(', ')})`;
 
 /** Reads the input batch as float32 C-order values. */
 function readInput(file: string): { arr: NdArray; values: Float32Array; converted: boolean } {
@@ -194,74 +190,26 @@ export async function runForward(opts: ForwardCliOptions): Promise<ForwardSummar
   if (opts.featuresOut && opts.logitsOut && sameFile(opts.featuresOut, opts.logitsOut)) {
     throw new ForwardCliError(`--features-out and --logits-out name the same file ${opts.featuresOut}`);
   }
-  const batchSize = parseBatchSize(opts.batchSize);
+  const batchSize = intFlag('--batch-size', opts.batchSize, { min: 1 }) ?? 32;
   const given = opts.modelOpts !== undefined ? parseModelOpts(opts.modelOpts) : {};
   const { arr, values, converted } = readInput(input);
 
   // libtorch loads only now, after the cheap checks.
-  const { Beit, beitConfigNames } = await import('../models/beit');
-  const { Tensor } = await import('../tensor');
-  if (opts.model !== undefined) {
-    const names = beitConfigNames();
-    if (!names.includes(opts.model as never)) throw new ForwardCliError(`--model: unknown configuration '${opts.model}' (known: ${names.join(', ')})`);
-  }
-  let model: InstanceType<typeof Beit>;
-  try {
-    model = await Beit.fromCheckpoint(ckpt, { ...given, ...(opts.model ? { config: opts.model } : {}) });
-  } catch (e) {
-    let msg = (e as Error).message;
-    const abs = path.resolve(ckpt);
-    for (const prefix of [`Beit.fromCheckpoint(${abs}): `, `Beit.fromCheckpoint(${ckpt}): `, `${abs}: `, `${ckpt}: `]) {
-      if (msg.startsWith(prefix)) msg = msg.slice(prefix.length);
-    }
-    throw new ForwardCliError(`--ckpt ${ckpt}: ${msg}`);
-  }
+  const model = await modelFromFlags({ ckpt, model: opts.model, options: given }, fail);
   try {
     model.eval();
     const o = model.options;
-    const [n, c, h, w] = arr.shape;
-    if (c !== o.in_chans || h !== o.img_size || w !== o.img_size) {
-      const what = c !== o.in_chans ? `${c} channel${c === 1 ? "" : "s"}, the model takes ${o.in_chans}` : `${h}x${w} images, the model takes ${o.img_size}x${o.img_size}`;
-      throw new ForwardCliError(`--input ${input}: expected shape (N, ${o.in_chans}, ${o.img_size}, ${o.img_size}), got ${fmtShape(arr.shape)} (${what})`);
-    }
-    const wantF = !!opts.featuresOut;
-    const wantL = !!opts.logitsOut;
-    const per = c * h * w;
-    let feats: Float32Array | undefined;
-    let logits: Float32Array | undefined;
-    let fDim = 0;
-    let lDim = 0;
-    for (let start = 0; start < n; start += batchSize) {
-      const b = Math.min(batchSize, n - start);
-      const x = Tensor.fromArray(values.subarray(start * per, (start + b) * per), [b, c, h, w]);
-      const r = model.run(x, { features: wantF, logits: wantL });
-      try {
-        if (r.features) {
-          const d = await r.features.data();
-          fDim = r.features.shape[1];
-          feats ??= new Float32Array(n * fDim);
-          feats.set(d instanceof Float32Array ? d : Float32Array.from(d as ArrayLike<number>), start * fDim);
-        }
-        if (r.logits) {
-          const d = await r.logits.data();
-          lDim = r.logits.shape[1];
-          logits ??= new Float32Array(n * lDim);
-          logits.set(d instanceof Float32Array ? d : Float32Array.from(d as ArrayLike<number>), start * lDim);
-        }
-      } finally {
-        x.dispose();
-        r.features?.dispose();
-        r.logits?.dispose();
-      }
-    }
+    const n = arr.shape[0];
+    checkImageShape(`--input ${input}`, arr.shape, model, fail);
+    const rows = await forwardInBatches(model, values, arr.shape, batchSize, { features: !!opts.featuresOut, logits: !!opts.logitsOut });
     const outputs: ForwardSummary['outputs'] = {};
-    if (opts.featuresOut && feats) {
-      writeNpy(opts.featuresOut, ndarray('float32', [n, fDim], feats));
-      outputs.features = { file: opts.featuresOut, dtype: 'float32', shape: [n, fDim] };
+    if (opts.featuresOut && rows.features) {
+      writeNpy(opts.featuresOut, ndarray('float32', [n, rows.features.dim], rows.features.data));
+      outputs.features = { file: opts.featuresOut, dtype: 'float32', shape: [n, rows.features.dim] };
     }
-    if (opts.logitsOut && logits) {
-      writeNpy(opts.logitsOut, ndarray('float32', [n, lDim], logits));
-      outputs.logits = { file: opts.logitsOut, dtype: 'float32', shape: [n, lDim] };
+    if (opts.logitsOut && rows.logits) {
+      writeNpy(opts.logitsOut, ndarray('float32', [n, rows.logits.dim], rows.logits.data));
+      outputs.logits = { file: opts.logitsOut, dtype: 'float32', shape: [n, rows.logits.dim] };
     }
     const rep = model.loadReport!;
     const options: Record<string, unknown> = {};

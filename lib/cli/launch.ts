@@ -7,6 +7,7 @@
  * Only type imports at the top (lazy import in the action keeps `mood --help` fast).
  */
 import type { Command } from 'commander';
+import { intFlag } from '../util/flags';
 
 export interface LaunchCliOptions {
   nprocPerNode?: string;
@@ -16,23 +17,16 @@ export interface LaunchCliOptions {
   masterPort?: string;
 }
 
-function intFlag(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new Error(`--${name} must be a non-negative integer, got '${v}'`);
-  return n;
-}
-
 export async function runLaunchCommand(command: string[], opts: LaunchCliOptions): Promise<number> {
   const { launch } = await import('../distributed/launch');
-  const nproc = intFlag('nproc_per_node', opts.nprocPerNode);
+  const nproc = intFlag('--nproc_per_node', opts.nprocPerNode, { min: 0 });
   if (nproc === undefined) throw new Error('mood launch: --nproc_per_node is required (processes on this node, e.g. one per GPU)');
   const r = await launch({
     nprocPerNode: nproc,
-    nnodes: intFlag('nnodes', opts.nnodes),
-    nodeRank: intFlag('node_rank', opts.nodeRank),
+    nnodes: intFlag('--nnodes', opts.nnodes, { min: 0 }),
+    nodeRank: intFlag('--node_rank', opts.nodeRank, { min: 0 }),
     masterAddr: opts.masterAddr,
-    masterPort: intFlag('master_port', opts.masterPort),
+    masterPort: intFlag('--master_port', opts.masterPort, { min: 0 }),
     command,
   });
   return r.exitCode;

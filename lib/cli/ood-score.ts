@@ -10,10 +10,11 @@
  */
 import type { Command } from 'commander';
 import { ignoredLine } from './reference-flags';
+import { intFlag, numFlag } from '../util/flags';
 import type { NdArray } from '../npy/ndarray';
 import type { DetectorOptions } from '../ood/detectors/registry';
 import type { DetectorNeeds } from '../ood/detectors/base';
-import type { Fpr95Convention, AuprConvention, Orientation } from '../ood/evaluation/types';
+import type { Fpr95Convention, AuprConvention, EvaluationResult, Orientation } from '../ood/evaluation/types';
 
 export interface OodScoreOptions {
   metric: string;
@@ -44,33 +45,14 @@ export interface OodScoreOptions {
   auprConvention?: AuprConvention;
 }
 
-/** The evaluation figures every JSON result row carries (ood-score, eval-features, eval-logits). */
-export interface EvaluationFigures {
-  auroc: number;
-  aupr_in: number;
-  aupr_out: number;
-  aupr_convention: AuprConvention;
-  fpr95: number;
-  fpr95_convention: Fpr95Convention;
-  tpr_level: number;
-  detection_error: number;
-  n_in: number;
-  n_ood: number;
-  n_train: number | null;
-}
+/** The evaluation figures every JSON result row carries (ood-score, eval-features, eval-logits): lib/ood's EvaluationResult without the orientation, plus the training-set size. */
+export type EvaluationFigures = Omit<EvaluationResult, 'orientation'> & { n_train: number | null };
 
 export interface OodScoreResult extends EvaluationFigures {
   metric: string;
   orientation: Orientation;
   files: Record<string, string>;
   scores_out?: string;
-}
-
-function num(v: number | string | undefined, name: string, integer = false): number | undefined {
-  if (v === undefined) return undefined;
-  const n = typeof v === 'number' ? v : Number(v);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'}, got '${String(v)}'`);
-  return n;
 }
 
 /**
@@ -115,12 +97,12 @@ export async function runOodScore(
   ]);
   if (!opts.metric) throw new Error('--metric is required');
   const detOpts: DetectorOptions = {
-    k: num(opts.k, 'k', true),
-    temperature: num(opts.temperature, 'temperature'),
-    seed: num(opts.seed, 'seed', true),
-    nInit: num(opts.nInit, 'n-init', true),
-    dim: num(opts.dim, 'dim', true),
-    percentile: num(opts.percentile, 'percentile'),
+    k: intFlag('--k', opts.k),
+    temperature: numFlag('--temperature', opts.temperature),
+    seed: intFlag('--seed', opts.seed),
+    nInit: intFlag('--n-init', opts.nInit),
+    dim: intFlag('--dim', opts.dim),
+    percentile: numFlag('--percentile', opts.percentile),
   };
   if (opts.normalize === false) detOpts.normalize = false;
   for (const k of Object.keys(detOpts) as (keyof DetectorOptions)[]) if (detOpts[k] === undefined) delete detOpts[k];

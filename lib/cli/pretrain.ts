@@ -4,15 +4,15 @@
  */
 import type { Command } from 'commander';
 import type { RawPretrainFlags } from '../pretrain/options';
+import { addDataFlags, addOptimizerFlags, addResumeFlags } from './train-flags';
 
 export function registerPretrain(program: Command): Command {
-  return program
+  const cmd = program
     .command('pretrain')
     .description('masked image modeling pre-training of a BEiT (run_beit_pretraining.py): blockwise masks, AdamW, cosine schedules, checkpoints/resume, log.txt')
     .option('--model <name>', 'beit_base_patch16_224_8k_vocab | beit_large_patch16_224_8k_vocab | beit_test_tiny_8k_vocab | beit_test_micro_8k_vocab', 'beit_base_patch16_224_8k_vocab')
-    .option('--model-opts <json>', "constructor options over the named model, e.g. '{\"patch_size\": 4}'")
-    .option('--data-set <name>', 'fashion_mnist | cifar10 | cifar100')
-    .option('--data-path <dir>', 'dataset folder (fashion_mnist defaults to /usr/share/datasets/fashion-mnist)')
+    .option('--model-opts <json>', "constructor options over the named model, e.g. '{\"patch_size\": 4}'");
+  addDataFlags(cmd)
     .option('--class-idx <n>', 'one-class: pre-train on this class only')
     .option('--discrete-vae-type <type>', "dall-e (BEiT's visual tokens from OpenAI's DALL-E encoder.pkl) | pixel (tokenizer-free normalised-pixel targets); customized is refused", 'dall-e')
     .option('--discrete-vae-weight-path <path>', 'dall-e: the folder holding encoder.pkl')
@@ -26,18 +26,8 @@ export function registerPretrain(program: Command): Command {
     .option('--color-jitter <x>', 'ColorJitter(x, x, x) shared by both views (dVAE targets; 0 = off)', '0.4')
     .option('--batch-size <n>', 'images per step', '64')
     .option('--epochs <n>', 'epochs', '300')
-    .option('--save-ckpt-freq <n>', 'save checkpoint-<epoch>.pth every n epochs (and the last)', '20')
-    .option('--lr <x>', 'peak learning rate', '5e-4')
-    .option('--warmup-lr <x>', 'warmup start learning rate', '1e-6')
-    .option('--min-lr <x>', 'final learning rate of the cosine', '1e-5')
-    .option('--warmup-epochs <n>', 'linear warmup epochs', '5')
-    .option('--warmup-steps <n>', 'warmup steps (> 0 overrides --warmup_epochs)', '-1')
-    .option('--weight-decay <x>', 'AdamW weight decay', '0.05')
-    .option('--weight-decay-end <x>', 'final weight decay of its cosine (default: --weight_decay)')
-    .option('--opt <name>', 'optimizer (adamw)', 'adamw')
-    .option('--opt-eps <x>', 'AdamW eps', '1e-8')
-    .option('--opt-betas <b...>', 'AdamW betas', ['0.9', '0.999'])
-    .option('--clip-grad <x>', 'clip the global gradient norm')
+    .option('--save-ckpt-freq <n>', 'save checkpoint-<epoch>.pth every n epochs (and the last)', '20');
+  addOptimizerFlags(cmd, { minLr: '1e-5' })
     .option('--layer-scale-init-value <x>', 'layer scale (0 disables)', '0.1')
     .option('--rel-pos-bias', 'shared relative position bias (default on)')
     .option('--shared-rel-pos-bias', 'same as --rel_pos_bias')
@@ -47,10 +37,8 @@ export function registerPretrain(program: Command): Command {
     .option('--imagenet-default-mean-and-std', 'ImageNet normalisation instead of mean = std = 0.5')
     .option('--output-dir <dir>', 'checkpoints and log.txt')
     .option('--log-dir <dir>', 'TensorBoard event files (rank 0): loss/mlm_acc and opt scalars per step')
-    .option('--seed <n>', 'seed (init, sampling, masks)', '0')
-    .option('--resume <file>', 'resume from this checkpoint')
-    .option('--auto-resume', 'resume from the newest checkpoint-*.pth in --output_dir (default)')
-    .option('--no-auto-resume', 'start fresh even when --output_dir has checkpoints')
+    .option('--seed <n>', 'seed (init, sampling, masks)', '0');
+  addResumeFlags(cmd)
     .option('--start-epoch <n>', 'first epoch (without a checkpoint)', '0')
     .option('--num-workers <n>', 'native data threads')
     .option('--device <dev>', 'cpu | cuda | cuda:N', 'cpu')
@@ -62,4 +50,5 @@ export function registerPretrain(program: Command): Command {
       const r = await runPretrain(parsePretrainFlags(flags));
       if (r.lastCheckpoint) process.stdout.write(`${r.lastCheckpoint}\n`);
     });
+  return cmd;
 }

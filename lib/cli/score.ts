@@ -16,6 +16,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { ignoredLine } from './reference-flags';
+import { intFlag } from '../util/flags';
+import { checkImageShape, fmtShape, forwardInBatches, modelFromFlags } from './model';
 import type { NdArray } from '../npy/ndarray';
 
 export interface ScoreCliOptions {
@@ -55,14 +57,7 @@ export class ScoreCliError extends Error {
   }
 }
 
-function positiveInt(v: string | undefined, flag: string, dflt?: number): number | undefined {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new ScoreCliError(`${flag} must be a positive integer, got '${v}'`);
-  return n;
-}
-
-const fmtShape = (s: readonly number[]): string => `(${s.join(', ')})`;
+const fail = (message: string): Error => new ScoreCliError(message);
 
 export async function runScore(
   files: string[],
@@ -86,13 +81,13 @@ export async function runScore(
     const dir = path.dirname(path.resolve(opts.out));
     if (!fs.existsSync(dir)) throw new ScoreCliError(`--out ${opts.out}: directory ${dir} does not exist`);
   }
-  const batchSize = positiveInt(opts.batchSize, '--batch_size', 32)!;
-  const nbClasses = positiveInt(opts.nbClasses, '--nb_classes');
+  const batchSize = intFlag('--batch_size', opts.batchSize, { min: 1 }) ?? 32;
+  const nbClasses = intFlag('--nb_classes', opts.nbClasses, { min: 1 });
   const cropPct = opts.cropPct === undefined ? undefined : Number(opts.cropPct);
   if (cropPct !== undefined && !(cropPct > 0 && cropPct <= 1)) throw new ScoreCliError(`--crop_pct must be in (0, 1], got '${opts.cropPct}'`);
-  const inputSize = positiveInt(opts.inputSize, '--input_size');
+  const inputSize = intFlag('--input_size', opts.inputSize, { min: 1 });
 
-  const [{ readNpy }, { loadDetector }, { atomicWriteFile, writeAll }] = await Promise.all([import('../npy'), import('../ood/detectors/registry'), import('../checkpoint/atomic')]);
+  const [{ readNpy }, { loadDetector }, { writeFileAtomic }] = await Promise.all([import('../npy'), import('../ood/detectors/registry'), import('../io/atomic')]);
   let det: Awaited<ReturnType<typeof loadDetector>>;
   try {
     det = loadDetector(opts.detector);
@@ -131,23 +126,13 @@ export async function runScore(
   const perFile = new Map<string, Float64Array>();
   try {
     if (needImages) {
-      const { Beit, beitConfigNames } = await import('../models/beit');
-      if (opts.model !== undefined && !beitConfigNames().includes(opts.model as never)) {
-        throw new ScoreCliError(`--model: unknown configuration '${opts.model}' (known: ${beitConfigNames().join(', ')})`);
-      }
       const given: Record<string, unknown> = {};
-      if (opts.model) given.config = opts.model;
       if (nbClasses !== undefined) given.num_classes = nbClasses;
       if (inputSize !== undefined) given.img_size = inputSize;
       if (opts.device) given.device = opts.device;
-      try {
-        model = await Beit.fromCheckpoint(opts.ckpt!, given);
-      } catch (e) {
-        throw new ScoreCliError(`--ckpt ${opts.ckpt}: ${(e as Error).message}`);
-      }
+      model = await modelFromFlags({ ckpt: opts.ckpt!, model: opts.model, options: given }, fail);
       model.eval();
     }
-    const { Tensor } = await import('../tensor');
     for (const { file, arr } of arrays) {
       const c = arr.toCOrder();
       const typed = c.typed() as Float32Array | Float64Array;
@@ -158,36 +143,12 @@ export async function runScore(
         if (needs.features && needs.logits) throw new ScoreCliError(`${file}: '${det.name}' needs features and logits; give image batches (N, C, H, W) with --ckpt`);
         input = needs.logits ? { logits: { data: typed, shape: arr.shape } } : { features: { data: typed, shape: arr.shape } };
       } else {
-        const o = model!.options;
-        const [, ch, h, w] = arr.shape;
-        if (ch !== o.in_chans || h !== o.img_size || w !== o.img_size) {
-          throw new ScoreCliError(`${file}: expected images of shape (N, ${o.in_chans}, ${o.img_size}, ${o.img_size}) for this model, got ${fmtShape(arr.shape)}`);
-        }
-        const per = ch * h * w;
+        checkImageShape(file, arr.shape, model!, fail);
         const f32 = typed instanceof Float32Array ? typed : Float32Array.from(typed);
-        let feats: Float32Array | undefined;
-        let logits: Float32Array | undefined;
-        let fd = 0;
-        let ld = 0;
-        for (let s = 0; s < n; s += batchSize) {
-          const b = Math.min(batchSize, n - s);
-          const x = Tensor.fromArray(f32.subarray(s * per, (s + b) * per), [b, ch, h, w]);
-          const r = model!.run(x, { features: true, logits: true });
-          try {
-            const [fv, lv] = (await Promise.all([r.features!.data(), r.logits!.data()])) as [Float32Array, Float32Array];
-            fd = r.features!.shape[1];
-            ld = r.logits!.shape[1];
-            feats ??= new Float32Array(n * fd);
-            logits ??= new Float32Array(n * ld);
-            feats.set(fv, s * fd);
-            logits.set(lv, s * ld);
-          } finally {
-            x.dispose();
-            r.features?.dispose();
-            r.logits?.dispose();
-          }
-        }
-        input = { features: { data: feats!, shape: [n, fd] }, logits: { data: logits!, shape: [n, ld] } };
+        const rows = await forwardInBatches(model!, f32, arr.shape, batchSize, { features: true, logits: true });
+        const feats = rows.features!;
+        const logits = rows.logits!;
+        input = { features: { data: feats.data, shape: [n, feats.dim] }, logits: { data: logits.data, shape: [n, logits.dim] } };
       }
       let scores: Float64Array;
       try {
@@ -235,10 +196,8 @@ export async function runScore(
   const text = opts.jsonl
     ? samples.map((s) => JSON.stringify({ ...s, metric: result.metric, orientation: result.orientation })).join('\n') + '\n'
     : JSON.stringify(result, null, 2) + '\n';
-  if (opts.out) {
-    const buf = Buffer.from(text);
-    atomicWriteFile(opts.out, (fd) => writeAll(fd, buf));
-  } else write(text);
+  if (opts.out) writeFileAtomic(opts.out, text);
+  else write(text);
   return result;
 }
 

@@ -4,10 +4,10 @@
  */
 import * as path from 'node:path';
 import { ndarray, writeNpy } from '../npy';
+import { writePng } from '../io/png';
 import { buildDataset, createLoader } from './index';
 import { ImageFileDataset } from './files';
 import { transformSpec, type TransformSpec } from './plan';
-import { contactSheet, writePngRgb } from './png-writer';
 import type { Batch } from './types';
 
 export interface PreviewOptions {
@@ -75,7 +75,7 @@ export async function runPreview(o: PreviewOptions): Promise<PreviewSummary> {
   const png = npy.replace(/\.npy$/i, '') + '.png';
   writeNpy(npy, ndarray('float32', [n, 3, inputSize, inputSize], x));
   const sheet = contactSheet(x, n, inputSize, spec.mean, spec.std);
-  writePngRgb(png, sheet.rgb, sheet.width, sheet.height);
+  writePng(png, sheet.width, sheet.height, sheet.rgb);
   const perClass = new Array<number>(ds.classes.length).fill(0);
   for (const t of ds.targets) perClass[t]++;
   const files = ds instanceof ImageFileDataset ? ds : undefined;
@@ -115,4 +115,28 @@ export function describeTransform(spec: TransformSpec): string {
   steps.push('normalise');
   if (spec.reprob > 0) steps.push(`random erasing ${spec.reprob} (${spec.eraseMode}, ${spec.eraseCount === 1 ? '1 box' : `1-${spec.eraseCount} boxes`})`);
   return `training: ${steps.join(', ')}`;
+}
+
+/**
+ * A grid of normalised float32 NCHW images, denormalised with mean/std back to 0..255, 2 px gaps.
+ */
+export function contactSheet(x: Float32Array, n: number, size: number, mean: readonly number[], std: readonly number[]): { rgb: Uint8Array; width: number; height: number } {
+  const cols = Math.max(1, Math.ceil(Math.sqrt(n)));
+  const rows = Math.max(1, Math.ceil(n / cols));
+  const gap = 2;
+  const width = cols * size + (cols + 1) * gap;
+  const height = rows * size + (rows + 1) * gap;
+  const rgb = new Uint8Array(width * height * 3).fill(255);
+  const plane = size * size;
+  for (let i = 0; i < n; i++) {
+    const ox = gap + (i % cols) * (size + gap);
+    const oy = gap + Math.floor(i / cols) * (size + gap);
+    for (let c = 0; c < 3; c++)
+      for (let y = 0; y < size; y++)
+        for (let xx = 0; xx < size; xx++) {
+          const v = (x[(i * 3 + c) * plane + y * size + xx] * std[c] + mean[c]) * 255;
+          rgb[((oy + y) * width + ox + xx) * 3 + c] = Math.max(0, Math.min(255, Math.round(v)));
+        }
+  }
+  return { rgb, width, height };
 }

@@ -8,7 +8,7 @@ import * as crypto from 'node:crypto';
 import { setNumThreads } from '../runtime';
 import type { EpochRecord, ProtocolResult, SettingValue } from '../report/schema';
 import { loadDataModule, type DataModule, type MemoryDataset, type PretrainModule, type TrainModule } from './backend';
-import { seededRandom } from './far-ood';
+import { mulberry32 } from '../util/mulberry32';
 import { metricInfo } from './ood-eval';
 import { DEMO_MODEL_OPTS, DemoError, checkDatasetPresent, parseClassList, type DemoSettings } from './options';
 import { Interrupt, StageStore, checkOutputDir } from './stages';
@@ -87,7 +87,7 @@ export function diskEstimate(o: { images: number; dim: number; classes: number; 
 export function perClassSample(targets: Int32Array, perClass: number, seed: number, keep: (label: number) => boolean = () => true): Int32Array {
   const order = Array.from(targets.keys());
   if (perClass > 0) {
-    const r = seededRandom(seed);
+    const r = mulberry32(seed);
     for (let i = order.length - 1; i > 0; i--) {
       const j = Math.floor(r() * (i + 1));
       [order[i], order[j]] = [order[j], order[i]];

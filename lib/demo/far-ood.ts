@@ -6,9 +6,6 @@
 import type { FarOodKind } from './options';
 import { mulberry32 } from '../util/mulberry32';
 
-/** Seeded PRNG for reproducible generated data (one shared implementation). */
-export const seededRandom = mulberry32;
-
 export interface PixelBatch {
   /** uint8, row-major [n, c, h, w]. */
   pixels: Uint8Array;
@@ -43,12 +40,12 @@ export function farOodPixels(kind: FarOodKind, src: PixelBatch, seed: number): P
   const plane = h * w;
   switch (kind) {
     case 'uniform': {
-      const r = seededRandom(seed ^ 0x5eed0001);
+      const r = mulberry32(seed ^ 0x5eed0001);
       for (let i = 0; i < out.length; i++) out[i] = Math.floor(r() * 256);
       break;
     }
     case 'gaussian': {
-      const r = seededRandom(seed ^ 0x5eed0002);
+      const r = mulberry32(seed ^ 0x5eed0002);
       const [m, sd] = meanStd(src.pixels);
       for (let i = 0; i < out.length; i++) {
         const z = Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());

@@ -11,16 +11,10 @@ import { multiClassProtocol, oneClassProtocol, type SampleSet } from '../ood/pro
 import { listDetectors, type DetectorOptions } from '../ood/detectors/registry';
 import { rocPoints, scoreHistogram } from '../report/curves';
 import type { EvalPart, EvalRow, MetricInfo } from '../report/schema';
+import type { ExtractedSet } from '../ood/features/types';
 
-/** Per-sample outputs of one pass (ExtractedSet of lib/ood/features without its bookkeeping). */
-export interface FeatureRows {
-  n: number;
-  features: Float32Array;
-  featureDim: number;
-  logits: Float32Array;
-  numClasses: number;
-  labels: Int32Array;
-}
+/** Per-sample outputs of one pass: lib/ood/features' ExtractedSet without its bookkeeping. */
+export type FeatureRows = Pick<ExtractedSet, 'n' | 'features' | 'featureDim' | 'logits' | 'numClasses' | 'labels'>;
 
 /** The rows whose label passes `keep` (copies). */
 export function selectRows(s: FeatureRows, keep: (label: number, row: number) => boolean): FeatureRows {

@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { intFlag, listFlag, numFlag } from '../util/flags';
 
 export const FASHION_MNIST_DEFAULT_PATH = '/usr/share/datasets/fashion-mnist';
 
@@ -104,24 +105,10 @@ export class DemoError extends Error {
   }
 }
 
-function int(v: string | number | undefined, flag: string, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (v === undefined) return def;
-  const n = typeof v === 'number' ? v : Number(String(v).trim());
-  if (!Number.isInteger(n) || n < min || n > max) throw new DemoError(`--${flag} must be an integer in [${min}, ${max === Number.MAX_SAFE_INTEGER ? 'inf' : max}], got '${v}'`);
-  return n;
-}
-
-function float(v: string | number | undefined, flag: string, def: number, min: number, max: number): number {
-  if (v === undefined) return def;
-  const n = typeof v === 'number' ? v : Number(String(v).trim());
-  if (!Number.isFinite(n) || n < min || n > max) throw new DemoError(`--${flag} must be a number in [${min}, ${max}], got '${v}'`);
-  return n;
-}
-
 /** '0-5', '0,2,4', '0-3,7' -> sorted unique integers; every value checked against [0, numClasses). */
 export function parseClassList(v: string, flag: string, numClasses = Infinity): number[] {
   const out = new Set<number>();
-  for (const part of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of listFlag(v)) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part);
     if (!m) throw new DemoError(`--${flag}: '${part}' is not a class index or range (e.g. 0-5 or 0,2,4)`);
     const a = Number(m[1]);
@@ -151,12 +138,9 @@ export function parseDemoOptions(o: DemoCliOptions): DemoSettings {
       throw new DemoError(`--model_opts must be a JSON object such as '{"depth": 6}' (${(e as Error).message})`);
     }
   }
-  const farOod = (o.farOod === 'none' ? '' : o.farOod ?? FAR_OOD_KINDS.join(','))
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
+  const farOod = listFlag(o.farOod === 'none' ? '' : o.farOod ?? FAR_OOD_KINDS.join(','));
   for (const k of farOod) if (!(FAR_OOD_KINDS as readonly string[]).includes(k)) throw new DemoError(`--far_ood: unknown kind '${k}' (choose from ${FAR_OOD_KINDS.join(', ')}, or 'none')`);
-  const metrics = (o.metrics ?? 'mahalanobis,knn,msp,energy').split(',').map((s) => s.trim()).filter(Boolean);
+  const metrics = listFlag(o.metrics ?? 'mahalanobis,knn,msp,energy');
   if (metrics.length === 0) throw new DemoError('--metrics is empty');
   const device = o.device ?? 'cpu';
   if (!/^(cpu|cuda(:\d+)?)$/.test(device)) throw new DemoError(`--device must be cpu, cuda or cuda:N, got '${device}'`);
@@ -171,20 +155,20 @@ export function parseDemoOptions(o: DemoCliOptions): DemoSettings {
     modelOpts,
     checkpoint: o.checkpoint ?? null,
     pretrain: o.pretrain !== false,
-    pretrainEpochs: int(o.pretrainEpochs, 'pretrain_epochs', 3, 0, 10_000),
-    pretrainLr: float(o.pretrainLr, 'pretrain_lr', 2e-3, 0, 10),
-    epochs: int(o.epochs, 'epochs', 6, 0, 10_000),
-    batchSize: int(o.batchSize, 'batch_size', 128, 1, 65_536),
-    lr: float(o.lr, 'lr', 2e-3, 0, 10),
-    weightDecay: float(o.weightDecay, 'weight_decay', 0.05, 0, 10),
-    trainPerClass: int(o.trainPerClass, 'train_per_class', 2000, 0),
-    testPerClass: int(o.testPerClass, 'test_per_class', 0, 0),
+    pretrainEpochs: intFlag('--pretrain_epochs', o.pretrainEpochs, { min: 0, max: 10_000 }) ?? 3,
+    pretrainLr: numFlag('--pretrain_lr', o.pretrainLr, { min: 0, max: 10 }) ?? 2e-3,
+    epochs: intFlag('--epochs', o.epochs, { min: 0, max: 10_000 }) ?? 6,
+    batchSize: intFlag('--batch_size', o.batchSize, { min: 1, max: 65_536 }) ?? 128,
+    lr: numFlag('--lr', o.lr, { min: 0, max: 10 }) ?? 2e-3,
+    weightDecay: numFlag('--weight_decay', o.weightDecay, { min: 0, max: 10 }) ?? 0.05,
+    trainPerClass: intFlag('--train_per_class', o.trainPerClass, { min: 0 }) ?? 2000,
+    testPerClass: intFlag('--test_per_class', o.testPerClass, { min: 0 }) ?? 0,
     metrics,
     oneClassClasses: o.classes === undefined || o.classes === 'all' ? null : parseClassList(o.classes, 'classes'),
-    timeBudget: float(o.timeBudget, 'time_budget', 240, 0, 1e9),
+    timeBudget: numFlag('--time_budget', o.timeBudget, { min: 0, max: 1e9 }) ?? 240,
     outputDir: path.resolve(o.outputDir ?? 'mood-demo'),
-    seed: int(o.seed, 'seed', 0, 0, 2 ** 31 - 1),
-    threads: int(o.threads, 'threads', 0, 0, 1024),
+    seed: intFlag('--seed', o.seed, { min: 0, max: 2 ** 31 - 1 }) ?? 0,
+    threads: intFlag('--threads', o.threads, { min: 0, max: 1024 }) ?? 0,
     fresh: o.fresh === true,
     report: o.report !== false,
     quiet: o.quiet === true,

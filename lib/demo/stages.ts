@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { atomicWriteFile, writeAll } from '../checkpoint/atomic';
+import { writeFileAtomic } from '../io/atomic';
 import { DemoError } from './options';
 
 export class InterruptedError extends Error {
@@ -75,9 +75,8 @@ export function explainNoSpace(e: unknown, file: string): never {
 }
 
 export function writeFileChecked(file: string, data: string | Uint8Array): void {
-  const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
   try {
-    atomicWriteFile(file, (fd) => writeAll(fd, buf));
+    writeFileAtomic(file, data);
   } catch (e) {
     explainNoSpace(e, file);
   }

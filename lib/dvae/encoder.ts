@@ -7,6 +7,7 @@
 import { loadNative, NativeTensorHandle } from '../native';
 import { Device, Tensor } from '../tensor';
 import { loadNativeStateDict, nativeStateDict, StateSpecEntry } from '../models/native-beit';
+import { NativeModule } from '../models/native-module';
 import { DalleEncoderFile, DalleEncoderStructure, readDalleEncoderFile } from './encoder-file';
 import { DvaeError } from './errors';
 
@@ -92,8 +93,7 @@ export interface ForwardOptions {
   ids?: boolean;
 }
 
-export class DalleEncoder {
-  private native: NativeDalleEncoderInstance | null;
+export class DalleEncoder extends NativeModule<NativeDalleEncoderInstance> {
   readonly options: ResolvedDalleEncoderOptions;
   /** The file it was loaded from (fromFile). */
   readonly source?: DalleEncoderFile;
@@ -101,8 +101,9 @@ export class DalleEncoder {
   constructor(options: DalleEncoderOptions = {}, source?: DalleEncoderFile) {
     const Native = nativeClass();
     const o = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as DalleEncoderOptions;
-    this.native = new Native(o);
-    this.options = this.native.options();
+    const native = new Native(o);
+    super(native, 'DalleEncoder', 'encoder');
+    this.options = native.options();
     this.source = source;
   }
 
@@ -126,11 +127,6 @@ export class DalleEncoder {
       throw new DvaeError(`${file.file}: ${(e as Error).message}`, { cause: e });
     }
     return enc;
-  }
-
-  private live(op: string): NativeDalleEncoderInstance {
-    if (!this.native) throw new Error(`DalleEncoder.${op}: encoder used after dispose()`);
-    return this.native;
   }
 
   get device(): Device {
@@ -169,10 +165,5 @@ export class DalleEncoder {
   /** Token ids int64 [N, h, w]: Dalle_VAE.get_codebook_indices (x already through map_pixels unless mapPixels). */
   tokens(x: Tensor, mapPixels = false): Tensor {
     return this.forward(x, { mapPixels, logits: false, ids: true }).ids!;
-  }
-
-  dispose(): void {
-    this.native?.dispose();
-    this.native = null;
   }
 }

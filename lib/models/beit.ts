@@ -12,6 +12,7 @@ import { PyDict } from '../checkpoint/pyvalues';
 import { Device, Tensor } from '../tensor';
 import { DType } from '../dtype';
 import { NativeBeitInstance, NativeBeitOptions, StateSpecEntry, handleOf, nativeBeit, wrapHandle } from './native-beit';
+import { TrainableNativeModule } from './native-module';
 
 export type { NativeBeitOptions as BeitOptions, StateSpecEntry } from './native-beit';
 type BeitOptions = NativeBeitOptions;
@@ -85,8 +86,7 @@ export interface CheckpointLoadReport extends Omit<AdaptResult, 'stateDict'> {
   inferred: Partial<BeitOptions>;
 }
 
-export class Beit {
-  private native: NativeBeitInstance | null;
+export class Beit extends TrainableNativeModule<NativeBeitInstance> {
   readonly options: ResolvedBeitOptions;
   readonly device: Device | 'meta';
   /** Set by fromCheckpoint. */
@@ -94,14 +94,10 @@ export class Beit {
 
   constructor(options: BeitOptions = {}) {
     const Native = nativeBeit();
-    this.native = new Native(stripUndefined({ ...options, init_values: options.init_values ?? undefined }));
-    this.options = this.native.options();
+    const native = new Native(stripUndefined({ ...options, init_values: options.init_values ?? undefined }));
+    super(native, 'Beit');
+    this.options = native.options();
     this.device = this.options.device as Device | 'meta';
-  }
-
-  private live(op: string): NativeBeitInstance {
-    if (!this.native) throw new Error(`Beit.${op}: model used after dispose()`);
-    return this.native;
   }
 
   /**
@@ -162,17 +158,6 @@ export class Beit {
     return wrapHandle(h, this.tensorDevice);
   }
 
-  train(mode = true): this {
-    this.live('train').train(mode);
-    return this;
-  }
-  eval(): this {
-    return this.train(false);
-  }
-  get training(): boolean {
-    return this.live('training').isTraining();
-  }
-
   /** [name, shape, dtype, 'parameter' | 'buffer'] in state-dict order; needs no values (works on meta). */
   stateSpec(): StateSpecEntry[] {
     return this.live('stateSpec').stateSpec();
@@ -204,12 +189,6 @@ export class Beit {
     await r.done.whenReady();
     r.done.dispose();
     return { missingKeys: r.missingKeys, unexpectedKeys: r.unexpectedKeys };
-  }
-
-  /** Releases the native module (work already queued still completes). */
-  dispose(): void {
-    this.native?.dispose();
-    this.native = null;
   }
 
   /**

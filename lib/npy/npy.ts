@@ -5,9 +5,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CheckpointError } from '../checkpoint/errors';
-import { preadExact } from '../checkpoint/fileio';
-import { atomicWriteFile, writeAll } from '../checkpoint/atomic';
+import { CheckpointError } from '../io/errors';
+import { preadExact } from '../io/fileio';
+import { atomicWriteFile, writeAll } from '../io/atomic';
 import { NdArray, NpyTypedArray, byteswapInPlace } from './ndarray';
 import { NPY_ITEMSIZE, NpyDType, descrOf, parseDescr } from './dtype';
 

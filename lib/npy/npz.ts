@@ -4,10 +4,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CheckpointError } from '../checkpoint/errors';
-import { readZipDirectory, readEntryBytes, ZIP_STORED } from '../checkpoint/zip';
-import { atomicWriteFile } from '../checkpoint/atomic';
-import { ZipWriter } from '../checkpoint/zipwrite';
+import { CheckpointError } from '../io/errors';
+import { readZipDirectory, readEntryBytes, ZIP_STORED } from '../io/zip';
+import { atomicWriteFile } from '../io/atomic';
+import { ZipWriter } from '../io/zipwrite';
 import { NdArray } from './ndarray';
 import { decodeNpy, encodeNpy, readNpyAt } from './npy';
 

@@ -7,6 +7,7 @@ import { loadNative, NativeTensorHandle } from '../native';
 import { Device, Tensor } from '../tensor';
 import { loadNativeStateDict, nativeStateDict } from '../models/native-beit';
 import type { NativeBeitOptions, StateSpecEntry } from '../models/native-beit';
+import { TrainableNativeModule } from '../models/native-module';
 
 /** The backbone keywords the MIM model shares with BEiT (same names, types and meaning). */
 type MimBackboneOptions = Pick<
@@ -92,21 +93,16 @@ export function mimConfig(name: string): MimOptions {
   return o as MimOptions;
 }
 
-export class MimModel {
-  private native: NativeMimInstance | null;
+export class MimModel extends TrainableNativeModule<NativeMimInstance> {
   readonly options: ResolvedMimOptions;
   readonly device: Device;
 
   constructor(options: MimOptions = {}) {
     const Native = nativeMim();
-    this.native = new Native(stripUndefined({ ...options, init_values: options.init_values ?? undefined }));
-    this.options = this.native.options();
+    const native = new Native(stripUndefined({ ...options, init_values: options.init_values ?? undefined }));
+    super(native, 'MimModel');
+    this.options = native.options();
     this.device = this.options.device as Device;
-  }
-
-  private live(op: string): NativeMimInstance {
-    if (!this.native) throw new Error(`MimModel.${op}: model used after dispose()`);
-    return this.native;
   }
 
   /** Patch grid side (img_size / patch_size) and patches per image. */
@@ -189,21 +185,5 @@ export class MimModel {
     } finally {
       done.dispose();
     }
-  }
-
-  train(mode = true): this {
-    this.live('train').train(mode);
-    return this;
-  }
-  eval(): this {
-    return this.train(false);
-  }
-  get training(): boolean {
-    return this.live('isTraining').isTraining();
-  }
-
-  dispose(): void {
-    this.native?.dispose();
-    this.native = null;
   }
 }

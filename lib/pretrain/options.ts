@@ -4,32 +4,33 @@
  */
 import type { MimOptions } from './model';
 import type { PretrainOptions, VaeType } from './run';
+import { FlagError, badFlag, intFlag, numFlag, type FlagRange } from '../util/flags';
 
 /** What commander hands over: strings (or booleans for switches). */
 export type RawPretrainFlags = Record<string, string | boolean | string[] | undefined>;
 
-export class FlagError extends Error {}
+export { FlagError };
 
 function flagName(k: string): string {
   return '--' + k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
 }
 
-function num(raw: RawPretrainFlags, k: string, dflt: number, check: (v: number) => boolean = Number.isFinite, what = 'a number'): number {
-  const v = raw[k];
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n) || !check(n)) throw new FlagError(`${flagName(k)}: expected ${what}, got '${String(v)}'`);
-  return n;
+/** raw[k] as an integer within `range`, `dflt` when the flag was not given. */
+function intOf(raw: RawPretrainFlags, k: string, dflt: number, range: FlagRange = {}): number {
+  return intFlag(flagName(k), raw[k], range) ?? dflt;
 }
 
-const int = (min: number) => (v: number) => Number.isInteger(v) && v >= min;
+/** raw[k] as a number within `range`, `dflt` when the flag was not given. */
+function numOf(raw: RawPretrainFlags, k: string, dflt: number, range: FlagRange = {}): number {
+  return numFlag(flagName(k), raw[k], range) ?? dflt;
+}
 
 /** Pillow filter names of the reference's --train_interpolation / --second_interpolation. */
 const INTERPOLATIONS = ['bicubic', 'bilinear', 'lanczos', 'hamming'];
 
 function choice(raw: RawPretrainFlags, k: string, dflt: string, allowed: readonly string[]): string {
   const v = raw[k] ?? dflt;
-  if (typeof v !== 'string' || !allowed.includes(v)) throw new FlagError(`${flagName(k)}: expected one of ${allowed.join(', ')}, got '${String(v)}'`);
+  if (typeof v !== 'string' || !allowed.includes(v)) badFlag(flagName(k), `one of ${allowed.join(', ')}`, v);
   return v;
 }
 
@@ -54,51 +55,51 @@ export function parsePretrainFlags(raw: RawPretrainFlags): PretrainOptions {
   }
   const opt = String(raw.opt ?? 'adamw');
   if (opt !== 'adamw') throw new FlagError(`--opt: only adamw is supported (the reference default), got '${opt}'`);
-  const inputSize = num(raw, 'inputSize', 224, int(1), 'a positive integer');
+  const inputSize = intOf(raw, 'inputSize', 224, { min: 1 });
   const o: PretrainOptions = {
     model: String(raw.model ?? 'beit_base_patch16_224_8k_vocab'),
     modelOpts,
     dataSet: String(raw.dataSet),
     dataPath: typeof raw.dataPath === 'string' ? raw.dataPath : undefined,
-    classIdx: raw.classIdx === undefined ? undefined : num(raw, 'classIdx', 0, int(0), 'a class index >= 0'),
+    classIdx: raw.classIdx === undefined ? undefined : intOf(raw, 'classIdx', 0, { min: 0 }),
     discreteVaeType: vae as VaeType,
     discreteVaeWeightPath: typeof raw.discreteVaeWeightPath === 'string' ? raw.discreteVaeWeightPath : undefined,
-    numMaskPatches: num(raw, 'numMaskPatches', 75, int(1), 'a positive integer'),
-    maxMaskPatchesPerBlock: raw.maxMaskPatchesPerBlock === undefined ? null : num(raw, 'maxMaskPatchesPerBlock', 0, int(1), 'a positive integer'),
-    minMaskPatchesPerBlock: num(raw, 'minMaskPatchesPerBlock', 16, int(1), 'a positive integer'),
+    numMaskPatches: intOf(raw, 'numMaskPatches', 75, { min: 1 }),
+    maxMaskPatchesPerBlock: raw.maxMaskPatchesPerBlock === undefined ? null : intOf(raw, 'maxMaskPatchesPerBlock', 0, { min: 1 }),
+    minMaskPatchesPerBlock: intOf(raw, 'minMaskPatchesPerBlock', 16, { min: 1 }),
     inputSize,
-    secondInputSize: num(raw, 'secondInputSize', 112, int(1), 'a positive integer'),
+    secondInputSize: intOf(raw, 'secondInputSize', 112, { min: 1 }),
     trainInterpolation: choice(raw, 'trainInterpolation', 'bicubic', [...INTERPOLATIONS, 'random']),
     secondInterpolation: choice(raw, 'secondInterpolation', 'lanczos', INTERPOLATIONS),
-    colorJitter: num(raw, 'colorJitter', 0.4, (v) => v >= 0, 'a number >= 0'),
-    batchSize: num(raw, 'batchSize', 64, int(1), 'a positive integer'),
-    epochs: num(raw, 'epochs', 300, int(1), 'a positive integer'),
-    saveCkptFreq: num(raw, 'saveCkptFreq', 20, int(1), 'a positive integer'),
-    lr: num(raw, 'lr', 5e-4, (v) => v > 0, 'a positive number'),
-    warmupLr: num(raw, 'warmupLr', 1e-6, (v) => v >= 0, 'a number >= 0'),
-    minLr: num(raw, 'minLr', 1e-5, (v) => v >= 0, 'a number >= 0'),
-    warmupEpochs: num(raw, 'warmupEpochs', 5, int(0), 'an integer >= 0'),
-    warmupSteps: num(raw, 'warmupSteps', -1, Number.isInteger, 'an integer'),
-    weightDecay: num(raw, 'weightDecay', 0.05, (v) => v >= 0, 'a number >= 0'),
-    weightDecayEnd: raw.weightDecayEnd === undefined ? undefined : num(raw, 'weightDecayEnd', 0, (v) => v >= 0, 'a number >= 0'),
+    colorJitter: numOf(raw, 'colorJitter', 0.4, { min: 0 }),
+    batchSize: intOf(raw, 'batchSize', 64, { min: 1 }),
+    epochs: intOf(raw, 'epochs', 300, { min: 1 }),
+    saveCkptFreq: intOf(raw, 'saveCkptFreq', 20, { min: 1 }),
+    lr: numOf(raw, 'lr', 5e-4, { min: 0, minOpen: true }),
+    warmupLr: numOf(raw, 'warmupLr', 1e-6, { min: 0 }),
+    minLr: numOf(raw, 'minLr', 1e-5, { min: 0 }),
+    warmupEpochs: intOf(raw, 'warmupEpochs', 5, { min: 0 }),
+    warmupSteps: intOf(raw, 'warmupSteps', -1),
+    weightDecay: numOf(raw, 'weightDecay', 0.05, { min: 0 }),
+    weightDecayEnd: raw.weightDecayEnd === undefined ? undefined : numOf(raw, 'weightDecayEnd', 0, { min: 0 }),
     optBetas: betas,
-    optEps: num(raw, 'optEps', 1e-8, (v) => v > 0, 'a positive number'),
-    clipGrad: raw.clipGrad === undefined ? undefined : num(raw, 'clipGrad', 0, (v) => v > 0, 'a positive number'),
-    layerScaleInitValue: num(raw, 'layerScaleInitValue', 0.1, (v) => v >= 0, 'a number >= 0'),
+    optEps: numOf(raw, 'optEps', 1e-8, { min: 0, minOpen: true }),
+    clipGrad: raw.clipGrad === undefined ? undefined : numOf(raw, 'clipGrad', 0, { min: 0, minOpen: true }),
+    layerScaleInitValue: numOf(raw, 'layerScaleInitValue', 0.1, { min: 0 }),
     // --rel_pos_bias (default on) / --disable_rel_pos_bias as the reference; --shared_rel_pos_bias is the same switch.
     relPosBias: raw.disableRelPosBias ? false : true,
     absPosEmb: Boolean(raw.absPosEmb),
-    dropPath: num(raw, 'dropPath', 0.1, (v) => v >= 0 && v < 1, 'a rate in [0, 1)'),
+    dropPath: numOf(raw, 'dropPath', 0.1, { min: 0, max: 1, maxOpen: true }),
     imagenetDefaultMeanAndStd: Boolean(raw.imagenetDefaultMeanAndStd),
     outputDir: typeof raw.outputDir === 'string' && raw.outputDir !== '' ? raw.outputDir : undefined,
     logDir: typeof raw.logDir === 'string' && raw.logDir !== '' ? raw.logDir : undefined,
-    seed: num(raw, 'seed', 0, int(0), 'an integer >= 0'),
+    seed: intOf(raw, 'seed', 0, { min: 0 }),
     resume: typeof raw.resume === 'string' && raw.resume !== '' ? raw.resume : undefined,
     autoResume: raw.autoResume !== false,
-    startEpoch: num(raw, 'startEpoch', 0, int(0), 'an integer >= 0'),
-    numWorkers: raw.numWorkers === undefined ? undefined : num(raw, 'numWorkers', 1, int(1), 'a positive integer'),
+    startEpoch: intOf(raw, 'startEpoch', 0, { min: 0 }),
+    numWorkers: raw.numWorkers === undefined ? undefined : intOf(raw, 'numWorkers', 1, { min: 1 }),
     device: String(raw.device ?? 'cpu'),
-    maxSteps: num(raw, 'maxSteps', 0, int(0), 'an integer >= 0'),
+    maxSteps: intOf(raw, 'maxSteps', 0, { min: 0 }),
     quiet: Boolean(raw.quiet),
   };
   if (o.modelOpts?.img_size !== undefined && o.modelOpts.img_size !== inputSize) {

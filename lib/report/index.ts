@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { atomicWriteFile, writeAll } from '../checkpoint/atomic';
+import { writeFileAtomic } from '../io/atomic';
 import { allCharts, reportFigures } from './figures';
 import { reportHtml } from './html';
 import { chartPng } from './raster';
@@ -14,13 +14,10 @@ export * from './schema';
 export { rocPoints, scoreHistogram } from './curves';
 export { chartSvg } from './svg';
 export { chartPng, chartBitmap } from './raster';
-export { encodePng } from './png';
+export { encodePng } from '../io/png';
 export type { Chart, Series, LineSeries, BarSeries } from './chart';
 
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-  atomicWriteFile(file, (fd) => writeAll(fd, buf));
-}
+export { writeFileAtomic };
 
 /** Reads and validates a results file; errors name the file and the bad key. */
 export function readResults(file: string): ResultsFile {

@@ -2,7 +2,7 @@
 import { Bitmap, parseColor } from './bitmap';
 import { GLYPH_HEIGHT } from './font';
 import { formatTick, layout, legendBox, type Chart } from './chart';
-import { encodePng } from './png';
+import { encodePng } from '../io/png';
 
 const INK = parseColor('#333333');
 const GRID = parseColor('#e5e5e5');

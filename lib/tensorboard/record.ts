@@ -9,10 +9,10 @@
  *
  * The few protobuf fields are encoded here (~40 lines) rather than with protobufjs: the messages are
  * fixed, and a general protobuf runtime plus schema files would be the larger thing to keep. CRC-32C
- * shares the slicing-by-8 code of our zip/PNG CRC-32 (lib/checkpoint/crc32.ts): records are ~50
+ * shares the slicing-by-8 code of our zip/PNG CRC-32 (lib/io/crc32.ts): records are ~50
  * bytes, so a native CRC package (@node-rs/crc32, sse4_crc32) would buy nothing worth a binary download.
  */
-import { crc32c } from '../checkpoint/crc32';
+import { crc32c } from '../io/crc32';
 
 const MASK_DELTA = 0xa282ead8;
 

@@ -10,31 +10,23 @@ import { makeTuple } from '../checkpoint/pyvalues';
 import type { PyValue } from '../checkpoint/pyvalues';
 import { pyFloat } from '../checkpoint/writer';
 import type { TensorTree } from '../checkpoint/save-tensors';
-import { NativeTrainerInstance, nativeModelOf, nativeTrainer } from './native-trainer';
+import { NativeTrainerInstance, nativeModelOf, nativeTrainer, type NativeTrainerConfig } from './native-trainer';
 import { ParamGroupSpec, parameterGroups } from './param-groups';
 
-export interface OptimizerOptions {
+/**
+ * The fine-tuning optimizer's settings: the native step's (betas, eps, clipGrad, smoothing,
+ * updateFreq, l2Alpha/l2Beta, emaDecay, gradSyncId: NativeTrainerConfig) plus what builds its
+ * parameter groups. Flags: --opt_betas (default [0.9, 0.999]), --opt_eps (1e-8), --clip_grad
+ * (undefined / 0: no clipping), --smoothing (ignored when a batch has soft targets), --model_ema_decay.
+ */
+export interface OptimizerOptions extends Omit<NativeTrainerConfig, 'groups'> {
   /** Peak learning rate (the schedule sets the current one per step). */
   lr: number;
   weightDecay: number;
-  /** --opt_eps (default 1e-8). */
-  eps?: number;
-  /** --opt_betas (default [0.9, 0.999]). */
-  betas?: [number, number];
   layerDecay?: number;
   disableWeightDecayOnRelPosBias?: boolean;
   /** Train only the head (the rest is frozen and left out of the optimizer). */
   freezeBackbone?: boolean;
-  /** --clip_grad: max gradient norm; undefined / 0: no clipping. */
-  clipGrad?: number;
-  /** --smoothing: label smoothing of hard targets (ignored when a batch has soft targets). */
-  smoothing?: number;
-  updateFreq?: number;
-  l2Alpha?: number;
-  l2Beta?: number;
-  /** --model_ema_decay when --model_ema. */
-  emaDecay?: number;
-  gradSyncId?: number;
 }
 
 export interface StepOutput {

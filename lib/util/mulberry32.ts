@@ -1,7 +1,8 @@
 /**
  * mulberry32: a tiny seeded PRNG (uniform doubles in [0, 1), 32 random bits) for reproducible
- * generated data: far-OOD noise images, fuzz cases, test inputs. Not for augmentation plans (those
- * use lib/data's keyed generator) or anything needing more than 2^32 distinct values.
+ * generated data: far-OOD noise images and the demo's per-class sample, fuzz cases, test inputs.
+ * Everything else (augmentation plans, masks, k-means++ draws) uses lib/data's KeyedRng; this one
+ * stays because the demo's data and the tests' generated inputs are pinned to its stream.
  */
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;

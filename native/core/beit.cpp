@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "core/attention_cpu.h"
+#include "core/executor.h"
 #include "core/ops.h"
 
 namespace mood {
@@ -20,14 +21,6 @@ namespace beit {
 // ---- options and configs ---------------------------------------------------------------------
 
 namespace {
-
-std::string shape_str(at::IntArrayRef s) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << "]";
-  return os.str();
-}
 
 std::string tensor_str(const at::Tensor& t) {
   if (!t.defined()) return "undefined";
@@ -608,87 +601,24 @@ std::vector<at::Tensor> BeitImpl::intermediate_layers(const at::Tensor& x) {
 
 namespace {
 
-void collect(const torch::nn::Module& m, const std::string& prefix, bool buffers, std::vector<StateEntry>& out) {
-  for (const auto& p : m.named_parameters(/*recurse=*/false)) out.push_back({prefix + p.key(), p.value(), false});
-  if (buffers)
-    for (const auto& b : m.named_buffers(/*recurse=*/false)) out.push_back({prefix + b.key(), b.value(), true});
-  for (const auto& c : m.named_children()) collect(*c.value(), prefix + c.key() + ".", buffers, out);
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
+// The reference computes relative_position_index itself and ignores it when a checkpoint lacks it.
+const StateRules& beit_rules() {
+  static const StateRules rules{"BEiT", {"relative_position_index"}, nullptr};
+  return rules;
 }
 
 }  // namespace
 
 std::vector<StateEntry> BeitImpl::state_dict_entries(bool include_buffers) const {
-  std::vector<StateEntry> out;
-  collect(*this, "", include_buffers, out);
-  return out;
+  return collect_state(*this, include_buffers);
 }
 
 LoadResult BeitImpl::load_state_dict(const std::map<std::string, at::Tensor>& sd, bool strict) {
-  auto entries = state_dict_entries(true);
-  LoadResult r;
-  std::vector<std::string> problems;
-  std::set<std::string> known;
-  for (auto& e : entries) {
-    known.insert(e.name);
-    auto it = sd.find(e.name);
-    if (it == sd.end()) {
-      // The model computes its own index buffers (the reference ignores them when missing too).
-      if (!ends_with(e.name, "relative_position_index")) r.missing_keys.push_back(e.name);
-      continue;
-    }
-    const at::Tensor& src = it->second;
-    if (!src.defined()) {
-      problems.push_back(e.name + ": no tensor");
-    } else if (src.sizes() != e.tensor.sizes()) {
-      problems.push_back("size mismatch for " + e.name + ": copying a param with shape " + shape_str(src.sizes()) +
-                         " from checkpoint, the shape in current model is " + shape_str(e.tensor.sizes()));
-    } else if (at::isFloatingType(e.tensor.scalar_type()) != at::isFloatingType(src.scalar_type())) {
-      problems.push_back("dtype mismatch for " + e.name + ": checkpoint has " + dtype_name(src.scalar_type()) +
-                         ", the model has " + dtype_name(e.tensor.scalar_type()));
-    }
-  }
-  for (auto& kv : sd)
-    if (!known.count(kv.first)) r.unexpected_keys.push_back(kv.first);
-  if (!problems.empty()) {
-    std::string msg = "Error(s) in loading state_dict for BEiT:";
-    for (auto& p : problems) msg += "\n\t" + p;
-    throw std::invalid_argument(msg);
-  }
-  if (strict && (!r.missing_keys.empty() || !r.unexpected_keys.empty())) {
-    std::string msg = "Error(s) in loading state_dict for BEiT (strict):";
-    if (!r.missing_keys.empty()) msg += "\n\tMissing key(s): " + join(r.missing_keys);
-    if (!r.unexpected_keys.empty()) msg += "\n\tUnexpected key(s): " + join(r.unexpected_keys);
-    throw std::invalid_argument(msg);
-  }
-  if (param_device().is_meta()) return r;
-  at::NoGradGuard ng;
-  for (auto& e : entries) {
-    auto it = sd.find(e.name);
-    if (it != sd.end()) e.tensor.copy_(it->second);
-  }
-  return r;
+  return load_state(state_dict_entries(true), sd, strict, beit_rules());
 }
 
 LoadResult BeitImpl::check_keys(const std::vector<std::string>& names) const {
-  LoadResult r;
-  std::set<std::string> given(names.begin(), names.end()), known;
-  for (auto& e : state_dict_entries(true)) {
-    known.insert(e.name);
-    if (!given.count(e.name) && !ends_with(e.name, "relative_position_index")) r.missing_keys.push_back(e.name);
-  }
-  for (auto& n : names)
-    if (!known.count(n)) r.unexpected_keys.push_back(n);
-  return r;
+  return check_state_keys(state_dict_entries(true), names, beit_rules());
 }
 
 at::Tensor cross_entropy_backward(BeitImpl& model, const at::Tensor& x, const at::Tensor& target) {

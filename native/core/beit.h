@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/state_dict.h"
+
 namespace mood {
 namespace beit {
 
@@ -183,16 +185,8 @@ struct ForwardResult {
   std::vector<at::Tensor> blocks;
 };
 
-struct LoadResult {
-  std::vector<std::string> missing_keys;
-  std::vector<std::string> unexpected_keys;
-};
-
-struct StateEntry {
-  std::string name;
-  at::Tensor tensor;
-  bool is_buffer;
-};
+using LoadResult = mood::LoadResult;
+using StateEntry = mood::StateEntry;
 
 class BeitImpl : public torch::nn::Module {
  public:

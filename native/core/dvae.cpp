@@ -15,12 +15,6 @@ namespace {
 
 constexpr double kLogitLaplaceEps = 0.1;  // dall_e.utils.logit_laplace_eps
 
-std::string joined(const std::vector<std::string>& v) {
-  std::string s;
-  for (auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
-
 // A named container without parameters of its own (the pickle's nn.Sequential levels).
 std::shared_ptr<torch::nn::Module> holder(torch::nn::Module& parent, const std::string& name) {
   return parent.register_module(name, std::make_shared<torch::nn::Module>("Sequential"));
@@ -210,53 +204,25 @@ at::Tensor EncoderImpl::forward(const at::Tensor& input) {
   return x.scalar_type() == at::kFloat ? x : x.to(at::kFloat);
 }
 
+namespace {
+
+const StateRules& encoder_rules() {
+  static const StateRules rules{"dall_e.encoder.Encoder", {}, nullptr};
+  return rules;
+}
+
+}  // namespace
+
 std::vector<beit::StateEntry> EncoderImpl::state_dict_entries() const {
-  std::vector<beit::StateEntry> out;
-  for (const auto& p : named_parameters(/*recurse=*/true)) out.push_back({p.key(), p.value(), false});
-  return out;
+  return collect_state(*this, /*include_buffers=*/false);
 }
 
 beit::LoadResult EncoderImpl::check_keys(const std::vector<std::string>& names) const {
-  beit::LoadResult r;
-  std::set<std::string> given(names.begin(), names.end()), known;
-  for (auto& e : state_dict_entries()) {
-    known.insert(e.name);
-    if (!given.count(e.name)) r.missing_keys.push_back(e.name);
-  }
-  for (auto& n : names)
-    if (!known.count(n)) r.unexpected_keys.push_back(n);
-  return r;
+  return check_state_keys(state_dict_entries(), names, encoder_rules());
 }
 
 beit::LoadResult EncoderImpl::load_state_dict(const std::map<std::string, at::Tensor>& sd, bool strict) {
-  std::vector<std::string> names;
-  for (auto& kv : sd) names.push_back(kv.first);
-  beit::LoadResult r = check_keys(names);
-  std::vector<std::string> problems;
-  auto entries = state_dict_entries();
-  for (auto& e : entries) {
-    auto it = sd.find(e.name);
-    if (it == sd.end()) continue;
-    const at::Tensor& src = it->second;
-    if (!src.defined()) problems.push_back(e.name + ": no tensor");
-    else if (src.sizes() != e.tensor.sizes())
-      problems.push_back("size mismatch for " + e.name + ": copying a param with shape " + shape_str(src.sizes()) + " from checkpoint, the shape in current model is " + shape_str(e.tensor.sizes()));
-    else if (!at::isFloatingType(src.scalar_type()))
-      problems.push_back("dtype mismatch for " + e.name + ": checkpoint has " + std::string(c10::toString(src.scalar_type())) + ", expected a floating-point tensor");
-  }
-  if (strict && !r.missing_keys.empty()) problems.push_back("Missing key(s): " + joined(r.missing_keys));
-  if (strict && !r.unexpected_keys.empty()) problems.push_back("Unexpected key(s): " + joined(r.unexpected_keys));
-  if (!problems.empty()) {
-    std::string msg = "Error(s) in loading state_dict for dall_e.encoder.Encoder:";
-    for (auto& p : problems) msg += "\n\t" + p;
-    throw std::invalid_argument(msg);
-  }
-  at::NoGradGuard ng;
-  for (auto& e : entries) {
-    auto it = sd.find(e.name);
-    if (it != sd.end()) e.tensor.copy_(it->second.to(e.tensor.device(), at::kFloat));
-  }
-  return r;
+  return load_state(state_dict_entries(), sd, strict, encoder_rules());
 }
 
 }  // namespace dvae

@@ -43,6 +43,8 @@ MOOD_TEST(ops_scalar_keeps_integer_dtype) {
 MOOD_TEST(ops_pinv_identity) {
   auto a = at::randn({5, 3}, at::kDouble);
   auto p = run_op("pinv", {a}, OpArgs())[0];
+  // float64, 5 x 3 Gaussian (condition number of a few): A P A - A is some ulps of |A| ~ 3 (~1e-15); 1e-12 leaves
+  // room for an unlucky condition number of the seeded matrix, and a wrong P misses by O(1).
   CHECK_CLOSE((at::matmul(at::matmul(a, p), a) - a).abs().max().item<double>(), 0.0, 1e-12);
 }
 
@@ -53,7 +55,7 @@ MOOD_TEST(ops_cov_matches_definition) {
   auto c = run_op("cov", {x}, args)[0];
   auto xc = x - x.mean(1, true);
   auto expect = at::matmul(xc, xc.t()) / 50.0;
-  CHECK_CLOSE((c - expect).abs().max().item<double>(), 0.0, 1e-12);
+  CHECK_CLOSE((c - expect).abs().max().item<double>(), 0.0, 1e-12);  // float64 sums of 50: ~50 2^-53 |c| ~ 1e-14
 }
 
 MOOD_TEST(ops_gram_equals_matmul) {
@@ -62,7 +64,12 @@ MOOD_TEST(ops_gram_equals_matmul) {
     auto g = run_op("gram", {x}, OpArgs())[0];
     auto expect = at::matmul(x.t(), x);
     CHECK(g.sizes() == expect.sizes());
-    CHECK_CLOSE((g - expect).abs().max().item<double>(), 0.0, dt == at::kFloat ? 1e-3 : 1e-10);
+    // Both sides sum the n = 300 products of each entry, in whatever order and blocking: each is within
+    // γ_n (|x|ᵀ|x|)_ij of the exact value (γ_n = n u / (1 - n u), u = 2^-24 or 2^-53), so within twice
+    // that of the other. Per entry: a lost or doubled row moves an entry by |x_ki x_kj| ~ 1, far above.
+    const double u = std::ldexp(1.0, dt == at::kFloat ? -24 : -53), n = 300;
+    at::Tensor xa = x.abs().to(at::kDouble), bound = 2 * (n * u / (1 - n * u)) * at::matmul(xa.t(), xa);
+    CHECK_WITHIN(((g - expect).abs().to(at::kDouble) / bound).max().item<double>(), 1.0);
     CHECK_CLOSE((g - g.t()).abs().max().item<double>(), 0.0, 0.0);  // exactly symmetric
   }
 }

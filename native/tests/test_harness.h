@@ -1,6 +1,7 @@
 // A minimal test harness (no gtest dependency): CHECK records failures, main() runs registered tests.
 #pragma once
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -82,4 +83,16 @@ inline int run_all(int argc, char** argv) {
       std::printf("  %s:%d: CHECK_CLOSE failed: %s = %.9g vs %s = %.9g\n", __FILE__, __LINE__, #a, _a, #b, _b); \
       ++mood_test::failures();                                                                         \
     }                                                                                                  \
+  } while (0)
+
+// A tolerance check: value <= bound (a derived bound is inclusive). Prints both numbers when it fails,
+// and on every call when MOOD_TEST_VERBOSE is set, so that a bound's margin can be read on any CPU.
+#define CHECK_WITHIN(value, bound)                                                                           \
+  do {                                                                                                   \
+    double _v = (value), _b = (bound);                                                                   \
+    const bool _ok = _v <= _b;                                                                           \
+    if (!_ok || std::getenv("MOOD_TEST_VERBOSE"))                                                        \
+      std::printf("  %s:%d: %s%s = %.3g vs bound %s = %.3g\n", __FILE__, __LINE__, _ok ? "" : "CHECK_WITHIN failed: ", \
+                  #value, _v, #bound, _b);                                                               \
+    if (!_ok) ++mood_test::failures();                                                                   \
   } while (0)

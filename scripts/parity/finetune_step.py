@@ -11,7 +11,9 @@ Runs the reference recipe of MOOD / BEiT `run_class_finetuning.py` + `engine_for
   - utils.cosine_scheduler for lr (warmup) and weight decay,
   - loss: LabelSmoothingCrossEntropy / SoftTargetCrossEntropy (+ L2-SP when asked), divided by
     update_freq, backward; on the final micro-step clip_grad_norm_ then optimizer.step().
-Writes {'losses', 'grad_norms', 'model', 'grads', 'optimizer'} with torch.save.
+Writes {'losses', 'grad_norms', 'model', 'grads', 'grad_min_abs', 'optimizer'} with torch.save;
+grad_min_abs is each element's smallest |gradient| over the optimizer steps (as AdamW saw it, after
+clipping): where it is near the gradients' rounding, the sign of an update is not determined.
 
 usage: /usr/bin/python3 scripts/parity/finetune_step.py recipe.json
 recipe: {"cases": [{"init": .pth, "images": .npy, "targets": .npy, "soft": .npy?, "out": .pth,
@@ -211,6 +213,7 @@ def run_case(c):
     pre = {n: p.detach().clone() for n, p in model.named_parameters()}
     model.train()
     losses, norms = [], []
+    gmin = {}
     b = images.shape[0] // uf
     opt.zero_grad()
     for it in range(steps):
@@ -246,6 +249,9 @@ def run_case(c):
         else:
             norm = torch.norm(torch.stack([torch.norm(p.grad.detach(), 2) for p in params if p.grad is not None]), 2)
         norms.append(norm.item())
+        for n, p in model.named_parameters():
+            if p.grad is not None:
+                gmin[n] = p.grad.detach().abs() if n not in gmin else torch.minimum(gmin[n], p.grad.detach().abs())
         opt.step()
         if it < steps - 1:
             opt.zero_grad()
@@ -274,6 +280,7 @@ def run_case(c):
         "grad_norms": torch.tensor(norms, dtype=torch.float64),
         "model": model.state_dict(),
         "grads": grads,
+        "grad_min_abs": gmin,
         "optimizer": opt.state_dict(),
         "names": names,
     }, c["out"])

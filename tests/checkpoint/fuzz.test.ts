@@ -10,7 +10,7 @@ import { PickleRecord, PyDict } from '../../lib/checkpoint/pyvalues';
 import { listTensors } from '../../lib/checkpoint/inspect';
 import { materialize } from '../../lib/checkpoint/materialize';
 import { encodeNpy, ndarray } from '../../lib/npy/npy';
-import { readZipDirectory } from '../../lib/checkpoint/zip';
+import { readZipDirectory } from '../../lib/io/zip';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mood-fuzz-'));
 

@@ -10,7 +10,7 @@ import { saveCheckpoint, pyFloat, TensorData } from '../../lib/checkpoint/writer
 import { PyDict } from '../../lib/checkpoint/pyvalues';
 import { TensorRef } from '../../lib/checkpoint/tensorref';
 import { CheckpointError } from '../../lib/checkpoint/errors';
-import { readZipDirectory } from '../../lib/checkpoint/zip';
+import { readZipDirectory } from '../../lib/io/zip';
 import { makeTuple } from '../../lib/checkpoint/pyvalues';
 import { describeWith } from '../helpers/requirements';
 

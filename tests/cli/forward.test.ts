@@ -17,6 +17,9 @@ import { REPO_ROOT, SYSTEM_PYTHON, fixturePath } from '../helpers/fixtures';
 
 const execFileP = promisify(execFile);
 const BIN = path.join(REPO_ROOT, 'bin', 'mood.js');
+// The fixture README's bound for an independent float32 implementation of these models: 1e-4 absolute
+// on O(1) outputs (the reference's own fp32-vs-fp64 noise is <= 1.4e-6 on features/logits; a wrong
+// detail moves features by >= 0.04). tests/fixtures/official/README.md, "Tolerance".
 const TOL = 1e-4;
 
 interface Run {
@@ -216,7 +219,7 @@ describe('mood forward (CLI, shared fixtures)', () => {
       const junk = path.join(dir, 'junk.npy');
       fs.writeFileSync(junk, 'not numpy');
       expectCleanFailure(await mood('--ckpt', ckpt.meanpool, '--input', junk, '--logits-out', out('f')), /--input .*junk\.npy: not a \.npy file/);
-      expectCleanFailure(await mood('--ckpt', ckpt.meanpool, '--input', inputs.ft_meanpool, '--logits-out', out('f'), '--batch-size', 'x'), /--batch-size must be a positive integer, got 'x'/);
+      expectCleanFailure(await mood('--ckpt', ckpt.meanpool, '--input', inputs.ft_meanpool, '--logits-out', out('f'), '--batch-size', 'x'), /--batch-size: expected a positive integer, got 'x'/);
       expectCleanFailure(await mood('--ckpt', ckpt.meanpool, '--input', inputs.ft_meanpool, '--logits-out', path.join(dir, 'no', 'such', 'dir', 'l.npy')), /directory .* does not exist/);
     });
   });

@@ -49,6 +49,16 @@ export function readF32(file: string): Float32Array {
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
+/**
+ * Bound for float tensors made from the same uint8 pixels by two float32 pipelines, (v/255 - mean)/std
+ * (torchvision's ToTensor + Normalize vs ours): each side rounds about 5 times (v/255, the float32 mean
+ * and std, the subtraction, the division) on |y| <= 2.64 (ImageNet mean/std; 1 with 0.5/0.5), so it is
+ * within 8e-7 of exact and the two within 1.6e-6. One uint8 level is 1/(255 std) >= 7.8e-3 / 0.5 in y:
+ * the pixels themselves must be equal (one normalised value moved by 4e-6, 1/2000 of a level, fails the
+ * transforms test: checked).
+ */
+export const PIXEL_TOL = 2e-6;
+
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
   let m = 0;

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildDataset, createLoader, DataError, ImageFileDataset } from '../../lib/data';
-import { py, pyJson, PY_PHOTO, readF32, tmpDir } from './helpers';
+import { PIXEL_TOL, py, pyJson, PY_PHOTO, readF32, tmpDir } from './helpers';
 import { describeWith } from '../helpers/requirements';
 
 
@@ -59,7 +59,7 @@ describeWith(['torch', 'torchvision', 'pil', 'numpy'])('image files: native deco
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('ImageFolder order/classes equal torchvision; pixels within 0.5/255 mean, 2/255 max per image', async () => {
+  it('ImageFolder order/classes equal torchvision; pixels equal PIL\'s (float32 rounding only)', async () => {
     const S = 64;
     const refFile = path.join(dir, 'ref.bin');
     const ref = JSON.parse(py(REF, path.join(dir, 'train'), String(S), refFile)) as { classes: string[]; samples: [string, number][] };
@@ -82,8 +82,10 @@ describeWith(['torch', 'torchvision', 'pil', 'numpy'])('image files: native deco
           max = Math.max(max, d);
         }
         report.push(`${path.basename(ds.files[i])} mean ${(sum / n * 255).toFixed(3)}/255 max ${(max * 255).toFixed(2)}/255`);
-        expect(sum / n, report.at(-1)).toBeLessThanOrEqual(0.5 / 255);
-        expect(max, report.at(-1)).toBeLessThanOrEqual(2 / 255 + 1e-6);
+        // Decoding and resizing are PIL's bit for bit (docs/data.md), so only the float conversion rounds:
+        // PIXEL_TOL in normalised units, half of it here (std 0.5). One uint8 level is 1/255.
+        expect(sum / n, report.at(-1)).toBeLessThanOrEqual(PIXEL_TOL * 0.5);
+        expect(max, report.at(-1)).toBeLessThanOrEqual(PIXEL_TOL * 0.5);
       }
       b.images.dispose();
     }
@@ -115,6 +117,8 @@ describeWith(['torch', 'torchvision', 'pil', 'numpy'])('image files: native deco
       if (d > 0) differ++;
     }
     expect(differ).toBeGreaterThan(0);
+    // A closeness claim, not a rounding bound: libjpeg-turbo's scaled (reduced) IDCT is integer
+    // arithmetic, the same on every CPU, and on this image its mean error is 2.5/255.
     expect(sum / exact.length).toBeLessThan(3 / 255);
   });
 

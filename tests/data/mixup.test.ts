@@ -33,6 +33,9 @@ describe('mixup / cutmix (timm semantics)', () => {
     // Recover lam from the soft targets of a pair with different labels.
     const K = 5;
     const soft = m.soft!;
+    // float32 values in [0, 1]: a row sum of 5 rounds 4 times (<= 4 * 2^-24 = 2.4e-7), the mixed pixels
+    // lam a + (1 - lam) b with |a|, |b| <= 1 three times (<= 2e-7): inside 5 and 6 digits (5e-6, 5e-7).
+    // A wrong partner or lam moves them by >= 0.01.
     for (let i = 0; i < B; i++) {
       const row = soft.subarray(i * K, (i + 1) * K);
       expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
@@ -67,6 +70,8 @@ describe('mixup / cutmix (timm semantics)', () => {
         expect(kind).toBe(2);
         expect(j).toBe(B - 1 - i);
         expect(0 <= yl && yl <= yh && yh <= S && 0 <= xl && xl <= xh && xh <= S).toBe(true);
+        // lam = 1 - box area / image area in float64 both here and in the plan: an ulp or two of a value
+        // <= 1 (2.2e-16 each), inside 12 digits; a box one pixel off moves it by >= 1/(S S) = 0.01.
         expect(lam).toBeCloseTo(1 - ((yh - yl) * (xh - xl)) / (S * S), 12);
         for (let c = 0; c < 3; c++)
           for (let y = 0; y < S; y++)
@@ -79,6 +84,7 @@ describe('mixup / cutmix (timm semantics)', () => {
       }
       for (let i = 0; i < B; i++) {
         const row = m.soft!.subarray(i * 5, (i + 1) * 5);
+        // float32 targets summed in float64 here: the 5 float32 roundings of values <= 1 (<= 5 2^-24).
         expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
       }
     }
@@ -96,6 +102,7 @@ describe('mixup / cutmix (timm semantics)', () => {
       expect(xh - xl).toBeLessThan(18);
       expect(yh).toBeLessThanOrEqual(40);
       expect(xh).toBeLessThanOrEqual(30);
+      // float64 on both sides, as above; one pixel of the 40 x 30 box moves lam by >= 1/1200.
       expect(lam).toBeCloseTo(1 - ((yh - yl) * (xh - xl)) / 1200, 12);
     }
   });

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Tensor } from '../../lib/tensor';
 import { buildDataset, createLoader, ImageFileDataset, transformSpec } from '../../lib/data';
 import { drawSamplePlan, PLAN } from '../../lib/data/plan';
-import { maxAbsDiff, py, pyJson, PY_PHOTO, readF32, tmpDir } from './helpers';
+import { maxAbsDiff, PIXEL_TOL, py, pyJson, PY_PHOTO, readF32, tmpDir } from './helpers';
 import { describeWith } from '../helpers/requirements';
 
 
@@ -77,7 +77,7 @@ np.stack([tf(Image.open(f).convert('RGB')).numpy() for f in sys.argv[3:]]).astyp
         const x = (await b.images.data()) as Float32Array;
         b.indices.forEach((i, k) => {
           const d = maxAbsDiff(x.subarray(k * n, (k + 1) * n), want.subarray(i * n, (i + 1) * n));
-          expect(d, `${path.basename(ds.files[i])} at ${S}`).toBeLessThanOrEqual(2e-6);
+          expect(d, `${path.basename(ds.files[i])} at ${S}`).toBeLessThanOrEqual(PIXEL_TOL);
           seen++;
         });
         b.images.dispose();
@@ -144,7 +144,7 @@ np.stack(res).astype(np.float32).tofile(out)
     expect(Math.min(...areas)).toBeLessThan(0.3);
     expect(Math.max(...areas)).toBeGreaterThan(0.6);
     got.forEach((x, k) => {
-      expect(maxAbsDiff(x, want.subarray(k * n, (k + 1) * n)), `${path.basename(jobs[k].file)} box ${jobs[k].box}`).toBeLessThanOrEqual(2e-6);
+      expect(maxAbsDiff(x, want.subarray(k * n, (k + 1) * n)), `${path.basename(jobs[k].file)} box ${jobs[k].box}`).toBeLessThanOrEqual(PIXEL_TOL);
     });
   });
 

@@ -127,6 +127,7 @@ describe('RandAugment plans in the training pipeline', () => {
       }
       const want = (await t.data()) as Uint8Array;
       t.dispose();
+      // float32 (v/255 - 0.5)/0.5 vs exact: <= 2.4e-7 (see tests/data/helpers PIXEL_TOL), inside 6 digits.
       for (let j = 0; j < want.length; j++) expect(x![i * want.length + j]).toBeCloseTo((want[j] / 255 - 0.5) / 0.5, 6);
     }
     expect(applied).toBeGreaterThan(N * 0.6);

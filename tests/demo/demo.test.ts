@@ -76,7 +76,9 @@ describeWith(['fashion-mnist'])('mood demo, tiny configuration', () => {
       ),
     ) as number[];
     expect(jobs.length).toBe(9 + 8 * 9 + 4 * 3);
-    jobs.forEach((j, i) => expect(Math.abs(j.want - got[i]), `${j.file} ${j.ood}`).toBeLessThan(1e-12));
+    // sklearn on the very scores we saved (float32 -> float64 exactly): the same ranking, AUROC a ratio of
+    // counts summed in another order: a few ulps (measured 2.2e-16).
+    jobs.forEach((j, i) => expect(Math.abs(j.want - got[i]), `${j.file} ${j.ood}`).toBeLessThanOrEqual(1e-12));
     // One-class row = mean of its parts.
     for (const row of [...pre.rows, ...held.rows]) expect(row.auroc).toBeCloseTo(row.parts!.reduce((a, p) => a + p.auroc, 0) / row.parts!.length, 12);
   });

@@ -42,7 +42,9 @@ describeWith(['fashion-mnist'])('mood demo fine-tuning stage', () => {
     expect(second.interrupted).toBe(false);
     expect(q.logs.join('\n')).toMatch(/epochs 0-0 done earlier, resuming at epoch 1/);
     expect(train2.steps).toBe(2 * spb); // epochs 1 and 2 only
-    // The schedule continues where epoch 1 starts (not from the warm-up again).
+    // The schedule continues where epoch 1 starts (not from the warm-up again). The same float64 cosine
+    // formula at the same step, in a fresh process state: a few ulps of an lr <= 2e-3 (4e-19 each), far inside
+    // 15 digits (5e-16); the warm-up's value at that step would differ by O(lr).
     expect(train2.lrs[0]).toBeCloseTo(train1.lrs[spb], 15);
     const ep = second.results.training!.epochs;
     expect(ep.map((e) => e.epoch)).toEqual([0, 1, 2]);

@@ -50,7 +50,14 @@ describeWith(['fashion-mnist'])('mood launch -- finetune', () => {
       moved += x.length;
     }
     expect(moved).toBeGreaterThan(1000);
-    expect(worst).toBeLessThan(1e-4);
+    // float32, 187 AdamW steps of lr <= 5e-4: the averaged halves and the full batch differ by float32
+    // summation order (~1e-6 of |g|), which moves a normalised AdamW step by ~2e-6 relative; the weights
+    // (|p| <~ 1) then differ by at most 187 x (2 ulp(1) + lr x 2e-6) = 4.5e-5, while a missing average or
+    // a mis-sharded sampler moves them by ~lr per step. Not covered by that bound: an element whose
+    // gradient stays at rounding level, whose update's sign is then a coin flip (~lr, see weightBound in
+    // tests/train/step-parity.test.ts); this run has none (measured 1.2e-7, one ulp). The CLI exposes no
+    // gradients to derive per-element bounds from.
+    expect(worst).toBeLessThanOrEqual(1e-4);
     for (const m of [a, b]) for (const t of m.values()) t.dispose();
   }, 240_000);
 });

@@ -42,7 +42,10 @@ export async function checkTrainingMatches(updateFreq: number, steps: number): P
   }
   expect(maxDiff(ranks[0].params, ranks[1].params)).toBe(0);
   const d = maxDiff(ranks[0].params, ref.params);
-  expect(d).toBeLessThan(1e-5);
+  // float64: sums over the two halves vs the whole batch, ~n 2^-53 relative; AdamW's step multiplies a
+  // gradient difference by <= lr/eps only where |g| ~ eps, ~1e-12 at most (measured 3e-16). 1e-5 is far
+  // below the ~lr = 2e-3 per step a missing or wrong average moves.
+  expect(d).toBeLessThanOrEqual(1e-5);
   // The weights moved: the comparison is not between untouched initialisations.
   expect(Math.max(...ref.params['head.weight'].map(Math.abs))).toBeGreaterThan(0);
 }

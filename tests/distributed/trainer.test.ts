@@ -40,7 +40,8 @@ describe('Trainer with the GradientSync on 2 Gloo processes', () => {
     const ranks = rankJson(dist.stdout) as unknown as Record<number, Out>;
     expect(ranks[0].stats!.syncs).toBe(2); // 2 epochs x 1 optimizer step (2 micro-steps each)
     expect(maxDiff(ranks[0].params, ranks[1].params)).toBe(0);
-    expect(maxDiff(ranks[0].params, ref.params)).toBeLessThan(1e-5);
+    // float64, as in train-helpers: ~1e-15 measured; 1e-5 is far below the ~lr = 3e-3 a wrong average moves.
+    expect(maxDiff(ranks[0].params, ref.params)).toBeLessThanOrEqual(1e-5);
     // Rank 0 wrote one log line per epoch (not two) and the checkpoints.
     expect(fs.readFileSync(path.join(d2, 'log.txt'), 'utf8').trim().split('\n')).toHaveLength(2);
     expect(fs.readdirSync(d2).sort()).toEqual(fs.readdirSync(d1).sort());

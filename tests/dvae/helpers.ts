@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { readEntryBytes, readZipDirectory } from '../../lib/checkpoint/zip';
-import { ZipWriter } from '../../lib/checkpoint/zipwrite';
+import { readEntryBytes, readZipDirectory } from '../../lib/io/zip';
+import { ZipWriter } from '../../lib/io/zipwrite';
 import { fixturePath } from '../helpers/fixtures';
 
 /** The official-code fixture: a small DALL-E encoder pickled whole (see tests/fixtures/official/README.md, dvae/). */

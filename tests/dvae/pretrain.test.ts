@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildDataset } from '../../lib/data';
 import { InMemoryDataset } from '../../lib/data/memory';
 import { createLoader } from '../../lib/data/loader';
-import { writePngRgb } from '../../lib/data/png-writer';
+import { writePng } from '../../lib/io/png';
 import { parsePretrainFlags } from '../../lib/pretrain/options';
 import { runPretrain } from '../../lib/pretrain/run';
 import { openTokenTargets } from '../../lib/pretrain/targets';
@@ -41,7 +41,7 @@ async function writeFolder(per: number): Promise<void> {
       const rgb = new Uint8Array(28 * 28 * 3);
       for (let k = 0; k < 784; k++) rgb[3 * k] = rgb[3 * k + 1] = rgb[3 * k + 2] = px[i * 784 + k];
       fs.mkdirSync(path.join(FOLDER, String(c)), { recursive: true });
-      writePngRgb(path.join(FOLDER, String(c), `${i}.png`), rgb, 28, 28);
+      writePng(path.join(FOLDER, String(c), `${i}.png`), 28, 28, rgb);
       count[c]++;
     }
   } finally {
@@ -153,6 +153,6 @@ describeWith(['fashion-mnist', 'gloo'])('distributed pre-training with DALL-E to
     // of 75 weigh slightly differently): measured 4.1e-6. Training on one rank's half without the
     // gradient average (what a missing sync does) moves the weights by 6.8e-4 (measured: 1 process x 8
     // images). 5e-5 is the log-midpoint of the two: 12x above the one, 14x below the other.
-    expect(d).toBeLessThan(5e-5);
+    expect(d).toBeLessThanOrEqual(5e-5);
   }, 600_000);
 });

@@ -49,8 +49,10 @@ describeWith(['fashion-mnist'])('feature extraction (Fashion-MNIST at /usr/share
     for (let i = 0; i < f.length; i++) maxF = Math.max(maxF, Math.abs(f[i] - r.features[i]));
     let maxL = 0;
     for (let i = 0; i < l.length; i++) maxL = Math.max(maxL, Math.abs(l[i] - r.logits[i]));
-    expect(maxF).toBeLessThan(1e-5);
-    expect(maxL).toBeLessThan(1e-5);
+    // Batches of 32 vs one of 200: float32 reduction order only (sqrt(64) 2^-24 = 5e-7 per reduction,
+    // measured 4.8e-7); 1e-5 sits below the fixture README's worst-case 1e-4, far below another row (O(1)).
+    expect(maxF).toBeLessThanOrEqual(1e-5);
+    expect(maxL).toBeLessThanOrEqual(1e-5);
     // Features vary across images (a broken copy would leave zero rows).
     expect(new Set(Array.from({ length: 200 }, (_, i) => r.features[i * 16].toFixed(5))).size).toBeGreaterThan(150);
   });

@@ -23,7 +23,11 @@ function expectSameSet(a: ExtractedSet, b: ExtractedSet): void {
   let m = 0;
   for (let i = 0; i < a.features.length; i++) m = Math.max(m, Math.abs(a.features[i] - b.features[i]));
   for (let i = 0; i < a.logits.length; i++) m = Math.max(m, Math.abs(a.logits[i] - b.logits[i]));
-  expect(m).toBeLessThan(1e-5);
+  // The same float32 model over other batches: only the order of float32 reductions differs (<= 4C = 64
+  // terms, random-sign rounding ~ sqrt(64) 2^-24 = 5e-7 per reduction on O(1) activations; measured
+  // 7e-7). 1e-5 sits between that and the fixture README's worst-case 1e-4; a row from another image
+  // differs by O(1).
+  expect(m).toBeLessThanOrEqual(1e-5);
 }
 
 describeWith(['fashion-mnist'])('distributed extraction: shards and gather', () => {

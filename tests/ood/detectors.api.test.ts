@@ -79,9 +79,13 @@ describe('detector registry and inputs', () => {
     const t = Tensor.fromArray(train.data, train.shape);
     const d2 = createDetector('mahalanobis');
     await d2.fit({ features: t });
+    // The same float64 numbers handed over as a Tensor / ndarray: the same computation (measured equal);
+    // 1e-12 relative admits another gemm blocking on ~cond 2 data (~D 2^-53 = 2e-15).
     expectArrayClose(await d2.score({ features: ndarray('float64', [50, D], test.data) }), want, 1e-12, 'tensor/ndarray');
     const f32 = createDetector('mahalanobis');
     await f32.fit({ features: { data: Float32Array.from(train.data), shape: train.shape } });
+    // Only the inputs' float32 rounding (2^-24 relative per element) differs; 300 iid Gaussian rows in 8-D
+    // have cond(S) ~ 2, so a score moves by <~ 4 cond 2^-24 = 5e-7 relative (measured 1.3e-8).
     expectArrayClose(await f32.score({ features: { data: Float32Array.from(test.data), shape: test.shape } }), want, 1e-5, 'float32');
     t.dispose();
     // cos/knn/kmeans compute in float32 for float32 input.
@@ -89,6 +93,8 @@ describe('detector registry and inputs', () => {
     await c64.fit({ features: train });
     const c32 = createDetector('cos');
     await c32.fit({ features: { data: Float32Array.from(train.data), shape: train.shape } });
+    // float32 cosines of 8-D rows: dot (γ_8) and the two normalisations, ~12 u = 7e-7 on |cos| <= 1 near
+    // its max (~0.9): 1e-5 relative covers it (measured 1.1e-7).
     expectArrayClose(await c32.score({ features: test }), await c64.score({ features: test }), 1e-5, 'cos f32');
   });
 
@@ -131,7 +137,14 @@ describe('blocked Gram matrix', () => {
       const g = gram(c);
       const want = c.T.matmul(c);
       expect(g.shape).toEqual([d, d]);
-      expectArrayClose((await g.data()) as Float64Array, (await want.data()) as Float64Array, 1e-12, `gram ${n}x${d}`);
+      // Each entry is a float64 sum of the same n products on both sides, in whatever order: within
+      // 2 γ_n (|c|ᵀ|c|)_ij of each other (γ_n = n 2^-53 / (1 - n 2^-53)), also where the sum cancels.
+      const absC = c.abs();
+      const mag = (await absC.T.matmul(absC).data()) as Float64Array;
+      const [gv, wv] = [(await g.data()) as Float64Array, (await want.data()) as Float64Array];
+      const gamma = (n * 2 ** -53) / (1 - n * 2 ** -53);
+      for (let k = 0; k < gv.length; k++) if (!(Math.abs(gv[k] - wv[k]) <= 2 * gamma * mag[k])) expect.fail(`gram ${n}x${d}[${k}]: ${gv[k]} vs ${wv[k]}`);
+      absC.dispose();
       const gd = (await g.data()) as Float64Array;
       for (let i = 0; i < d; i += 37) for (let j = 0; j < d; j += 41) if (Math.floor(i / Math.ceil(d / 4)) !== Math.floor(j / Math.ceil(d / 4))) expect(gd[i * d + j]).toBe(gd[j * d + i]);
       for (const t of [c, g, want]) t.dispose();

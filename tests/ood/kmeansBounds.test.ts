@@ -42,13 +42,26 @@ describeWith(['sklearn', 'numpy'])('kmeans_prepare and the bounds of kmeans_lloy
     expect(xc.dtype).toBe('float32');
     expect(mean.shape).toEqual([1, D]);
     const got = (await xc.data()) as Float32Array;
+    // numpy normalises in float32: its norm sums 96 squares in 8 accumulators of 12 then a tree (<= 15 u
+    // relative, u = 2^-24), so the norm is within 8 u (with the sqrt) and x/‖x‖ within 8.5 u |x| + half an
+    // ulp; ours takes the norm in double, rounds it and the quotient (0.5 u each), then subtracts the
+    // float32 mean (half an ulp of |mean| and of |xc|). Per element: u (10.5 max|x| + max|mean| + max|xc|).
+    const maxAbs = (a: ArrayLike<number>) => Array.prototype.reduce.call(a, (t: number, v: number) => Math.max(t, Math.abs(v)), 0) as number;
+    const maxX = maxAbs(Float64Array.from(py.xc, (v, j) => v + py.mean[j % D]));
+    const tolX = 2 ** -24 * (10.5 * maxX + maxAbs(py.mean) + maxAbs(py.xc));
     let worst = 0;
     for (let j = 0; j < got.length; j++) worst = Math.max(worst, Math.abs(got[j] - py.xc[j]));
-    expect(worst).toBeLessThan(1e-7); // rows of norm 1: float32 rounding is ~6e-8 of 1
-    expectArrayClose((await xn2.data()) as Float32Array, py.xn2, 1e-6, 'squared norms');
+    expect(worst).toBeLessThanOrEqual(tolX);
+    // ‖xc‖² moves by <= 2 ‖xc‖ ‖δxc‖ <= 2 ‖xc‖ √D tolX, relative to ‖xc‖² (>= min): plus its own float32 rounding.
+    const minN2 = py.xn2.reduce((t, v) => Math.min(t, v), Infinity);
+    expectArrayClose((await xn2.data()) as Float32Array, py.xn2, (2 * Math.sqrt(D) * tolX) / Math.sqrt(minN2) + 2 ** -24, 'squared norms');
     const m = (await mean.data()) as Float32Array;
-    for (let f = 0; f < D; f++) expect(Math.abs(m[f] - py.mean[f])).toBeLessThan(1e-8);
-    expectClose(await v.item(), py.var, 1e-6, 'mean feature variance');
+    // A mean of elements each within tolX of numpy's.
+    for (let f = 0; f < D; f++) expect(Math.abs(m[f] - py.mean[f])).toBeLessThanOrEqual(tolX);
+    // The variance (a mean of xc², float64 sums on both sides) of values within tolX: it moves by
+    // <= 2 mean|xc| tolX (the mean's own change enters squared, negligibly).
+    const meanAbsXc = py.xc.reduce((t, x) => t + Math.abs(x), 0) / py.xc.length;
+    expectClose(await v.item(), py.var, (2 * meanAbsXc * tolX) / py.var, 'mean feature variance');
     for (const t of [x, xc, xn2, mean, v]) t.dispose();
   });
 
@@ -76,10 +89,11 @@ describeWith(['sklearn', 'numpy'])('kmeans_prepare and the bounds of kmeans_lloy
     // Enough iterations for the bounds to take over from the first E-step.
     expect(Math.min(...brute.iters)).toBeGreaterThan(5);
     for (let run = 0; run < RUNS; run++) expectClose(fast.inertia[run], brute.inertia[run], 1e-9, `inertia run ${run}`);
-    // Centre sums followed incrementally vs recomputed: float64 sums, centres equal to float32 rounding.
+    // Centre sums followed incrementally vs recomputed: float64 sums, centres equal to float32 rounding
+    // (1 ulp of |c| < 1: <= 2^-23 = 1.2e-7; measured equal).
     let worst = 0;
     for (let j = 0; j < fast.centres.length; j++) worst = Math.max(worst, Math.abs(fast.centres[j] - brute.centres[j]));
-    expect(worst).toBeLessThan(1e-7);
+    expect(worst).toBeLessThanOrEqual(2 ** -23);
     for (const t of [x, xc, xn2, v, ids, init]) t.dispose();
   });
 
@@ -110,6 +124,9 @@ describeWith(['sklearn', 'numpy'])('kmeans_prepare and the bounds of kmeans_lloy
       }
       want[i] = Math.sqrt(best);
     }
+    // The kernel's float32 distances ‖x‖² + ‖c‖² - 2x·c: dot products in >= 4 lanes then a pairwise tree,
+    // <= (96/4 + 2) u (‖x‖ + ‖c‖)² <= 26 u 4 absolute on d² ~ 0.8 (weakly clustered unit rows), so d is
+    // within ~4e-6 relative (half of d²'s); 1e-5 covers it, a wrong centre moves d by >= 1e-2.
     expectArrayClose(got, want, 1e-5, 'kmeans scores');
     det.dispose();
   });
@@ -147,6 +164,8 @@ describeWith(['sklearn', 'numpy'])('kmeans_prepare and the bounds of kmeans_lloy
         }
         ref += best;
       }
+      // Each squared distance through the kernel (<= (d/4 + 2) u (‖x‖ + ‖c‖)² with d <= 33: ~6e-6 relative
+      // in float32 on ‖x - c‖² ~ 2d), summed in float64: 1e-5; float64 the same with u = 2^-53: 1e-12.
       expectClose(got0[run], ref, dtype === 'float32' ? 1e-5 : 1e-12, `inertia of the initial centres, run ${run}`);
     }
     const res = async (bounds: boolean) => {
@@ -157,10 +176,14 @@ describeWith(['sklearn', 'numpy'])('kmeans_prepare and the bounds of kmeans_lloy
     };
     const [fast, brute] = [await res(true), await res(false)];
     expect(fast.iters).toEqual(brute.iters);
+    // Same labels every iteration: the inertia is a float64 sum of the same N squared distances (computed
+    // by the same kernel), in another order at most: ~N 2^-53 relative, far inside 1e-9.
     for (let run = 0; run < 2; run++) expectClose(fast.inertia[run], brute.inertia[run], 1e-9, `inertia run ${run}`);
     let worst = 0;
     for (let j = 0; j < fast.c.length; j++) worst = Math.max(worst, Math.abs(fast.c[j] - brute.c[j]));
-    expect(worst).toBeLessThan(dtype === 'float32' ? 1e-6 : 1e-12);
+    // Same labels each iteration (equal iters): centres from the same float64 sums, equal up to the
+    // final rounding (1 ulp of |c| < 8: 1e-6 in float32, ~1e-15 in float64).
+    expect(worst).toBeLessThanOrEqual(dtype === 'float32' ? 1e-6 : 1e-12);
     for (const t of [xt, xn2, init, ...out0]) t.dispose();
   });
 });

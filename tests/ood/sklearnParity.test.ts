@@ -2,7 +2,10 @@
  * Live parity with sklearn/numpy (Debian's /usr/bin/python3) on cases the fixtures do not cover:
  * ties within and across classes, constant and all-equal scores, 1 vs 1, and 100k scores with
  * heavy ties. One Python run computes every case; each metric is then compared to 1e-9 relative
- * (FPR values and curve rates are ratios of the same integers, so they must match exactly).
+ * (FPR values and curve rates are ratios of the same integers, so they must match exactly). 1e-9:
+ * the same float64 scores on both sides, metrics summed over <= 1e5 ranks in another order, so
+ * <= n 2^-53 = 1.1e-11 relative (measured <= 2e-15); detection error, a min over thresholds of
+ * (1 - tpr + fpr) / 2, rounds twice: 1e-12.
  */
 import { describe, expect, it } from 'vitest';
 import {

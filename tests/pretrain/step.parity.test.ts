@@ -87,7 +87,9 @@ async function runCase(name: string, opts: MimOptions, B: number) {
   const got = await model.lossBackward(x, m, o.target === 'tokens' ? tgt : undefined);
   expect(got.masked).toBe(mask.reduce((a, b) => a + b, 0));
   const refLoss = ref.get('loss') as number;
-  expect(Math.abs(got.loss - refLoss)).toBeLessThan(1e-5 * Math.max(1, Math.abs(refLoss)));
+  // The loss: a float32 mean of cross-entropies over the masked patches, each from a softmax over the
+  // vocabulary after the same forward: the gradient bound below (1e-5 relative) covers it.
+  expect(Math.abs(got.loss - refLoss)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(refLoss)));
   if (o.target === 'tokens') expect(got.accuracy).toBeCloseTo(ref.get('accuracy') as number, 6);
   else expect(Number.isNaN(got.accuracy)).toBe(true);
 
@@ -102,7 +104,7 @@ async function runCase(name: string, opts: MimOptions, B: number) {
     const { diff, scale } = await maxAbsDiff(g, refGrads.get(k)!);
     worstGrad = Math.max(worstGrad, diff / Math.max(1, scale));
   }
-  expect(worstGrad).toBeLessThan(1e-5);
+  expect(worstGrad).toBeLessThanOrEqual(1e-5);
 
   // One AdamW step from the same point: parameters after the update. At step 1 AdamW moves each element
   // by lr * u(g) with u(g) = g / (|g| + eps) (m_hat = g, sqrt(v_hat) = |g|), plus decoupled weight decay.
@@ -116,7 +118,7 @@ async function runCase(name: string, opts: MimOptions, B: number) {
   // ~ 1e-6 on the 0.02-scale weights, vs 2 ulp(0.02) = 3.7e-9) still fails.
   await model.loadStateDict(new Map([...sd].filter(([k]) => !k.endsWith('relative_position_index'))), { strict: false });
   const stats = await model.step(x, m, o.target === 'tokens' ? tgt : undefined, { lr: optim.lr, weightDecay: optim.weight_decay, betas: [0.9, 0.98], eps: 1e-8 });
-  expect(Math.abs(stats.loss - refLoss)).toBeLessThan(1e-5 * Math.max(1, Math.abs(refLoss)));
+  expect(Math.abs(stats.loss - refLoss)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(refLoss)));
   expect(stats.gradNorm).toBeGreaterThan(0);
   const after = await loadTensors(path.join(dir, 'out.pth'), { key: 'after' });
   const now = model.stateDict();

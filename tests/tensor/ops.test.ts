@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../lib';
 
+// float64 (unless a test says otherwise) against Math.* / closed forms on O(1) values: a few ulps
+// (2.2e-16 each; libm vs Sleef exp/log/tanh differ by <= 1 ulp), so 1e-12; logsumexp of values ~1000:
+// ulps of 1002 are 1.1e-13, hence 1e-9.
 const close = (a: number[], b: number[], tol = 1e-6): void => {
   expect(a.length).toBe(b.length);
   a.forEach((v, i) => expect(Math.abs(v - b[i])).toBeLessThanOrEqual(tol));

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { crc32, crc32c } from '../../lib/checkpoint/crc32';
+import { crc32, crc32c } from '../../lib/io/crc32';
 import { TensorBoardWriter } from '../../lib/tensorboard';
 import { crc32cBitwise, eventFiles, readEventBytes, readEventFile, scalars } from '../helpers/tfevents';
 

@@ -4,6 +4,7 @@
  */
 import type { Batch, DataLoader, ImageDataset } from '../../lib/data/types';
 import { Tensor } from '../../lib/tensor';
+import { mulberry32 } from '../../lib/util/mulberry32';
 
 export interface ArrayLoaderInit {
   images: Float32Array; // [N, 3, S, S]
@@ -15,15 +16,6 @@ export interface ArrayLoaderInit {
   seed?: number;
   /** Called with (epoch, batch index, images) before the tensor is made; may change the pixels. */
   poison?: (epoch: number, b: number, images: Float32Array) => void;
-}
-
-function mulberry32(a: number): () => number {
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export class ArrayLoader implements DataLoader {

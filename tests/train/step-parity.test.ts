@@ -4,7 +4,8 @@
  * A) and soft targets + L2-SP (case B): losses, gradient norms, final gradients, weights and the
  * optimizer state match PyTorch running the same recipe (scripts/parity/finetune_step.py, Debian's
  * torch 1.13). float64 on both sides, so the comparison isolates the recipe from float32 rounding;
- * a float32 case checks the same to 1e-5 on the weights.
+ * float32 cases check the same with float32 bounds. Gradients are compared tightly; each weight within
+ * a bound derived from the gradient bound and its smallest |gradient| over the steps (weightBound).
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -21,6 +22,7 @@ import { FinetuneOptimizer } from '../../lib/train/optimizer';
 import { saveTrainCheckpoint } from '../../lib/train/checkpoint';
 import { saveTensors } from '../../lib/checkpoint/save-tensors';
 import { cosineScheduler } from '../../lib/train/schedule';
+import { expectWithin } from '../helpers/bounds';
 import { REPO_ROOT, SYSTEM_PYTHON } from '../helpers/fixtures';
 
 const MODEL = {
@@ -184,43 +186,108 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+/**
+ * AdamW's normalised step at step t is s_t = m̂_t / (√v̂_t + eps) with m̂_t = Σ a_i g_i, v̂_t = Σ b_i g_i²
+ * (a_i = (1-β1) β1^(t-i) / (1-β1^t), b_i likewise with β2; Σ a_i = Σ b_i = 1). Cauchy-Schwarz:
+ * |m̂_t| <= ρ_t √v̂_t with ρ_t = √(Σ a_i² / b_i), so |s_t| <= ρ_t (1.0035 at t = 3 for betas 0.9/0.999).
+ */
+function adamStepRatios(betas: [number, number], steps: number): number[] {
+  const [b1, b2] = betas;
+  return Array.from({ length: steps }, (_, t0) => {
+    const t = t0 + 1;
+    let sum = 0;
+    for (let i = 1; i <= t; i++) {
+      const a = ((1 - b1) * b1 ** (t - i)) / (1 - b1 ** t);
+      const b = ((1 - b2) * b2 ** (t - i)) / (1 - b2 ** t);
+      sum += (a * a) / b;
+    }
+    return Math.sqrt(sum);
+  });
+}
+
+/**
+ * How far one weight may end from PyTorch's after the steps, when every gradient element differs by at
+ * most E (the gradient bound of this test; assumed at every step, it is checked on the last) and the
+ * element's |g| is >= m at every step (m from the reference). Then |δm̂| <= E and |δ√v̂| <= E (a weighted
+ * l2 norm), and √v̂ >= m, so |δs_t| <= (1 + ρ_t) E / m; and never more than 2 ρ_t (|s_t| <= ρ_t on each
+ * side): a sign decided by rounding costs ~2 lr, a well-determined step only E/m of it. Each step moves
+ * the weight by lr_t lr_scale δs_t (lr_scale <= 1) and rounds it twice (decay, update: <= 2 ulp(|p|));
+ * decoupled weight decay multiplies an earlier difference by 1 - lr wd <= 1. Checked by mutation: our
+ * layer decay x 1.02 exceeds it 65x (float32) and >= 2e5x (float64); measured <= 1e-2 of it.
+ */
+function weightBound(lrs: number[], rho: number[], E: number, m: number, ulpP: number): number {
+  let b = 0;
+  lrs.forEach((lr, t) => (b += lr * Math.min(m > 0 ? ((1 + rho[t]) * E) / m : Infinity, 2 * rho[t]) + 2 * ulpP));
+  return b;
+}
+
 describe.each(CASES)('fine-tuning step parity vs PyTorch, case $name ($dtype, attention $attention)', (c) => {
-  const tol = 1e-5;
-  const tight = c.dtype === 'float64' ? 1e-10 : 1e-5;
+  // Bounds. float64: the same recipe with sums in other orders, ~n 2^-53 relative on O(1) values: 1e-10
+  // (losses, norms, gradients), 1e-8 (optimizer state relative to max(1e-3, |largest|)).
+  // float32: gradients within n 2^-24 of the largest on the longest reduction (weight gradients over
+  // B (N + 1) = 40 tokens through 2 blocks: ~5e-6; held to 1e-4 relative, the losses to 1e-5, the norm
+  // of ~1 to 1e-4); the moments (g, g²) follow at 2x that (1e-3). Weights: per element, from the
+  // gradient bound E (weightBounds below), so that an update whose sign rounding decides is allowed
+  // its ~2 lr and every other one only what E can move it.
+  const gradTol = c.dtype === 'float64' ? 1e-10 : 1e-5;
   it('losses and gradient norms per step', async () => {
     const t = await loadTensors(path.join(dir, `${c.name}.torch.pth`), { filter: (k) => k === 'losses' || k === 'grad_norms' });
     const mine = ours.get(c.name)!;
     expect(mine.losses.length).toBe(c.opt.steps * c.opt.update_freq);
-    expect(maxAbsDiff(mine.losses, await f64(t.get('losses')!))).toBeLessThan(c.dtype === 'float64' ? 1e-10 : 1e-5);
-    expect(maxAbsDiff(mine.norms, await f64(t.get('grad_norms')!))).toBeLessThan(c.dtype === 'float64' ? 1e-10 : 1e-4);
+    expect(maxAbsDiff(mine.losses, await f64(t.get('losses')!))).toBeLessThanOrEqual(c.dtype === 'float64' ? 1e-10 : 1e-5);
+    expect(maxAbsDiff(mine.norms, await f64(t.get('grad_norms')!))).toBeLessThanOrEqual(gradTol);
     // clipping really happened in case A (norm above clip_grad), so the test covers it
     if (c.opt.clip_grad > 0 && c.name === 'A') expect(Math.min(...mine.norms)).toBeGreaterThan(c.opt.clip_grad);
     for (const v of t.values()) v.dispose();
   });
   it('final gradients and weights', async () => {
     const mine = ours.get(c.name)!;
-    const model = await loadTensors(path.join(dir, `${c.name}.torch.pth`), { key: 'model' });
-    const grads = await loadTensors(path.join(dir, `${c.name}.torch.pth`), { key: 'grads' });
-    let worstW = 0;
+    const file = path.join(dir, `${c.name}.torch.pth`);
+    const model = await loadTensors(file, { key: 'model' });
+    const grads = await loadTensors(file, { key: 'grads' });
+    const gmin = await loadTensors(file, { key: 'grad_min_abs' });
     let worstG = 0;
     let moved = 0;
-    for (const [k, v] of mine.model) {
-      const ref = model.get(k);
-      expect(ref, k).toBeDefined();
-      worstW = Math.max(worstW, maxAbsDiff(v, await f64(ref!)));
-    }
+    const gradScale = new Map<string, number>();
     expect(grads.size).toBe(mine.grads.size);
     for (const [k, v] of mine.grads) {
       const ref = grads.get(k);
       expect(ref, k).toBeDefined();
       const r = await f64(ref!);
-      worstG = Math.max(worstG, maxAbsDiff(v, r) / Math.max(1, Math.max(...r.map(Math.abs))));
+      gradScale.set(k, Math.max(1, Math.max(...r.map(Math.abs))));
+      worstG = Math.max(worstG, maxAbsDiff(v, r) / gradScale.get(k)!);
       moved = Math.max(moved, ...r.map(Math.abs));
     }
     expect(moved).toBeGreaterThan(1e-6);
-    expect(worstW).toBeLessThan(tol);
-    expect(worstG).toBeLessThan(c.dtype === 'float64' ? tight : 1e-4);
-    for (const v of [...model.values(), ...grads.values()]) v.dispose();
+    expectWithin(worstG, gradTol, `case ${c.name} final gradients (relative to max(1, max|g|) per tensor)`);
+    // Weights, per element: each within weightBound of PyTorch's (derived there), which admits a sign
+    // flip only where the element's smallest |g| over the steps is within ~E of 0.
+    const lrs = cosineScheduler({ baseValue: c.opt.lr, finalValue: c.opt.min_lr, epochs: c.opt.epochs, stepsPerEpoch: c.opt.steps_per_epoch, warmupEpochs: c.opt.warmup_epochs, startWarmupValue: c.opt.warmup_lr }).slice(0, c.opt.steps);
+    const rho = adamStepRatios(c.opt.betas, c.opt.steps);
+    const ulp = c.dtype === 'float64' ? 2 ** -52 : 2 ** -23;
+    let worstW = 0;
+    let flips = 0;
+    let tightest = Infinity;
+    for (const [k, v] of mine.model) {
+      const ref = await f64(model.get(k)!);
+      expect(ref.length, k).toBe(v.length);
+      if (!mine.grads.has(k)) {
+        // Buffers (relative_position_index) are copied, not trained.
+        expect(maxAbsDiff(v, ref), k).toBe(0);
+        continue;
+      }
+      const E = gradTol * gradScale.get(k)!;
+      const m = await f64(gmin.get(k)!);
+      for (let i = 0; i < v.length; i++) {
+        const b = weightBound(lrs, rho, E, m[i], ulp * Math.max(Math.abs(ref[i]), Math.abs(v[i])));
+        worstW = Math.max(worstW, Math.abs(v[i] - ref[i]) / b);
+        if (m[i] <= E) flips++;
+        tightest = Math.min(tightest, b);
+      }
+    }
+    if (process.env.MOOD_TEST_VERBOSE === '1') console.log(`case ${c.name}: ${flips} elements with min |g| <= E (sign not determined); tightest weight bound ${tightest.toExponential(2)}`);
+    expectWithin(worstW, 1, `case ${c.name} weights (worst |difference| / its element's bound)`);
+    for (const v of [...model.values(), ...grads.values(), ...gmin.values()]) v.dispose();
   });
   it('optimizer state in PyTorch layout: same numbering, groups, steps and moments', async () => {
     const mine = ours.get(c.name)!;
@@ -235,13 +302,15 @@ describe.each(CASES)('fine-tuning step parity vs PyTorch, case $name ($dtype, at
       const b = await f64(ref.get(k)!);
       worst = Math.max(worst, maxAbsDiff(a, b) / Math.max(1e-3, Math.max(...b.map(Math.abs))));
     }
-    expect(worst).toBeLessThan(c.dtype === 'float64' ? 1e-8 : 1e-3);
+    expect(worst).toBeLessThanOrEqual(c.dtype === 'float64' ? 1e-8 : 1e-3);
     const groups = (pg: unknown) => ((pg as PyDict).get('param_groups') as PyDict[]).map((g) => ({ params: g.get('params'), lr_scale: g.get('lr_scale'), wd: g.get('weight_decay'), lr: g.get('lr') }));
     const rg = groups(readCheckpoint(refFile).root instanceof PyDict ? (readCheckpoint(refFile).root as PyDict).get('optimizer') : undefined);
     const og = groups((readCheckpoint(mine.optFile).root as PyDict).get('optimizer'));
     expect(og.length).toBe(rg.length);
     og.forEach((g, i) => {
       expect(g.params).toEqual(rg[i].params);
+      // float64 in both (layer_decay^(L+1-i), the scheduled lr): a few ulps of values <= 1, inside 12 digits;
+      // a group one layer off differs by a factor layer_decay.
       expect(g.lr_scale as number).toBeCloseTo(rg[i].lr_scale as number, 12);
       expect(g.wd as number).toBeCloseTo(rg[i].wd as number, 12);
       expect(g.lr as number).toBeCloseTo(rg[i].lr as number, 12);
@@ -251,6 +320,6 @@ describe.each(CASES)('fine-tuning step parity vs PyTorch, case $name ($dtype, at
   it('our checkpoint loads in PyTorch: model strict, AdamW.load_state_dict, state equal to its own', () => {
     const r = pyReport.cases.find((x) => x.name === c.name)!;
     expect(r.ours_loaded).toBe(true);
-    expect(r.ours_state_max_rel_diff).toBeLessThan(c.dtype === 'float64' ? 1e-8 : 1e-3);
+    expect(r.ours_state_max_rel_diff).toBeLessThanOrEqual(c.dtype === 'float64' ? 1e-8 : 1e-3);
   });
 });

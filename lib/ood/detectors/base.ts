@@ -241,7 +241,12 @@ export interface FeatureOptions {
  */
 export abstract class FeatureDetector extends BaseDetector {
   readonly needs: DetectorNeeds = { trainFeatures: true, trainLabels: false, features: true, logits: false };
-  protected abstract readonly normalize: boolean;
+  /** FeatureOptions.normalize as given, else the detector's default (true for the reference's feature metrics). */
+  protected readonly normalize: boolean;
+  constructor(opts: FeatureOptions = {}, normalizeByDefault = true) {
+    super();
+    this.normalize = opts.normalize ?? normalizeByDefault;
+  }
   /** dtype of the arithmetic; undefined = float64. */
   protected computeDType(_input?: CheckedMatrix): ComputeDType {
     return 'float64';

@@ -91,10 +91,8 @@ export interface MahalanobisOptions extends FeatureOptions {}
 export class MahalanobisDetector extends FeatureDetector {
   readonly name: string = 'mahalanobis';
   readonly orientation: Orientation = 'higher_is_ood';
-  protected readonly normalize: boolean;
   constructor(opts: MahalanobisOptions = {}) {
-    super();
-    this.normalize = opts.normalize ?? true;
+    super(opts);
   }
   protected jsonOptions() {
     return { normalize: this.normalize };
@@ -124,11 +122,9 @@ export class ClassConditionalMahalanobisDetector extends FeatureDetector {
   readonly name: string;
   readonly orientation: Orientation = 'higher_is_ood';
   override readonly needs: DetectorNeeds = { trainFeatures: true, trainLabels: true, features: true, logits: false };
-  protected readonly normalize: boolean;
   readonly reduce: 'min' | 'mean';
   constructor(opts: ClassConditionalOptions = {}) {
-    super();
-    this.normalize = opts.normalize ?? true;
+    super(opts);
     this.reduce = opts.reduce ?? 'min';
     if (this.reduce !== 'min' && this.reduce !== 'mean') throw new RangeError(`reduce must be 'min' or 'mean', got ${String(this.reduce)}`);
     this.name = this.reduce === 'min' ? 'cc' : 'avgcc';
@@ -223,10 +219,8 @@ export class MdsDetector extends FeatureDetector {
   readonly name: string = 'mds';
   readonly orientation: Orientation = 'higher_is_ood';
   override readonly needs: DetectorNeeds = { trainFeatures: true, trainLabels: true, features: true, logits: false };
-  protected readonly normalize: boolean;
   constructor(opts: FeatureOptions = {}) {
-    super();
-    this.normalize = opts.normalize ?? true;
+    super(opts);
   }
   protected jsonOptions() {
     return { normalize: this.normalize };
@@ -306,11 +300,9 @@ export interface GaussOptions extends FeatureOptions {
 export class GaussDetector extends FeatureDetector {
   readonly name: string;
   readonly orientation: Orientation = 'higher_is_id';
-  protected readonly normalize: boolean;
   readonly log: boolean;
   constructor(opts: GaussOptions = {}) {
-    super();
-    this.normalize = opts.normalize ?? true;
+    super(opts);
     this.log = opts.log ?? false;
     this.name = this.log ? 'gauss_logp' : 'gauss';
   }

@@ -14,10 +14,8 @@ const P: Record<MeanDistanceName, number> = { euclidean: 2, minkowski: 1, chebys
 abstract class MeanDistanceDetector extends FeatureDetector {
   abstract override readonly name: MeanDistanceName;
   readonly orientation: Orientation = 'higher_is_ood';
-  protected readonly normalize: boolean;
   constructor(opts: FeatureOptions = {}) {
-    super();
-    this.normalize = opts.normalize ?? true;
+    super(opts);
   }
   protected jsonOptions() {
     return { normalize: this.normalize };

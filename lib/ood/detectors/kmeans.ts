@@ -12,6 +12,7 @@
  */
 import { Tensor } from '../../tensor';
 import { tidy } from '../../scope';
+import { KeyedRng } from '../../data/rng';
 import type { Orientation } from '../evaluation/types';
 import { FeatureDetector, type FeatureOptions, type FitInput } from './base';
 import { DetectorInputError, toLabels, toMatrix, type CheckedMatrix, type MatrixInput } from './matrix';
@@ -29,30 +30,16 @@ export interface KMeansOptions extends FeatureOptions {
   seed?: number;
 }
 
-/** xoshiro128** seeded through splitmix32: uniform doubles in [0, 1) with 53 random bits. */
+/** KeyedRng stream id of k-means++ draws (lib/data/plan.ts uses 1 and 2 + 16 * rank, masks 3). */
+const STREAM_KMEANS = 4;
+
+/**
+ * The k-means++ draws: lib/data's KeyedRng (the project's one seeded generator) keyed (seed, 0, 0) on
+ * a stream of its own; uniform doubles in [0, 1) with 53 random bits.
+ */
 export function seededRandom(seed: number): { next(): number; int(n: number): number } {
-  let s = seed >>> 0;
-  const sm = (): number => {
-    s = (s + 0x9e3779b9) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    return (z ^ (z >>> 16)) >>> 0;
-  };
-  const st = [sm(), sm(), sm(), sm()];
-  const u32 = (): number => {
-    const r = Math.imul(((Math.imul(st[1], 5) << 7) | (Math.imul(st[1], 5) >>> 25)) >>> 0, 9) >>> 0;
-    const t = (st[1] << 9) >>> 0;
-    st[2] ^= st[0];
-    st[3] ^= st[1];
-    st[1] ^= st[2];
-    st[0] ^= st[3];
-    st[2] ^= t;
-    st[3] = ((st[3] << 11) | (st[3] >>> 21)) >>> 0;
-    return r;
-  };
-  const next = (): number => ((u32() >>> 5) * 67108864 + (u32() >>> 6)) / 9007199254740992;
-  return { next, int: (n: number) => Math.min(n - 1, Math.floor(next() * n)) };
+  const rng = new KeyedRng(seed, 0, 0, STREAM_KMEANS);
+  return { next: () => rng.random(), int: (n: number) => rng.randint(0, n - 1) };
 }
 
 /**
@@ -130,11 +117,9 @@ export async function kmeansFit(
 export class KMeansDetector extends FeatureDetector {
   readonly name: string = 'kmeans';
   readonly orientation: Orientation = 'higher_is_ood';
-  protected readonly normalize: boolean;
   readonly opts: KMeansOptions;
   constructor(opts: KMeansOptions = {}) {
-    super();
-    this.normalize = opts.normalize ?? true;
+    super(opts);
     this.opts = { ...opts };
   }
   protected jsonOptions() {

@@ -62,11 +62,9 @@ export interface CosineOptions extends FeatureOptions, BlockOptions {}
 export class CosineDetector extends FeatureDetector {
   readonly name: string = 'cos';
   readonly orientation: Orientation = 'higher_is_id';
-  protected readonly normalize: boolean;
   protected readonly blockBytes: number;
   constructor(opts: CosineOptions = {}) {
-    super();
-    this.normalize = opts.normalize ?? true;
+    super(opts);
     this.blockBytes = opts.blockBytes ?? 256 * 1024 * 1024;
   }
   protected jsonOptions() {
@@ -115,12 +113,10 @@ export function kthNearestDistance(test: Tensor, train: Tensor, k: number, budge
 export class KnnDetector extends FeatureDetector {
   readonly name: string = 'knn';
   readonly orientation: Orientation = 'higher_is_ood';
-  protected readonly normalize: boolean;
   readonly k: number;
   protected readonly blockBytes: number;
   constructor(opts: KnnOptions = {}) {
-    super();
-    this.normalize = opts.normalize ?? true;
+    super(opts);
     this.k = opts.k ?? 50;
     if (!Number.isInteger(this.k) || this.k < 1) throw new RangeError(`knn: k must be a positive integer, got ${String(opts.k)}`);
     this.blockBytes = opts.blockBytes ?? 256 * 1024 * 1024;

@@ -49,11 +49,9 @@ export function defaultVimDim(d: number): number {
 }
 
 abstract class HeadDetector extends FeatureDetector {
-  protected readonly normalize: boolean;
   protected readonly head: HeadOptions;
   constructor(opts: HeadOptions) {
-    super();
-    this.normalize = opts.normalize ?? false;
+    super(opts, false);
     this.head = opts;
   }
   /** Loads W and b into the fitted state (checked against the feature dimension). */

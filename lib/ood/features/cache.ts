@@ -8,7 +8,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ndarray, readNpy, writeNpy } from '../../npy';
-import { atomicWriteFile, writeAll } from '../../checkpoint/atomic';
+import { writeFileAtomic } from '../../io/atomic';
 import type { CacheKeyParts, CheckpointIdentity, ExtractedSet } from './types';
 
 export const CACHE_FORMAT_VERSION = 1;
@@ -121,8 +121,8 @@ export function writeEntry(dir: string, parts: CacheKeyParts, set: ExtractedSet)
     writeNpy(path.join(tmp, 'logits.npy'), ndarray('float32', [set.n, set.numClasses], set.logits));
     writeNpy(path.join(tmp, 'labels.npy'), ndarray('int32', [set.n], set.labels));
     writeNpy(path.join(tmp, 'indices.npy'), ndarray('int32', [set.n], set.indices));
-    const meta = Buffer.from(JSON.stringify({ format: 'mood-ood-feature-cache', version: CACHE_FORMAT_VERSION, created: new Date().toISOString(), rows: set.n, key: parts }, null, 2));
-    atomicWriteFile(path.join(tmp, 'meta.json'), (fd) => writeAll(fd, meta));
+    const meta = JSON.stringify({ format: 'mood-ood-feature-cache', version: CACHE_FORMAT_VERSION, created: new Date().toISOString(), rows: set.n, key: parts }, null, 2);
+    writeFileAtomic(path.join(tmp, 'meta.json'), meta);
     // A stale or broken entry under the same key is replaced; a concurrent writer's complete entry wins.
     if (fs.existsSync(final)) fs.rmSync(final, { recursive: true, force: true });
     try {

@@ -1,10 +1,12 @@
 /**
- * PNG encoding of an RGB bitmap: signature, IHDR, one zlib-deflated IDAT with the "sub" filter on
- * every row (plots are mostly flat colour, where "sub" turns runs into zeros; adaptive per-row choice
- * is not worth the code), IEND. CRC-32 is the project's zip one.
+ * PNG encoding of an RGB bitmap (report plots, data preview contact sheets, test images): signature,
+ * IHDR, one zlib-deflated IDAT with the "sub" filter on every row (plots are mostly flat colour, where
+ * "sub" turns runs into zeros; adaptive per-row choice is not worth the code), IEND. CRC-32 is the
+ * project's zip one.
  */
 import * as zlib from 'node:zlib';
-import { crc32 } from '../checkpoint/crc32';
+import { writeFileAtomic } from './atomic';
+import { crc32 } from './crc32';
 
 function chunk(type: string, data: Uint8Array): Buffer {
   const out = Buffer.alloc(12 + data.length);
@@ -45,4 +47,9 @@ export function encodePng(width: number, height: number, rgb: Uint8Array): Buffe
     chunk('IDAT', zlib.deflateSync(raw, { level: 9 })),
     chunk('IEND', new Uint8Array(0)),
   ]);
+}
+
+/** Encodes `rgb` as in `encodePng` and writes it to `file` atomically. */
+export function writePng(file: string, width: number, height: number, rgb: Uint8Array): void {
+  writeFileAtomic(file, encodePng(width, height, rgb));
 }

@@ -45,3 +45,9 @@ export function atomicWriteFile(target: string, write: (fd: number) => void): vo
     /* best effort */
   }
 }
+
+/** Atomically replaces `file` with `data` (a string is written as UTF-8). */
+export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+  const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  atomicWriteFile(file, (fd) => writeAll(fd, buf));
+}
