@@ -34,11 +34,12 @@ async function pixelsOf(ds: MemoryDataset, idx: Int32Array): Promise<PixelBatch>
   return { pixels: out, n: idx.length, c, h, w };
 }
 
-export async function extractFeatures(ctx: DemoContext, model: Beit, weights: string): Promise<DemoFeatures> {
+/** Extraction through the cache keyed by `weights` (the file whose weights `model` holds now). */
+function extractor(ctx: DemoContext, model: Beit, weights: string) {
   const s = ctx.s;
   const cache = { dir: path.join(s.outputDir, 'features'), checkpoint: weights };
   const inputSize = model.options.img_size;
-  const extract = async (ds: ImageDataset, label: string, extra: Record<string, unknown>): Promise<FeatureRows> => {
+  return async (ds: ImageDataset, label: string, extra: Record<string, unknown>): Promise<FeatureRows> => {
     const loader = ctx.data.createLoader(ds, { batchSize: Math.max(256, s.batchSize), inputSize, device: s.device });
     try {
       const r = await extractCached(model, loader, { train: false, inputSize, extra }, cache, { label, progress: s.quiet ? false : {} });
@@ -47,8 +48,20 @@ export async function extractFeatures(ctx: DemoContext, model: Beit, weights: st
       return explainNoSpace(e, cache.dir);
     }
   };
-  const train = await extract(ctx.trainSub, 'train', { demo: 'train', idx: hash(Array.from(ctx.trainIdx)) });
-  const test = await extract(ctx.testSub, 'test', { demo: 'test', idx: hash(Array.from(ctx.testIdx)) });
+}
+
+/** Features of the sampled training and test images (all classes) with the weights `model` holds (`weights`' file). */
+export async function extractSplits(ctx: DemoContext, model: Beit, weights: string, tag = ''): Promise<Pick<DemoFeatures, 'train' | 'test'>> {
+  const extract = extractor(ctx, model, weights);
+  const train = await extract(ctx.trainSub, `train${tag}`, { demo: 'train', idx: hash(Array.from(ctx.trainIdx)) });
+  const test = await extract(ctx.testSub, `test${tag}`, { demo: 'test', idx: hash(Array.from(ctx.testIdx)) });
+  return { train, test };
+}
+
+export async function extractFeatures(ctx: DemoContext, model: Beit, weights: string): Promise<DemoFeatures> {
+  const s = ctx.s;
+  const extract = extractor(ctx, model, weights);
+  const { train, test } = await extractSplits(ctx, model, weights);
   ctx.interrupt.check('feature extraction');
   const testSub = ctx.testSub;
   const idTestIdx = Int32Array.from([...testSub.targets.keys()].filter((i) => ctx.isId(testSub.targets[i])));

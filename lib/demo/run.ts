@@ -7,16 +7,17 @@
  */
 import * as path from 'node:path';
 import type { Beit } from '../models/beit';
-import { RESULTS_SCHEMA, type ResultsFile } from '../report/schema';
+import { RESULTS_SCHEMA, type ProtocolResult, type ResultsFile } from '../report/schema';
 import { writeReport } from '../report';
 import { loadTrainModule } from './backend';
 import { hash, prepare, type DemoContext, type DemoDeps, type DemoRun } from './context';
 import { extractFeatures } from './features';
-import { multiClassStage, oneClassStage } from './evaluate';
+import { multiClassStage } from './evaluate';
+import { heldOutOneClassStage, oneClassMetrics, pretrainedOneClassStage } from './one-class';
 import { epochCheckpoint, finetune } from './finetune';
 import type { DemoSettings } from './options';
 import { InterruptedError, explainNoSpace, writeJson } from './stages';
-import { aurocTable } from './table';
+import { printedTable } from './table';
 import { buildModel, startWeights, type StartWeights } from './weights';
 
 export type { DemoDeps } from './context';
@@ -41,8 +42,15 @@ export async function runDemo(s: DemoSettings, deps: DemoDeps = {}): Promise<Dem
     ctx.interrupt.check('feature extraction');
     const features = await extractFeatures(ctx, model, trained.weights);
     const evalKey = hash({ ftKey: trained.key, metrics: s.metrics, testIdx: hash(Array.from(ctx.testIdx)), far: s.farOod, ood: ctx.oodClasses });
-    await multiClassStage(ctx, run, features, evalKey);
-    await oneClassStage(ctx, run, features, evalKey);
+    await multiClassStage(ctx, run, features, evalKey, start.init);
+    const ocMetrics = oneClassMetrics(ctx, run);
+    const clock = { started: Date.now() };
+    if (ocMetrics.length === 0) run.notes.push('One-class tables skipped: --metrics has no feature metric.');
+    else {
+      await heldOutOneClassStage(ctx, run, features, start.init, ocMetrics, evalKey, clock);
+      // Last: it loads other weights into the model.
+      await pretrainedOneClassStage(ctx, run, model, start, ocMetrics, clock);
+    }
   } catch (e) {
     if (!(e instanceof InterruptedError)) throw e;
     run.interrupted = true;
@@ -64,10 +72,17 @@ async function fineTune(ctx: DemoContext, run: DemoRun, model: Beit, start: Star
   return { key, weights: epochCheckpoint(s.outputDir, s.epochs - 1) };
 }
 
+/** The order of the tables: one-class without fine-tuning, one-class on held-out classes, multi-class (stages run in another order). */
+function orderTables(p: ProtocolResult[]): ProtocolResult[] {
+  const rank = (x: ProtocolResult) => (x.protocol === 'multi-class' ? 2 : x.variant === 'held-out' ? 1 : 0);
+  return [...p].sort((a, b) => rank(a) - rank(b));
+}
+
 /** results.json, the report, the tables on stdout. */
 function writeOutputs(ctx: DemoContext, run: DemoRun): DemoOutcome {
   const s = ctx.s;
-  const { notes, protocols, records, interrupted } = run;
+  const { notes, records, interrupted } = run;
+  const protocols = orderTables(run.protocols);
   const settings = ctx.settings;
   settings.elapsed_s = Math.round((Date.now() - ctx.started) / 1000);
   const results: ResultsFile = {
@@ -91,7 +106,7 @@ function writeOutputs(ctx: DemoContext, run: DemoRun): DemoOutcome {
   }
   for (const p of protocols) {
     if (p.rows.length === 0) continue;
-    ctx.print(`\n${p.protocol} AUROC (%)${p.incomplete ? ` [incomplete: ${p.incomplete}]` : ''}\n${aurocTable(p)}\n`);
+    ctx.print(`\n${printedTable(p)}\n`);
   }
   ctx.print(`\nresults: ${resultsFile}\n${reportFile ? `report:  ${reportFile}\n` : ''}`);
   return { results, resultsFile, reportFile, interrupted };

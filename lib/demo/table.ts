@@ -1,30 +1,26 @@
-/** The AUROC tables the demo prints: one line per ID class (one-class) or OOD set (multi-class). */
+/**
+ * The tables the demo prints: the protocol's title, what each stage saw, then the AUROC grid of
+ * lib/report/tables (the same grid the HTML report shows): one line per ID class (one-class) or OOD
+ * set (multi-class), a column per metric (and backbone, with the difference), a mean line.
+ */
 import type { ProtocolResult } from '../report/schema';
+import { aurocGrid, dataSeenLines, formatCell } from '../report/tables';
 
 export function aurocTable(p: ProtocolResult): string {
-  const metrics = p.metrics.map((m) => m.name);
-  const label = (r: { id: string; ood: string }) => (p.protocol === 'one-class' ? r.id : r.ood);
-  const lines = new Map<string, Map<string, number>>();
-  for (const r of p.rows) {
-    if (!lines.has(label(r))) lines.set(label(r), new Map());
-    lines.get(label(r))!.set(r.metric, r.auroc);
-  }
-  const first = Math.max(p.protocol === 'one-class' ? 'ID class'.length : 'OOD set'.length, 'mean'.length, ...[...lines.keys()].map((k) => k.length));
-  const w = metrics.map((m) => Math.max(m.length, 6));
-  const fmt = (name: string, vals: Array<number | undefined>) =>
-    name.padEnd(first) + vals.map((v, i) => '  ' + (v === undefined ? '-' : (100 * v).toFixed(2)).padStart(w[i])).join('');
-  const out = [fmt(p.protocol === 'one-class' ? 'ID class' : 'OOD set', []).padEnd(first) + metrics.map((m, i) => '  ' + m.padStart(w[i])).join('')];
-  for (const [k, cells] of lines) out.push(fmt(k, metrics.map((m) => cells.get(m))));
-  if (lines.size > 1) {
-    out.push(
-      fmt(
-        'mean',
-        metrics.map((m) => {
-          const v = p.rows.filter((r) => r.metric === m).map((r) => r.auroc);
-          return v.length ? v.reduce((a, b) => a + b, 0) / v.length : undefined;
-        }),
-      ),
-    );
-  }
+  const g = aurocGrid(p);
+  const firstHead = p.protocol === 'one-class' ? 'ID class' : 'OOD set';
+  const first = Math.max(firstHead.length, 'mean'.length, ...g.lines.map((l) => l.label.length));
+  const w = g.columns.map((c) => Math.max(c.header.length, 6));
+  const fmt = (name: string, cells: string[]) => name.padEnd(first) + cells.map((v, i) => '  ' + v.padStart(w[i])).join('');
+  const out = [fmt(firstHead, g.columns.map((c) => c.header))];
+  for (const l of g.lines) out.push(fmt(l.label, l.cells.map((v, i) => formatCell(v, g.columns[i].diff))));
+  if (g.mean) out.push(fmt('mean', g.mean.map((v, i) => formatCell(v, g.columns[i].diff))));
   return out.join('\n');
+}
+
+/** Title, "what each stage saw" lines and the AUROC table of one protocol. */
+export function printedTable(p: ProtocolResult): string {
+  const title = p.title ?? `${p.protocol} protocol`;
+  const seen = dataSeenLines(p).map(([k, v]) => `  ${k}: ${v}`);
+  return [`${title}${p.incomplete ? ` [incomplete: ${p.incomplete}]` : ''}`, ...seen, 'AUROC (%)', aurocTable(p)].join('\n');
 }

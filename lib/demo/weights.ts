@@ -19,6 +19,11 @@ export interface StartWeights {
   /** Identity of the start weights (settings that determine them). */
   key: string;
   file: string;
+  /**
+   * The seeded random init the start weights grew from (init.pth itself when nothing trained it;
+   * null for --checkpoint): the baseline that shows what MIM pre-training learned.
+   */
+  randomInit: string | null;
 }
 
 /** The model to train: --checkpoint's architecture (and weights), else the configured one, seeded. */
@@ -41,12 +46,13 @@ export async function startWeights(ctx: DemoContext, run: DemoRun, model: Beit, 
   const s = ctx.s;
   const pretrainMod = ctx.deps.pretrain === undefined ? (s.pretrain && !s.checkpoint ? await loadPretrainModule() : null) : ctx.deps.pretrain;
   const init: InitKind = s.checkpoint ? 'checkpoint' : s.pretrain && pretrainMod && s.pretrainEpochs > 0 ? 'mim' : 'scratch';
-  const key = hash({ v: 1, dataSet: s.dataSet, model: s.model, opts, checkpoint: s.checkpoint, init, seed: s.seed, trainPerClass: s.trainPerClass, id: ctx.idClasses, ...(init === 'mim' ? { pe: s.pretrainEpochs, plr: s.pretrainLr, bs: s.batchSize } : {}) });
+  const key = hash({ v: 2, dataSet: s.dataSet, model: s.model, opts, checkpoint: s.checkpoint, init, seed: s.seed, trainPerClass: s.trainPerClass, id: ctx.idClasses, ...(init === 'mim' ? { pe: s.pretrainEpochs, plr: s.pretrainLr, bs: s.batchSize } : {}) });
   const file = path.join(checkpointDir(s.outputDir), 'init.pth');
-  if (ctx.store.get('init', key) && fs.existsSync(file)) {
+  const randomInit = init === 'mim' ? path.join(checkpointDir(s.outputDir), 'random-init.pth') : init === 'scratch' ? file : null;
+  if (ctx.store.get('init', key) && fs.existsSync(file) && (!randomInit || fs.existsSync(randomInit))) {
     await loadWeights(model, file);
   } else {
-    const mimDir = init === 'mim' ? await mimInit(ctx, model, key, pretrainMod!) : null;
+    const mimDir = init === 'mim' ? await mimInit(ctx, model, key, pretrainMod!, randomInit!) : null;
     await saveWeights(model, file, 'init');
     ctx.store.set('init', key, { init });
     if (mimDir) fs.rmSync(mimDir, { recursive: true, force: true }); // init.pth has what they led to
@@ -59,16 +65,19 @@ export async function startWeights(ctx: DemoContext, run: DemoRun, model: Beit, 
         ? `Backbone: weights from ${s.checkpoint}, then fine-tuning.`
         : `Backbone: trained from scratch (${s.pretrain ? (s.pretrainEpochs > 0 ? 'no MIM pre-training available' : '--pretrain_epochs 0') : '--no-pretrain'}); MOOD's masked-image-modeling pre-training is what makes OOD detection strong, so expect far lower AUROC than the paper's.`,
   );
-  return { init, key, file };
+  return { init, key, file, randomInit };
 }
 
 /** MIM pre-training of `model` in place, checkpointed per epoch in checkpoints/mim (resumed when there); returns that folder. */
-async function mimInit(ctx: DemoContext, model: Beit, key: string, pretrainMod: PretrainModule): Promise<string> {
+async function mimInit(ctx: DemoContext, model: Beit, key: string, pretrainMod: PretrainModule, randomInit: string): Promise<string> {
   const s = ctx.s;
   // MIM checkpoints of other settings never resume: the folder belongs to one key.
   const mimDir = path.join(checkpointDir(s.outputDir), 'mim');
-  if (!ctx.store.get('mim-checkpoints', key)) {
+  // The random init MIM starts from is kept (the one-class table's baseline arm): written before the
+  // marker, so a MIM run resumed after a kill keeps the init it really started from.
+  if (!ctx.store.get('mim-checkpoints', key) || !fs.existsSync(randomInit)) {
     fs.rmSync(mimDir, { recursive: true, force: true });
+    await saveWeights(model, randomInit, 'random-init');
     ctx.store.set('mim-checkpoints', key, { dir: mimDir });
   }
   ctx.log(`MIM pre-training on the ${ctx.trainId.length} ID training images, ${s.pretrainEpochs} epochs`);

@@ -1,18 +1,21 @@
 /** The report's plots as chart descriptions, built from a results file. */
 import { ID_COLOR, OOD_COLOR, PALETTE, dataRange, type Chart, type Series } from './chart';
-import type { EvalRow, ProtocolResult, ResultsFile } from './schema';
+import type { ProtocolResult, ResultsFile } from './schema';
+import { lineLabel } from './tables';
 
 /** File-name-safe slug. */
 export function slug(s: string): string {
   return s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || 'x';
 }
 
+/** A protocol's name in file names: its variant when it has one (unique in a file), else its position. */
 export function protocolSlug(p: ProtocolResult, index: number): string {
-  return `${slug(p.protocol)}${index > 0 ? `-${index}` : ''}`;
+  return p.variant ? `${slug(p.protocol)}-${slug(p.variant)}` : `${slug(p.protocol)}${index > 0 ? `-${index}` : ''}`;
 }
 
-function rowLabel(p: ProtocolResult, r: EvalRow): string {
-  return p.protocol === 'one-class' ? r.id : r.ood;
+/** A protocol's name in chart titles. */
+function protocolName(p: ProtocolResult): string {
+  return p.variant ? `${p.protocol} (${p.variant})` : p.protocol;
 }
 
 export function trainingCharts(res: ResultsFile): Chart[] {
@@ -44,30 +47,32 @@ export function trainingCharts(res: ResultsFile): Chart[] {
   return charts;
 }
 
-/** One ROC chart per metric: a curve per row (per OOD set, or per ID class in one-class). */
+/** One ROC chart per metric (and arm): a curve per row (per OOD set, or per ID class in one-class). */
 export function rocCharts(p: ProtocolResult, index: number): Chart[] {
   const out: Chart[] = [];
   for (const m of p.metrics) {
-    const rows = p.rows.filter((r) => r.metric === m.name && r.roc);
-    if (rows.length === 0) continue;
-    out.push({
-      id: `${protocolSlug(p, index)}-roc-${slug(m.name)}`,
-      kind: 'roc',
-      title: `${p.protocol} ROC: ${m.name}`,
-      xLabel: 'false positive rate (ID flagged OOD)',
-      yLabel: 'true positive rate (OOD)',
-      xRange: [0, 1],
-      yRange: [0, 1],
-      diagonal: true,
-      legend: 'bottom-right',
-      series: rows.map((r, i) => ({
-        kind: 'line' as const,
-        name: `${rowLabel(p, r)} ${(100 * r.auroc).toFixed(1)}`,
-        color: PALETTE[i % PALETTE.length],
-        x: r.roc!.fpr,
-        y: r.roc!.tpr,
-      })),
-    });
+    for (const arm of p.arms ?? [undefined]) {
+      const rows = p.rows.filter((r) => r.metric === m.name && r.arm === arm && r.roc);
+      if (rows.length === 0) continue;
+      out.push({
+        id: `${protocolSlug(p, index)}-roc-${slug(m.name)}${arm ? `-${slug(arm)}` : ''}`,
+        kind: 'roc',
+        title: `${protocolName(p)} ROC: ${m.name}${arm ? `, ${arm}` : ''}`,
+        xLabel: 'false positive rate (ID flagged OOD)',
+        yLabel: 'true positive rate (OOD)',
+        xRange: [0, 1],
+        yRange: [0, 1],
+        diagonal: true,
+        legend: 'bottom-right',
+        series: rows.map((r, i) => ({
+          kind: 'line' as const,
+          name: `${lineLabel(p, r)} ${(100 * r.auroc).toFixed(1)}`,
+          color: PALETTE[i % PALETTE.length],
+          x: r.roc!.fpr,
+          y: r.roc!.tpr,
+        })),
+      });
+    }
   }
   return out;
 }
@@ -81,10 +86,11 @@ export function histogramCharts(p: ProtocolResult, index: number): Chart[] {
     const m = p.metrics.find((x) => x.name === r.metric);
     const dir = m?.orientation === 'higher_is_id' ? 'higher = more ID' : 'higher = more OOD';
     const ymax = Math.max(...h.in, ...h.ood);
+    const arm = r.arm ? ` (${r.arm})` : '';
     out.push({
-      id: `${protocolSlug(p, index)}-hist-${slug(r.metric)}-${slug(p.protocol === 'one-class' ? r.id : r.ood)}`,
+      id: `${protocolSlug(p, index)}-hist-${slug(r.metric)}-${slug(lineLabel(p, r))}${r.arm ? `-${slug(r.arm)}` : ''}`,
       kind: 'histogram',
-      title: `${r.metric}: ${p.protocol === 'one-class' ? r.id : r.ood}`,
+      title: `${r.metric}${arm}: ${lineLabel(p, r)}`,
       xLabel: `score (${dir})${h.clipped ? ', ends clipped' : ''}`,
       yLabel: 'share of samples',
       xRange: [h.edges[0], h.edges[h.edges.length - 1]],

@@ -2,7 +2,8 @@
 import { escapeXml as esc } from './svg';
 import { chartSvg } from './svg';
 import type { ReportFigures } from './figures';
-import type { EvalRow, ProtocolResult, ResultsFile } from './schema';
+import type { ProtocolResult, ResultsFile } from './schema';
+import { aurocGrid, dataSeenLines, formatCell } from './tables';
 
 const CSS = `
 body { font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 24px; color: #222; max-width: 1400px; }
@@ -13,54 +14,48 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f0f3f7; } td.label, th.label { text-align: left; }
 tr.mean td { font-weight: bold; background: #fafafa; } td.best { background: #e3f2e1; }
 .plots { display: flex; flex-wrap: wrap; gap: 8px; } .plots svg { border: 1px solid #eee; }
+dl.data-seen { display: grid; grid-template-columns: max-content auto; gap: 2px 12px; font-size: 13px; margin: 6px 0; }
+dl.data-seen dt { font-weight: bold; } dl.data-seen dd { margin: 0; } td.diff, th.diff { background: #f4f0fa; }
 .note { background: #fff8e1; border-left: 4px solid #f0c040; padding: 6px 10px; font-size: 13px; }
 `;
 
 const pct = (v: number): string => (100 * v).toFixed(2);
 
-function rowKey(p: ProtocolResult, r: EvalRow): string {
-  return `${r.id}\u0000${r.ood}`;
+/** AUROC table: one line per (ID, OOD) pair, a column per metric (and arm, with the difference), mean line; best per line marked. */
+function aurocTable(p: ProtocolResult, pi: number): string {
+  const g = aurocGrid(p);
+  const head = `<tr><th class="label">ID</th><th class="label">OOD</th>${g.columns.map((c) => `<th${c.diff ? ' class="diff"' : ''}>${esc(c.header)}</th>`).join('')}</tr>`;
+  const cells = (vals: Array<number | undefined>, markBest: boolean) => {
+    const shown = vals.filter((v, i): v is number => v !== undefined && !g.columns[i].diff);
+    const best = markBest && shown.length ? Math.max(...shown) : NaN;
+    return vals
+      .map((v, i) => {
+        const diff = g.columns[i].diff === true;
+        const cls = [diff ? 'diff' : '', !diff && v === best ? 'best' : ''].filter(Boolean).join(' ');
+        return `<td${cls ? ` class="${cls}"` : ''}>${formatCell(v, diff)}</td>`;
+      })
+      .join('');
+  };
+  const body = g.lines.map((l) => `<tr><td class="label">${esc(l.id)}</td><td class="label">${esc(l.ood)}</td>${cells(l.cells, true)}</tr>`);
+  if (g.mean) body.push(`<tr class="mean"><td class="label" colspan="2">mean</td>${cells(g.mean, false)}</tr>`);
+  const caption = `AUROC (%), OOD as positive${p.arms?.length === 2 ? `; difference = ${esc(p.arms[0])} - ${esc(p.arms[1])}` : ''}`;
+  return `<table class="results auroc" id="auroc-${pi}" data-protocol="${esc(p.protocol)}"><caption>${caption}</caption>${head}${body.join('')}</table>`;
 }
 
-/** AUROC table: one line per (ID, OOD) pair, one column per metric, mean line; best per line marked. */
-function aurocTable(p: ProtocolResult, pi: number): string {
-  const metrics = p.metrics.map((m) => m.name);
-  const lines = new Map<string, { id: string; ood: string; cells: Map<string, number> }>();
-  for (const r of p.rows) {
-    const k = rowKey(p, r);
-    if (!lines.has(k)) lines.set(k, { id: r.id, ood: r.ood, cells: new Map() });
-    lines.get(k)!.cells.set(r.metric, r.auroc);
-  }
-  const head = `<tr><th class="label">ID</th><th class="label">OOD</th>${metrics.map((m) => `<th>${esc(m)}</th>`).join('')}</tr>`;
-  const body: string[] = [];
-  for (const l of lines.values()) {
-    const best = Math.max(...[...l.cells.values()]);
-    body.push(
-      `<tr><td class="label">${esc(l.id)}</td><td class="label">${esc(l.ood)}</td>` +
-        metrics.map((m) => {
-          const v = l.cells.get(m);
-          return v === undefined ? '<td>-</td>' : `<td${v === best ? ' class="best"' : ''}>${pct(v)}</td>`;
-        }).join('') + '</tr>',
-    );
-  }
-  if (lines.size > 1) {
-    const means = metrics.map((m) => {
-      const v = p.rows.filter((r) => r.metric === m).map((r) => r.auroc);
-      return v.length ? `<td>${pct(v.reduce((a, b) => a + b, 0) / v.length)}</td>` : '<td>-</td>';
-    });
-    body.push(`<tr class="mean"><td class="label" colspan="2">mean</td>${means.join('')}</tr>`);
-  }
-  return `<table class="results auroc" id="auroc-${pi}" data-protocol="${esc(p.protocol)}"><caption>AUROC (%), OOD as positive</caption>${head}${body.join('')}</table>`;
+/** What each stage saw, as a definition list under the protocol's heading. */
+function dataSeenList(p: ProtocolResult): string {
+  const lines = dataSeenLines(p);
+  return lines.length ? `<dl class="data-seen">${lines.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl>` : '';
 }
 
 /** Every number of every row. */
 function fullTable(p: ProtocolResult, pi: number): string {
   const head =
-    '<tr><th class="label">ID</th><th class="label">OOD</th><th class="label">metric</th><th>AUROC</th><th>AUPR-In</th><th>AUPR-Out</th>' +
+    `<tr><th class="label">ID</th><th class="label">OOD</th>${p.arms ? '<th class="label">backbone</th>' : ''}<th class="label">metric</th><th>AUROC</th><th>AUPR-In</th><th>AUPR-Out</th>` +
     `<th>FPR@${Math.round(p.tpr_level * 100)}TPR</th><th>n ID</th><th>n OOD</th></tr>`;
   const body = p.rows.map(
     (r) =>
-      `<tr><td class="label">${esc(r.id)}</td><td class="label">${esc(r.ood)}</td><td class="label">${esc(r.metric)}</td>` +
+      `<tr><td class="label">${esc(r.id)}</td><td class="label">${esc(r.ood)}</td>${p.arms ? `<td class="label">${esc(r.arm ?? '')}</td>` : ''}<td class="label">${esc(r.metric)}</td>` +
       `<td>${pct(r.auroc)}</td><td>${pct(r.aupr_in)}</td><td>${pct(r.aupr_out)}</td><td>${pct(r.fpr95)}</td><td>${r.n_in}</td><td>${r.n_ood}</td></tr>`,
   );
   return `<table class="results full" id="full-${pi}" data-protocol="${esc(p.protocol)}"><caption>All metrics (%)</caption>${head}${body.join('')}</table>`;
@@ -73,7 +68,10 @@ export function reportHtml(res: ResultsFile, fig: ReportFigures): string {
   parts.push(`<h1>${esc(title)}</h1><p class="meta">written ${esc(res.created)} &middot; schema ${esc(res.schema)}</p>`);
   for (const n of res.notes ?? []) parts.push(`<p class="note">${esc(n)}</p>`);
   res.protocols.forEach((p, pi) => {
-    parts.push(`<section class="protocol" data-protocol="${esc(p.protocol)}"><h2>${esc(p.protocol)} protocol</h2><p>${esc(p.description)}</p>`);
+    parts.push(
+      `<section class="protocol" data-protocol="${esc(p.protocol)}"${p.variant ? ` data-variant="${esc(p.variant)}"` : ''}><h2>${esc(p.title ?? `${p.protocol} protocol`)}</h2>` +
+        `${dataSeenList(p)}<p>${esc(p.description)}</p>`,
+    );
     parts.push(
       `<p class="meta">AUROC with OOD as positive; AUPR as ${esc(p.aupr_convention)}; FPR at ${Math.round(p.tpr_level * 100)}% TPR as ${esc(p.fpr95_convention)}. ` +
         `Metrics: ${p.metrics.map((m) => `${esc(m.name)} (${m.kind}, ${m.orientation.replace(/_/g, ' ')})`).join(', ')}.</p>`,

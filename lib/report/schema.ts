@@ -10,6 +10,9 @@
  *   threshold that accepts 95 % of ID).
  * - One-class rows are the reference's loop: the ID class against every other class separately,
  *   averaged (`parts` holds each pair); the row's curves pool all other classes.
+ * - What the numbers mean depends on what each stage saw: `title` names the protocol and `data_seen`
+ *   says which images and labels pre-training, fine-tuning and the detectors saw, and what is ID and
+ *   OOD (a one-class result whose backbone was trained on the OOD classes' labels is not one).
  */
 
 export const RESULTS_SCHEMA = 'mood-results/1';
@@ -81,10 +84,38 @@ export interface EvalRow extends MetricNumbers {
   scores?: ScoreRefs;
   /** One-class: the per-OOD-class rows whose mean this row is. */
   parts?: EvalPart[];
+  /** The backbone this row's features came from, one of the protocol's `arms` (when it has them). */
+  arm?: string;
 }
+
+/** Which data and labels each stage behind a protocol's numbers saw (plain sentences). */
+export interface DataSeen {
+  /** Pre-training of the backbone: its images, and that it saw no labels (or 'none'). */
+  pretraining: string;
+  /** Fine-tuning of the backbone: the labels (classes) it trained on (or 'none'). */
+  finetuning: string;
+  /** What the OOD detectors were fitted on. */
+  detectors: string;
+  /** The ID test images. */
+  id: string;
+  /** The OOD test images. */
+  ood: string;
+}
+
+export const DATA_SEEN_KEYS: ReadonlyArray<keyof DataSeen> = ['pretraining', 'finetuning', 'detectors', 'id', 'ood'];
 
 export interface ProtocolResult {
   protocol: 'one-class' | 'multi-class';
+  /** Short name of the variant when a file has several of one protocol (e.g. 'held-out'); plot names use it. */
+  variant?: string;
+  /** Heading naming the protocol, e.g. 'One-class on held-out classes 6-9, never seen by the backbone'. */
+  title?: string;
+  data_seen?: DataSeen;
+  /**
+   * Backbones compared side by side (e.g. ['MIM', 'random init']): every row names its `arm`, and
+   * the tables show each arm and the difference arms[0] - arms[1].
+   */
+  arms?: string[];
   description: string;
   fpr95_convention: string;
   aupr_convention: string;
@@ -170,6 +201,13 @@ export function validateResults(v: unknown, file = 'results.json'): ResultsFile 
     str(o.aupr_convention, `${w}.aupr_convention`);
     num(o.tpr_level, `${w}.tpr_level`, 0, 1);
     if (o.incomplete !== undefined) str(o.incomplete, `${w}.incomplete`);
+    if (o.title !== undefined) str(o.title, `${w}.title`);
+    if (o.variant !== undefined) str(o.variant, `${w}.variant`);
+    if (o.data_seen !== undefined) {
+      const d = obj(o.data_seen, `${w}.data_seen`);
+      for (const k of DATA_SEEN_KEYS) str(d[k], `${w}.data_seen.${k}`);
+    }
+    const arms = o.arms === undefined ? null : arr(o.arms, `${w}.arms`).map((a, i) => str(a, `${w}.arms[${i}]`));
     const names = new Set<string>();
     arr(o.metrics, `${w}.metrics`).forEach((m, mi) => {
       const mo = obj(m, `${w}.metrics[${mi}]`);
@@ -184,6 +222,8 @@ export function validateResults(v: unknown, file = 'results.json'): ResultsFile 
       str(ro.ood, `${rw}.ood`);
       const metric = str(ro.metric, `${rw}.metric`);
       if (!names.has(metric)) fail(`${rw}.metric`, `one of the protocol's metrics (${[...names].join(', ')})`, metric);
+      if (arms && !arms.includes(ro.arm as string)) fail(`${rw}.arm`, `one of the protocol's arms (${arms.join(', ')})`, ro.arm);
+      if (!arms && ro.arm !== undefined) fail(`${rw}.arm`, 'absent (the protocol has no arms)', ro.arm);
       metricsOf(ro, rw);
       num(ro.n_in, `${rw}.n_in`, 0);
       num(ro.n_ood, `${rw}.n_ood`, 0);

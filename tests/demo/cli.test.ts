@@ -50,7 +50,7 @@ describeWith(['fashion-mnist'])('mood demo CLI', () => {
     const out = path.join(tmp, 'run');
     let sent = false;
     const first = await mood(['demo', ...TINY, '--output_dir', out], (text, kill) => {
-      if (!sent && text.includes('one-class: class 0')) {
+      if (!sent && text.includes('one-class (pretrained): class 0')) {
         sent = true;
         kill('SIGINT');
       }
@@ -65,17 +65,17 @@ describeWith(['fashion-mnist'])('mood demo CLI', () => {
     expect(m, String(part.protocols[0].incomplete)).not.toBeNull();
     const missing = m![1].split(', ').map(Number);
     expect(missing[missing.length - 1]).toBe(3);
-    expect(part.protocols[0].rows.length).toBe((4 - missing.length) * 2);
-    expect(first.stdout).toMatch(/one-class AUROC \(%\) \[incomplete/);
+    expect(part.protocols[0].rows.length).toBe(4 - missing.length); // one-class: mahalanobis only (msp is class-independent)
+    expect(first.stdout).toMatch(/One-class, classes 0-3, no fine-tuning: random-init backbone .*\[incomplete/);
 
     const second = await mood(['demo', ...TINY, '--output_dir', out]);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stderr).toMatch(/fine-tuning: epochs 0-0 done earlier/);
-    expect(second.stderr).not.toMatch(/one-class: class 0/);
+    expect(second.stderr).not.toMatch(/one-class \(pretrained\): class 0/);
     const done = readResults(path.join(out, 'results.json'));
-    expect(done.protocols[0].rows.length).toBe(4 * 2);
+    expect(done.protocols[0].rows.length).toBe(4);
     expect(done.protocols[0].rows.slice(0, part.protocols[0].rows.length)).toEqual(part.protocols[0].rows);
-    expect(second.stdout).toMatch(/one-class AUROC \(%\)\nID class\s+mahalanobis\s+msp\n/);
+    expect(second.stdout).toMatch(/no stage saw any label\n  pre-training: none \(seeded random init\)\n[\s\S]*?AUROC \(%\)\nID class\s+mahalanobis\nclass 0 T-shirt\/top/);
     expect(fs.existsSync(path.join(out, 'report.html'))).toBe(true);
   });
 });

@@ -23,22 +23,41 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 describeWith(['fashion-mnist'])('mood demo, tiny configuration', () => {
   const data = fakeDataModule({ train: 600, test: 300 });
 
-  it('writes results.json whose AUROCs sklearn recomputes from the saved scores, and the report', async () => {
+  it('writes results.json whose AUROCs sklearn recomputes from the saved scores, and the report; one-class tables are leakage-free', async () => {
     const dir = path.join(tmp, 'full');
     const q = quiet();
-    const r = await runDemo(parseDemoOptions({ ...TINY, outputDir: dir }), { data, pretrain: null, ...q, interrupt: new Interrupt(false) });
+    const r = await runDemo(parseDemoOptions({ ...TINY, classes: '0,1,6,7', outputDir: dir }), { data, pretrain: null, ...q, interrupt: new Interrupt(false) });
     expect(r.interrupted).toBe(false);
     const res = readResults(r.resultsFile);
-    expect(res.protocols.map((p) => p.protocol)).toEqual(['one-class', 'multi-class']);
-    const [oc, mc] = res.protocols;
-    expect(oc.rows.length).toBe(4 * 3);
-    expect(oc.incomplete).toBeUndefined();
+    expect(res.protocols.map((p) => `${p.protocol} ${p.variant ?? ''}`)).toEqual(['one-class pretrained', 'one-class held-out', 'multi-class ']);
+    const [pre, held, mc] = res.protocols;
+    // One-class: feature metrics only (msp is class-independent: its one-class mean is 50 by construction), and a note says so.
+    for (const p of [pre, held]) expect(p.metrics.map((m) => m.name)).toEqual(['mahalanobis', 'knn']);
+    expect(res.notes!.join(' ')).toMatch(/One-class tables show feature metrics only: msp .* 50 by construction/);
+    expect(pre.rows.map((x) => x.id)).toEqual(['class 0 T-shirt/top', 'class 0 T-shirt/top', 'class 1 Trouser', 'class 1 Trouser', 'class 6 Shirt', 'class 6 Shirt', 'class 7 Sneaker', 'class 7 Sneaker']);
+    expect(pre.data_seen!.finetuning).toMatch(/^none/);
+    expect(pre.title).toMatch(/no fine-tuning.*no stage saw any label/);
+    // Held-out: only classes the backbone was not fine-tuned on, as ID and as OOD.
+    expect(held.rows.map((x) => x.id)).toEqual(['class 6 Shirt', 'class 6 Shirt', 'class 7 Sneaker', 'class 7 Sneaker']);
+    for (const row of held.rows) {
+      const id = Number(row.id.split(' ')[1]);
+      expect(row.parts!.map((p) => Number(p.ood.split(' ')[0]))).toEqual([6, 7, 8, 9].filter((c) => c !== id));
+    }
+    expect(held.data_seen!.finetuning).toMatch(/^none \(--epochs 0/);
+    expect(held.title).toBe('One-class on held-out classes 6-9: start backbone, not fine-tuned (--epochs 0)');
+    expect(held.incomplete).toBeUndefined();
     expect(mc.rows.map((x) => x.ood)).toEqual(Array(3).fill(['held-out classes 6-9', 'uniform noise', 'vertically flipped']).flat());
+    expect(mc.data_seen!.ood).toMatch(/held-out classes 6-9/);
     expect(res.settings.init).toBe('scratch');
     expect(res.notes!.join(' ')).toMatch(/trained from scratch/);
     expect(fs.existsSync(r.reportFile!)).toBe(true);
     expect(fs.readdirSync(path.join(dir, 'plots')).length).toBeGreaterThan(10);
-    expect(q.logs.join('\n')).toMatch(/one-class AUROC \(%\)\nID class\s+mahalanobis\s+knn\s+msp\nclass 0 T-shirt\/top/);
+    const html = fs.readFileSync(r.reportFile!, 'utf8');
+    expect(html).toContain('<dt>fine-tuning</dt><dd>none (not fine-tuned: no labels)</dd>');
+    const printed = q.logs.join('\n');
+    expect(printed).toMatch(/One-class, classes 0,1,6,7, no fine-tuning: random-init backbone[^\n]*\n  pre-training: none \(seeded random init\)\n  fine-tuning: none[\s\S]*?AUROC \(%\)\nID class\s+mahalanobis\s+knn\nclass 0 T-shirt\/top/);
+    expect(printed).toMatch(/One-class on held-out classes 6-9[\s\S]*?ID class\s+mahalanobis\s+knn\nclass 6 Shirt/);
+    expect(printed).toMatch(/Multi-class: classes 0-5 as ID[\s\S]*?OOD set\s+mahalanobis\s+knn\s+msp\nheld-out classes 6-9/);
 
     if (!fs.existsSync(SYSTEM_PYTHON)) return;
     // Every multi-class row and every one-class part: AUROC of the saved scores by sklearn.
@@ -56,17 +75,16 @@ describeWith(['fashion-mnist'])('mood demo, tiny configuration', () => {
         { input: JSON.stringify(jobs), encoding: 'utf8' },
       ),
     ) as number[];
-    expect(jobs.length).toBe(9 + 12 * 9);
+    expect(jobs.length).toBe(9 + 8 * 9 + 4 * 3);
     // sklearn on the very scores we saved (float32 -> float64 exactly): the same ranking, AUROC a ratio of
     // counts summed in another order: a few ulps (measured 2.2e-16).
     jobs.forEach((j, i) => expect(Math.abs(j.want - got[i]), `${j.file} ${j.ood}`).toBeLessThanOrEqual(1e-12));
     // One-class row = mean of its parts.
-    for (const row of oc.rows) expect(row.auroc).toBeCloseTo(row.parts!.reduce((a, p) => a + p.auroc, 0) / row.parts!.length, 12);
+    for (const row of [...pre.rows, ...held.rows]) expect(row.auroc).toBeCloseTo(row.parts!.reduce((a, p) => a + p.auroc, 0) / row.parts!.length, 12);
   });
 
   it('an interrupted run saves partial results; the next run reuses the finished stages and completes the rest', async () => {
     const dir = path.join(tmp, 'resume');
-    const ref = readResults(path.join(tmp, 'full', 'results.json'));
     const intr = new Interrupt(false);
     const q1 = quiet();
     const first = await runDemo(parseDemoOptions({ ...TINY, outputDir: dir }), {
@@ -74,7 +92,7 @@ describeWith(['fashion-mnist'])('mood demo, tiny configuration', () => {
       pretrain: null,
       log: (m) => {
         q1.log(m);
-        if (m.startsWith('one-class: class 1')) intr.request(); // Ctrl-C while class 1 is evaluated
+        if (m.startsWith('one-class (pretrained): class 1')) intr.request(); // Ctrl-C while class 1 is evaluated
       },
       out: q1.out,
       interrupt: intr,
@@ -82,7 +100,7 @@ describeWith(['fashion-mnist'])('mood demo, tiny configuration', () => {
     expect(first.interrupted).toBe(true);
     const part = readResults(first.resultsFile);
     expect(part.title).toMatch(/partial/);
-    expect(part.protocols[0].rows.map((r) => r.id)).toEqual(Array(3).fill('class 0 T-shirt/top').concat(Array(3).fill('class 1 Trouser')));
+    expect(part.protocols[0].rows.map((r) => r.id)).toEqual(Array(2).fill('class 0 T-shirt/top').concat(Array(2).fill('class 1 Trouser')));
     expect(part.protocols[0].incomplete).toMatch(/classes 2, 3 not evaluated \(interrupted\)/);
     expect(fs.existsSync(path.join(dir, 'report.html'))).toBe(true);
 
@@ -90,14 +108,14 @@ describeWith(['fashion-mnist'])('mood demo, tiny configuration', () => {
     const second = await runDemo(parseDemoOptions({ ...TINY, outputDir: dir }), { data, pretrain: null, ...q2, interrupt: new Interrupt(false) });
     expect(second.interrupted).toBe(false);
     const log2 = q2.logs.join('\n');
-    expect(log2).not.toMatch(/multi-class OOD evaluation|one-class: class [01]/); // reused from markers
-    expect(log2).toMatch(/one-class: class 2[\s\S]*one-class: class 3/);
+    expect(log2).not.toMatch(/multi-class OOD evaluation|one-class \(pretrained\): class [01]/); // reused from markers
+    expect(log2).toMatch(/one-class \(pretrained\): class 2[\s\S]*one-class \(pretrained\): class 3/);
     const done = readResults(second.resultsFile);
     expect(done.protocols[0].incomplete).toBeUndefined();
     // Same numbers as the uninterrupted run? Only when the weights are the same: both runs start
     // from their own random init, so compare structure here and exact numbers within this run.
-    expect(done.protocols[0].rows.length).toBe(ref.protocols[0].rows.length);
-    expect(done.protocols[0].rows.slice(0, 6)).toEqual(part.protocols[0].rows);
+    expect(done.protocols[0].rows.map((r) => r.id)).toEqual([0, 1, 2, 3].flatMap((c) => Array(2).fill(`class ${c} ${['T-shirt/top', 'Trouser', 'Pullover', 'Dress'][c]}`)));
+    expect(done.protocols[0].rows.slice(0, 4)).toEqual(part.protocols[0].rows);
     expect(done.protocols[1].rows).toEqual(part.protocols[1].rows);
   });
 
@@ -105,7 +123,7 @@ describeWith(['fashion-mnist'])('mood demo, tiny configuration', () => {
     const dir = path.join(tmp, 'budget');
     const r = await runDemo(parseDemoOptions({ ...TINY, outputDir: dir, timeBudget: 1e-9 }), { data, pretrain: null, ...quiet(), interrupt: new Interrupt(false) });
     const oc = r.results.protocols[0];
-    expect(oc.rows.map((x) => x.id)).toEqual(Array(3).fill('class 0 T-shirt/top'));
+    expect(oc.rows.map((x) => x.id)).toEqual(Array(2).fill('class 0 T-shirt/top'));
     expect(oc.incomplete).toMatch(/classes 1, 2, 3 not evaluated \(time budget of 1e-9 s reached\); re-run to continue/);
     expect(r.interrupted).toBe(false);
   });
@@ -117,5 +135,6 @@ describeWith(['fashion-mnist'])('mood demo, tiny configuration', () => {
     const b = await runDemo(parseDemoOptions({ ...TINY, outputDir: path.join(tmp, 'allid'), idClasses: '0-9', farOod: 'none', classes: '0' }), { data, pretrain: null, ...quiet(), interrupt: new Interrupt(false) });
     expect(b.results.protocols.map((p) => p.protocol)).toEqual(['one-class']);
     expect(b.results.notes!.join(' ')).toMatch(/Multi-class protocol skipped: no held-out classes/);
+    expect(b.results.notes!.join(' ')).toMatch(/One-class on held-out classes skipped: it needs at least 2 classes outside --id_classes \(got none\)/);
   });
 });

@@ -38,6 +38,8 @@ describeWith(['fashion-mnist'])('mood demo: kill -9 mid-epoch in MIM pre-trainin
     expect(mimLosses(kill1.out)).toEqual(refMim.slice(0, 1));
     expect(fs.readdirSync(path.join(b, 'checkpoints', 'mim'))).toEqual(['checkpoint-0.pth']);
     expect(fs.existsSync(path.join(b, 'checkpoints', 'init.pth'))).toBe(false);
+    // The random init MIM started from (the one-class table's baseline arm) is kept as it was.
+    const randomInit = fs.readFileSync(path.join(b, 'checkpoints', 'random-init.pth'));
 
     // Same command: MIM resumes at epoch 1; killed again in fine-tuning epoch 1.
     const kill2 = await runAndKill(CHILD, [b], 'ft:1:2');
@@ -45,7 +47,8 @@ describeWith(['fashion-mnist'])('mood demo: kill -9 mid-epoch in MIM pre-trainin
     const ft2 = ftSteps(kill2.out);
     expect(ft2).toEqual(refFt.slice(0, ft2.length));
     expect(ft2.at(-1)!.slice(0, 2)).toEqual([1, 2]);
-    expect(fs.readdirSync(path.join(b, 'checkpoints')).sort()).toEqual(['epoch-0.pth', 'init.pth']);
+    expect(fs.readdirSync(path.join(b, 'checkpoints')).sort()).toEqual(['epoch-0.pth', 'init.pth', 'random-init.pth']);
+    expect(fs.readFileSync(path.join(b, 'checkpoints', 'random-init.pth')).equals(randomInit)).toBe(true); // not re-written by the resumed MIM run
 
     // Same command: fine-tuning resumes at epoch 1 with the AdamW moments; evaluation completes.
     const last = await runChild(CHILD, [b]);

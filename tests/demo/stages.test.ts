@@ -10,6 +10,7 @@ import { parseDemoOptions } from '../../lib/demo/options';
 import { runDemo } from '../../lib/demo/run';
 import { Interrupt } from '../../lib/demo/stages';
 import { loadTrainModule } from '../../lib/demo/backend';
+import { loadTensors } from '../../lib/checkpoint';
 import { TINY, quiet } from './common';
 import { fakeDataModule, fakeTrainModule } from './fake-data';
 import { describeWith } from '../helpers/requirements';
@@ -73,9 +74,31 @@ describeWith(['fashion-mnist'])('mood demo with MIM pre-training', () => {
     expect(r.results.settings.pretrain_epochs).toBe(1);
     expect(r.results.notes!.join(' ')).toMatch(/MIM pre-training \(normalised-pixel targets, 1 epochs\)/);
     expect(q.logs.join('\n')).toMatch(/MIM epoch 1\/1: loss \d/);
+    // One-class without fine-tuning: the MIM backbone next to the random init it started from.
+    const pre = r.results.protocols[0];
+    expect(pre.variant).toBe('pretrained');
+    expect(pre.arms).toEqual(['MIM', 'random init']);
+    expect(pre.rows.map((x) => `${x.metric} ${x.arm}`)).toEqual(['mahalanobis MIM', 'knn MIM', 'mahalanobis random init', 'knn random init']);
+    expect(pre.data_seen!.pretraining).toMatch(/^MIM arm: MIM on the \d+ training images of classes 0-5, no labels \(1 epochs\); random init arm: none$/);
+    // Two different backbones (pre-training changed the weights), each arm's features from its own file.
+    expect(pre.rows[0].auroc).not.toBe(pre.rows[2].auroc);
+    const mim = await loadTensors(path.join(dir, 'checkpoints', 'init.pth'), { key: 'model' });
+    const rnd = await loadTensors(path.join(dir, 'checkpoints', 'random-init.pth'), { key: 'model' });
+    expect([...rnd.keys()]).toEqual([...mim.keys()]);
+    const w = 'blocks.0.attn.qkv.weight';
+    const [a, b] = [(await mim.get(w)!.data()) as Float32Array, (await rnd.get(w)!.data()) as Float32Array];
+    expect(a.length).toBe(b.length);
+    expect(a.some((v, i) => v !== b[i])).toBe(true);
+    for (const t of [...mim.values(), ...rnd.values()]) t.dispose();
+    const printed = q.logs.join('\n');
+    const line = printed.split('\n').find((l) => l.startsWith('class 0 T-shirt/top'))!;
+    const [mMim, mRnd, mDiff] = line.replace('class 0 T-shirt/top', '').trim().split(/\s+/).map(Number);
+    expect(mMim).toBeCloseTo(100 * pre.rows[0].auroc, 2);
+    expect(mRnd).toBeCloseTo(100 * pre.rows[2].auroc, 2);
+    expect(mDiff).toBeCloseTo(100 * (pre.rows[0].auroc - pre.rows[2].auroc), 2);
     const q2 = quiet();
     const again = await runDemo(opts, { data, ...q2, interrupt: new Interrupt(false) });
-    expect(q2.logs.join('\n')).not.toMatch(/MIM/);
+    expect(q2.logs.join('\n')).not.toMatch(/MIM epoch|MIM pre-training on/);
     expect(again.results.protocols).toEqual(r.results.protocols);
     // --no-pretrain is a different init: its own stage, from scratch.
     const scratch = await runDemo(parseDemoOptions({ ...TINY, outputDir: dir, pretrain: false, classes: '0' }), { data, ...quiet(), interrupt: new Interrupt(false) });
@@ -95,7 +118,7 @@ describeWith(['fashion-mnist'])('mood demo --checkpoint', () => {
     const r = await runDemo(parseDemoOptions({ ...rest, outputDir: path.join(tmp, 'ck'), checkpoint: ck, classes: '0' }), { data, pretrain: null, ...quiet(), interrupt: new Interrupt(false) });
     expect(r.results.settings.init).toBe('checkpoint');
     expect(r.results.notes!.join(' ')).toContain(`weights from ${ck}`);
-    expect(r.results.protocols[1].rows.length).toBe(3 * 3);
+    expect(r.results.protocols.find((p) => p.protocol === 'multi-class')!.rows.length).toBe(3 * 3);
     fs.writeFileSync(path.join(tmp, 'bad.pth'), 'not a checkpoint');
     await expect(runDemo(parseDemoOptions({ ...rest, outputDir: path.join(tmp, 'ck2'), checkpoint: path.join(tmp, 'bad.pth') }), { data, pretrain: null, ...quiet(), interrupt: new Interrupt(false) })).rejects.toThrow(/--checkpoint .*bad\.pth: /);
   });
@@ -133,6 +156,7 @@ describeWith(['fashion-mnist'])('mood demo fine-tuning with lib/train', () => {
     expect({ ...b[0], seconds: 0 }).toEqual({ ...a[0], seconds: 0 }); // epoch 0 ran in both
     expect(b[1].train_loss).toBe(a[1].train_loss);
     expect(b[1].test_loss).toBe(a[1].test_loss);
-    expect(second.results.protocols[0].rows[0].auroc).toBe(full.results.protocols[0].rows[0].auroc);
+    const mc = (r: typeof full) => r.results.protocols.find((p) => p.protocol === 'multi-class')!.rows[0].auroc; // from the fine-tuned weights
+    expect(mc(second)).toBe(mc(full));
   });
 });

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Bitmap, parseColor } from '../../lib/report/bitmap';
-import { encodePng, readResults, rocPoints, scoreHistogram, validateResults, writeReport } from '../../lib/report';
+import { encodePng, readResults, rocPoints, scoreHistogram, validateResults, writeReport, type ResultsFile } from '../../lib/report';
 import { REPO_ROOT, SYSTEM_PYTHON } from '../helpers/fixtures';
 import { gaussian, rng, sampleResults } from './sample';
 import { itWith } from '../helpers/requirements';
@@ -187,5 +187,63 @@ describe('ticks', () => {
     expect(t.map((v) => formatTick(v, t))).toEqual(['0.000', '0.025', '0.050', '0.075', '0.100']);
     const u = niceTicks(0, 1);
     expect(u.map((v) => formatTick(v, u))).toEqual(['0.0', '0.2', '0.4', '0.6', '0.8', '1.0']);
+  });
+});
+
+describe('protocols that say what each stage saw and compare backbones', () => {
+  /** The sample plus a one-class protocol with two arms (MIM, random init), a title and data_seen. */
+  function withArms(): ResultsFile {
+    const res = sampleResults();
+    const oc = res.protocols[0];
+    const rows = oc.rows.flatMap((r, i) => [
+      { ...r, arm: 'MIM' },
+      { ...r, arm: 'random init', auroc: r.auroc - 0.05 * (i + 1) },
+    ]);
+    res.protocols.unshift({
+      ...oc,
+      variant: 'pretrained',
+      title: 'One-class, no fine-tuning: MIM vs random init',
+      arms: ['MIM', 'random init'],
+      data_seen: { pretraining: 'MIM on images of classes 0-5, no labels', finetuning: 'none', detectors: "the ID class's training features", id: 'test images of the ID class', ood: 'each other class' },
+      rows,
+    });
+    return res;
+  }
+
+  it('validates arms and data_seen, naming the bad key', () => {
+    const good = withArms();
+    expect(() => validateResults(JSON.parse(JSON.stringify(good)))).not.toThrow();
+    const a = JSON.parse(JSON.stringify(good));
+    a.protocols[0].rows[1].arm = 'scratch';
+    expect(() => validateResults(a)).toThrow(/protocols\[0\]\.rows\[1\]\.arm must be one of the protocol's arms \(MIM, random init\) \(got "scratch"\)/);
+    const b = JSON.parse(JSON.stringify(good));
+    b.protocols[1].rows[0].arm = 'MIM';
+    expect(() => validateResults(b)).toThrow(/protocols\[1\]\.rows\[0\]\.arm must be absent \(the protocol has no arms\)/);
+    const c = JSON.parse(JSON.stringify(good));
+    delete c.protocols[0].data_seen.finetuning;
+    expect(() => validateResults(c)).toThrow(/protocols\[0\]\.data_seen\.finetuning must be a string/);
+  });
+
+  it('the page heads the table with its title and what each stage saw; arms side by side with their difference', () => {
+    const res = withArms();
+    const w = writeReport(res, path.join(tmp, 'arms'), { png: false });
+    const html = fs.readFileSync(w.html, 'utf8');
+    const p = res.protocols[0];
+    expect(html).toContain('<section class="protocol" data-protocol="one-class" data-variant="pretrained"><h2>One-class, no fine-tuning: MIM vs random init</h2>');
+    expect(html).toContain('<dl class="data-seen"><dt>pre-training</dt><dd>MIM on images of classes 0-5, no labels</dd><dt>fine-tuning</dt><dd>none</dd>');
+    expect(html).toContain('<th>mahalanobis MIM</th><th>mahalanobis random init</th><th class="diff">mahalanobis difference</th>');
+    // Each line: both arms and MIM - random init, from the rows (independent of the grid code).
+    for (let c = 0; c < 3; c++) {
+      const [m, r] = [p.rows[2 * c].auroc, p.rows[2 * c + 1].auroc];
+      const d = 100 * (m - r);
+      expect(html).toContain(`<td class="best">${(100 * m).toFixed(2)}</td><td>${(100 * r).toFixed(2)}</td><td class="diff">${d >= 0 ? '+' : ''}${d.toFixed(2)}</td>`);
+    }
+    const mean = (arm: string) => (100 * p.rows.filter((r) => r.arm === arm).reduce((s, r) => s + r.auroc, 0)) / 3;
+    const md = mean('MIM') - mean('random init');
+    expect(html).toContain(`<td>${mean('MIM').toFixed(2)}</td><td>${mean('random init').toFixed(2)}</td><td class="diff">+${md.toFixed(2)}</td></tr>`);
+    // One ROC chart per arm, named by the variant; the full table names each row's backbone.
+    expect(html).toMatch(/id="one-class-pretrained-roc-mahalanobis-mim"/);
+    expect(html).toMatch(/id="one-class-pretrained-roc-mahalanobis-random-init"/);
+    expect(html).toContain('<th class="label">backbone</th>');
   });
 });
