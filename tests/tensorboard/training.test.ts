@@ -37,6 +37,14 @@ function expectEpochMean(points: Scalar[], from: number, to: number, logged: num
   expect(Math.abs(mean - logged), what).toBeLessThanOrEqual(Math.max(...vs.map(Math.abs)) * 2 ** -24 + Number.EPSILON * Math.abs(logged));
 }
 
+/** Each epoch of log.txt: the mean of each named tag's points over that epoch's steps equals its train_<key>. */
+function expectEpochMeans(tags: Map<string, Scalar[]>, log: Record<string, number>[], perEpoch: number, keys: Record<string, string>): void {
+  for (const [e, l] of log.entries()) {
+    const [a, b] = [e * perEpoch, (e + 1) * perEpoch];
+    for (const [tag, key] of Object.entries(keys)) expectEpochMean(tags.get(tag)!, a, b, l[`train_${key}`], `epoch ${e} ${key}`);
+  }
+}
+
 describeWith(['fashion-mnist'])('TensorBoard event files of training runs', () => {
   it('mood finetune --log_dir: per micro-batch loss/opt scalars, per-epoch perf/test_*, equal to log.txt', async () => {
     const out = path.join(tmp, 'ft'), tb = path.join(tmp, 'ft-tb');
@@ -50,13 +58,8 @@ describeWith(['fashion-mnist'])('TensorBoard event files of training runs', () =
     // 6000 class-1 training images, batch 256, drop_last: 23 steps per epoch; the axis counts micro-batches.
     const perEpoch = Math.floor(6000 / 256);
     expect(tags.get('loss/loss')!.map((s) => s.step)).toEqual(Array.from({ length: 2 * perEpoch }, (_, i) => i));
+    expectEpochMeans(tags, log, perEpoch, { 'loss/loss': 'loss', 'opt/lr': 'lr', 'opt/min_lr': 'min_lr', 'opt/weight_decay': 'weight_decay', 'opt/grad_norm': 'grad_norm' });
     for (const [e, l] of log.entries()) {
-      const [a, b] = [e * perEpoch, (e + 1) * perEpoch];
-      expectEpochMean(tags.get('loss/loss')!, a, b, l.train_loss, `epoch ${e} loss`);
-      expectEpochMean(tags.get('opt/lr')!, a, b, l.train_lr, `epoch ${e} lr`);
-      expectEpochMean(tags.get('opt/min_lr')!, a, b, l.train_min_lr, `epoch ${e} min_lr`);
-      expectEpochMean(tags.get('opt/weight_decay')!, a, b, l.train_weight_decay, `epoch ${e} weight_decay`);
-      expectEpochMean(tags.get('opt/grad_norm')!, a, b, l.train_grad_norm, `epoch ${e} grad_norm`);
       for (const k of ['acc1', 'acc5', 'loss']) {
         const at = tags.get(`perf/test_${k}`)!.filter((s) => s.step === e);
         expect(at.map((s) => s.value), `epoch ${e} test_${k}`).toEqual([Math.fround(l[`test_${k}`])]);
@@ -76,11 +79,6 @@ describeWith(['fashion-mnist'])('TensorBoard event files of training runs', () =
     expect([...tags.keys()].sort()).toEqual(['loss/loss', 'opt/grad_norm', 'opt/lr', 'opt/min_lr', 'opt/weight_decay']);
     const perEpoch = Math.floor(6000 / 256);
     expect(tags.get('loss/loss')!.map((s) => s.step)).toEqual(Array.from({ length: 2 * perEpoch }, (_, i) => i));
-    for (const [e, l] of log.entries()) {
-      const [a, b] = [e * perEpoch, (e + 1) * perEpoch];
-      expectEpochMean(tags.get('loss/loss')!, a, b, l.train_loss, `epoch ${e} loss`);
-      expectEpochMean(tags.get('opt/lr')!, a, b, l.train_lr, `epoch ${e} lr`);
-      expectEpochMean(tags.get('opt/grad_norm')!, a, b, l.train_grad_norm, `epoch ${e} grad_norm`);
-    }
+    expectEpochMeans(tags, log, perEpoch, { 'loss/loss': 'loss', 'opt/lr': 'lr', 'opt/grad_norm': 'grad_norm' });
   }, 300_000);
 });
