@@ -30,11 +30,13 @@ export interface StartWeights {
 export async function buildModel(ctx: DemoContext): Promise<{ model: Beit; opts: Record<string, unknown> }> {
   const s = ctx.s;
   const numClasses = ctx.idClasses.length;
-  const opts = { ...(s.model === 'demo' ? ctx.demoOpts : {}), ...(s.modelOpts as object), num_classes: numClasses, device: s.device } as Record<string, unknown>;
+  // Seeded: the head (and, without MIM, the whole start backbone) is a function of --seed, so two runs
+  // with the same flags train the same weights.
+  const opts = { ...(s.model === 'demo' ? ctx.demoOpts : {}), ...(s.modelOpts as object), num_classes: numClasses, device: s.device, seed: s.seed } as Record<string, unknown>;
   if (!s.checkpoint) return { model: createModel(s.model === 'demo' ? (opts as never) : s.model, opts as never), opts };
   // The checkpoint implies the architecture; only the user's --model/--model_opts constrain it
   // (the demo's own default config would contradict e.g. an official BEiT-base file).
-  const ckOpts = { ...(s.modelOpts as object), num_classes: numClasses, device: s.device, ...(s.model !== 'demo' ? { config: s.model } : {}) };
+  const ckOpts = { ...(s.modelOpts as object), num_classes: numClasses, device: s.device, seed: s.seed, ...(s.model !== 'demo' ? { config: s.model } : {}) };
   try {
     return { model: await Beit.fromCheckpoint(s.checkpoint, ckOpts as never), opts };
   } catch (e) {
@@ -46,7 +48,7 @@ export async function startWeights(ctx: DemoContext, run: DemoRun, model: Beit, 
   const s = ctx.s;
   const pretrainMod = ctx.deps.pretrain === undefined ? (s.pretrain && !s.checkpoint ? await loadPretrainModule() : null) : ctx.deps.pretrain;
   const init: InitKind = s.checkpoint ? 'checkpoint' : s.pretrain && pretrainMod && s.pretrainEpochs > 0 ? 'mim' : 'scratch';
-  const key = hash({ v: 2, dataSet: s.dataSet, model: s.model, opts, checkpoint: s.checkpoint, init, seed: s.seed, trainPerClass: s.trainPerClass, id: ctx.idClasses, ...(init === 'mim' ? { pe: s.pretrainEpochs, plr: s.pretrainLr, bs: s.batchSize } : {}) });
+  const key = hash({ v: 3, dataSet: s.dataSet, model: s.model, opts, checkpoint: s.checkpoint, init, seed: s.seed, trainPerClass: s.trainPerClass, id: ctx.idClasses, ...(init === 'mim' ? { pe: s.pretrainEpochs, plr: s.pretrainLr, bs: s.batchSize } : {}) });
   const file = path.join(checkpointDir(s.outputDir), 'init.pth');
   const randomInit = init === 'mim' ? path.join(checkpointDir(s.outputDir), 'random-init.pth') : init === 'scratch' ? file : null;
   if (ctx.store.get('init', key) && fs.existsSync(file) && (!randomInit || fs.existsSync(randomInit))) {
@@ -73,13 +75,17 @@ async function mimInit(ctx: DemoContext, model: Beit, key: string, pretrainMod: 
   const s = ctx.s;
   // MIM checkpoints of other settings never resume: the folder belongs to one key.
   const mimDir = path.join(checkpointDir(s.outputDir), 'mim');
-  // The random init MIM starts from is kept (the one-class table's baseline arm): written before the
-  // marker, so a MIM run resumed after a kill keeps the init it really started from.
-  if (!ctx.store.get('mim-checkpoints', key) || !fs.existsSync(randomInit)) {
-    fs.rmSync(mimDir, { recursive: true, force: true });
-    await saveWeights(model, randomInit, 'random-init');
-    ctx.store.set('mim-checkpoints', key, { dir: mimDir });
-  }
+  // The random init MIM starts from (the MIM twin's seeded init, which lib/pretrain hands over before
+  // training) is kept as the one-class table's baseline arm: written before the marker, so a MIM run
+  // resumed after a kill keeps the init it really started from.
+  const fresh = !ctx.store.get('mim-checkpoints', key) || !fs.existsSync(randomInit);
+  if (fresh) fs.rmSync(mimDir, { recursive: true, force: true });
+  const onInit = fresh
+    ? async (m: Beit) => {
+        await saveWeights(m, randomInit, 'random-init');
+        ctx.store.set('mim-checkpoints', key, { dir: mimDir });
+      }
+    : undefined;
   ctx.log(`MIM pre-training on the ${ctx.trainId.length} ID training images, ${s.pretrainEpochs} epochs`);
   const loader = ctx.data.createLoader(ctx.trainId, { batchSize: s.batchSize, inputSize: model.options.img_size, shuffle: true, dropLast: ctx.trainId.length > s.batchSize, seed: s.seed, device: s.device });
   await pretrainMod.pretrain({
@@ -92,6 +98,7 @@ async function mimInit(ctx: DemoContext, model: Beit, key: string, pretrainMod: 
     outputDir: mimDir,
     checkInterrupt: (e) => ctx.interrupt.check(`MIM pre-training epoch ${e}`),
     onEpoch: (e, loss) => ctx.log(`MIM epoch ${e + 1}/${s.pretrainEpochs}: loss ${loss.toFixed(4)}`),
+    onInit,
   });
   return mimDir;
 }

@@ -7,7 +7,7 @@
 import type { Beit } from '../models/beit';
 import type { DataLoader } from '../data/types';
 import { MaskingGenerator } from './masking';
-import { MimModel } from './model';
+import { MimModel, type MimOptions } from './model';
 import { MimStep } from './step';
 import { Trainer } from '../train/trainer';
 
@@ -28,6 +28,11 @@ export interface PretrainBeitOptions {
   outputDir?: string;
   /** Called before every step; throwing stops pre-training there (Ctrl-C). */
   checkInterrupt?: (epoch: number) => void;
+  /**
+   * Called once before training (and before any resume) with `model` holding the twin's seeded
+   * initial backbone: the random init pre-training starts from, e.g. to save it as a baseline.
+   */
+  onInit?: (model: Beit) => Promise<void>;
 }
 
 /** Default masking for a grid: the reference's 75 / 16 at 14 x 14, else ~38% with blocks of >= 4. */
@@ -37,9 +42,10 @@ export function defaultMasking(grid: number): { numMaskPatches: number; minMaskP
   return { numMaskPatches: Math.max(1, Math.round((n * 75) / 196)), minMaskPatchesPerBlock: Math.min(4, (grid - 1) * (grid - 1)) };
 }
 
-export async function pretrain(o: PretrainBeitOptions): Promise<void> {
-  const b = o.model.options;
-  const mim = new MimModel({
+/** The MIM twin of `model`: its geometry, normalised-pixel targets, its own seeded initialisation. */
+export function mimTwinOptions(model: Beit, seed: number): MimOptions {
+  const b = model.options;
+  return {
     img_size: b.img_size,
     patch_size: b.patch_size,
     in_chans: b.in_chans,
@@ -54,10 +60,18 @@ export async function pretrain(o: PretrainBeitOptions): Promise<void> {
     use_shared_rel_pos_bias: b.use_shared_rel_pos_bias,
     layer_norm_eps: b.layer_norm_eps,
     target: 'pixels',
-    device: o.model.device === 'meta' ? 'cpu' : o.model.device,
-    seed: o.seed ?? 0,
-  });
+    device: model.device === 'meta' ? 'cpu' : model.device,
+    seed,
+  };
+}
+
+export async function pretrain(o: PretrainBeitOptions): Promise<void> {
+  const mim = new MimModel(mimTwinOptions(o.model, o.seed ?? 0));
   try {
+    if (o.onInit) {
+      await copyBackbone(mim, o.model);
+      await o.onInit(o.model);
+    }
     const grid = mim.grid;
     const d = defaultMasking(grid);
     const masking = new MaskingGenerator({
@@ -88,14 +102,19 @@ export async function pretrain(o: PretrainBeitOptions): Promise<void> {
       sinks: o.onEpoch ? [{ epoch: (l) => o.onEpoch!(l.epoch, l.train_loss) }] : [],
     });
     await trainer.fit();
-    const want = new Set(o.model.stateSpec().map((e) => e[0]).filter((k) => !k.endsWith('relative_position_index')));
-    const sd = mim.stateDict();
-    try {
-      await o.model.loadStateDict(new Map([...sd].filter(([k]) => want.has(k))), { strict: false });
-    } finally {
-      for (const t of sd.values()) t.dispose();
-    }
+    await copyBackbone(mim, o.model);
   } finally {
     mim.dispose();
+  }
+}
+
+/** The twin's weights under the BEiT's names into `model` (the buffers it derives itself excepted). */
+async function copyBackbone(mim: MimModel, model: Beit): Promise<void> {
+  const want = new Set(model.stateSpec().map((e) => e[0]).filter((k) => !k.endsWith('relative_position_index')));
+  const sd = mim.stateDict();
+  try {
+    await model.loadStateDict(new Map([...sd].filter(([k]) => want.has(k))), { strict: false });
+  } finally {
+    for (const t of sd.values()) t.dispose();
   }
 }

@@ -19,7 +19,9 @@ export class Bitmap {
   readonly data: Uint8Array;
   constructor(readonly width: number, readonly height: number, background: Rgb = [255, 255, 255]) {
     this.data = new Uint8Array(width * height * 3);
-    for (let i = 0; i < width * height; i++) this.data.set(background, i * 3);
+    // One pixel, then doubling copies: a per-pixel set() took ~15 ms a plot (80 plots in the demo).
+    this.data.set(background, 0);
+    for (let n = 3; n < this.data.length; n *= 2) this.data.copyWithin(n, 0, Math.min(n, this.data.length - n));
   }
 
   /** Blends `c` over pixel (x, y) with opacity `a` (1 = replace); off-bitmap pixels are ignored. */

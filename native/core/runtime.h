@@ -46,6 +46,12 @@ class BlasSingleThreadScope {
 // every step; under glibc's defaults each came from a fresh mmap and was returned on free, so every
 // step paid ~100k page faults that the kernel zero-filled: ~0.3 s of system time per step on one
 // thread (train step 2.0 -> 1.7 s CPU, measured). RSS stays at the run's peak instead of breathing.
+// Also a top pad of one heap (64 MiB): threads other than the main one allocate from glibc's
+// per-thread arenas, made of 64 MiB heaps, and a heap whose memory is all free is unmapped whatever
+// the trim threshold, unless the top pad says to keep that much. A step's activations span a heap or
+// two, so without the pad every step unmapped them and page-faulted them back (mood demo: 2.2 M page
+// faults and ~9 s of system time per run; demo MIM step 105 -> 100 ms). The pad is address space,
+// not memory: heap pages are only backed when touched.
 // Not applied when GLIBC_TUNABLES sets malloc tunables (the process owner decides) or off glibc.
 bool apply_malloc_policy();
 bool malloc_policy_applied();

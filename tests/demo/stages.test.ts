@@ -12,6 +12,10 @@ import { Interrupt } from '../../lib/demo/stages';
 import { loadTrainModule } from '../../lib/demo/backend';
 import { loadTensors } from '../../lib/checkpoint';
 import { TINY, quiet } from './common';
+import { createModel } from '../../lib/models/beit';
+import { DEMO_MODEL_OPTS } from '../../lib/demo/options';
+import { MimModel } from '../../lib/pretrain/model';
+import { mimTwinOptions } from '../../lib/pretrain/beit-init';
 import { fakeDataModule, fakeTrainModule } from './fake-data';
 import { describeWith } from '../helpers/requirements';
 
@@ -104,6 +108,36 @@ describeWith(['fashion-mnist'])('mood demo with MIM pre-training', () => {
     const scratch = await runDemo(parseDemoOptions({ ...TINY, outputDir: dir, pretrain: false, classes: '0' }), { data, ...quiet(), interrupt: new Interrupt(false) });
     expect(scratch.results.settings.init).toBe('scratch');
     expect(scratch.results.notes!.join(' ')).toMatch(/from scratch \(--no-pretrain\)/);
+  });
+});
+
+describeWith(['fashion-mnist'])('mood demo is a function of its flags', () => {
+  it('two runs with the same flags write the same weights and results; random-init.pth is the init MIM started from', async () => {
+    const data = fakeDataModule({ train: 300, test: 150 });
+    const opts = (d: string) => parseDemoOptions({ ...TINY, outputDir: path.join(tmp, d), pretrainEpochs: 1, epochs: 1, classes: '0' });
+    const a = await runDemo(opts('same-a'), { data, ...quiet(), interrupt: new Interrupt(false) });
+    const b = await runDemo(opts('same-b'), { data, ...quiet(), interrupt: new Interrupt(false) });
+    expect(b.results.protocols).toEqual(a.results.protocols);
+    const curve = (r: typeof a) => r.results.training!.epochs.map(({ seconds: _s, ...rest }) => rest);
+    expect(curve(b)).toEqual(curve(a));
+    const weights = async (d: string, f: string) => loadTensors(path.join(tmp, d, 'checkpoints', f), { key: 'model' });
+    for (const f of ['random-init.pth', 'init.pth', 'epoch-0.pth']) {
+      const [x, y] = [await weights('same-a', f), await weights('same-b', f)];
+      expect([...y.keys()], f).toEqual([...x.keys()]);
+      for (const [k, t] of x) expect(Buffer.from(((await y.get(k)!.data()) as Float32Array).buffer).equals(Buffer.from(((await t.data()) as Float32Array).buffer)), `${f} ${k}`).toBe(true);
+      for (const t of [...x.values(), ...y.values()]) t.dispose();
+    }
+    // The baseline arm is MIM's own starting point: the twin's seeded init, key by key.
+    const model = createModel({ ...DEMO_MODEL_OPTS, ...JSON.parse(TINY.modelOpts as string), num_classes: 6 });
+    const twin = new MimModel(mimTwinOptions(model, opts('same-a').seed));
+    const rnd = await weights('same-a', 'random-init.pth');
+    const sd = twin.stateDict();
+    const shared = [...sd.keys()].filter((k) => rnd.has(k) && !k.endsWith('relative_position_index'));
+    expect(shared).toContain('blocks.0.attn.qkv.weight');
+    for (const k of shared) expect(Array.from((await rnd.get(k)!.data()) as Float32Array), k).toEqual(Array.from((await sd.get(k)!.data()) as Float32Array));
+    for (const t of [...rnd.values(), ...sd.values()]) t.dispose();
+    twin.dispose();
+    model.dispose();
   });
 });
 
