@@ -30,6 +30,7 @@ export function registerDemo(program: Command): void {
     .option('--weight-decay <x>', 'AdamW weight decay (default 0.05)')
     .option('--train-per-class <n>', 'training images per class (default 2000; 0 = all)')
     .option('--test-per-class <n>', 'test images per class (default 0 = all)')
+    .option('--curve-per-class <n>', 'learning curve: ID test images per class evaluated after each fine-tuning epoch but the last, which evaluates them all (default 200; 0 = all every epoch)')
     .option('--metrics <list>', 'OOD metrics (default mahalanobis,knn,msp,energy; any of mood ood-score --metric)')
     .option('--classes <list>', "one-class protocol: ID classes to evaluate in turn (default all)")
     .option('--time-budget <s>', 'seconds for the one-class loop; classes not reached are reported and done by the next run (default 240; 0 = no limit)')

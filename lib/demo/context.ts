@@ -164,6 +164,7 @@ export async function prepare(s: DemoSettings, deps: DemoDeps): Promise<DemoCont
     lr: s.lr,
     weight_decay: s.weightDecay,
     train_per_class: s.trainPerClass,
+    curve_per_class: s.curvePerClass,
     test_per_class: s.testPerClass,
     metrics: s.metrics.join(','),
     one_class_classes: rangeText(oneClassList),

@@ -66,10 +66,11 @@ function finishedEpochs(ctx: FinetuneContext): EpochRecord[] {
 
 /**
  * Trains `model` for settings.epochs on `trainSet` (targets already mapped to 0..K-1), evaluating on
- * `testSet` after each epoch, appending each epoch's record to `records` as it finishes (so the
- * caller has the curve so far when Ctrl-C ends the stage with an InterruptedError).
+ * `testSet` after the last epoch and on `curveSet` (a sample of it, when given) after the others,
+ * appending each epoch's record to `records` as it finishes (so the caller has the curve so far when
+ * Ctrl-C ends the stage with an InterruptedError).
  */
-export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: ImageDataset, testSet: ImageDataset, records: EpochRecord[] = []): Promise<EpochRecord[]> {
+export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: ImageDataset, testSet: ImageDataset, records: EpochRecord[] = [], curveSet?: ImageDataset): Promise<EpochRecord[]> {
   const s = ctx.settings;
   records.push(...finishedEpochs(ctx));
   const start = records.length;
@@ -83,6 +84,8 @@ export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: Imag
   const inputSize = model.options.img_size;
   const loader = ctx.data.createLoader(trainSet, { batchSize: s.batchSize, inputSize, shuffle: true, dropLast: trainSet.length > s.batchSize, seed: s.seed, device: s.device });
   const testLoader = ctx.data.createLoader(testSet, { batchSize: Math.max(s.batchSize, 256), inputSize, device: s.device });
+  const curveLoader = curveSet ? ctx.data.createLoader(curveSet, { batchSize: Math.max(s.batchSize, 256), inputSize, device: s.device }) : undefined;
+  const sampled = (e: number) => curveLoader !== undefined && e < s.epochs - 1;
   const steps = loader.numBatches;
   const warmupEpochs = s.epochs >= 4 ? 1 : 0;
   const step = await ctx.train.createStep(model, { lr: s.lr, weightDecay: s.weightDecay, layerDecay: 0.9, clipGrad: 3, smoothing: 0.1 });
@@ -92,6 +95,7 @@ export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: Imag
       step,
       train: loader,
       val: testLoader,
+      valSample: (e) => (sampled(e) ? curveLoader : undefined),
       epochs: s.epochs,
       lr: s.lr,
       minLr: s.lr / 100,
@@ -110,7 +114,7 @@ export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: Imag
       logTxt: false,
       label: (e) => `fine-tune epoch ${e + 1}/${s.epochs}`,
       checkInterrupt: (e) => ctx.interrupt.check(`fine-tuning epoch ${e}`),
-      sinks: [recordSink(ctx, records, (e) => trainer.lrSchedule[(e + 1) * trainer.stepsPerEpoch - 1])],
+      sinks: [recordSink(ctx, records, (e) => trainer.lrSchedule[(e + 1) * trainer.stepsPerEpoch - 1], (e) => (sampled(e) ? curveSet!.length : testSet.length))],
     });
     try {
       await trainer.fit();
@@ -124,7 +128,7 @@ export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: Imag
 }
 
 /** Each finished epoch: its curve record (marker + `records`) and a log line; the resume line. */
-function recordSink(ctx: FinetuneContext, records: EpochRecord[], lastLr: (epoch: number) => number): TrainingSink {
+function recordSink(ctx: FinetuneContext, records: EpochRecord[], lastLr: (epoch: number) => number, testImages: (epoch: number) => number): TrainingSink {
   const s = ctx.settings;
   return {
     resume(e) {
@@ -132,10 +136,11 @@ function recordSink(ctx: FinetuneContext, records: EpochRecord[], lastLr: (epoch
       ctx.log(`fine-tuning: epochs 0-${e.startEpoch - 1} done earlier, resuming at epoch ${e.startEpoch} (${how})`);
     },
     epoch(l) {
-      const rec: EpochRecord = { epoch: l.epoch, train_loss: l.train_loss, test_loss: l.test_loss!, test_acc1: l.test_acc1!, lr: lastLr(l.epoch), seconds: l.seconds };
+      const n = testImages(l.epoch);
+      const rec: EpochRecord = { epoch: l.epoch, train_loss: l.train_loss, test_loss: l.test_loss!, test_acc1: l.test_acc1!, test_images: n, lr: lastLr(l.epoch), seconds: l.seconds };
       ctx.store.set(`finetune-epoch-${l.epoch}`, ctx.key, rec);
       records.push(rec);
-      ctx.log(`epoch ${l.epoch + 1}/${s.epochs}: train loss ${rec.train_loss.toFixed(4)}  test loss ${rec.test_loss!.toFixed(4)}  acc@1 ${rec.test_acc1!.toFixed(2)}%  (${rec.seconds!.toFixed(0)} s)`);
+      ctx.log(`epoch ${l.epoch + 1}/${s.epochs}: train loss ${rec.train_loss.toFixed(4)}  test loss ${rec.test_loss!.toFixed(4)}  acc@1 ${rec.test_acc1!.toFixed(2)}% on ${n} test images  (${rec.seconds!.toFixed(0)} s)`);
     },
   };
 }

@@ -47,6 +47,7 @@ export interface DemoCliOptions {
   weightDecay?: string | number;
   trainPerClass?: string | number;
   testPerClass?: string | number;
+  curvePerClass?: string | number;
   metrics?: string;
   classes?: string;
   timeBudget?: string | number;
@@ -85,6 +86,12 @@ export interface DemoSettings {
   trainPerClass: number;
   /** Test images per class (0 = all). */
   testPerClass: number;
+  /**
+   * ID test images per class evaluated after each fine-tuning epoch but the last (a seeded sample:
+   * the learning curve); the last epoch evaluates the whole ID test split. 0: all, every epoch.
+   * Evaluation never changes the weights, so this moves no result but the curve's earlier points.
+   */
+  curvePerClass: number;
   metrics: string[];
   /** One-class protocol: the ID classes to evaluate in turn (null: all). */
   oneClassClasses: number[] | null;
@@ -163,6 +170,7 @@ export function parseDemoOptions(o: DemoCliOptions): DemoSettings {
     weightDecay: numFlag('--weight_decay', o.weightDecay, { min: 0, max: 10 }) ?? 0.05,
     trainPerClass: intFlag('--train_per_class', o.trainPerClass, { min: 0 }) ?? 2000,
     testPerClass: intFlag('--test_per_class', o.testPerClass, { min: 0 }) ?? 0,
+    curvePerClass: intFlag('--curve_per_class', o.curvePerClass, { min: 0 }) ?? 200,
     metrics,
     oneClassClasses: o.classes === undefined || o.classes === 'all' ? null : parseClassList(o.classes, 'classes'),
     timeBudget: numFlag('--time_budget', o.timeBudget, { min: 0, max: 1e9 }) ?? 240,

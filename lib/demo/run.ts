@@ -10,7 +10,7 @@ import type { Beit } from '../models/beit';
 import { RESULTS_SCHEMA, type ProtocolResult, type ResultsFile } from '../report/schema';
 import { writeReport } from '../report';
 import { loadTrainModule } from './backend';
-import { hash, prepare, type DemoContext, type DemoDeps, type DemoRun } from './context';
+import { hash, perClassSample, prepare, type DemoContext, type DemoDeps, type DemoRun } from './context';
 import { extractFeatures } from './features';
 import { multiClassStage } from './evaluate';
 import { heldOutOneClassStage, oneClassMetrics, pretrainedOneClassStage } from './one-class';
@@ -68,7 +68,11 @@ async function fineTune(ctx: DemoContext, run: DemoRun, model: Beit, start: Star
   const key = hash({ initKey: start.key, epochs: s.epochs, bs: s.batchSize, lr: s.lr, wd: s.weightDecay, id: ctx.idClasses });
   if (s.epochs === 0) return { key, weights: start.file };
   const train = ctx.deps.train ?? (await loadTrainModule());
-  await finetune({ settings: s, store: ctx.store, key, interrupt: ctx.interrupt, data: ctx.data, train, log: ctx.log }, model, ctx.trainId, ctx.testId, run.records);
+  // The learning curve's earlier points on a seeded per-class sample of the ID test split; the last
+  // epoch on all of it (the accuracy results.json reports). Evaluation leaves the weights alone.
+  const curveIdx = s.curvePerClass > 0 ? perClassSample(ctx.testId.targets, s.curvePerClass, s.seed + 2) : null;
+  const curve = curveIdx && curveIdx.length < ctx.testId.length ? ctx.testId.subset(curveIdx) : undefined;
+  await finetune({ settings: s, store: ctx.store, key, interrupt: ctx.interrupt, data: ctx.data, train, log: ctx.log }, model, ctx.trainId, ctx.testId, run.records, curve);
   return { key, weights: epochCheckpoint(s.outputDir, s.epochs - 1) };
 }
 

@@ -88,11 +88,11 @@ export function reportHtml(res: ResultsFile, fig: ReportFigures): string {
     const rows = ep.map(
       (e) =>
         `<tr><td>${e.epoch}</td><td>${e.train_loss.toFixed(4)}</td><td>${e.test_loss == null ? '-' : e.test_loss.toFixed(4)}</td>` +
-        `<td>${e.test_acc1 == null ? '-' : e.test_acc1.toFixed(2)}</td><td>${e.lr == null ? '-' : e.lr.toExponential(2)}</td><td>${e.seconds == null ? '-' : e.seconds.toFixed(1)}</td></tr>`,
+        `<td>${e.test_acc1 == null ? '-' : e.test_acc1.toFixed(2)}</td><td>${e.test_images == null ? '-' : e.test_images}</td><td>${e.lr == null ? '-' : e.lr.toExponential(2)}</td><td>${e.seconds == null ? '-' : e.seconds.toFixed(1)}</td></tr>`,
     );
     parts.push(
       `<section class="training"><h2>Training</h2><div class="plots">${fig.training.map(chartSvg).join('\n')}</div>` +
-        `<table id="training"><tr><th>epoch</th><th>train loss</th><th>test loss</th><th>acc@1 (%)</th><th>lr</th><th>seconds</th></tr>${rows.join('')}</table></section>`,
+        `<table id="training"><tr><th>epoch</th><th>train loss</th><th>test loss</th><th>acc@1 (%)</th><th>test images</th><th>lr</th><th>seconds</th></tr>${rows.join('')}</table></section>`,
     );
   }
   const settings = Object.entries(res.settings).map(([k, v]) => `<tr><td class="label">${esc(k)}</td><td class="label">${esc(v === null ? 'null' : String(v))}</td></tr>`);

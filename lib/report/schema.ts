@@ -25,6 +25,8 @@ export interface EpochRecord {
   test_loss?: number | null;
   /** Top-1 accuracy on the ID test set, in %. */
   test_acc1?: number | null;
+  /** Test images behind test_loss/test_acc1 (fewer than the split: a seeded sample, for the curve). */
+  test_images?: number | null;
   lr?: number | null;
   seconds?: number | null;
 }
@@ -189,7 +191,7 @@ export function validateResults(v: unknown, file = 'results.json'): ResultsFile 
       const o = obj(e, w);
       num(o.epoch, `${w}.epoch`, 0);
       num(o.train_loss, `${w}.train_loss`);
-      for (const k of ['test_loss', 'test_acc1', 'lr', 'seconds']) optNum(o[k], `${w}.${k}`);
+      for (const k of ['test_loss', 'test_acc1', 'test_images', 'lr', 'seconds']) optNum(o[k], `${w}.${k}`);
     });
   }
   arr(r.protocols, 'protocols').forEach((p, pi) => {

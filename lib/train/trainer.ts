@@ -33,6 +33,12 @@ export interface TrainerOptions<M extends TrainableModel = Beit> {
   train: DataLoader;
   /** Evaluated after every epoch (acc@1, acc@5, loss) when given; the model must be a classifier. */
   val?: DataLoader;
+  /**
+   * A cheaper evaluation for some epochs (a sample of `val` for a learning curve): the loader to
+   * evaluate after `epoch` instead of `val`, or undefined for `val`. Its accuracy is logged but never
+   * counts as the best (max_accuracy, the 'best' checkpoint): only `val`'s results compare.
+   */
+  valSample?: (epoch: number) => DataLoader | undefined;
   epochs: number;
   /** Peak learning rate / weight decay of the schedules (default: the optimizer's). */
   lr?: number;
@@ -243,10 +249,13 @@ export class Trainer<M extends TrainableModel = Beit> extends EventEmitter<Train
         let improved = false;
         if (o.val) {
           o.checkInterrupt?.(epoch);
-          const s = await this.evaluate(o.val);
+          const sample = o.valSample?.(epoch);
+          const s = await this.evaluate(sample ?? o.val);
           Object.assign(log, { test_acc1: s.acc1, test_acc5: s.acc5, test_loss: s.loss });
-          improved = maxAccuracy === undefined || s.acc1 > maxAccuracy;
-          if (improved) maxAccuracy = s.acc1;
+          if (!sample) {
+            improved = maxAccuracy === undefined || s.acc1 > maxAccuracy;
+            if (improved) maxAccuracy = s.acc1;
+          }
         }
         Object.assign(log, { epoch, n_parameters: nParams });
         if (saving && freq > 0) {

@@ -10,7 +10,7 @@ import { parseDemoOptions } from '../../lib/demo/options';
 import { runDemo } from '../../lib/demo/run';
 import { Interrupt } from '../../lib/demo/stages';
 import { loadTrainModule } from '../../lib/demo/backend';
-import { loadTensors } from '../../lib/checkpoint';
+import { loadTensors, readCheckpoint, PyDict } from '../../lib/checkpoint';
 import { TINY, quiet } from './common';
 import { createModel } from '../../lib/models/beit';
 import { DEMO_MODEL_OPTS } from '../../lib/demo/options';
@@ -138,6 +138,35 @@ describeWith(['fashion-mnist'])('mood demo is a function of its flags', () => {
     for (const t of [...rnd.values(), ...sd.values()]) t.dispose();
     twin.dispose();
     model.dispose();
+  });
+});
+
+describeWith(['fashion-mnist'])('mood demo learning curve on a test sample', () => {
+  it('--curve_per_class evaluates a seeded sample before the last epoch and changes no weight or result', async () => {
+    const data = fakeDataModule({ train: 400, test: 300 });
+    const run = (d: string, curvePerClass: number) =>
+      runDemo(parseDemoOptions({ ...TINY, outputDir: path.join(tmp, d), epochs: 3, classes: '0', curvePerClass }), { data, pretrain: null, ...quiet(), interrupt: new Interrupt(false) });
+    const all = await run('curve-all', 0);
+    const sample = await run('curve-sample', 5);
+    const testIds = all.results.training!.epochs[2].test_images;
+    expect(all.results.training!.epochs.map((e) => e.test_images)).toEqual([testIds, testIds, testIds]);
+    // 5 per ID class (classes 0-5 all present in the first 300 test images), then the whole ID split.
+    expect(sample.results.training!.epochs.map((e) => e.test_images)).toEqual([30, 30, testIds]);
+    expect(testIds).toBeGreaterThan(30);
+    const last = (r: typeof all) => r.results.training!.epochs[2];
+    expect([last(sample).test_acc1, last(sample).test_loss]).toEqual([last(all).test_acc1, last(all).test_loss]);
+    expect(sample.results.training!.epochs.map((e) => e.train_loss)).toEqual(all.results.training!.epochs.map((e) => e.train_loss));
+    expect(sample.results.protocols).toEqual(all.results.protocols);
+    for (const f of ['epoch-0.pth', 'epoch-2.pth']) {
+      const [x, y] = [await loadTensors(path.join(tmp, 'curve-all', 'checkpoints', f), { key: 'model' }), await loadTensors(path.join(tmp, 'curve-sample', 'checkpoints', f), { key: 'model' })];
+      for (const [k, t] of x) expect(Buffer.from(((await y.get(k)!.data()) as Float32Array).buffer).equals(Buffer.from(((await t.data()) as Float32Array).buffer)), `${f} ${k}`).toBe(true);
+      for (const t of [...x.values(), ...y.values()]) t.dispose();
+    }
+    // A sampled accuracy never counts as the best: only full evaluations set max_accuracy.
+    const args = async (d: string, f: string) => ((await readCheckpoint(path.join(tmp, d, 'checkpoints', f))).root as PyDict).get('args') as PyDict;
+    expect((await args('curve-sample', 'epoch-0.pth')).has('max_accuracy')).toBe(false);
+    expect((await args('curve-all', 'epoch-0.pth')).get('max_accuracy')).toEqual(all.results.training!.epochs[0].test_acc1);
+    expect((await args('curve-sample', 'epoch-2.pth')).get('max_accuracy')).toEqual(last(sample).test_acc1);
   });
 });
 
