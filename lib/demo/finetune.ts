@@ -83,8 +83,9 @@ export async function finetune(ctx: FinetuneContext, model: Beit, trainSet: Imag
   }
   const inputSize = model.options.img_size;
   const loader = ctx.data.createLoader(trainSet, { batchSize: s.batchSize, inputSize, shuffle: true, dropLast: trainSet.length > s.batchSize, seed: s.seed, device: s.device });
-  const testLoader = ctx.data.createLoader(testSet, { batchSize: Math.max(s.batchSize, 256), inputSize, device: s.device });
-  const curveLoader = curveSet ? ctx.data.createLoader(curveSet, { batchSize: Math.max(s.batchSize, 256), inputSize, device: s.device }) : undefined;
+  const evalOpts = { batchSize: Math.max(s.batchSize, 256), inputSize, device: s.device };
+  const testLoader = ctx.data.createLoader(testSet, evalOpts);
+  const curveLoader = curveSet ? ctx.data.createLoader(curveSet, evalOpts) : undefined;
   const sampled = (e: number) => curveLoader !== undefined && e < s.epochs - 1;
   const steps = loader.numBatches;
   const warmupEpochs = s.epochs >= 4 ? 1 : 0;

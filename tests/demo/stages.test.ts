@@ -111,6 +111,22 @@ describeWith(['fashion-mnist'])('mood demo with MIM pre-training', () => {
   });
 });
 
+/** The 'model' weights of a demo run's checkpoint (under tmp/<dir>/checkpoints). */
+const weights = (dir: string, file: string) => loadTensors(path.join(tmp, dir, 'checkpoints', file), { key: 'model' });
+
+/** The same keys and bit-identical values in each of `files` of two demo runs. */
+async function expectSameWeights(dirA: string, dirB: string, files: string[]): Promise<void> {
+  for (const f of files) {
+    const [x, y] = [await weights(dirA, f), await weights(dirB, f)];
+    try {
+      expect([...y.keys()], f).toEqual([...x.keys()]);
+      for (const [k, t] of x) expect(Buffer.from(((await y.get(k)!.data()) as Float32Array).buffer).equals(Buffer.from(((await t.data()) as Float32Array).buffer)), `${f} ${k}`).toBe(true);
+    } finally {
+      for (const t of [...x.values(), ...y.values()]) t.dispose();
+    }
+  }
+}
+
 describeWith(['fashion-mnist'])('mood demo is a function of its flags', () => {
   it('two runs with the same flags write the same weights and results; random-init.pth is the init MIM started from', async () => {
     const data = fakeDataModule({ train: 300, test: 150 });
@@ -120,13 +136,7 @@ describeWith(['fashion-mnist'])('mood demo is a function of its flags', () => {
     expect(b.results.protocols).toEqual(a.results.protocols);
     const curve = (r: typeof a) => r.results.training!.epochs.map(({ seconds: _s, ...rest }) => rest);
     expect(curve(b)).toEqual(curve(a));
-    const weights = async (d: string, f: string) => loadTensors(path.join(tmp, d, 'checkpoints', f), { key: 'model' });
-    for (const f of ['random-init.pth', 'init.pth', 'epoch-0.pth']) {
-      const [x, y] = [await weights('same-a', f), await weights('same-b', f)];
-      expect([...y.keys()], f).toEqual([...x.keys()]);
-      for (const [k, t] of x) expect(Buffer.from(((await y.get(k)!.data()) as Float32Array).buffer).equals(Buffer.from(((await t.data()) as Float32Array).buffer)), `${f} ${k}`).toBe(true);
-      for (const t of [...x.values(), ...y.values()]) t.dispose();
-    }
+    await expectSameWeights('same-a', 'same-b', ['random-init.pth', 'init.pth', 'epoch-0.pth']);
     // The baseline arm is MIM's own starting point: the twin's seeded init, key by key.
     const model = createModel({ ...DEMO_MODEL_OPTS, ...JSON.parse(TINY.modelOpts as string), num_classes: 6 });
     const twin = new MimModel(mimTwinOptions(model, opts('same-a').seed));
@@ -157,11 +167,7 @@ describeWith(['fashion-mnist'])('mood demo learning curve on a test sample', () 
     expect([last(sample).test_acc1, last(sample).test_loss]).toEqual([last(all).test_acc1, last(all).test_loss]);
     expect(sample.results.training!.epochs.map((e) => e.train_loss)).toEqual(all.results.training!.epochs.map((e) => e.train_loss));
     expect(sample.results.protocols).toEqual(all.results.protocols);
-    for (const f of ['epoch-0.pth', 'epoch-2.pth']) {
-      const [x, y] = [await loadTensors(path.join(tmp, 'curve-all', 'checkpoints', f), { key: 'model' }), await loadTensors(path.join(tmp, 'curve-sample', 'checkpoints', f), { key: 'model' })];
-      for (const [k, t] of x) expect(Buffer.from(((await y.get(k)!.data()) as Float32Array).buffer).equals(Buffer.from(((await t.data()) as Float32Array).buffer)), `${f} ${k}`).toBe(true);
-      for (const t of [...x.values(), ...y.values()]) t.dispose();
-    }
+    await expectSameWeights('curve-all', 'curve-sample', ['epoch-0.pth', 'epoch-2.pth']);
     // A sampled accuracy never counts as the best: only full evaluations set max_accuracy.
     const args = async (d: string, f: string) => ((await readCheckpoint(path.join(tmp, d, 'checkpoints', f))).root as PyDict).get('args') as PyDict;
     expect((await args('curve-sample', 'epoch-0.pth')).has('max_accuracy')).toBe(false);
